@@ -1,0 +1,44 @@
+// The layout of one chunk: named tensors packed into one flat buffer. A chunk
+// is the unit that moves between tiers, so its tensors are views at fixed
+// offsets, each aligned for vector loads, and the whole chunk is a multiple of
+// the page size.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dsinf::memory {
+
+inline constexpr size_t kTensorAlignment = 64;
+
+struct TensorSlot {
+  std::string name;            // e.g. "h.3.attn.c_attn.weight" (dsinf layout)
+  std::vector<int64_t> shape;  // row-major
+  size_t numel = 0;
+  size_t offset_elems = 0;     // from the start of the chunk, in elements
+};
+
+class ChunkLayout {
+ public:
+  explicit ChunkLayout(size_t elem_bytes) : elem_bytes_(elem_bytes) {}
+
+  // Appends a tensor and returns its index in tensors().
+  size_t add(std::string name, std::vector<int64_t> shape);
+
+  const std::vector<TensorSlot>& tensors() const { return tensors_; }
+  const TensorSlot* find(const std::string& name) const;
+  size_t elem_bytes() const { return elem_bytes_; }
+  // Elements covered by tensors and the padding between them.
+  size_t numel_padded() const { return numel_padded_; }
+  // Bytes a buffer for this chunk needs (page-aligned).
+  size_t bytes() const;
+
+ private:
+  size_t elem_bytes_;
+  size_t numel_padded_ = 0;
+  std::vector<TensorSlot> tensors_;
+};
+
+}  // namespace dsinf::memory

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dsinf needs, only those missing; runs without
+# a terminal (CI has no standard input). With --test also what the test suite
+# needs (PyTorch from Debian, the independent reference for the golden tests).
+set -euo pipefail
+
+packages=(cmake g++ make pkg-config libcaf-dev liburing-dev libtbb-dev libabsl-dev
+          libgtest-dev libgmock-dev nlohmann-json3-dev libopenblas-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(python3 python3-numpy python3-torch)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo -n)
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null

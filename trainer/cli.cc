@@ -1,0 +1,129 @@
+#include "trainer/cli.h"
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "trainer/config.h"
+#include "trainer/session.h"
+
+namespace dsinf::trainer {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitInternal = 1;
+constexpr int kExitBadInput = 2;
+constexpr int kExitInterrupted = 130;
+
+constexpr const char* kUsage = R"(usage: dsinf <command> [options]
+
+commands:
+  train  CONFIG [--json]                 train or fine-tune; resumes from the newest
+                                         checkpoint in train.output_dir
+  eval   CONFIG [--json]                 mean token cross-entropy on data.eval_path
+                                         (else data.path)
+  export CONFIG --out FILE [--json]      write the weights as fp32 safetensors with
+                                         Hugging Face GPT-2 names
+
+eval and export use the newest checkpoint in train.output_dir, else
+model.init_from, else the seeded initialisation.
+
+options:
+  --json       stdout carries JSON Lines only (progress objects, then a summary)
+  --help       this text
+  --version    the version
+
+exit status: 0 ok, 1 internal failure, 2 bad input (config, data, checkpoint),
+130 interrupted (a checkpoint was saved; run again to resume)
+)";
+
+int exit_code(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return kExitOk;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return kExitBadInput;
+    case absl::StatusCode::kCancelled:
+      return kExitInterrupted;
+    default:
+      return kExitInternal;
+  }
+}
+
+int usage_error(const std::string& message) {
+  std::cerr << "dsinf: " << message << "\n(see dsinf --help)\n";
+  return kExitBadInput;
+}
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return kExitBadInput;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (args[0] == "--version") {
+    std::cout << "dsinf " << DSINF_VERSION << "\n";
+    return kExitOk;
+  }
+  const std::string command = args[0];
+  if (command != "train" && command != "eval" && command != "export") {
+    return usage_error("unknown command '" + command + "'");
+  }
+  RunOptions options;
+  std::string config_path, out_path;
+  bool have_out = false;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--json") {
+      options.json = true;
+    } else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return kExitOk;
+    } else if (a == "--out" && command == "export") {
+      if (i + 1 >= args.size()) return usage_error("--out needs a file name");
+      out_path = args[++i];
+      have_out = true;
+    } else if (a.starts_with("--out=") && command == "export") {
+      out_path = a.substr(6);
+      have_out = true;
+    } else if (a.starts_with("-")) {
+      return usage_error("unknown option '" + a + "' for " + command);
+    } else if (config_path.empty()) {
+      config_path = a;
+    } else {
+      return usage_error("unexpected argument '" + a + "'");
+    }
+  }
+  if (config_path.empty()) return usage_error(command + " needs a CONFIG file");
+  if (command == "export" && !have_out) return usage_error("export needs --out FILE");
+
+  absl::StatusOr<LoadedConfig> loaded = load_config(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "dsinf: " << loaded.status().message() << "\n";
+    return exit_code(loaded.status());
+  }
+  for (const std::string& warning : loaded->warnings) std::cerr << "warning: " << warning << "\n";
+  absl::Status status;
+  if (command == "train") {
+    status = run_train(*loaded, options);
+  } else if (command == "eval") {
+    status = run_eval(*loaded, options);
+  } else {
+    status = run_export(*loaded, out_path, options);
+  }
+  if (!status.ok()) std::cerr << "dsinf: " << status.message() << "\n";
+  return exit_code(status);
+}
+
+}  // namespace dsinf::trainer

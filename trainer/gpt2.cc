@@ -1,0 +1,478 @@
+#include "trainer/gpt2.h"
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "memory/check.h"
+#include "trainer/rng.h"
+
+namespace dsinf::trainer {
+namespace {
+
+using kernels::Stream;
+
+// Tensor indices inside the chunks, in layout order.
+enum EmbedTensor : size_t { kWte = 0, kWpe = 1 };
+enum BlockTensor : size_t {
+  kLn1W = 0, kLn1B, kQkvW, kQkvB, kAttProjW, kAttProjB,
+  kLn2W, kLn2B, kFcW, kFcB, kFcProjW, kFcProjB, kNumBlockTensors
+};
+enum FinalTensor : size_t { kLnfW = 0, kLnfB = 1 };
+
+const char* const kBlockNames[kNumBlockTensors] = {
+    "ln_1.weight",      "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
+    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",      "ln_2.bias",
+    "mlp.c_fc.weight",  "mlp.c_fc.bias",    "mlp.c_proj.weight", "mlp.c_proj.bias"};
+
+// Matrix weights stored (out, in) here and (in, out) by Hugging Face's Conv1D.
+bool is_conv1d_weight(size_t t) {
+  return t == kQkvW || t == kAttProjW || t == kFcW || t == kFcProjW;
+}
+
+}  // namespace
+
+std::vector<memory::ChunkLayout> GPT2::make_layouts(const ModelConfig& c) {
+  const int64_t C = c.n_embd, V = c.vocab_size, T = c.n_positions;
+  std::vector<memory::ChunkLayout> layouts;
+  memory::ChunkLayout embed(sizeof(float));
+  embed.add("wte.weight", {V, C});
+  embed.add("wpe.weight", {T, C});
+  layouts.push_back(std::move(embed));
+  const std::vector<std::vector<int64_t>> block_shapes = {
+      {C}, {C}, {3 * C, C}, {3 * C}, {C, C}, {C}, {C}, {C}, {4 * C, C}, {4 * C}, {C, 4 * C}, {C}};
+  for (int l = 0; l < c.n_layer; ++l) {
+    memory::ChunkLayout block(sizeof(float));
+    for (size_t t = 0; t < kNumBlockTensors; ++t) {
+      block.add(absl::StrCat("h.", l, ".", kBlockNames[t]), block_shapes[t]);
+    }
+    layouts.push_back(std::move(block));
+  }
+  memory::ChunkLayout final_ln(sizeof(float));
+  final_ln.add("ln_f.weight", {C});
+  final_ln.add("ln_f.bias", {C});
+  layouts.push_back(std::move(final_ln));
+  return layouts;
+}
+
+namespace {
+
+}  // namespace
+
+struct GPT2::Activations {
+  // Forward, kept for backward. Per layer l:
+  std::vector<float*> ln1;       // (B,T,C)
+  std::vector<float*> ln1_mean;  // (B,T)
+  std::vector<float*> ln1_rstd;  // (B,T)
+  std::vector<float*> qkv;       // (B,T,3C)
+  std::vector<float*> atty;      // (B,T,C)
+  std::vector<float*> att;       // (B,NH,T,T)
+  std::vector<float*> residual2; // (B,T,C)
+  std::vector<float*> ln2;       // (B,T,C)
+  std::vector<float*> ln2_mean;  // (B,T)
+  std::vector<float*> ln2_rstd;  // (B,T)
+  std::vector<float*> fch;       // (B,T,4C)
+  std::vector<float*> fch_gelu;  // (B,T,4C)
+  std::vector<float*> residual3; // (B,T,C) the layer's output
+  float* encoded = nullptr;      // (B,T,C)
+  float* lnf = nullptr;          // (B,T,C)
+  float* lnf_mean = nullptr;     // (B,T)
+  float* lnf_rstd = nullptr;     // (B,T)
+  float* logits = nullptr;       // (B,T,V); reused for dlogits in backward
+  float* losses = nullptr;       // (B,T)
+  int32_t* inputs = nullptr;     // (B,T)
+  int32_t* targets = nullptr;    // (B,T)
+  float* scratch_btc = nullptr;  // (B,T,C) attention projection / fc projection outputs
+  // Backward scratch.
+  float* dresidual = nullptr;    // (B,T,C)
+  float* dbtc = nullptr;         // (B,T,C)
+  float* dbtc2 = nullptr;        // (B,T,C)
+  float* dqkv = nullptr;         // (B,T,3C)
+  float* dfch = nullptr;         // (B,T,4C)
+  float* dfch_gelu = nullptr;    // (B,T,4C)
+  std::vector<void*> owned;
+};
+
+namespace {
+
+// Every activation buffer, in allocation order, with its element count and size.
+struct ActivationPlan {
+  std::vector<size_t> bytes;
+};
+
+ActivationPlan plan_activations(const ModelConfig& c, int max_batch) {
+  const size_t B = max_batch, T = c.n_positions, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
+  const size_t BT = B * T, BTC = BT * C, f = sizeof(float);
+  ActivationPlan plan;
+  for (int l = 0; l < c.n_layer; ++l) {
+    for (size_t n : {BTC, BT, BT, 3 * BTC, BTC, B * NH * T * T, BTC, BTC, BT, BT, 4 * BTC,
+                     4 * BTC, BTC}) {
+      plan.bytes.push_back(n * f);
+    }
+  }
+  for (size_t n : {BTC, BTC, BT, BT, BT * V, BT}) plan.bytes.push_back(n * f);
+  plan.bytes.push_back(BT * sizeof(int32_t));
+  plan.bytes.push_back(BT * sizeof(int32_t));
+  for (size_t n : {BTC, BTC, BTC, BTC, 3 * BTC, 4 * BTC, 4 * BTC}) plan.bytes.push_back(n * f);
+  return plan;
+}
+
+}  // namespace
+
+GPT2::GPT2(kernels::Backend* backend, const ModelConfig& config, int max_batch)
+    : backend_(backend), config_(config), max_batch_(max_batch), layouts_(make_layouts(config)) {}
+
+GPT2::~GPT2() {
+  for (float* p : params_) backend_->release(p);
+  for (float* p : grads_) backend_->release(p);
+  if (acts_) {
+    for (void* p : acts_->owned) backend_->release(p);
+  }
+}
+
+size_t GPT2::device_bytes_needed(const ModelConfig& config, int max_batch) {
+  size_t total = 0;
+  for (const memory::ChunkLayout& layout : make_layouts(config)) total += 2 * layout.bytes();
+  for (size_t b : plan_activations(config, max_batch).bytes) {
+    total += memory::align_up(b, memory::kChunkAlignment);
+  }
+  return total;
+}
+
+absl::StatusOr<std::unique_ptr<GPT2>> GPT2::create(kernels::Backend* backend,
+                                                   const ModelConfig& config, int max_batch) {
+  DSINF_CHECK(max_batch >= 1);
+  std::unique_ptr<GPT2> model(new GPT2(backend, config, max_batch));
+  if (absl::Status s = model->allocate(); !s.ok()) return s;
+  return model;
+}
+
+absl::Status GPT2::allocate() {
+  for (const memory::ChunkLayout& layout : layouts_) {
+    absl::StatusOr<void*> p = backend_->allocate(layout.bytes());
+    if (!p.ok()) return p.status();
+    params_.push_back(static_cast<float*>(*p));
+    absl::StatusOr<void*> g = backend_->allocate(layout.bytes());
+    if (!g.ok()) return g.status();
+    grads_.push_back(static_cast<float*>(*g));
+  }
+  acts_ = std::make_unique<Activations>();
+  const ActivationPlan plan = plan_activations(config_, max_batch_);
+  size_t next = 0;
+  absl::Status status;
+  auto take = [&]() -> float* {
+    DSINF_CHECK(next < plan.bytes.size());
+    if (!status.ok()) return nullptr;
+    absl::StatusOr<void*> p = backend_->allocate(plan.bytes[next++]);
+    if (!p.ok()) {
+      status = p.status();
+      return nullptr;
+    }
+    acts_->owned.push_back(*p);
+    return static_cast<float*>(*p);
+  };
+  Activations& a = *acts_;
+  for (int l = 0; l < config_.n_layer; ++l) {
+    a.ln1.push_back(take());
+    a.ln1_mean.push_back(take());
+    a.ln1_rstd.push_back(take());
+    a.qkv.push_back(take());
+    a.atty.push_back(take());
+    a.att.push_back(take());
+    a.residual2.push_back(take());
+    a.ln2.push_back(take());
+    a.ln2_mean.push_back(take());
+    a.ln2_rstd.push_back(take());
+    a.fch.push_back(take());
+    a.fch_gelu.push_back(take());
+    a.residual3.push_back(take());
+  }
+  a.encoded = take();
+  a.lnf = take();
+  a.lnf_mean = take();
+  a.lnf_rstd = take();
+  a.logits = take();
+  a.losses = take();
+  a.inputs = reinterpret_cast<int32_t*>(take());
+  a.targets = reinterpret_cast<int32_t*>(take());
+  a.scratch_btc = take();
+  a.dresidual = take();
+  a.dbtc = take();
+  a.dbtc2 = take();
+  a.dqkv = take();
+  a.dfch = take();
+  a.dfch_gelu = take();
+  if (status.ok()) DSINF_CHECK(next == plan.bytes.size());
+  return status;
+}
+
+size_t GPT2::num_parameters() const {
+  size_t n = 0;
+  for (const memory::ChunkLayout& layout : layouts_) {
+    for (const memory::TensorSlot& t : layout.tensors()) n += t.numel;
+  }
+  return n;
+}
+
+absl::Status GPT2::init_random(uint64_t seed) {
+  Rng rng(seed);
+  const float residual_std = 0.02f / std::sqrt(2.0f * static_cast<float>(config_.n_layer));
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    std::vector<float> host(layouts_[c].numel_padded(), 0.0f);
+    const bool is_block = c >= 1 && c <= static_cast<size_t>(config_.n_layer);
+    for (size_t t = 0; t < layouts_[c].tensors().size(); ++t) {
+      const memory::TensorSlot& slot = layouts_[c].tensors()[t];
+      float* dst = host.data() + slot.offset_elems;
+      const bool is_matrix = slot.shape.size() == 2;
+      const bool is_ln_weight = (!is_block && c != 0 && t == kLnfW) ||
+                                (is_block && (t == kLn1W || t == kLn2W));
+      if (is_matrix) {
+        const float std_dev =
+            (is_block && (t == kAttProjW || t == kFcProjW)) ? residual_std : 0.02f;
+        for (size_t i = 0; i < slot.numel; ++i) dst[i] = static_cast<float>(rng.normal()) * std_dev;
+      } else {
+        std::fill(dst, dst + slot.numel, is_ln_weight ? 1.0f : 0.0f);
+      }
+    }
+    if (absl::Status s = backend_->copy_to_device(params_[c], host.data(),
+                                                  host.size() * sizeof(float), Stream::kUpload);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return backend_->synchronize(Stream::kUpload);
+}
+
+namespace {
+
+std::string hf_name(const std::string& name) { return "transformer." + name; }
+
+// Copies `src` laid out (rows, cols) into `dst` laid out (cols, rows).
+void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+  }
+}
+
+bool tensor_is_conv1d(size_t chunk, size_t tensor, int n_layer) {
+  return chunk >= 1 && chunk <= static_cast<size_t>(n_layer) && is_conv1d_weight(tensor);
+}
+
+}  // namespace
+
+absl::Status GPT2::load_hf(const SafetensorsFile& file) {
+  std::vector<std::string> expected;
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    std::vector<float> host(layouts_[c].numel_padded(), 0.0f);
+    for (size_t t = 0; t < layouts_[c].tensors().size(); ++t) {
+      const memory::TensorSlot& slot = layouts_[c].tensors()[t];
+      std::string name = hf_name(slot.name);
+      if (!file.entries().contains(name) && file.entries().contains(slot.name)) name = slot.name;
+      expected.push_back(name);
+      const bool conv1d = tensor_is_conv1d(c, t, config_.n_layer);
+      std::vector<int64_t> hf_shape = slot.shape;
+      if (conv1d) std::swap(hf_shape[0], hf_shape[1]);
+      if (!file.entries().contains(name)) {
+        return absl::InvalidArgumentError(absl::StrCat(file.path(), ": missing tensor '",
+                                                       hf_name(slot.name), "'"));
+      }
+      absl::StatusOr<std::vector<float>> values = file.read_f32(name, hf_shape);
+      if (!values.ok()) return values.status();
+      float* dst = host.data() + slot.offset_elems;
+      if (conv1d) {
+        transpose(dst, values->data(), hf_shape[0], hf_shape[1]);
+      } else {
+        std::copy(values->begin(), values->end(), dst);
+      }
+      if (c == 0 && t == kWte) {
+        for (const char* head : {"lm_head.weight", "transformer.lm_head.weight"}) {
+          if (!file.entries().contains(head)) continue;
+          expected.push_back(head);
+          absl::StatusOr<std::vector<float>> tied = file.read_f32(head, slot.shape);
+          if (!tied.ok()) return tied.status();
+          if (*tied != *values) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                file.path(), ": '", head, "' differs from the token embedding; dsinf's GPT-2 ties them"));
+          }
+        }
+      }
+    }
+    if (absl::Status s = backend_->copy_to_device(params_[c], host.data(),
+                                                  host.size() * sizeof(float), Stream::kUpload);
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (const auto& [name, entry] : file.entries()) {
+    const bool known = std::find(expected.begin(), expected.end(), name) != expected.end();
+    const bool buffer = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias");
+    if (!known && !buffer) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file.path(), ": tensor '", name, "' does not belong to a GPT-2 with n_layer ",
+          config_.n_layer, " (check model.n_layer against the file)"));
+    }
+  }
+  return backend_->synchronize(Stream::kUpload);
+}
+
+absl::StatusOr<std::vector<HostTensor>> GPT2::export_hf(bool gradients) {
+  std::vector<HostTensor> out;
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    std::vector<float> host(layouts_[c].numel_padded());
+    if (absl::Status s = backend_->copy_to_host(host.data(), gradients ? grads_[c] : params_[c],
+                                                host.size() * sizeof(float), Stream::kDownload);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+    for (size_t t = 0; t < layouts_[c].tensors().size(); ++t) {
+      const memory::TensorSlot& slot = layouts_[c].tensors()[t];
+      HostTensor tensor{hf_name(slot.name), slot.shape, std::vector<float>(slot.numel)};
+      const float* src = host.data() + slot.offset_elems;
+      if (tensor_is_conv1d(c, t, config_.n_layer)) {
+        std::swap(tensor.shape[0], tensor.shape[1]);
+        transpose(tensor.data.data(), src, slot.shape[0], slot.shape[1]);
+      } else {
+        std::copy(src, src + slot.numel, tensor.data.begin());
+      }
+      out.push_back(std::move(tensor));
+    }
+  }
+  return out;
+}
+
+void GPT2::block_forward(int l, const float* residual_in, int B) {
+  kernels::Backend& k = *backend_;
+  Activations& a = *acts_;
+  const int T = config_.n_positions, C = config_.n_embd, NH = config_.n_head, N = B * T;
+  const size_t c = 1 + l;
+  k.layernorm_forward(a.ln1[l], a.ln1_mean[l], a.ln1_rstd[l], residual_in, param(c, kLn1W),
+                      param(c, kLn1B), N, C);
+  k.matmul_forward(a.qkv[l], a.ln1[l], param(c, kQkvW), param(c, kQkvB), N, C, 3 * C);
+  k.attention_forward(a.atty[l], a.att[l], a.qkv[l], B, T, C, NH);
+  k.matmul_forward(a.scratch_btc, a.atty[l], param(c, kAttProjW), param(c, kAttProjB), N, C, C);
+  k.residual_forward(a.residual2[l], residual_in, a.scratch_btc, static_cast<size_t>(N) * C);
+  k.layernorm_forward(a.ln2[l], a.ln2_mean[l], a.ln2_rstd[l], a.residual2[l], param(c, kLn2W),
+                      param(c, kLn2B), N, C);
+  k.matmul_forward(a.fch[l], a.ln2[l], param(c, kFcW), param(c, kFcB), N, C, 4 * C);
+  k.gelu_forward(a.fch_gelu[l], a.fch[l], static_cast<size_t>(N) * 4 * C);
+  k.matmul_forward(a.scratch_btc, a.fch_gelu[l], param(c, kFcProjW), param(c, kFcProjB), N, 4 * C,
+                   C);
+  k.residual_forward(a.residual3[l], a.residual2[l], a.scratch_btc, static_cast<size_t>(N) * C);
+}
+
+absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* targets, int B) {
+  DSINF_CHECK(B >= 1 && B <= max_batch_);
+  kernels::Backend& k = *backend_;
+  Activations& a = *acts_;
+  const int T = config_.n_positions, C = config_.n_embd, V = config_.vocab_size, N = B * T;
+  const size_t BT = static_cast<size_t>(N);
+  for (size_t i = 0; i < BT; ++i) {
+    DSINF_CHECK(inputs[i] >= 0 && inputs[i] < V && targets[i] >= 0 && targets[i] < V);
+  }
+  if (absl::Status s = k.copy_to_device(a.inputs, inputs, BT * sizeof(int32_t), Stream::kUpload);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = k.copy_to_device(a.targets, targets, BT * sizeof(int32_t), Stream::kUpload);
+      !s.ok()) {
+    return s;
+  }
+  k.stream_wait(Stream::kCompute, k.record(Stream::kUpload));
+
+  k.encoder_forward(a.encoded, a.inputs, param(0, kWte), param(0, kWpe), B, T, C);
+  const float* residual = a.encoded;
+  for (int l = 0; l < config_.n_layer; ++l) {
+    block_forward(l, residual, B);
+    residual = a.residual3[l];
+  }
+  const size_t f = layouts_.size() - 1;
+  k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, param(f, kLnfW), param(f, kLnfB),
+                      N, C);
+  k.matmul_forward(a.logits, a.lnf, param(0, kWte), nullptr, N, C, V);
+  k.softmax_crossentropy(a.losses, nullptr, a.logits, a.targets, N, V, 0.0f);
+
+  std::vector<float> losses(BT);
+  k.stream_wait(Stream::kDownload, k.record(Stream::kCompute));
+  if (absl::Status s = k.copy_to_host(losses.data(), a.losses, BT * sizeof(float),
+                                      Stream::kDownload);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = k.synchronize(Stream::kDownload); !s.ok()) return s;
+  double sum = 0;
+  for (float x : losses) sum += x;
+  last_batch_ = B;
+  last_loss_sum_ = sum;
+  return static_cast<float>(sum / static_cast<double>(BT));
+}
+
+absl::Status GPT2::block_backward(int l, const float* residual_in, float* dresidual, int B) {
+  absl::Status status;
+  kernels::Backend& k = *backend_;
+  Activations& a = *acts_;
+  const int T = config_.n_positions, C = config_.n_embd, NH = config_.n_head, N = B * T;
+  const size_t c = 1 + l, BTC = static_cast<size_t>(N) * C, f = sizeof(float);
+  // dresidual holds d(residual3); the MLP branch, then LayerNorm 2, turn it into d(residual2).
+  status.Update(k.fill_zero(a.dfch_gelu, 4 * BTC * f, Stream::kCompute));
+  k.matmul_backward(a.dfch_gelu, grad(c, kFcProjW), grad(c, kFcProjB), dresidual, a.fch_gelu[l],
+                    param(c, kFcProjW), N, 4 * C, C);
+  status.Update(k.fill_zero(a.dfch, 4 * BTC * f, Stream::kCompute));
+  k.gelu_backward(a.dfch, a.fch[l], a.dfch_gelu, 4 * BTC);
+  status.Update(k.fill_zero(a.dbtc, BTC * f, Stream::kCompute));
+  k.matmul_backward(a.dbtc, grad(c, kFcW), grad(c, kFcB), a.dfch, a.ln2[l], param(c, kFcW), N, C,
+                    4 * C);
+  k.layernorm_backward(dresidual, grad(c, kLn2W), grad(c, kLn2B), a.dbtc, a.residual2[l],
+                       param(c, kLn2W), a.ln2_mean[l], a.ln2_rstd[l], N, C);
+  // The attention branch, then LayerNorm 1, turn d(residual2) into d(residual_in).
+  status.Update(k.fill_zero(a.dbtc2, BTC * f, Stream::kCompute));
+  k.matmul_backward(a.dbtc2, grad(c, kAttProjW), grad(c, kAttProjB), dresidual, a.atty[l],
+                    param(c, kAttProjW), N, C, C);
+  status.Update(k.fill_zero(a.dqkv, 3 * BTC * f, Stream::kCompute));
+  k.attention_backward(a.dqkv, a.dbtc2, a.qkv[l], a.att[l], B, T, C, NH);
+  status.Update(k.fill_zero(a.dbtc, BTC * f, Stream::kCompute));
+  k.matmul_backward(a.dbtc, grad(c, kQkvW), grad(c, kQkvB), a.dqkv, a.ln1[l], param(c, kQkvW), N,
+                    C, 3 * C);
+  k.layernorm_backward(dresidual, grad(c, kLn1W), grad(c, kLn1B), a.dbtc, residual_in,
+                       param(c, kLn1W), a.ln1_mean[l], a.ln1_rstd[l], N, C);
+  return status;
+}
+
+absl::Status GPT2::backward(float dloss) {
+  DSINF_CHECK_MSG(last_batch_ > 0, "backward() without a forward()");
+  absl::Status status;
+  kernels::Backend& k = *backend_;
+  Activations& a = *acts_;
+  const int B = last_batch_, T = config_.n_positions, C = config_.n_embd, V = config_.vocab_size;
+  const int N = B * T, L = config_.n_layer;
+  const size_t BTC = static_cast<size_t>(N) * C, f = sizeof(float);
+  const size_t fin = layouts_.size() - 1;
+  // The logits buffer becomes dlogits.
+  k.softmax_crossentropy(a.losses, a.logits, a.logits, a.targets, N, V, dloss);
+  status.Update(k.fill_zero(a.dbtc, BTC * f, Stream::kCompute));
+  k.matmul_backward(a.dbtc, grad(0, kWte), nullptr, a.logits, a.lnf, param(0, kWte), N, C, V);
+  const float* last = L > 0 ? a.residual3[L - 1] : a.encoded;
+  status.Update(k.fill_zero(a.dresidual, BTC * f, Stream::kCompute));
+  k.layernorm_backward(a.dresidual, grad(fin, kLnfW), grad(fin, kLnfB), a.dbtc, last,
+                       param(fin, kLnfW), a.lnf_mean, a.lnf_rstd, N, C);
+  for (int l = L - 1; l >= 0; --l) {
+    status.Update(block_backward(l, l > 0 ? a.residual3[l - 1] : a.encoded, a.dresidual, B));
+  }
+  k.encoder_backward(grad(0, kWte), grad(0, kWpe), a.dresidual, a.inputs, B, T, C);
+  last_batch_ = 0;  // the activations are spent (logits were overwritten)
+  return status;
+}
+
+absl::Status GPT2::zero_grad() {
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    if (absl::Status s = backend_->fill_zero(grads_[c], layouts_[c].bytes(), Stream::kCompute);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dsinf::trainer

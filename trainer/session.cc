@@ -1,0 +1,470 @@
+#include "trainer/session.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "kernels/backend.h"
+#include "nlohmann/json.hpp"
+#include "trainer/checkpoint.h"
+#include "trainer/data.h"
+#include "trainer/gpt2.h"
+#include "trainer/monitor.h"
+#include "trainer/optimizer.h"
+#include "trainer/safetensors.h"
+#include "trainer/scheduler.h"
+
+namespace dsinf::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_interrupt(int) { g_interrupted.store(true); }
+
+// Human lines go to stdout, or to stderr when stdout carries JSON.
+std::ostream& human(const RunOptions& options) { return options.json ? std::cerr : std::cout; }
+
+void emit_json(const json& object) { std::cout << object.dump() << std::endl; }
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%.0f %s", bytes, units[u])
+                : absl::StrFormat("%.1f %s", bytes, units[u]);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  if (s < 60) return absl::StrFormat("%ds", s);
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
+}
+
+// The backend, the model and where its weights came from: what every job starts with.
+struct Runtime {
+  std::unique_ptr<kernels::Backend> backend;
+  std::unique_ptr<GPT2> model;
+  std::unique_ptr<Optimizer> optimizer;  // train only
+  std::string weights_source;
+};
+
+absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) {
+  const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  size_t needed = GPT2::device_bytes_needed(config.model, micro_batch);
+  if (with_optimizer) needed += Optimizer::device_bytes_needed(GPT2::make_layouts(config.model));
+  const uint64_t budget = config.memory.device_budget_bytes;
+  if (budget != 0 && needed > budget) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.source_path, ": memory.device_budget_bytes: ", budget, " is below the ", needed,
+        " bytes this run needs with every tensor in device memory (raise it to at least ", needed,
+        ")"));
+  }
+  Runtime rt;
+  rt.backend = kernels::make_cpu_backend({.device_budget_bytes = budget});
+  absl::StatusOr<std::unique_ptr<GPT2>> model =
+      GPT2::create(rt.backend.get(), config.model, micro_batch);
+  if (!model.ok()) return model.status();
+  rt.model = *std::move(model);
+  if (with_optimizer) {
+    absl::StatusOr<std::unique_ptr<Optimizer>> optimizer =
+        Optimizer::create(rt.backend.get(), rt.model->layouts(), config.optimizer);
+    if (!optimizer.ok()) return optimizer.status();
+    rt.optimizer = *std::move(optimizer);
+  }
+  return rt;
+}
+
+// model.init_from into the model; errors name the key.
+absl::Status load_init_from(const Config& config, GPT2& model) {
+  absl::StatusOr<SafetensorsFile> file = SafetensorsFile::open(config.model.init_from);
+  absl::Status status = file.ok() ? model.load_hf(*file) : file.status();
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(config.source_path, ": model.init_from: ",
+                                                  status.message()));
+}
+
+// Loads the weights eval and export use: the newest checkpoint in output_dir,
+// else model.init_from, else the seeded initialisation.
+absl::Status load_inference_weights(const Config& config, Runtime& rt) {
+  absl::StatusOr<std::optional<std::string>> latest = find_latest_checkpoint(config.train.output_dir);
+  if (!latest.ok()) return latest.status();
+  if (latest->has_value()) {
+    absl::StatusOr<TrainState> state = load_checkpoint(**latest, *rt.model, nullptr);
+    if (!state.ok()) return state.status();
+    rt.weights_source = **latest;
+    return absl::OkStatus();
+  }
+  if (!config.model.init_from.empty()) {
+    rt.weights_source = config.model.init_from;
+    return load_init_from(config, *rt.model);
+  }
+  rt.weights_source = absl::StrCat("seeded initialisation (model.seed ", config.model.seed, ")");
+  return rt.model->init_random(config.model.seed);
+}
+
+struct EvalResult {
+  double loss = 0;
+  int64_t windows = 0;
+  int64_t tokens = 0;
+};
+
+// Mean token cross-entropy over every complete window, in order.
+absl::StatusOr<EvalResult> evaluate(GPT2& model, const std::vector<int32_t>& tokens, int max_batch) {
+  const int T = model.config().n_positions;
+  EvalResult result;
+  result.windows = num_windows(tokens.size(), T);
+  std::vector<int32_t> inputs(static_cast<size_t>(max_batch) * T), targets(inputs.size());
+  double sum = 0;
+  for (int64_t w = 0; w < result.windows; w += max_batch) {
+    const int B = static_cast<int>(std::min<int64_t>(max_batch, result.windows - w));
+    for (int b = 0; b < B; ++b) {
+      const size_t start = static_cast<size_t>(w + b) * T;
+      std::copy_n(tokens.begin() + start, T, inputs.begin() + static_cast<size_t>(b) * T);
+      std::copy_n(tokens.begin() + start + 1, T, targets.begin() + static_cast<size_t>(b) * T);
+    }
+    absl::StatusOr<float> loss = model.forward(inputs.data(), targets.data(), B);
+    if (!loss.ok()) return loss.status();
+    sum += model.last_loss_sum();
+  }
+  result.tokens = result.windows * T;
+  result.loss = result.tokens > 0 ? sum / static_cast<double>(result.tokens) : 0.0;
+  return result;
+}
+
+absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::string& path,
+                                               const std::string& key) {
+  absl::StatusOr<std::vector<int32_t>> tokens = load_tokens(path, config.model.vocab_size, key);
+  if (!tokens.ok()) {
+    return absl::Status(tokens.status().code(),
+                        absl::StrCat(config.source_path, ": ", tokens.status().message()));
+  }
+  if (num_windows(tokens->size(), config.model.n_positions) < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.source_path, ": ", key, ": '", path, "' holds ", tokens->size(),
+        " tokens, fewer than model.n_positions + 1 = ", config.model.n_positions + 1));
+  }
+  return tokens;
+}
+
+}  // namespace
+
+absl::Status run_eval(const LoadedConfig& loaded, const RunOptions& options) {
+  const Config& config = loaded.config;
+  const std::string& path = config.data.eval_path.empty() ? config.data.path : config.data.eval_path;
+  absl::StatusOr<std::vector<int32_t>> tokens =
+      load_data(config, path, config.data.eval_path.empty() ? "data.path" : "data.eval_path");
+  if (!tokens.ok()) return tokens.status();
+  absl::StatusOr<Runtime> rt = make_runtime(config, /*with_optimizer=*/false);
+  if (!rt.ok()) return rt.status();
+  if (absl::Status s = load_inference_weights(config, *rt); !s.ok()) return s;
+  absl::StatusOr<EvalResult> result =
+      evaluate(*rt->model, *tokens, static_cast<int>(config.train_micro_batch_size_per_gpu));
+  if (!result.ok()) return result.status();
+  human(options) << absl::StrFormat("eval loss %.6f over %d tokens (%d windows) of %s; weights: %s\n",
+                                    result->loss, result->tokens, result->windows, path,
+                                    rt->weights_source);
+  if (options.json) {
+    emit_json({{"loss", result->loss},
+               {"tokens", result->tokens},
+               {"windows", result->windows},
+               {"weights", rt->weights_source}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
+                        const RunOptions& options) {
+  const Config& config = loaded.config;
+  std::error_code ec;
+  const fs::path parent = fs::absolute(out_path, ec).parent_path();
+  if (out_path.empty() || fs::is_directory(out_path, ec) || !fs::is_directory(parent, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--out: '", out_path, "' must name a file in an existing directory"));
+  }
+  absl::StatusOr<Runtime> rt = make_runtime(config, /*with_optimizer=*/false);
+  if (!rt.ok()) return rt.status();
+  if (absl::Status s = load_inference_weights(config, *rt); !s.ok()) return s;
+  absl::StatusOr<std::vector<HostTensor>> tensors = rt->model->export_hf();
+  if (!tensors.ok()) return tensors.status();
+  std::vector<TensorToWrite> to_write;
+  size_t bytes = 0;
+  for (const HostTensor& t : *tensors) {
+    to_write.push_back({t.name, t.shape, t.data.data()});
+    bytes += t.data.size() * sizeof(float);
+  }
+  const ModelConfig& m = config.model;
+  const std::map<std::string, std::string> metadata = {
+      {"format", "pt"},
+      {"dsinf_model", absl::StrFormat("gpt2 n_layer=%d n_head=%d n_embd=%d n_positions=%d vocab_size=%d",
+                                      m.n_layer, m.n_head, m.n_embd, m.n_positions, m.vocab_size)},
+      {"dsinf_weights", rt->weights_source}};
+  if (absl::Status s = write_safetensors(out_path, to_write, metadata); !s.ok()) return s;
+  human(options) << absl::StrFormat("exported %d tensors (%s) from %s to %s\n", to_write.size(),
+                                    format_bytes(static_cast<double>(bytes)), rt->weights_source,
+                                    out_path);
+  if (options.json) {
+    emit_json({{"file", out_path},
+               {"tensors", to_write.size()},
+               {"bytes", bytes},
+               {"weights", rt->weights_source}});
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Monitors named in the config, under output_path/job_name (output_path defaults to
+// train.output_dir).
+absl::StatusOr<std::vector<std::unique_ptr<Monitor>>> make_monitors(const Config& config) {
+  std::vector<std::unique_ptr<Monitor>> monitors;
+  auto dir_of = [&](const MonitorConfig& m) {
+    return (fs::path(m.output_path.empty() ? config.train.output_dir : m.output_path) / m.job_name)
+        .string();
+  };
+  if (config.csv_monitor.enabled) {
+    absl::StatusOr<std::unique_ptr<Monitor>> m = make_csv_monitor(dir_of(config.csv_monitor));
+    if (!m.ok()) return m.status();
+    monitors.push_back(*std::move(m));
+  }
+  if (config.tensorboard.enabled) {
+    absl::StatusOr<std::unique_ptr<Monitor>> m = make_tensorboard_monitor(dir_of(config.tensorboard));
+    if (!m.ok()) return m.status();
+    monitors.push_back(*std::move(m));
+  }
+  return monitors;
+}
+
+json peak_bytes_json(const Runtime& rt, size_t host_peak) {
+  return {{"device", rt.backend->memory_stats().peak_bytes}, {"host", host_peak}, {"nvme", 0}};
+}
+
+}  // namespace
+
+absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
+  const Config& config = loaded.config;
+  const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  const int T = config.model.n_positions;
+  const int64_t gas = config.gradient_accumulation_steps;
+  std::ostream& log = human(options);
+
+  // Everything is read and checked before the first byte is written.
+  absl::StatusOr<std::vector<int32_t>> tokens = load_data(config, config.data.path, "data.path");
+  if (!tokens.ok()) return tokens.status();
+  std::vector<int32_t> eval_tokens;
+  if (config.train.eval_interval > 0) {
+    const bool own = !config.data.eval_path.empty();
+    absl::StatusOr<std::vector<int32_t>> e =
+        own ? load_data(config, config.data.eval_path, "data.eval_path") : tokens;
+    if (!e.ok()) return e.status();
+    eval_tokens = *std::move(e);
+  }
+  absl::StatusOr<Runtime> rt = make_runtime(config, /*with_optimizer=*/true);
+  if (!rt.ok()) return rt.status();
+  GPT2& model = *rt->model;
+  Optimizer& optimizer = *rt->optimizer;
+
+  TrainState state;
+  absl::StatusOr<std::optional<std::string>> latest = find_latest_checkpoint(config.train.output_dir);
+  if (!latest.ok()) return latest.status();
+  if (latest->has_value()) {
+    absl::StatusOr<TrainState> restored = load_checkpoint(**latest, model, &optimizer);
+    if (!restored.ok()) return restored.status();
+    state = *restored;
+    rt->weights_source = **latest;
+    if (state.data_tokens != tokens->size()) {
+      log << "warning: data.path now holds " << tokens->size() << " tokens, the checkpoint was "
+          << "trained on " << state.data_tokens << "; the data order after resume differs\n";
+    }
+  } else if (!config.model.init_from.empty()) {
+    if (absl::Status s = load_init_from(config, model); !s.ok()) return s;
+    rt->weights_source = config.model.init_from;
+  } else {
+    if (absl::Status s = model.init_random(config.model.seed); !s.ok()) return s;
+    rt->weights_source = absl::StrCat("seeded initialisation (model.seed ", config.model.seed, ")");
+  }
+  WindowSampler sampler(&*tokens, T, config.train.seed);
+  if (absl::Status s = sampler.restore(state.sampler); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(**latest, ": ", s.message()));
+  }
+  const size_t host_bytes =
+      (tokens->size() + eval_tokens.size() + 2 * static_cast<size_t>(B) * T) * sizeof(int32_t);
+
+  log << absl::StrFormat(
+      "dsinf %s | backend %s | gpt2 %d layers, %d heads, %d channels, %d positions, vocab %d: %d "
+      "parameters\n",
+      DSINF_VERSION, rt->backend->name(), config.model.n_layer, config.model.n_head,
+      config.model.n_embd, T, config.model.vocab_size, model.num_parameters());
+  log << absl::StrFormat("data %s: %d tokens, %d windows | batch %d = %d x %d accumulation | weights: %s\n",
+                         config.data.path, tokens->size(), sampler.windows(),
+                         config.train_batch_size, B, gas, rt->weights_source);
+  if (state.step >= config.train.steps) {
+    log << absl::StrFormat("%s is already at step %d of %d; nothing to train\n",
+                           config.train.output_dir, state.step, config.train.steps);
+    if (options.json) {
+      emit_json({{"event", "summary"}, {"steps", state.step}, {"steps_run", 0},
+                 {"final_loss", state.last_loss}, {"peak_bytes", peak_bytes_json(*rt, host_bytes)}});
+    }
+    return absl::OkStatus();
+  }
+
+  // From here on the run writes: the output directory, monitors, checkpoints.
+  std::error_code ec;
+  fs::create_directories(config.train.output_dir, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat(config.source_path, ": train.output_dir: cannot create '",
+                                                   config.train.output_dir, "': ", ec.message()));
+  }
+  absl::StatusOr<std::vector<std::unique_ptr<Monitor>>> monitors = make_monitors(config);
+  if (!monitors.ok()) return monitors.status();
+  g_interrupted.store(false);
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+
+  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
+  const int64_t first_step = state.step;
+  const auto run_start = Clock::now();
+  auto window_start = run_start;
+  int64_t window_tokens = 0;
+  double time_fwd = 0, time_bwd = 0, time_step = 0;
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  absl::Status status;
+  bool interrupted = false;
+  while (state.step < config.train.steps) {
+    const int64_t it = state.step;
+    if (absl::Status s = model.zero_grad(); !s.ok()) return s;
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < gas; ++micro) {
+      sampler.next_batch(B, inputs.data(), targets.data());
+      auto t0 = Clock::now();
+      absl::StatusOr<float> loss = model.forward(inputs.data(), targets.data(), B);
+      if (!loss.ok()) return loss.status();
+      time_fwd += seconds_since(t0);
+      t0 = Clock::now();
+      // Mean over the tokens of every micro-batch of the step.
+      if (absl::Status s = model.backward(1.0f / static_cast<float>(static_cast<int64_t>(B) * T * gas));
+          !s.ok()) {
+        return s;
+      }
+      time_bwd += seconds_since(t0);
+      loss_sum += *loss;
+    }
+    const auto t0 = Clock::now();
+    const double norm = optimizer.grad_norm(model);
+    if (!std::isfinite(norm)) {
+      return absl::InternalError(absl::StrFormat(
+          "step %d: the gradient norm is %f: training diverged (lower optimizer.params.lr or "
+          "raise warmup); the last checkpoint in %s is intact", it + 1, norm, config.train.output_dir));
+    }
+    const double lr = learning_rate(config.scheduler, config.optimizer, it);
+    optimizer.step(model, lr, clip_coefficient(norm, config.gradient_clipping));
+    time_step += seconds_since(t0);
+
+    state.step = it + 1;
+    state.samples += config.train_batch_size;
+    state.sampler = sampler.state();
+    state.last_loss = loss_sum / static_cast<double>(gas);
+    state.data_tokens = tokens->size();
+    window_tokens += config.train_batch_size * T;
+    for (auto& monitor : *monitors) {
+      status.Update(monitor->write({{"Train/Samples/train_loss", state.last_loss, state.samples},
+                                    {"Train/Samples/lr", lr, state.samples}}));
+    }
+    if (!status.ok()) return status;
+
+    const bool last = state.step == config.train.steps;
+    if (state.step % config.steps_per_print == 0 || last) {
+      const double window_s = seconds_since(window_start);
+      const double elapsed = seconds_since(run_start);
+      const double tokens_per_s = window_s > 0 ? window_tokens / window_s : 0.0;
+      const double eta = elapsed / static_cast<double>(state.step - first_step) *
+                         static_cast<double>(config.train.steps - state.step);
+      const memory::ArenaStats device = rt->backend->memory_stats();
+      log << absl::StrFormat(
+          "step %*d/%d | loss %.4f | lr %.3e | %.0f tok/s | elapsed %s | eta %s | device %s host %s "
+          "nvme 0 B\n",
+          static_cast<int>(std::to_string(config.train.steps).size()), state.step,
+          config.train.steps, state.last_loss, lr, tokens_per_s, format_duration(elapsed),
+          format_duration(eta), format_bytes(static_cast<double>(device.in_use_bytes)),
+          format_bytes(static_cast<double>(host_bytes)));
+      json line = {{"event", "step"},       {"step", state.step},
+                   {"loss", state.last_loss}, {"lr", lr},
+                   {"tokens_per_s", tokens_per_s}, {"grad_norm", norm},
+                   {"elapsed_s", elapsed},    {"eta_s", eta},
+                   {"bytes", {{"device", device.in_use_bytes}, {"host", host_bytes}, {"nvme", 0}}}};
+      if (config.wall_clock_breakdown) {
+        log << absl::StrFormat("  time (ms) | forward %.1f | backward %.1f | step %.1f\n",
+                               1e3 * time_fwd, 1e3 * time_bwd, 1e3 * time_step);
+        line["breakdown_ms"] = {{"forward", 1e3 * time_fwd}, {"backward", 1e3 * time_bwd},
+                                {"step", 1e3 * time_step}};
+      }
+      if (options.json) emit_json(line);
+      window_start = Clock::now();
+      window_tokens = 0;
+      time_fwd = time_bwd = time_step = 0;
+    }
+    if (config.train.eval_interval > 0 && (state.step % config.train.eval_interval == 0 || last)) {
+      absl::StatusOr<EvalResult> eval = evaluate(model, eval_tokens, B);
+      if (!eval.ok()) return eval.status();
+      log << absl::StrFormat("step %d | eval loss %.4f over %d tokens\n", state.step, eval->loss,
+                             eval->tokens);
+      if (options.json) emit_json({{"event", "eval"}, {"step", state.step}, {"eval_loss", eval->loss}});
+      for (auto& monitor : *monitors) {
+        status.Update(monitor->write({{"Train/Samples/eval_loss", eval->loss, state.samples}}));
+      }
+      if (!status.ok()) return status;
+    }
+    interrupted = g_interrupted.load();
+    const bool save_now = config.train.save_interval > 0 && state.step % config.train.save_interval == 0;
+    if (save_now || last || interrupted) {
+      absl::StatusOr<std::string> saved = save_checkpoint(config.train.output_dir, model, optimizer, state);
+      if (!saved.ok()) return saved.status();
+      log << "saved checkpoint " << *saved << "\n";
+    }
+    if (interrupted) break;
+  }
+  for (auto& monitor : *monitors) status.Update(monitor->flush());
+  if (!status.ok()) return status;
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  const double elapsed = seconds_since(run_start);
+  const int64_t steps_run = state.step - first_step;
+  log << absl::StrFormat("%s at step %d: loss %.4f, %d steps in %s, peak device %s\n",
+                         interrupted ? "interrupted" : "done", state.step, state.last_loss,
+                         steps_run, format_duration(elapsed),
+                         format_bytes(static_cast<double>(rt->backend->memory_stats().peak_bytes)));
+  if (options.json) {
+    emit_json({{"event", "summary"},
+               {"steps", state.step},
+               {"steps_run", steps_run},
+               {"final_loss", state.last_loss},
+               {"elapsed_s", elapsed},
+               {"tokens_per_s", elapsed > 0 ? steps_run * config.train_batch_size * T / elapsed : 0.0},
+               {"interrupted", interrupted},
+               {"peak_bytes", peak_bytes_json(*rt, host_bytes)}});
+  }
+  if (interrupted) {
+    return absl::CancelledError(absl::StrCat("interrupted at step ", state.step,
+                                             "; run the same command again to resume"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dsinf::trainer
