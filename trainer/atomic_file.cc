@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -13,39 +14,47 @@
 
 namespace dsinf::trainer {
 
-absl::Status errno_status(int err, const std::string& what, const std::string& path) {
-  const std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
+absl::Status errno_status(int err, const std::string& context) {
+  const std::string message = absl::StrCat(context, ": ", std::strerror(err));
   switch (err) {
     case ENOSPC:
     case EDQUOT:
+    case EFBIG:
       return absl::ResourceExhaustedError(message);
     case EACCES:
     case EPERM:
     case EROFS:
       return absl::PermissionDeniedError(message);
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case ENOTDIR:
+    case EISDIR:
+      return absl::FailedPreconditionError(message);
     default:
       return absl::InternalError(message);
   }
 }
 
 absl::Status sync_parent_dir(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  const std::string dir = parent.empty() ? std::string(".") : parent;
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_status(errno, "cannot open directory", dir);
+  if (fd < 0) return errno_status(errno, absl::StrCat(dir, ": cannot open directory"));
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0) return errno_status(err, "fsync of directory failed", dir);
+  if (rc != 0) return errno_status(err, absl::StrCat(dir, ": fsync of directory failed"));
   return absl::OkStatus();
 }
 
 absl::StatusOr<AtomicFileWriter> AtomicFileWriter::open(const std::string& path) {
-  const std::filesystem::path p(path);
-  const std::string tmp =
-      (p.parent_path() / absl::StrCat(".", p.filename().string(), ".tmp.", ::getpid())).string();
+  // The temporary sits beside the target so the rename stays within one file system.
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  const std::string tmp = absl::StrCat(dir, ".", name, ".tmp.", ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_status(errno, "cannot create", tmp);
+  if (fd < 0) return errno_status(errno, absl::StrCat(path, ": cannot create ", tmp));
   return AtomicFileWriter(path, tmp, fd);
 }
 
@@ -64,11 +73,10 @@ AtomicFileWriter::~AtomicFileWriter() {
 absl::Status AtomicFileWriter::write(const void* data, size_t bytes) {
   const char* p = static_cast<const char*>(data);
   while (bytes > 0) {
-    const ssize_t n = ::write(fd_, p, bytes);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_status(errno, "write failed", tmp_path_);
-    }
+    const ssize_t n = ::write(fd_, p, std::min<size_t>(bytes, size_t{1} << 30));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status(errno, absl::StrCat(tmp_path_, ": write failed"));
+    if (n == 0) return errno_status(EIO, absl::StrCat(tmp_path_, ": write made no progress"));
     p += n;
     bytes -= static_cast<size_t>(n);
     written_ += static_cast<size_t>(n);
@@ -77,10 +85,10 @@ absl::Status AtomicFileWriter::write(const void* data, size_t bytes) {
 }
 
 absl::Status AtomicFileWriter::commit() {
-  if (::fsync(fd_) != 0) return errno_status(errno, "fsync failed", tmp_path_);
-  if (::close(std::exchange(fd_, -1)) != 0) return errno_status(errno, "close failed", tmp_path_);
+  if (::fsync(fd_) != 0) return errno_status(errno, absl::StrCat(tmp_path_, ": fsync failed"));
+  if (::close(std::exchange(fd_, -1)) != 0) return errno_status(errno, absl::StrCat(tmp_path_, ": close failed"));
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    return errno_status(errno, "rename failed", path_);
+    return errno_status(errno, absl::StrCat(path_, ": rename failed"));
   }
   committed_ = true;
   return sync_parent_dir(path_);

@@ -20,31 +20,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "nvme/crc32c.h"
+#include "trainer/atomic_file.h"
 
 namespace dsinf::trainer {
 namespace {
-
-// Same errno-to-code policy as the safetensors writer.
-absl::Status status_from_errno(int err, const std::string& what) {
-  const std::string message = absl::StrCat(what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(message);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(message);
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case ENOTDIR:
-    case EISDIR:
-      return absl::FailedPreconditionError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
 
 bool is_directory(const std::string& path) {
   struct stat st;
@@ -65,7 +44,7 @@ absl::Status make_dirs(const std::string& dir) {
     if (is_directory(prefix)) continue;
     struct stat st;
     const int why = (err == EEXIST && ::stat(prefix.c_str(), &st) == 0) ? ENOTDIR : err;
-    return status_from_errno(why, absl::StrCat(dir, ": cannot create directory ", prefix));
+    return errno_status(why, absl::StrCat(dir, ": cannot create directory ", prefix));
   }
   return absl::OkStatus();
 }
@@ -74,7 +53,7 @@ absl::Status flush_file(std::FILE* f, const std::string& path) {
   if (std::fflush(f) != 0 || std::ferror(f)) {
     const int err = errno != 0 ? errno : EIO;
     std::clearerr(f);
-    return status_from_errno(err, absl::StrCat(path, ": write"));
+    return errno_status(err, absl::StrCat(path, ": write"));
   }
   return absl::OkStatus();
 }
@@ -84,7 +63,7 @@ absl::Status write_bytes(std::FILE* f, const std::string& bytes, const std::stri
   if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) {
     const int err = errno != 0 ? errno : EIO;
     std::clearerr(f);
-    return status_from_errno(err, absl::StrCat(path, ": write"));
+    return errno_status(err, absl::StrCat(path, ": write"));
   }
   return absl::OkStatus();
 }
@@ -189,10 +168,10 @@ class CsvMonitor final : public Monitor {
     Series series;
     series.path = absl::StrCat(dir_, "/", file_name, ".csv");
     series.file.reset(std::fopen(series.path.c_str(), "ae"));
-    if (series.file == nullptr) return status_from_errno(errno, series.path);
+    if (series.file == nullptr) return errno_status(errno, series.path);
     struct stat st;
     if (::fstat(::fileno(series.file.get()), &st) != 0)
-      return status_from_errno(errno, series.path);
+      return errno_status(errno, series.path);
     if (st.st_size == 0) {  // new series: header; a resumed one keeps its own
       const size_t slash = name.rfind('/');
       const std::string column = slash == std::string::npos ? name : name.substr(slash + 1);
@@ -332,12 +311,12 @@ absl::StatusOr<std::unique_ptr<Monitor>> make_tensorboard_monitor(const std::str
     const std::string path = suffix == 0 ? base : absl::StrCat(base, ".", suffix);
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 && errno == EEXIST) continue;
-    if (fd < 0) return status_from_errno(errno, path);
+    if (fd < 0) return errno_status(errno, path);
     FilePtr file(::fdopen(fd, "w"));
     if (file == nullptr) {
       const int err = errno;
       ::close(fd);
-      return status_from_errno(err, path);
+      return errno_status(err, path);
     }
     auto monitor = std::make_unique<TensorBoardMonitor>(path, std::move(file));
     if (absl::Status s = monitor->write_record(tf_event_file_version(wall_time_now())); !s.ok()) {

@@ -1,5 +1,7 @@
 #include "trainer/safetensors.h"
 
+#include "trainer/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "trainer/atomic_file.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -22,27 +25,6 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 // Maps an errno to the code a caller acts on: disk full is retryable after
 // cleanup, a missing path or permission is a configuration problem.
-absl::Status status_from_errno(int err, const std::string& what) {
-  const std::string message = absl::StrCat(what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(message);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(message);
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case ENOTDIR:
-    case EISDIR:
-      return absl::FailedPreconditionError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
 // Bytes per element of every fixed-width safetensors dtype.
 size_t dtype_bytes(const std::string& dtype) {
   static const std::pair<const char*, size_t> kDtypes[] = {
@@ -78,12 +60,12 @@ absl::Status invalid(const std::string& path, const std::string& what, const std
 
 absl::Status read_whole_file(const std::string& path, std::vector<char>& out) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return status_from_errno(errno, path);
+  if (fd < 0) return errno_status(errno, path);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return status_from_errno(err, path);
+    return errno_status(err, path);
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -97,7 +79,7 @@ absl::Status read_whole_file(const std::string& path, std::vector<char>& out) {
     if (n < 0) {
       const int err = errno;
       ::close(fd);
-      return status_from_errno(err, absl::StrCat(path, ": read"));
+      return errno_status(err, absl::StrCat(path, ": read"));
     }
     if (n == 0) break;  // shrank under us; validated as a short file below
     done += static_cast<size_t>(n);
@@ -303,18 +285,6 @@ absl::StatusOr<std::vector<int64_t>> SafetensorsFile::read_int(const std::string
 
 namespace {
 
-absl::Status write_all(int fd, const char* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, std::min<size_t>(n, 1u << 30));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return status_from_errno(errno, absl::StrCat(path, ": write"));
-    if (w == 0) return status_from_errno(EIO, absl::StrCat(path, ": write made no progress"));
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::string> build_header(const std::vector<TensorToWrite>& tensors,
                                          const std::map<std::string, std::string>& metadata,
                                          const std::string& path) {
@@ -349,71 +319,33 @@ absl::StatusOr<std::string> build_header(const std::vector<TensorToWrite>& tenso
   return text;
 }
 
-std::string parent_dir(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-absl::Status write_tensors(int fd, const std::string& header,
-                           const std::vector<TensorToWrite>& tensors, const std::string& tmp) {
-  char len[8];
-  store_le64(header.size(), len);
-  if (absl::Status s = write_all(fd, len, 8, tmp); !s.ok()) return s;
-  if (absl::Status s = write_all(fd, header.data(), header.size(), tmp); !s.ok()) return s;
-  for (const TensorToWrite& t : tensors) {
-    uint64_t bytes = 0;
-    checked_bytes(t.shape, 4, bytes);
-    if constexpr (std::endian::native == std::endian::little) {
-      if (absl::Status s = write_all(fd, reinterpret_cast<const char*>(t.data), bytes, tmp);
-          !s.ok()) {
-        return s;
-      }
-    } else {
-      std::vector<char> le(bytes);
-      for (size_t i = 0; i < bytes / 4; ++i) {
-        const uint32_t v = std::bit_cast<uint32_t>(t.data[i]);
-        for (int k = 0; k < 4; ++k) le[4 * i + k] = static_cast<char>((v >> (8 * k)) & 0xFFu);
-      }
-      if (absl::Status s = write_all(fd, le.data(), le.size(), tmp); !s.ok()) return s;
-    }
-  }
-  if (::fsync(fd) != 0) return status_from_errno(errno, absl::StrCat(tmp, ": fsync"));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                                const std::map<std::string, std::string>& metadata) {
   absl::StatusOr<std::string> header = build_header(tensors, metadata, path);
   if (!header.ok()) return header.status();
-
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return status_from_errno(errno, absl::StrCat(tmp, ": create"));
-  absl::Status status = write_tensors(fd, *header, tensors, tmp);
-  if (::close(fd) != 0 && status.ok()) {
-    status = status_from_errno(errno, absl::StrCat(tmp, ": close"));
+  absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::open(path);
+  if (!writer.ok()) return writer.status();
+  char len[8];
+  store_le64(header->size(), len);
+  if (absl::Status s = writer->write(len, 8); !s.ok()) return s;
+  if (absl::Status s = writer->write(*header); !s.ok()) return s;
+  for (const TensorToWrite& t : tensors) {
+    uint64_t bytes = 0;
+    checked_bytes(t.shape, 4, bytes);
+    if constexpr (std::endian::native == std::endian::little) {
+      if (absl::Status s = writer->write(t.data, bytes); !s.ok()) return s;
+    } else {
+      std::vector<char> le(bytes);
+      for (size_t i = 0; i < bytes / 4; ++i) {
+        const uint32_t v = std::bit_cast<uint32_t>(t.data[i]);
+        for (int k = 0; k < 4; ++k) le[4 * i + k] = static_cast<char>((v >> (8 * k)) & 0xFFu);
+      }
+      if (absl::Status s = writer->write(le.data(), le.size()); !s.ok()) return s;
+    }
   }
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = status_from_errno(errno, absl::StrCat(path, ": rename from ", tmp));
-  }
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return status;
-  }
-  // The rename is durable only once the directory entry is.
-  const std::string dir = parent_dir(path);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return status_from_errno(errno, absl::StrCat(dir, ": open directory for fsync"));
-  absl::Status dir_status;
-  if (::fsync(dfd) != 0) {
-    dir_status = status_from_errno(errno, absl::StrCat(dir, ": fsync directory"));
-  }
-  ::close(dfd);
-  return dir_status;
+  return writer->commit();
 }
 
 }  // namespace dsinf::trainer

@@ -171,6 +171,31 @@ TEST(Cli, ResumeIsBitIdentical) {
             steps_a.back()["loss"].get<double>());
 }
 
+TEST(Cli, InterruptSavesACheckpointAndTheSameCommandResumes) {
+  TempDir dir;
+  json config = tiny_config(dir, dir / "out", 1000000);  // far more than a second's work
+  config["steps_per_print"] = 1000;
+  const std::string path = write_config(dir, "c.json", config);
+  // SIGINT after a second: the step in flight finishes and is saved.
+  const CommandResult r =
+      run_command("timeout --preserve-status -s INT 1 " + dsinf_binary() + " train " + path + " --json", dir.path());
+  ASSERT_EQ(r.exit_code, 130) << r.err;
+  const std::vector<json> summary = events(r, "summary");
+  ASSERT_EQ(summary.size(), 1u) << r.out;
+  EXPECT_TRUE(summary[0]["interrupted"].get<bool>());
+  const int64_t saved = summary[0]["steps"];
+  ASSERT_GT(saved, 0);
+  char name[64];
+  std::snprintf(name, sizeof(name), "ckpt-%08lld.dsinf", static_cast<long long>(saved));
+  EXPECT_EQ(read_text(dir / "out/latest"), std::string(name) + "\n");
+  // Resuming with a step budget just past the saved step trains exactly the rest.
+  config["train"]["steps"] = saved + 2;
+  const CommandResult resumed =
+      run_dsinf("train " + write_config(dir, "c2.json", config) + " --json", dir.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(events(resumed, "summary")[0]["steps_run"], 2);
+}
+
 TEST(Cli, CorruptCheckpointIsBadInput) {
   TempDir dir;
   const std::string config = write_config(dir, "c.json", tiny_config(dir, dir / "out", 2));

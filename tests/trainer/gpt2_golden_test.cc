@@ -80,7 +80,14 @@ TEST_P(Gpt2GoldenTest, LossAndEveryGradientMatchPyTorch) {
 INSTANTIATE_TEST_SUITE_P(Shapes, Gpt2GoldenTest,
                          ::testing::Values(GoldenShape{2, 2, 16, 8, 300, 3},
                                            GoldenShape{1, 4, 32, 16, 256, 2},
-                                           GoldenShape{3, 1, 8, 5, 257, 1}));
+                                           GoldenShape{3, 1, 8, 5, 257, 1}),
+                         [](const ::testing::TestParamInfo<GoldenShape>& info) {
+                           const GoldenShape& s = info.param;
+                           return "L" + std::to_string(s.n_layer) + "H" + std::to_string(s.n_head) +
+                                  "C" + std::to_string(s.n_embd) + "T" +
+                                  std::to_string(s.n_positions) + "V" + std::to_string(s.vocab) +
+                                  "B" + std::to_string(s.batch);
+                         });
 
 }  // namespace
 }  // namespace dsinf::trainer

@@ -1,0 +1,128 @@
+// Token data: byte-level text, directories in sorted order, token shards and
+// their validation, and the seeded window sampler.
+#include "trainer/data.h"
+
+#include <algorithm>
+#include <set>
+
+#include "tests/trainer/test_util.h"
+
+namespace dsinf::trainer {
+namespace {
+
+using testing::TempDir;
+using testing::write_text;
+
+TEST(Data, TextIsByteLevel) {
+  TempDir dir;
+  write_text(dir / "a.txt", "Hi\xff");
+  auto tokens = load_tokens(dir / "a.txt", 256, "data.path");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_EQ(*tokens, (std::vector<int32_t>{'H', 'i', 255}));
+}
+
+TEST(Data, DirectoryIsReadInSortedNameOrder) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "d");
+  write_text(dir / "d/b", "BB");
+  write_text(dir / "d/a", "A");
+  write_text(dir / "d/c", "C");
+  std::filesystem::create_directory(dir / "d/sub");  // not a regular file: skipped
+  auto tokens = load_tokens(dir / "d", 256, "data.path");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_EQ(*tokens, (std::vector<int32_t>{'A', 'B', 'B', 'C'}));
+}
+
+TEST(Data, EmptyDirectoryIsInvalid) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "empty");
+  auto tokens = load_tokens(dir / "empty", 256, "data.path");
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(tokens.status().message().find("data.path"), std::string::npos);
+}
+
+TEST(Data, ShardRoundTripNarrowAndWide) {
+  TempDir dir;
+  const std::vector<int32_t> narrow = {0, 1, 50256, 65535, 7};
+  ASSERT_TRUE(write_token_shard(dir / "n.bin", narrow).ok());
+  EXPECT_EQ(std::filesystem::file_size(dir / "n.bin"), 32u + 2 * narrow.size());
+  auto n = load_tokens(dir / "n.bin", 65536, "data.path");
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, narrow);
+  const std::vector<int32_t> wide = {70000, 3};
+  ASSERT_TRUE(write_token_shard(dir / "w.bin", wide).ok());
+  EXPECT_EQ(std::filesystem::file_size(dir / "w.bin"), 32u + 4 * wide.size());
+  auto w = load_tokens(dir / "w.bin", 70001, "data.path");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(*w, wide);
+}
+
+TEST(Data, ShardTokenOutsideVocabularyIsInvalid) {
+  TempDir dir;
+  ASSERT_TRUE(write_token_shard(dir / "s.bin", {1, 2, 300}).ok());
+  auto tokens = load_tokens(dir / "s.bin", 256, "data.eval_path");
+  ASSERT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(tokens.status().message().find("data.eval_path"), std::string::npos);
+  EXPECT_NE(tokens.status().message().find(dir / "s.bin"), std::string::npos);
+  EXPECT_NE(tokens.status().message().find("300"), std::string::npos);
+}
+
+TEST(Data, TruncatedShardIsInvalid) {
+  TempDir dir;
+  ASSERT_TRUE(write_token_shard(dir / "s.bin", {1, 2, 3, 4}).ok());
+  std::string bytes = testing::read_text(dir / "s.bin");
+  write_text(dir / "s.bin", bytes.substr(0, bytes.size() - 1));
+  auto tokens = load_tokens(dir / "s.bin", 256, "data.path");
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+  write_text(dir / "h.bin", bytes.substr(0, 20));  // header cut short
+  EXPECT_EQ(load_tokens(dir / "h.bin", 256, "data.path").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Data, WindowsFollowTheDefinition) {
+  EXPECT_EQ(num_windows(0, 4), 0);
+  EXPECT_EQ(num_windows(4, 4), 0);  // needs T + 1 tokens for one window
+  EXPECT_EQ(num_windows(5, 4), 1);
+  EXPECT_EQ(num_windows(9, 4), 2);
+  std::vector<int32_t> tokens(9);
+  for (int i = 0; i < 9; ++i) tokens[i] = i;
+  WindowSampler sampler(&tokens, 4, 1);
+  std::set<std::vector<int32_t>> seen;
+  for (int k = 0; k < 2; ++k) {
+    std::vector<int32_t> in(4), tgt(4);
+    sampler.next_batch(1, in.data(), tgt.data());
+    for (int t = 0; t < 4; ++t) EXPECT_EQ(tgt[t], in[t] + 1);
+    EXPECT_EQ(in[0] % 4, 0);
+    seen.insert(in);
+  }
+  EXPECT_EQ(seen.size(), 2u);  // one epoch visits every window once
+}
+
+TEST(Data, SamplerIsSeededAndRestorable) {
+  std::vector<int32_t> tokens(1001);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i % 256);
+  auto draw = [&](WindowSampler& s, int batches) {
+    std::vector<int32_t> all, in(3 * 10), tgt(3 * 10);
+    for (int b = 0; b < batches; ++b) {
+      s.next_batch(3, in.data(), tgt.data());
+      all.insert(all.end(), in.begin(), in.end());
+    }
+    return all;
+  };
+  WindowSampler a(&tokens, 10, 5), b(&tokens, 10, 5), c(&tokens, 10, 6);
+  const std::vector<int32_t> first = draw(a, 50);  // crosses epochs (100 windows)
+  EXPECT_EQ(first, draw(b, 50));
+  EXPECT_NE(first, draw(c, 50));
+  // Restoring a position mid-run continues the same stream.
+  WindowSampler straight(&tokens, 10, 5);
+  draw(straight, 37);
+  const SamplerState mid = straight.state();
+  const std::vector<int32_t> rest = draw(straight, 20);
+  WindowSampler resumed(&tokens, 10, 5);
+  ASSERT_TRUE(resumed.restore(mid).ok());
+  EXPECT_EQ(draw(resumed, 20), rest);
+  EXPECT_EQ(resumed.restore({0, 101}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace dsinf::trainer
