@@ -1,5 +1,7 @@
 #include "trainer/monitor.h"
 
+#include "tests/trainer/test_util.h"
+
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -21,19 +23,9 @@ namespace {
 
 class MonitorTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string templ = ::testing::TempDir() + "/monitor_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
-  std::string dir_;
+  dsinf::testing::TempDir tmp_;
+  const std::string dir_ = tmp_.path();
 };
-
-std::string read_file(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> names;
@@ -247,7 +239,7 @@ TEST_F(MonitorTest, TensorBoardFileDecodes) {
   EXPECT_LE(secs, static_cast<long long>(after) + 1);
   EXPECT_EQ(name.substr(dot + 1), host);
 
-  const std::vector<std::string> records = read_records(read_file(out + "/" + name));
+  const std::vector<std::string> records = read_records(dsinf::testing::read_text(out + "/" + name));
   ASSERT_EQ(records.size(), 4u);
   const DecodedEvent version = decode_event(records[0]);
   EXPECT_EQ(version.file_version, "brain.Event:2");
@@ -296,10 +288,10 @@ TEST_F(MonitorTest, CsvLayoutAndExactContents) {
   EXPECT_EQ(list_dir(out),
             (std::vector<std::string>{"Train_Samples_lr.csv", "Train_Samples_train_loss.csv",
                                       "eval_loss.csv"}));
-  EXPECT_EQ(read_file(out + "/Train_Samples_train_loss.csv"),
+  EXPECT_EQ(dsinf::testing::read_text(out + "/Train_Samples_train_loss.csv"),
             "step,train_loss\n8,2.5\n16,0.3333333333333333\n");
-  EXPECT_EQ(read_file(out + "/Train_Samples_lr.csv"), "step,lr\n8,0.0001\n16,0.0006\n");
-  EXPECT_EQ(read_file(out + "/eval_loss.csv"), "step,eval loss\n8,0.1\n");
+  EXPECT_EQ(dsinf::testing::read_text(out + "/Train_Samples_lr.csv"), "step,lr\n8,0.0001\n16,0.0006\n");
+  EXPECT_EQ(dsinf::testing::read_text(out + "/eval_loss.csv"), "step,eval loss\n8,0.1\n");
 }
 
 TEST_F(MonitorTest, CsvValuesRoundTripExactly) {
@@ -356,7 +348,7 @@ TEST_F(MonitorTest, CsvValuesAreWrittenAsPythonReprWould) {
     ASSERT_TRUE((*m)->write({{"x", cases[i].first, static_cast<int64_t>(i)}}).ok());
     want += std::to_string(i) + "," + cases[i].second + "\n";
   }
-  EXPECT_EQ(read_file(dir_ + "/x.csv"), want);
+  EXPECT_EQ(dsinf::testing::read_text(dir_ + "/x.csv"), want);
 }
 
 TEST_F(MonitorTest, CsvReopenAppendsWithoutASecondHeader) {
@@ -371,7 +363,7 @@ TEST_F(MonitorTest, CsvReopenAppendsWithoutASecondHeader) {
     ASSERT_TRUE((*m)->write({{"Train/Samples/train_loss", 2.0, 16}}).ok());
     ASSERT_TRUE((*m)->flush().ok());
   }
-  EXPECT_EQ(read_file(dir_ + "/Train_Samples_train_loss.csv"), "step,train_loss\n8,3.0\n16,2.0\n");
+  EXPECT_EQ(dsinf::testing::read_text(dir_ + "/Train_Samples_train_loss.csv"), "step,train_loss\n8,3.0\n16,2.0\n");
 }
 
 TEST_F(MonitorTest, CsvWriteErrorIsReported) {

@@ -1,5 +1,7 @@
 #include "trainer/safetensors.h"
 
+#include "tests/trainer/test_util.h"
+
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -23,12 +25,6 @@ namespace {
 
 class SafetensorsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string templ = ::testing::TempDir() + "/safetensors_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
@@ -45,7 +41,8 @@ class SafetensorsTest : public ::testing::Test {
     return names;
   }
 
-  std::string dir_;
+  dsinf::testing::TempDir tmp_;
+  const std::string dir_ = tmp_.path();
 };
 
 std::string read_bytes(const std::string& p) {
