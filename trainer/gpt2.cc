@@ -92,31 +92,61 @@ struct GPT2::Activations {
   float* dqkv = nullptr;         // (B,T,3C)
   float* dfch = nullptr;         // (B,T,4C)
   float* dfch_gelu = nullptr;    // (B,T,4C)
-  std::vector<void*> owned;
+  std::vector<void*> owned;  // every buffer above, for release
 };
 
 namespace {
 
-// Every activation buffer, in allocation order, with its element count and size.
-struct ActivationPlan {
-  std::vector<size_t> bytes;
+struct ActivationBuffer {
+  void** slot;   // where the device pointer goes
+  size_t bytes;
 };
 
-ActivationPlan plan_activations(const ModelConfig& c, int max_batch) {
+// Every activation buffer with its size: the one list both sizing and allocation use.
+// The per-layer vectors of `a` (a GPT2::Activations) are resized to n_layer.
+template <typename Acts>
+std::vector<ActivationBuffer> activation_buffers(Acts& a, const ModelConfig& c, int max_batch) {
   const size_t B = max_batch, T = c.n_positions, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
-  const size_t BT = B * T, BTC = BT * C, f = sizeof(float);
-  ActivationPlan plan;
-  for (int l = 0; l < c.n_layer; ++l) {
-    for (size_t n : {BTC, BT, BT, 3 * BTC, BTC, B * NH * T * T, BTC, BTC, BT, BT, 4 * BTC,
-                     4 * BTC, BTC}) {
-      plan.bytes.push_back(n * f);
-    }
+  const size_t BT = B * T, BTC = BT * C, f = sizeof(float), i = sizeof(int32_t);
+  std::vector<ActivationBuffer> list;
+  auto add = [&](auto*& ptr, size_t bytes) {
+    list.push_back({reinterpret_cast<void**>(&ptr), bytes});
+  };
+  for (auto* per_layer : {&a.ln1, &a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.atty, &a.att, &a.residual2,
+                          &a.ln2, &a.ln2_mean, &a.ln2_rstd, &a.fch, &a.fch_gelu, &a.residual3}) {
+    per_layer->assign(c.n_layer, nullptr);
   }
-  for (size_t n : {BTC, BTC, BT, BT, BT * V, BT}) plan.bytes.push_back(n * f);
-  plan.bytes.push_back(BT * sizeof(int32_t));
-  plan.bytes.push_back(BT * sizeof(int32_t));
-  for (size_t n : {BTC, BTC, BTC, BTC, 3 * BTC, 4 * BTC, 4 * BTC}) plan.bytes.push_back(n * f);
-  return plan;
+  for (int l = 0; l < c.n_layer; ++l) {
+    add(a.ln1[l], BTC * f);
+    add(a.ln1_mean[l], BT * f);
+    add(a.ln1_rstd[l], BT * f);
+    add(a.qkv[l], 3 * BTC * f);
+    add(a.atty[l], BTC * f);
+    add(a.att[l], B * NH * T * T * f);
+    add(a.residual2[l], BTC * f);
+    add(a.ln2[l], BTC * f);
+    add(a.ln2_mean[l], BT * f);
+    add(a.ln2_rstd[l], BT * f);
+    add(a.fch[l], 4 * BTC * f);
+    add(a.fch_gelu[l], 4 * BTC * f);
+    add(a.residual3[l], BTC * f);
+  }
+  add(a.encoded, BTC * f);
+  add(a.lnf, BTC * f);
+  add(a.lnf_mean, BT * f);
+  add(a.lnf_rstd, BT * f);
+  add(a.logits, BT * V * f);
+  add(a.losses, BT * f);
+  add(a.inputs, BT * i);
+  add(a.targets, BT * i);
+  add(a.scratch_btc, BTC * f);
+  add(a.dresidual, BTC * f);
+  add(a.dbtc, BTC * f);
+  add(a.dbtc2, BTC * f);
+  add(a.dqkv, 3 * BTC * f);
+  add(a.dfch, 4 * BTC * f);
+  add(a.dfch_gelu, 4 * BTC * f);
+  return list;
 }
 
 }  // namespace
@@ -135,8 +165,9 @@ GPT2::~GPT2() {
 size_t GPT2::device_bytes_needed(const ModelConfig& config, int max_batch) {
   size_t total = 0;
   for (const memory::ChunkLayout& layout : make_layouts(config)) total += 2 * layout.bytes();
-  for (size_t b : plan_activations(config, max_batch).bytes) {
-    total += memory::align_up(b, memory::kChunkAlignment);
+  Activations scratch;
+  for (const ActivationBuffer& b : activation_buffers(scratch, config, max_batch)) {
+    total += memory::align_up(b.bytes, memory::kChunkAlignment);
   }
   return total;
 }
@@ -159,53 +190,13 @@ absl::Status GPT2::allocate() {
     grads_.push_back(static_cast<float*>(*g));
   }
   acts_ = std::make_unique<Activations>();
-  const ActivationPlan plan = plan_activations(config_, max_batch_);
-  size_t next = 0;
-  absl::Status status;
-  auto take = [&]() -> float* {
-    DSINF_CHECK(next < plan.bytes.size());
-    if (!status.ok()) return nullptr;
-    absl::StatusOr<void*> p = backend_->allocate(plan.bytes[next++]);
-    if (!p.ok()) {
-      status = p.status();
-      return nullptr;
-    }
+  for (const ActivationBuffer& b : activation_buffers(*acts_, config_, max_batch_)) {
+    absl::StatusOr<void*> p = backend_->allocate(b.bytes);
+    if (!p.ok()) return p.status();
     acts_->owned.push_back(*p);
-    return static_cast<float*>(*p);
-  };
-  Activations& a = *acts_;
-  for (int l = 0; l < config_.n_layer; ++l) {
-    a.ln1.push_back(take());
-    a.ln1_mean.push_back(take());
-    a.ln1_rstd.push_back(take());
-    a.qkv.push_back(take());
-    a.atty.push_back(take());
-    a.att.push_back(take());
-    a.residual2.push_back(take());
-    a.ln2.push_back(take());
-    a.ln2_mean.push_back(take());
-    a.ln2_rstd.push_back(take());
-    a.fch.push_back(take());
-    a.fch_gelu.push_back(take());
-    a.residual3.push_back(take());
+    *b.slot = *p;
   }
-  a.encoded = take();
-  a.lnf = take();
-  a.lnf_mean = take();
-  a.lnf_rstd = take();
-  a.logits = take();
-  a.losses = take();
-  a.inputs = reinterpret_cast<int32_t*>(take());
-  a.targets = reinterpret_cast<int32_t*>(take());
-  a.scratch_btc = take();
-  a.dresidual = take();
-  a.dbtc = take();
-  a.dbtc2 = take();
-  a.dqkv = take();
-  a.dfch = take();
-  a.dfch_gelu = take();
-  if (status.ok()) DSINF_CHECK(next == plan.bytes.size());
-  return status;
+  return absl::OkStatus();
 }
 
 size_t GPT2::num_parameters() const {
