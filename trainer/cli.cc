@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "bench/bench_main.h"
 #include "trainer/config.h"
 #include "trainer/session.h"
 
@@ -77,6 +78,7 @@ int cli_main(int argc, char** argv) {
     return kExitOk;
   }
   const std::string command = args[0];
+  if (command == "bench") return bench::bench_main({args.begin() + 1, args.end()});
   if (command != "train" && command != "eval" && command != "export") {
     return usage_error("unknown command '" + command + "'");
   }
