@@ -2,11 +2,66 @@
 
 #include <iostream>
 
+#include "bench/benchmarks.h"
+
 namespace dsinf::bench {
+namespace {
+
+constexpr const char* kUsage = R"(usage: dsinf bench <benchmark> [options]
+
+benchmarks:
+  nvme   read and write GB/s of a disk through dsinf's O_DIRECT I/O engine;
+         without --block-size/--queue-depth it sweeps the aio settings and
+         prints the best aio block for a config
+  tiers  one table of the machine's memory tiers: host memory, host copies,
+         host<->device, NVMe at the configured aio settings
+
+dsinf bench <benchmark> --help lists its options. Exit status: 0 ok,
+1 failure (I/O error, data read back wrong), 2 bad option, config or path,
+130 interrupted (the benchmark files were removed).
+)";
+
+}  // namespace
+
+int report_failure(const std::string& name, const absl::Status& status) {
+  std::cerr << "dsinf: bench " << name << ": " << status.message() << "\n";
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return kExitOk;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kPermissionDenied:
+      return kExitBadInput;
+    case absl::StatusCode::kCancelled:
+      return kExitInterrupted;
+    default:
+      return kExitFailure;
+  }
+}
+
+int usage_error(const std::string& name, const std::string& message) {
+  std::cerr << "dsinf: bench " << name << ": " << message << " (see dsinf bench " << name
+            << " --help)\n";
+  return kExitBadInput;
+}
 
 int bench_main(const std::vector<std::string>& args) {
-  std::cerr << "dsinf: bench: no benchmarks in this build yet\n";
-  return 2;
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return kExitBadInput;
+  }
+  const std::string& name = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (name == "--help" || name == "-h" || name == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (name == "nvme") return nvme_main(rest);
+  if (name == "tiers") return tiers_main(rest);
+  std::cerr << "dsinf: bench: unknown benchmark '" << name
+            << "' (expected nvme or tiers; see dsinf bench --help)\n";
+  return kExitBadInput;
 }
 
 }  // namespace dsinf::bench

@@ -81,6 +81,8 @@ class IoEngine {
   virtual absl::Status close_file(FileId file) = 0;
   // Registers buffers for zero-copy fixed-buffer I/O where the engine can
   // (io_uring); a no-op elsewhere. Requests need not use registered buffers.
+  // The kernel keeps the registered pages pinned: a registered buffer must
+  // outlive the engine (there is no unregister).
   virtual absl::Status register_buffer(std::byte* data, size_t bytes) = 0;
 
   // Queues a request. A misaligned or malformed request is rejected at once

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dsinf needs, only those missing; runs without
 # a terminal (CI has no standard input). With --test also what the test suite
-# needs (PyTorch from Debian, the independent reference for the golden tests).
+# needs (PyTorch from Debian, the independent reference for the golden tests);
+# with --bench also fio, for scripts/compare_fio.sh.
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config libcaf-dev liburing-dev libtbb-dev libabsl-dev
           libgtest-dev libgmock-dev nlohmann-json3-dev libopenblas-dev)
-if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3 python3-numpy python3-torch)
-fi
+case "${1:-}" in
+  --test) packages+=(python3 python3-numpy python3-torch) ;;
+  --bench) packages+=(fio python3) ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test|--bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -26,6 +26,10 @@ commands:
                                          (else data.path)
   export CONFIG --out FILE [--json]      write the weights as fp32 safetensors with
                                          Hugging Face GPT-2 names
+  bench nvme --path DIR [--json]         O_DIRECT read/write GB/s of a disk; sweeps the
+                                         aio settings and prints the best aio block
+  bench tiers [--path DIR] [--json]      bandwidth of host memory, host copies,
+                                         host<->device and NVMe (dsinf bench --help)
 
 eval and export use the newest checkpoint in train.output_dir, else
 model.init_from, else the seeded initialisation.

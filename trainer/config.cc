@@ -4,6 +4,8 @@
 // cross-field rules run; the first error wins.
 #include "trainer/config.h"
 
+#include <array>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +44,8 @@ constexpr absl::string_view kOffloadNotBuilt =
 constexpr absl::string_view kSingleProcess =
     "accepted but not acted on: dsinf runs one process, there is nothing to communicate";
 constexpr absl::string_view kNvmeNotBuilt =
-    "accepted but not acted on in this build: the NVMe engine is not built yet";
+    "used by `dsinf bench nvme` and `dsinf bench tiers`; training uses it once the offload "
+    "runtime lands";
 constexpr absl::string_view kComputesInFp32 =
     "accepted but not acted on in this build: the CPU backend computes in fp32";
 constexpr absl::string_view kIgnored = "accepted but ignored by dsinf";
@@ -265,7 +268,7 @@ void read_aio(ObjectReader& top, AioConfig* a) {
         "silently ignores the old name; rename it");
   }
   r.allow_only({"block_size", "queue_depth", "intra_op_parallelism", "single_submit",
-                "overlap_events", "use_gds"});
+                "overlap_events", "use_gds", "engine"});
   if (r.read_int("block_size", kDirectIoAlignmentBytes, kNoMax, &a->block_size) &&
       a->block_size % kDirectIoAlignmentBytes != 0) {
     r.fail("block_size",
@@ -277,6 +280,12 @@ void read_aio(ObjectReader& top, AioConfig* a) {
   r.read_bool("overlap_events", &a->overlap_events);
   if (r.read_bool("use_gds", &a->use_gds) && a->use_gds) {
     r.fail("use_gds", "GPUDirect Storage is not supported; set it to false");
+  }
+  size_t engine = 0;
+  constexpr std::array<absl::string_view, 3> kEngines = {"auto", "uring", "threads"};
+  if (r.read_enum("engine", {kEngines[0], kEngines[1], kEngines[2]}, /*ignore_case=*/false,
+                  &engine)) {
+    a->engine = std::string(kEngines[engine]);
   }
   if (r.present() && r.diagnostics()->ok()) top.warn("aio", kNvmeNotBuilt);
 }

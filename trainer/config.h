@@ -93,6 +93,9 @@ struct AioConfig {
   bool single_submit = false;
   bool overlap_events = true;
   bool use_gds = false;
+  // dsinf's own key: which engine serves the aio settings. "auto" takes io_uring
+  // and falls back to the pread/pwrite thread pool when no ring can be created.
+  std::string engine = "auto";  // "auto", "uring" or "threads"
 };
 
 struct MonitorConfig {

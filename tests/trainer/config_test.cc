@@ -118,6 +118,7 @@ TEST(ConfigTest, BaseConfigHasDocumentedDefaults) {
   EXPECT_EQ(c.aio.queue_depth, 8);
   EXPECT_EQ(c.aio.intra_op_parallelism, 1);
   EXPECT_TRUE(c.aio.overlap_events);
+  EXPECT_EQ(c.aio.engine, "auto");
   EXPECT_FALSE(c.tensorboard.enabled);
   EXPECT_EQ(c.csv_monitor.job_name, "DeepSpeedJobName");
   EXPECT_EQ(c.model.type, "gpt2");
@@ -187,6 +188,21 @@ TEST(ConfigTest, ReadsEveryValue) {
   EXPECT_EQ(c.train.seed, 0u);
   EXPECT_EQ(c.memory.device_budget_bytes, 1000000000u);
   EXPECT_TRUE(loaded->warnings.empty());  // device_budget_bytes is enforced
+}
+
+TEST(ConfigTest, ReadsAioBlockWithEngine) {
+  const absl::StatusOr<LoadedConfig> loaded = parse_patched(R"({
+    "aio": {"block_size": 8388608, "queue_depth": 32, "intra_op_parallelism": 2,
+            "single_submit": true, "overlap_events": false, "engine": "threads"}
+  })");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const AioConfig& a = loaded->config.aio;
+  EXPECT_EQ(a.block_size, 8388608);
+  EXPECT_EQ(a.queue_depth, 32);
+  EXPECT_EQ(a.intra_op_parallelism, 2);
+  EXPECT_TRUE(a.single_submit);
+  EXPECT_FALSE(a.overlap_events);
+  EXPECT_EQ(a.engine, "threads");
 }
 
 TEST(ConfigTest, SchedulerDefaults) {
@@ -518,6 +534,8 @@ const ErrorCase kErrorCases[] = {
      "aio.queue_depth: expected an integer >= 1"},
     {"AioGds", R"({"aio": {"use_gds": true}})", kInvalid,
      "aio.use_gds: GPUDirect Storage is not supported"},
+    {"AioEngine", R"({"aio": {"engine": "libaio"}})", kInvalid,
+     "aio.engine: expected one of auto, uring, threads"},
     {"BufferCount", R"({"zero_optimization": {"offload_param": {"buffer_count": 0}}})", kInvalid,
      "zero_optimization.offload_param.buffer_count: expected an integer >= 1, got 0"},
     {"SubGroupSize", R"({"zero_optimization": {"sub_group_size": 0}})", kInvalid,

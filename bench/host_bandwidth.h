@@ -1,0 +1,40 @@
+// Host memory tiers for `dsinf bench tiers`: the bandwidth of an in-place
+// update kernel over arrays far larger than the last-level cache (the shape of
+// the optimizer step), and of copies between pageable and aligned buffers (the
+// shape of staging for swaps and device transfers). All cores, via oneTBB.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+
+namespace dsinf::bench {
+
+struct HostOptions {
+  size_t array_bytes = size_t{256} << 20;  // per array and per copy buffer
+  int passes = 5;                          // timed passes after one warm-up; the median counts
+};
+
+struct HostBandwidth {
+  size_t array_bytes = 0;
+  int threads = 0;
+  int passes = 0;
+  // a[i] += s * b[i] over float arrays, 12 bytes per element (read a, read b, write a).
+  double update_gbps = 0;
+  // memcpy in parallel slices, bytes copied counted once.
+  double pageable_to_aligned_gbps = 0;
+  double aligned_to_pageable_gbps = 0;
+};
+
+// 256 MiB, raised to 4x the last-level cache where that is larger and lowered
+// so the two buffers take at most a quarter of the available memory.
+size_t default_array_bytes();
+// The last-level cache of all online CPUs together in bytes, 0 if unknown.
+size_t last_level_cache_bytes();
+
+// kCancelled when interrupted (see interrupt.h), kResourceExhausted when the
+// buffers cannot be allocated.
+absl::StatusOr<HostBandwidth> measure_host(const HostOptions& options);
+
+}  // namespace dsinf::bench
