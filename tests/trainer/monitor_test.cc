@@ -27,18 +27,7 @@ class MonitorTest : public ::testing::Test {
   const std::string dir_ = tmp_.path();
 };
 
-std::vector<std::string> list_dir(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (dirent* e = ::readdir(d)) {
-    const std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
-}
+using dsinf::testing::list_dir;
 
 // ------------------------------------------------ independent decoding helpers
 

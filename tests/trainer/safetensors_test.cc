@@ -29,17 +29,7 @@ class SafetensorsTest : public ::testing::Test {
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Files in the test directory, to check that no temporary is left behind.
-  std::vector<std::string> list_dir() const {
-    std::vector<std::string> names;
-    DIR* d = ::opendir(dir_.c_str());
-    while (dirent* e = ::readdir(d)) {
-      const std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    return names;
-  }
+  std::vector<std::string> list_dir() const { return dsinf::testing::list_dir(dir_); }
 
   dsinf::testing::TempDir tmp_;
   const std::string dir_ = tmp_.path();
