@@ -160,23 +160,13 @@ void print_table(const Reporter& out, const std::vector<NvmeResult>& results, do
 }  // namespace
 
 int nvme_main(const std::vector<std::string>& args) {
-  absl::StatusOr<Options> options =
-      Options::parse(args,
-                     {"--path", "--size", "--block-size", "--queue-depth", "--intra-op-parallelism",
-                      "--engine", "--config", "--repeat"},
-                     {"--json", "--help"});
-  if (!options.ok()) return usage_error(kName, std::string(options.status().message()));
-  if (options->flag("--help")) {
-    std::cout << kUsage;
-    return kExitOk;
-  }
-  absl::StatusOr<Plan> plan = make_plan(*options);
-  if (!plan.ok()) {
-    if (plan.status().code() == absl::StatusCode::kInvalidArgument && !options->has("--config")) {
-      return usage_error(kName, std::string(plan.status().message()));
-    }
-    return report_failure(kName, plan.status());
-  }
+  int exit_code = kExitOk;
+  const std::optional<Plan> plan = plan_from_args(
+      kName, kUsage, args,
+      {"--path", "--size", "--block-size", "--queue-depth", "--intra-op-parallelism", "--engine",
+       "--config", "--repeat"},
+      {"--json", "--help"}, make_plan, &exit_code);
+  if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;
   absl::StatusOr<ScratchDir> dir = ScratchDir::create(plan->path, plan->base.size_bytes);

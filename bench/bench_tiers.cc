@@ -170,21 +170,12 @@ absl::Status write_json_file(const std::string& path, const nlohmann::ordered_js
 }  // namespace
 
 int tiers_main(const std::vector<std::string>& args) {
-  absl::StatusOr<Options> options = Options::parse(
-      args, {"--config", "--path", "--size", "--engine", "--array-bytes", "--passes", "--out"},
-      {"--quick", "--json", "--help"});
-  if (!options.ok()) return usage_error(kName, std::string(options.status().message()));
-  if (options->flag("--help")) {
-    std::cout << kUsage;
-    return kExitOk;
-  }
-  absl::StatusOr<TiersPlan> plan = make_plan(*options);
-  if (!plan.ok()) {
-    if (plan.status().code() == absl::StatusCode::kInvalidArgument && !options->has("--config")) {
-      return usage_error(kName, std::string(plan.status().message()));
-    }
-    return report_failure(kName, plan.status());
-  }
+  int exit_code = kExitOk;
+  const std::optional<TiersPlan> plan = plan_from_args(
+      kName, kUsage, args,
+      {"--config", "--path", "--size", "--engine", "--array-bytes", "--passes", "--out"},
+      {"--quick", "--json", "--help"}, make_plan, &exit_code);
+  if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;
 
