@@ -161,11 +161,11 @@ void print_table(const Reporter& out, const std::vector<NvmeResult>& results, do
 
 int nvme_main(const std::vector<std::string>& args) {
   int exit_code = kExitOk;
-  const std::optional<Plan> plan = plan_from_args(
-      kName, kUsage, args,
-      {"--path", "--size", "--block-size", "--queue-depth", "--intra-op-parallelism", "--engine",
-       "--config", "--repeat"},
-      {"--json", "--help"}, make_plan, &exit_code);
+  const std::optional<Plan> plan =
+      plan_from_args(kName, kUsage, args,
+                     {"--path", "--size", "--block-size", "--queue-depth", "--intra-op-parallelism",
+                      "--engine", "--config", "--repeat"},
+                     {"--json", "--help"}, make_plan, &exit_code);
   if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;

@@ -238,7 +238,8 @@ double median(std::vector<double> values) {
 
 }  // namespace
 
-absl::StatusOr<nvme::EngineKind> parse_engine_kind(const std::string& text, const std::string& key) {
+absl::StatusOr<nvme::EngineKind> parse_engine_kind(const std::string& text,
+                                                   const std::string& key) {
   if (text == "auto") return nvme::EngineKind::kAuto;
   if (text == "uring") return nvme::EngineKind::kUring;
   if (text == "threads") return nvme::EngineKind::kThreads;

@@ -18,7 +18,7 @@ namespace dsinf::bench {
 struct NvmeSettings {
   nvme::EngineOptions engine;
   nvme::EngineKind kind = nvme::EngineKind::kAuto;  // aio.engine
-  std::string path;  // empty when the config names none
+  std::string path;                                 // empty when the config names none
 };
 
 // "auto", "uring" or "threads"; kInvalidArgument naming `key` otherwise.

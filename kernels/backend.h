@@ -32,10 +32,10 @@ struct AdamHyper {
   float beta2 = 0.999f;
   float eps = 1e-8f;
   float weight_decay = 0.0f;
-  bool adam_w_mode = true;       // decoupled weight decay (AdamW); else L2 added to the gradient
+  bool adam_w_mode = true;  // decoupled weight decay (AdamW); else L2 added to the gradient
   bool bias_correction = true;
-  int64_t step = 1;              // 1-based optimizer step, for bias correction
-  float grad_scale = 1.0f;       // gradients are multiplied by this first (unscale x clip)
+  int64_t step = 1;         // 1-based optimizer step, for bias correction
+  float grad_scale = 1.0f;  // gradients are multiplied by this first (unscale x clip)
 };
 
 class Backend {

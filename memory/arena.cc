@@ -13,9 +13,9 @@ absl::StatusOr<std::byte*> Arena::allocate(size_t bytes) {
   const size_t rounded = align_up(std::max<size_t>(bytes, 1), kChunkAlignment);
   std::lock_guard<std::mutex> lock(mu_);
   if (budget_bytes_ != 0 && in_use_bytes_ + rounded > budget_bytes_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        tier_name_, " budget exceeded: ", rounded, " more bytes requested with ", in_use_bytes_,
-        " of ", budget_bytes_, " in use"));
+    return absl::ResourceExhaustedError(absl::StrCat(tier_name_, " budget exceeded: ", rounded,
+                                                     " more bytes requested with ", in_use_bytes_,
+                                                     " of ", budget_bytes_, " in use"));
   }
   absl::StatusOr<AlignedBuffer> buffer = AlignedBuffer::allocate(rounded);
   if (!buffer.ok()) return buffer.status();

@@ -18,12 +18,14 @@ namespace dsinf {
 
 }  // namespace dsinf
 
-#define DSINF_CHECK(cond)                                                           \
-  do {                                                                              \
-    if (!(cond)) [[unlikely]] ::dsinf::check_failed(__FILE__, __LINE__, #cond, ""); \
+#define DSINF_CHECK(cond)                                   \
+  do {                                                      \
+    if (!(cond)) [[unlikely]]                               \
+      ::dsinf::check_failed(__FILE__, __LINE__, #cond, ""); \
   } while (0)
 
-#define DSINF_CHECK_MSG(cond, why)                                                    \
-  do {                                                                                \
-    if (!(cond)) [[unlikely]] ::dsinf::check_failed(__FILE__, __LINE__, #cond, (why)); \
+#define DSINF_CHECK_MSG(cond, why)                             \
+  do {                                                         \
+    if (!(cond)) [[unlikely]]                                  \
+      ::dsinf::check_failed(__FILE__, __LINE__, #cond, (why)); \
   } while (0)

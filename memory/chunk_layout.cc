@@ -26,8 +26,6 @@ const TensorSlot* ChunkLayout::find(const std::string& name) const {
   return nullptr;
 }
 
-size_t ChunkLayout::bytes() const {
-  return align_up(numel_padded_ * elem_bytes_, kChunkAlignment);
-}
+size_t ChunkLayout::bytes() const { return align_up(numel_padded_ * elem_bytes_, kChunkAlignment); }
 
 }  // namespace dsinf::memory

@@ -17,7 +17,7 @@ struct TensorSlot {
   std::string name;            // e.g. "h.3.attn.c_attn.weight" (dsinf layout)
   std::vector<int64_t> shape;  // row-major
   size_t numel = 0;
-  size_t offset_elems = 0;     // from the start of the chunk, in elements
+  size_t offset_elems = 0;  // from the start of the chunk, in elements
 };
 
 class ChunkLayout {

@@ -16,8 +16,8 @@ absl::Status validate_request(const IoRequest& request) {
   if (request.buffer == nullptr) return absl::InvalidArgumentError("I/O request has no buffer");
   if (request.bytes == 0) return absl::InvalidArgumentError("I/O request of 0 bytes");
   if (addr % kDirectIoAlignment != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "misaligned I/O buffer: address ", addr, " is not a multiple of ", kDirectIoAlignment));
+    return absl::InvalidArgumentError(absl::StrCat("misaligned I/O buffer: address ", addr,
+                                                   " is not a multiple of ", kDirectIoAlignment));
   }
   if (request.offset % kDirectIoAlignment != 0) {
     return absl::InvalidArgumentError(absl::StrCat("misaligned I/O offset ", request.offset,
@@ -79,8 +79,7 @@ absl::StatusOr<int> open_direct(const std::string& path, bool create) {
 
 }  // namespace internal
 
-absl::StatusOr<std::unique_ptr<IoEngine>> make_engine(EngineKind kind,
-                                                      const EngineOptions& options,
+absl::StatusOr<std::unique_ptr<IoEngine>> make_engine(EngineKind kind, const EngineOptions& options,
                                                       std::string* note) {
   if (kind == EngineKind::kThreads) return make_thread_engine(options);
   absl::StatusOr<std::unique_ptr<IoEngine>> uring = make_uring_engine(options);

@@ -25,11 +25,11 @@ enum class IoOp : uint8_t { kRead, kWrite };
 
 // The DeepSpeed `aio` block, with DeepSpeed's defaults.
 struct EngineOptions {
-  size_t block_size = 1048576;    // a request is split into pieces of at most this many bytes
-  int queue_depth = 8;            // pieces in flight per ring or thread
-  int intra_op_parallelism = 1;   // rings (io_uring) or worker threads (thread pool)
-  bool single_submit = false;     // submit each piece on its own instead of in batches
-  bool overlap_events = true;     // keep submitting while reaping; false: submit a batch, reap it all
+  size_t block_size = 1048576;   // a request is split into pieces of at most this many bytes
+  int queue_depth = 8;           // pieces in flight per ring or thread
+  int intra_op_parallelism = 1;  // rings (io_uring) or worker threads (thread pool)
+  bool single_submit = false;    // submit each piece on its own instead of in batches
+  bool overlap_events = true;  // keep submitting while reaping; false: submit a batch, reap it all
 };
 
 // A file opened through an engine (index into its file table).
@@ -60,9 +60,9 @@ struct IoResult {
 using IoCallback = std::function<void(const IoResult&)>;
 
 struct EngineStats {
-  uint64_t requests = 0;       // completed requests
-  uint64_t pieces = 0;         // block-sized operations issued to the kernel
-  uint64_t resubmits = 0;      // pieces reissued after a short transfer, EAGAIN or EINTR
+  uint64_t requests = 0;   // completed requests
+  uint64_t pieces = 0;     // block-sized operations issued to the kernel
+  uint64_t resubmits = 0;  // pieces reissued after a short transfer, EAGAIN or EINTR
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
 };
@@ -107,8 +107,7 @@ absl::StatusOr<std::unique_ptr<IoEngine>> make_uring_engine(const EngineOptions&
 absl::StatusOr<std::unique_ptr<IoEngine>> make_thread_engine(const EngineOptions& options);
 // kAuto: io_uring, else (the kernel or container refuses a ring) the thread
 // pool; `note` then says why, for the log, once.
-absl::StatusOr<std::unique_ptr<IoEngine>> make_engine(EngineKind kind,
-                                                      const EngineOptions& options,
+absl::StatusOr<std::unique_ptr<IoEngine>> make_engine(EngineKind kind, const EngineOptions& options,
                                                       std::string* note);
 
 }  // namespace dsinf::nvme

@@ -13,11 +13,11 @@ namespace dsinf::nvme {
 
 enum class Fault : uint8_t {
   kNone,
-  kEio,        // the request fails with EIO (kDataLoss on read, kUnavailable on write)
-  kEnospc,     // a write fails with ENOSPC (kResourceExhausted); on a read: no fault
-  kShort,      // the inner engine transfers an aligned prefix first, then the rest
-  kDelay,      // completion is delayed by delay_us
-  kBitFlip,    // a read completes OK but one bit of the buffer is flipped
+  kEio,      // the request fails with EIO (kDataLoss on read, kUnavailable on write)
+  kEnospc,   // a write fails with ENOSPC (kResourceExhausted); on a read: no fault
+  kShort,    // the inner engine transfers an aligned prefix first, then the rest
+  kDelay,    // completion is delayed by delay_us
+  kBitFlip,  // a read completes OK but one bit of the buffer is flipped
 };
 
 struct FaultPlan {

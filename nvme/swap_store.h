@@ -23,8 +23,9 @@ namespace dsinf::nvme {
 using ChunkId = uint32_t;
 
 struct SwapStoreOptions {
-  std::vector<std::string> paths;       // existing, writable directories (nvme_path)
-  std::vector<size_t> chunk_bytes;      // chunk i has chunk_bytes[i] bytes (any size; stored page-padded)
+  std::vector<std::string> paths;  // existing, writable directories (nvme_path)
+  std::vector<size_t>
+      chunk_bytes;  // chunk i has chunk_bytes[i] bytes (any size; stored page-padded)
   size_t checksum_block_bytes = 1 << 20;  // one CRC32C per this many bytes of a chunk
   std::string config_key = "nvme_path";   // named in errors about the paths
 };
@@ -33,7 +34,7 @@ struct SwapExtent {
   size_t path_index;
   std::string file;
   uint64_t offset;
-  size_t bytes;         // padded to kDirectIoAlignment
+  size_t bytes;  // padded to kDirectIoAlignment
 };
 
 class SwapStore {

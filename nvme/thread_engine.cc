@@ -28,7 +28,8 @@ constexpr int kMaxRetries = 100;  // EAGAIN/EINTR on one piece before giving up
 class ThreadEngine : public IoEngine {
  public:
   explicit ThreadEngine(const EngineOptions& options) : options_(options) {
-    const int workers = std::clamp(options.intra_op_parallelism * options.queue_depth, 1, kMaxWorkers);
+    const int workers =
+        std::clamp(options.intra_op_parallelism * options.queue_depth, 1, kMaxWorkers);
     capacity_ = static_cast<size_t>(workers);
     for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { run(); });
   }
@@ -143,12 +144,11 @@ class ThreadEngine : public IoEngine {
     size_t done = 0;
     int retries = 0;
     while (done < piece.bytes) {
-      const ssize_t n =
-          piece.op == IoOp::kRead
-              ? ::pread(piece.fd, piece.buffer + done, piece.bytes - done,
-                        static_cast<off_t>(piece.offset + done))
-              : ::pwrite(piece.fd, piece.buffer + done, piece.bytes - done,
-                         static_cast<off_t>(piece.offset + done));
+      const ssize_t n = piece.op == IoOp::kRead
+                            ? ::pread(piece.fd, piece.buffer + done, piece.bytes - done,
+                                      static_cast<off_t>(piece.offset + done))
+                            : ::pwrite(piece.fd, piece.buffer + done, piece.bytes - done,
+                                       static_cast<off_t>(piece.offset + done));
       if (n < 0) {
         const int err = errno;
         if ((err == EINTR || err == EAGAIN) && ++retries <= kMaxRetries) {
@@ -158,8 +158,8 @@ class ThreadEngine : public IoEngine {
         return io_errno_status(err, piece.op, absl::StrCat("offset ", piece.offset + done));
       }
       if (n == 0) {
-        return absl::OutOfRangeError(absl::StrCat("read at offset ", piece.offset + done,
-                                                  " is past the end of the file"));
+        return absl::OutOfRangeError(
+            absl::StrCat("read at offset ", piece.offset + done, " is past the end of the file"));
       }
       done += static_cast<size_t>(n);
       if (done < piece.bytes) ++*resubmits;

@@ -86,7 +86,8 @@ absl::Status AtomicFileWriter::write(const void* data, size_t bytes) {
 
 absl::Status AtomicFileWriter::commit() {
   if (::fsync(fd_) != 0) return errno_status(errno, absl::StrCat(tmp_path_, ": fsync failed"));
-  if (::close(std::exchange(fd_, -1)) != 0) return errno_status(errno, absl::StrCat(tmp_path_, ": close failed"));
+  if (::close(std::exchange(fd_, -1)) != 0)
+    return errno_status(errno, absl::StrCat(tmp_path_, ": close failed"));
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
     return errno_status(errno, absl::StrCat(path_, ": rename failed"));
   }

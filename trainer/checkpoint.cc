@@ -60,8 +60,8 @@ uint64_t get_le(const unsigned char* p, int bytes) {
 }
 
 json model_shape(const ModelConfig& c) {
-  return json{{"type", c.type},           {"n_layer", c.n_layer},         {"n_head", c.n_head},
-              {"n_embd", c.n_embd},       {"n_positions", c.n_positions}, {"vocab_size", c.vocab_size}};
+  return json{{"type", c.type},     {"n_layer", c.n_layer},         {"n_head", c.n_head},
+              {"n_embd", c.n_embd}, {"n_positions", c.n_positions}, {"vocab_size", c.vocab_size}};
 }
 
 }  // namespace
@@ -77,7 +77,8 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2&
   if (absl::Status s = writer->write(head); !s.ok()) return s;
 
   size_t largest = 0;
-  for (const memory::ChunkLayout& layout : model.layouts()) largest = std::max(largest, layout.bytes());
+  for (const memory::ChunkLayout& layout : model.layouts())
+    largest = std::max(largest, layout.bytes());
   absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
   if (!staging.ok()) return staging.status();
 
@@ -85,8 +86,9 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2&
   for (size_t c = 0; c < model.num_chunks(); ++c) {
     const size_t bytes = model.layouts()[c].bytes();
     for (int cls = 0; cls < 3; ++cls) {
-      if (absl::Status s = backend.copy_to_host(staging->data(), class_chunk(cls, c, model, &optimizer),
-                                                bytes, kernels::Stream::kDownload);
+      if (absl::Status s =
+              backend.copy_to_host(staging->data(), class_chunk(cls, c, model, &optimizer), bytes,
+                                   kernels::Stream::kDownload);
           !s.ok()) {
         return s;
       }
@@ -99,19 +101,18 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2&
       if (absl::Status s = writer->write(staging->data(), bytes); !s.ok()) return s;
     }
   }
-  const json header = {
-      {"format", "dsinf-checkpoint"},
-      {"version", kFormatVersion},
-      {"model", model_shape(model.config())},
-      {"state",
-       {{"step", state.step},
-        {"samples", state.samples},
-        {"epoch", state.sampler.epoch},
-        {"cursor", state.sampler.cursor},
-        {"last_loss", state.last_loss},
-        {"data_tokens", state.data_tokens},
-        {"optimizer_steps", optimizer.step_count()}}},
-      {"sections", sections}};
+  const json header = {{"format", "dsinf-checkpoint"},
+                       {"version", kFormatVersion},
+                       {"model", model_shape(model.config())},
+                       {"state",
+                        {{"step", state.step},
+                         {"samples", state.samples},
+                         {"epoch", state.sampler.epoch},
+                         {"cursor", state.sampler.cursor},
+                         {"last_loss", state.last_loss},
+                         {"data_tokens", state.data_tokens},
+                         {"optimizer_steps", optimizer.step_count()}}},
+                       {"sections", sections}};
   const std::string header_text = header.dump();
   std::string tail = header_text;
   put_le(&tail, writer->bytes_written(), 8);
@@ -188,8 +189,9 @@ class FileReader {
       const ssize_t n = ::pread(fd_, p, bytes, static_cast<off_t>(offset));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        return absl::DataLossError(absl::StrCat(path_, ": read failed at offset ", offset, ": ",
-                                                n == 0 ? "unexpected end of file" : std::strerror(errno)));
+        return absl::DataLossError(
+            absl::StrCat(path_, ": read failed at offset ", offset, ": ",
+                         n == 0 ? "unexpected end of file" : std::strerror(errno)));
       }
       p += n;
       offset += static_cast<uint64_t>(n);
@@ -237,7 +239,8 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
     return bad("header offset/length do not match the file size");
   }
   std::string header_text(header_bytes, '\0');
-  if (absl::Status s = file.read(header_offset, header_text.data(), header_bytes); !s.ok()) return s;
+  if (absl::Status s = file.read(header_offset, header_text.data(), header_bytes); !s.ok())
+    return s;
   if (nvme::crc32c(header_text.data(), header_text.size()) != header_crc) {
     return absl::DataLossError(absl::StrCat(path, ": header checksum mismatch (file corrupted)"));
   }
@@ -254,9 +257,9 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
     }
     const json expected = model_shape(model.config());
     if (header.at("model") != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": checkpoint was written for model ", header.at("model").dump(),
-          " but the config describes ", expected.dump()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": checkpoint was written for model ", header.at("model").dump(),
+                       " but the config describes ", expected.dump()));
     }
     const json& st = header.at("state");
     state.step = st.at("step").get<int64_t>();
@@ -299,7 +302,8 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
   }
 
   size_t largest = 0;
-  for (const memory::ChunkLayout& layout : model.layouts()) largest = std::max(largest, layout.bytes());
+  for (const memory::ChunkLayout& layout : model.layouts())
+    largest = std::max(largest, layout.bytes());
   absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
   if (!staging.ok()) return staging.status();
   kernels::Backend& backend = *model.backend();
@@ -311,8 +315,9 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
                                               kClasses[s.cls], " of chunk ", s.chunk,
                                               " (file corrupted)"));
     }
-    if (absl::Status st = backend.copy_to_device(class_chunk(s.cls, s.chunk, model, optimizer),
-                                                 staging->data(), s.bytes, kernels::Stream::kUpload);
+    if (absl::Status st =
+            backend.copy_to_device(class_chunk(s.cls, s.chunk, model, optimizer), staging->data(),
+                                   s.bytes, kernels::Stream::kUpload);
         !st.ok()) {
       return st;
     }

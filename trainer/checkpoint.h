@@ -24,8 +24,8 @@ class GPT2;
 class Optimizer;
 
 struct TrainState {
-  int64_t step = 0;          // optimizer steps completed
-  int64_t samples = 0;       // training windows consumed
+  int64_t step = 0;     // optimizer steps completed
+  int64_t samples = 0;  // training windows consumed
   SamplerState sampler;
   double last_loss = 0;      // mean loss of the last step
   uint64_t data_tokens = 0;  // size of the training data when saved (a warning if it changes)

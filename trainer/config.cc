@@ -4,12 +4,11 @@
 // cross-field rules run; the first error wins.
 #include "trainer/config.h"
 
-#include <array>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstring>

@@ -25,7 +25,7 @@ struct OptimizerConfig {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;
-  bool adam_w_mode = true;    // resolved: always true for AdamW
+  bool adam_w_mode = true;  // resolved: always true for AdamW
   bool bias_correction = true;
 };
 

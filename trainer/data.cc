@@ -55,8 +55,8 @@ absl::Status parse_shard(const std::string& path, const std::string& bytes, int 
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t id = load_le(bytes.data() + 32 + i * width, static_cast<int>(width));
     if (id >= static_cast<uint64_t>(vocab_size)) {
-      return bad(absl::StrCat("token ", i, " is ", id, ", not below model.vocab_size ",
-                              vocab_size));
+      return bad(
+          absl::StrCat("token ", i, " is ", id, ", not below model.vocab_size ", vocab_size));
     }
     tokens->push_back(static_cast<int32_t>(id));
   }
@@ -92,8 +92,8 @@ absl::StatusOr<std::vector<int32_t>> load_tokens(const std::string& path, int vo
     }
     std::sort(files.begin(), files.end());
     if (files.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(key, ": directory '", path,
-                                                     "' holds no regular files"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(key, ": directory '", path, "' holds no regular files"));
     }
     for (const std::string& file : files) {
       if (absl::Status s = append_file(file, vocab_size, key, &tokens); !s.ok()) return s;

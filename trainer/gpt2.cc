@@ -17,15 +17,26 @@ using kernels::Stream;
 // Tensor indices inside the chunks, in layout order.
 enum EmbedTensor : size_t { kWte = 0, kWpe = 1 };
 enum BlockTensor : size_t {
-  kLn1W = 0, kLn1B, kQkvW, kQkvB, kAttProjW, kAttProjB,
-  kLn2W, kLn2B, kFcW, kFcB, kFcProjW, kFcProjB, kNumBlockTensors
+  kLn1W = 0,
+  kLn1B,
+  kQkvW,
+  kQkvB,
+  kAttProjW,
+  kAttProjB,
+  kLn2W,
+  kLn2B,
+  kFcW,
+  kFcB,
+  kFcProjW,
+  kFcProjB,
+  kNumBlockTensors
 };
 enum FinalTensor : size_t { kLnfW = 0, kLnfB = 1 };
 
 const char* const kBlockNames[kNumBlockTensors] = {
-    "ln_1.weight",      "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
-    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",      "ln_2.bias",
-    "mlp.c_fc.weight",  "mlp.c_fc.bias",    "mlp.c_proj.weight", "mlp.c_proj.bias"};
+    "ln_1.weight",        "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
+    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias",
+    "mlp.c_fc.weight",    "mlp.c_fc.bias",    "mlp.c_proj.weight",  "mlp.c_proj.bias"};
 
 // Matrix weights stored (out, in) here and (in, out) by Hugging Face's Conv1D.
 bool is_conv1d_weight(size_t t) {
@@ -57,48 +68,46 @@ std::vector<memory::ChunkLayout> GPT2::make_layouts(const ModelConfig& c) {
   return layouts;
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 struct GPT2::Activations {
   // Forward, kept for backward. Per layer l:
-  std::vector<float*> ln1;       // (B,T,C)
-  std::vector<float*> ln1_mean;  // (B,T)
-  std::vector<float*> ln1_rstd;  // (B,T)
-  std::vector<float*> qkv;       // (B,T,3C)
-  std::vector<float*> atty;      // (B,T,C)
-  std::vector<float*> att;       // (B,NH,T,T)
-  std::vector<float*> residual2; // (B,T,C)
-  std::vector<float*> ln2;       // (B,T,C)
-  std::vector<float*> ln2_mean;  // (B,T)
-  std::vector<float*> ln2_rstd;  // (B,T)
-  std::vector<float*> fch;       // (B,T,4C)
-  std::vector<float*> fch_gelu;  // (B,T,4C)
-  std::vector<float*> residual3; // (B,T,C) the layer's output
-  float* encoded = nullptr;      // (B,T,C)
-  float* lnf = nullptr;          // (B,T,C)
-  float* lnf_mean = nullptr;     // (B,T)
-  float* lnf_rstd = nullptr;     // (B,T)
-  float* logits = nullptr;       // (B,T,V); reused for dlogits in backward
-  float* losses = nullptr;       // (B,T)
-  int32_t* inputs = nullptr;     // (B,T)
-  int32_t* targets = nullptr;    // (B,T)
-  float* scratch_btc = nullptr;  // (B,T,C) attention projection / fc projection outputs
+  std::vector<float*> ln1;        // (B,T,C)
+  std::vector<float*> ln1_mean;   // (B,T)
+  std::vector<float*> ln1_rstd;   // (B,T)
+  std::vector<float*> qkv;        // (B,T,3C)
+  std::vector<float*> atty;       // (B,T,C)
+  std::vector<float*> att;        // (B,NH,T,T)
+  std::vector<float*> residual2;  // (B,T,C)
+  std::vector<float*> ln2;        // (B,T,C)
+  std::vector<float*> ln2_mean;   // (B,T)
+  std::vector<float*> ln2_rstd;   // (B,T)
+  std::vector<float*> fch;        // (B,T,4C)
+  std::vector<float*> fch_gelu;   // (B,T,4C)
+  std::vector<float*> residual3;  // (B,T,C) the layer's output
+  float* encoded = nullptr;       // (B,T,C)
+  float* lnf = nullptr;           // (B,T,C)
+  float* lnf_mean = nullptr;      // (B,T)
+  float* lnf_rstd = nullptr;      // (B,T)
+  float* logits = nullptr;        // (B,T,V); reused for dlogits in backward
+  float* losses = nullptr;        // (B,T)
+  int32_t* inputs = nullptr;      // (B,T)
+  int32_t* targets = nullptr;     // (B,T)
+  float* scratch_btc = nullptr;   // (B,T,C) attention projection / fc projection outputs
   // Backward scratch.
-  float* dresidual = nullptr;    // (B,T,C)
-  float* dbtc = nullptr;         // (B,T,C)
-  float* dbtc2 = nullptr;        // (B,T,C)
-  float* dqkv = nullptr;         // (B,T,3C)
-  float* dfch = nullptr;         // (B,T,4C)
-  float* dfch_gelu = nullptr;    // (B,T,4C)
-  std::vector<void*> owned;  // every buffer above, for release
+  float* dresidual = nullptr;  // (B,T,C)
+  float* dbtc = nullptr;       // (B,T,C)
+  float* dbtc2 = nullptr;      // (B,T,C)
+  float* dqkv = nullptr;       // (B,T,3C)
+  float* dfch = nullptr;       // (B,T,4C)
+  float* dfch_gelu = nullptr;  // (B,T,4C)
+  std::vector<void*> owned;    // every buffer above, for release
 };
 
 namespace {
 
 struct ActivationBuffer {
-  void** slot;   // where the device pointer goes
+  void** slot;  // where the device pointer goes
   size_t bytes;
 };
 
@@ -217,8 +226,8 @@ absl::Status GPT2::init_random(uint64_t seed) {
       const memory::TensorSlot& slot = layouts_[c].tensors()[t];
       float* dst = host.data() + slot.offset_elems;
       const bool is_matrix = slot.shape.size() == 2;
-      const bool is_ln_weight = (!is_block && c != 0 && t == kLnfW) ||
-                                (is_block && (t == kLn1W || t == kLn2W));
+      const bool is_ln_weight =
+          (!is_block && c != 0 && t == kLnfW) || (is_block && (t == kLn1W || t == kLn2W));
       if (is_matrix) {
         const float std_dev =
             (is_block && (t == kAttProjW || t == kFcProjW)) ? residual_std : 0.02f;
@@ -266,8 +275,8 @@ absl::Status GPT2::load_hf(const SafetensorsFile& file) {
       std::vector<int64_t> hf_shape = slot.shape;
       if (conv1d) std::swap(hf_shape[0], hf_shape[1]);
       if (!file.entries().contains(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(file.path(), ": missing tensor '",
-                                                       hf_name(slot.name), "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(file.path(), ": missing tensor '", hf_name(slot.name), "'"));
       }
       absl::StatusOr<std::vector<float>> values = file.read_f32(name, hf_shape);
       if (!values.ok()) return values.status();
@@ -284,8 +293,9 @@ absl::Status GPT2::load_hf(const SafetensorsFile& file) {
           absl::StatusOr<std::vector<float>> tied = file.read_f32(head, slot.shape);
           if (!tied.ok()) return tied.status();
           if (*tied != *values) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                file.path(), ": '", head, "' differs from the token embedding; dsinf's GPT-2 ties them"));
+            return absl::InvalidArgumentError(
+                absl::StrCat(file.path(), ": '", head,
+                             "' differs from the token embedding; dsinf's GPT-2 ties them"));
           }
         }
       }
@@ -380,15 +390,15 @@ absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* target
     residual = a.residual3[l];
   }
   const size_t f = layouts_.size() - 1;
-  k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, param(f, kLnfW), param(f, kLnfB),
-                      N, C);
+  k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, param(f, kLnfW), param(f, kLnfB), N,
+                      C);
   k.matmul_forward(a.logits, a.lnf, param(0, kWte), nullptr, N, C, V);
   k.softmax_crossentropy(a.losses, nullptr, a.logits, a.targets, N, V, 0.0f);
 
   std::vector<float> losses(BT);
   k.stream_wait(Stream::kDownload, k.record(Stream::kCompute));
-  if (absl::Status s = k.copy_to_host(losses.data(), a.losses, BT * sizeof(float),
-                                      Stream::kDownload);
+  if (absl::Status s =
+          k.copy_to_host(losses.data(), a.losses, BT * sizeof(float), Stream::kDownload);
       !s.ok()) {
     return s;
   }
@@ -424,8 +434,8 @@ absl::Status GPT2::block_backward(int l, const float* residual_in, float* dresid
   status.Update(k.fill_zero(a.dqkv, 3 * BTC * f, Stream::kCompute));
   k.attention_backward(a.dqkv, a.dbtc2, a.qkv[l], a.att[l], B, T, C, NH);
   status.Update(k.fill_zero(a.dbtc, BTC * f, Stream::kCompute));
-  k.matmul_backward(a.dbtc, grad(c, kQkvW), grad(c, kQkvB), a.dqkv, a.ln1[l], param(c, kQkvW), N,
-                    C, 3 * C);
+  k.matmul_backward(a.dbtc, grad(c, kQkvW), grad(c, kQkvB), a.dqkv, a.ln1[l], param(c, kQkvW), N, C,
+                    3 * C);
   k.layernorm_backward(dresidual, grad(c, kLn1W), grad(c, kLn1B), a.dbtc, residual_in,
                        param(c, kLn1W), a.ln1_mean[l], a.ln1_rstd[l], N, C);
   return status;

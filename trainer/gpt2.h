@@ -75,7 +75,9 @@ class GPT2 {
   struct Activations;
   GPT2(kernels::Backend* backend, const ModelConfig& config, int max_batch);
   absl::Status allocate();
-  float* param(size_t chunk, size_t tensor) { return params_[chunk] + tensor_offset(chunk, tensor); }
+  float* param(size_t chunk, size_t tensor) {
+    return params_[chunk] + tensor_offset(chunk, tensor);
+  }
   float* grad(size_t chunk, size_t tensor) { return grads_[chunk] + tensor_offset(chunk, tensor); }
   size_t tensor_offset(size_t chunk, size_t tensor) const {
     return layouts_[chunk].tensors()[tensor].offset_elems;

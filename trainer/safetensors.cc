@@ -1,7 +1,5 @@
 #include "trainer/safetensors.h"
 
-#include "trainer/atomic_file.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -13,9 +13,9 @@
 namespace dsinf::trainer {
 
 struct SafetensorsEntry {
-  std::string dtype;            // "F32", "F16", "BF16", "F64", "I32", "I64", ...
+  std::string dtype;  // "F32", "F16", "BF16", "F64", "I32", "I64", ...
   std::vector<int64_t> shape;
-  uint64_t begin = 0;           // byte offsets into the data section
+  uint64_t begin = 0;  // byte offsets into the data section
   uint64_t end = 0;
 };
 

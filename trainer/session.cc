@@ -95,14 +95,15 @@ absl::Status load_init_from(const Config& config, GPT2& model) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::open(config.model.init_from);
   absl::Status status = file.ok() ? model.load_hf(*file) : file.status();
   if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(config.source_path, ": model.init_from: ",
-                                                  status.message()));
+  return absl::Status(status.code(),
+                      absl::StrCat(config.source_path, ": model.init_from: ", status.message()));
 }
 
 // Loads the weights eval and export use: the newest checkpoint in output_dir,
 // else model.init_from, else the seeded initialisation.
 absl::Status load_inference_weights(const Config& config, Runtime& rt) {
-  absl::StatusOr<std::optional<std::string>> latest = find_latest_checkpoint(config.train.output_dir);
+  absl::StatusOr<std::optional<std::string>> latest =
+      find_latest_checkpoint(config.train.output_dir);
   if (!latest.ok()) return latest.status();
   if (latest->has_value()) {
     absl::StatusOr<TrainState> state = load_checkpoint(**latest, *rt.model, nullptr);
@@ -125,7 +126,8 @@ struct EvalResult {
 };
 
 // Mean token cross-entropy over every complete window, in order.
-absl::StatusOr<EvalResult> evaluate(GPT2& model, const std::vector<int32_t>& tokens, int max_batch) {
+absl::StatusOr<EvalResult> evaluate(GPT2& model, const std::vector<int32_t>& tokens,
+                                    int max_batch) {
   const int T = model.config().n_positions;
   EvalResult result;
   result.windows = num_windows(tokens.size(), T);
@@ -155,9 +157,9 @@ absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::
                         absl::StrCat(config.source_path, ": ", tokens.status().message()));
   }
   if (num_windows(tokens->size(), config.model.n_positions) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config.source_path, ": ", key, ": '", path, "' holds ", tokens->size(),
-        " tokens, fewer than model.n_positions + 1 = ", config.model.n_positions + 1));
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.source_path, ": ", key, ": '", path, "' holds ", tokens->size(),
+                     " tokens, fewer than model.n_positions + 1 = ", config.model.n_positions + 1));
   }
   return tokens;
 }
@@ -166,7 +168,8 @@ absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::
 
 absl::Status run_eval(const LoadedConfig& loaded, const RunOptions& options) {
   const Config& config = loaded.config;
-  const std::string& path = config.data.eval_path.empty() ? config.data.path : config.data.eval_path;
+  const std::string& path =
+      config.data.eval_path.empty() ? config.data.path : config.data.eval_path;
   absl::StatusOr<std::vector<int32_t>> tokens =
       load_data(config, path, config.data.eval_path.empty() ? "data.path" : "data.eval_path");
   if (!tokens.ok()) return tokens.status();
@@ -176,9 +179,9 @@ absl::Status run_eval(const LoadedConfig& loaded, const RunOptions& options) {
   absl::StatusOr<EvalResult> result =
       evaluate(*rt->model, *tokens, static_cast<int>(config.train_micro_batch_size_per_gpu));
   if (!result.ok()) return result.status();
-  human(options) << absl::StrFormat("eval loss %.6f over %d tokens (%d windows) of %s; weights: %s\n",
-                                    result->loss, result->tokens, result->windows, path,
-                                    rt->weights_source);
+  human(options) << absl::StrFormat(
+      "eval loss %.6f over %d tokens (%d windows) of %s; weights: %s\n", result->loss,
+      result->tokens, result->windows, path, rt->weights_source);
   if (options.json) {
     emit_json({{"loss", result->loss},
                {"tokens", result->tokens},
@@ -194,8 +197,8 @@ absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
   std::error_code ec;
   const fs::path parent = fs::absolute(out_path, ec).parent_path();
   if (out_path.empty() || fs::is_directory(out_path, ec) || !fs::is_directory(parent, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--out: '", out_path, "' must name a file in an existing directory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out: '", out_path, "' must name a file in an existing directory"));
   }
   absl::StatusOr<Runtime> rt = make_runtime(config, /*with_optimizer=*/false);
   if (!rt.ok()) return rt.status();
@@ -211,8 +214,9 @@ absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
   const ModelConfig& m = config.model;
   const std::map<std::string, std::string> metadata = {
       {"format", "pt"},
-      {"dsinf_model", absl::StrFormat("gpt2 n_layer=%d n_head=%d n_embd=%d n_positions=%d vocab_size=%d",
-                                      m.n_layer, m.n_head, m.n_embd, m.n_positions, m.vocab_size)},
+      {"dsinf_model",
+       absl::StrFormat("gpt2 n_layer=%d n_head=%d n_embd=%d n_positions=%d vocab_size=%d",
+                       m.n_layer, m.n_head, m.n_embd, m.n_positions, m.vocab_size)},
       {"dsinf_weights", rt->weights_source}};
   if (absl::Status s = write_safetensors(out_path, to_write, metadata); !s.ok()) return s;
   human(options) << absl::StrFormat("exported %d tensors (%s) from %s to %s\n", to_write.size(),
@@ -243,7 +247,8 @@ absl::StatusOr<std::vector<std::unique_ptr<Monitor>>> make_monitors(const Config
     monitors.push_back(*std::move(m));
   }
   if (config.tensorboard.enabled) {
-    absl::StatusOr<std::unique_ptr<Monitor>> m = make_tensorboard_monitor(dir_of(config.tensorboard));
+    absl::StatusOr<std::unique_ptr<Monitor>> m =
+        make_tensorboard_monitor(dir_of(config.tensorboard));
     if (!m.ok()) return m.status();
     monitors.push_back(*std::move(m));
   }
@@ -280,7 +285,8 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
   Optimizer& optimizer = *rt->optimizer;
 
   TrainState state;
-  absl::StatusOr<std::optional<std::string>> latest = find_latest_checkpoint(config.train.output_dir);
+  absl::StatusOr<std::optional<std::string>> latest =
+      find_latest_checkpoint(config.train.output_dir);
   if (!latest.ok()) return latest.status();
   if (latest->has_value()) {
     absl::StatusOr<TrainState> restored = load_checkpoint(**latest, model, &optimizer);
@@ -310,15 +316,19 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
       "parameters\n",
       DSINF_VERSION, rt->backend->name(), config.model.n_layer, config.model.n_head,
       config.model.n_embd, T, config.model.vocab_size, model.num_parameters());
-  log << absl::StrFormat("data %s: %d tokens, %d windows | batch %d = %d x %d accumulation | weights: %s\n",
-                         config.data.path, tokens->size(), sampler.windows(),
-                         config.train_batch_size, B, gas, rt->weights_source);
+  log << absl::StrFormat(
+      "data %s: %d tokens, %d windows | batch %d = %d x %d accumulation | weights: %s\n",
+      config.data.path, tokens->size(), sampler.windows(), config.train_batch_size, B, gas,
+      rt->weights_source);
   if (state.step >= config.train.steps) {
     log << absl::StrFormat("%s is already at step %d of %d; nothing to train\n",
                            config.train.output_dir, state.step, config.train.steps);
     if (options.json) {
-      emit_json({{"event", "summary"}, {"steps", state.step}, {"steps_run", 0},
-                 {"final_loss", state.last_loss}, {"peak_bytes", peak_bytes_json(*rt, host_bytes)}});
+      emit_json({{"event", "summary"},
+                 {"steps", state.step},
+                 {"steps_run", 0},
+                 {"final_loss", state.last_loss},
+                 {"peak_bytes", peak_bytes_json(*rt, host_bytes)}});
     }
     return absl::OkStatus();
   }
@@ -327,7 +337,8 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
   std::error_code ec;
   fs::create_directories(config.train.output_dir, ec);
   if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat(config.source_path, ": train.output_dir: cannot create '",
+    return absl::InvalidArgumentError(absl::StrCat(config.source_path,
+                                                   ": train.output_dir: cannot create '",
                                                    config.train.output_dir, "': ", ec.message()));
   }
   absl::StatusOr<std::vector<std::unique_ptr<Monitor>>> monitors = make_monitors(config);
@@ -359,7 +370,8 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
       time_fwd += seconds_since(t0);
       t0 = Clock::now();
       // Mean over the tokens of every micro-batch of the step.
-      if (absl::Status s = model.backward(1.0f / static_cast<float>(static_cast<int64_t>(B) * T * gas));
+      if (absl::Status s =
+              model.backward(1.0f / static_cast<float>(static_cast<int64_t>(B) * T * gas));
           !s.ok()) {
         return s;
       }
@@ -371,7 +383,8 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
     if (!std::isfinite(norm)) {
       return absl::InternalError(absl::StrFormat(
           "step %d: the gradient norm is %f: training diverged (lower optimizer.params.lr or "
-          "raise warmup); the last checkpoint in %s is intact", it + 1, norm, config.train.output_dir));
+          "raise warmup); the last checkpoint in %s is intact",
+          it + 1, norm, config.train.output_dir));
     }
     const double lr = learning_rate(config.scheduler, config.optimizer, it);
     optimizer.step(model, lr, clip_coefficient(norm, config.gradient_clipping));
@@ -398,22 +411,27 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
                          static_cast<double>(config.train.steps - state.step);
       const memory::ArenaStats device = rt->backend->memory_stats();
       log << absl::StrFormat(
-          "step %*d/%d | loss %.4f | lr %.3e | %.0f tok/s | elapsed %s | eta %s | device %s host %s "
+          "step %*d/%d | loss %.4f | lr %.3e | %.0f tok/s | elapsed %s | eta %s | device %s host "
+          "%s "
           "nvme 0 B\n",
           static_cast<int>(std::to_string(config.train.steps).size()), state.step,
           config.train.steps, state.last_loss, lr, tokens_per_s, format_duration(elapsed),
           format_duration(eta), format_bytes(static_cast<double>(device.in_use_bytes)),
           format_bytes(static_cast<double>(host_bytes)));
-      json line = {{"event", "step"},       {"step", state.step},
-                   {"loss", state.last_loss}, {"lr", lr},
-                   {"tokens_per_s", tokens_per_s}, {"grad_norm", norm},
-                   {"elapsed_s", elapsed},    {"eta_s", eta},
+      json line = {{"event", "step"},
+                   {"step", state.step},
+                   {"loss", state.last_loss},
+                   {"lr", lr},
+                   {"tokens_per_s", tokens_per_s},
+                   {"grad_norm", norm},
+                   {"elapsed_s", elapsed},
+                   {"eta_s", eta},
                    {"bytes", {{"device", device.in_use_bytes}, {"host", host_bytes}, {"nvme", 0}}}};
       if (config.wall_clock_breakdown) {
         log << absl::StrFormat("  time (ms) | forward %.1f | backward %.1f | step %.1f\n",
                                1e3 * time_fwd, 1e3 * time_bwd, 1e3 * time_step);
-        line["breakdown_ms"] = {{"forward", 1e3 * time_fwd}, {"backward", 1e3 * time_bwd},
-                                {"step", 1e3 * time_step}};
+        line["breakdown_ms"] = {
+            {"forward", 1e3 * time_fwd}, {"backward", 1e3 * time_bwd}, {"step", 1e3 * time_step}};
       }
       if (options.json) emit_json(line);
       window_start = Clock::now();
@@ -425,16 +443,19 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
       if (!eval.ok()) return eval.status();
       log << absl::StrFormat("step %d | eval loss %.4f over %d tokens\n", state.step, eval->loss,
                              eval->tokens);
-      if (options.json) emit_json({{"event", "eval"}, {"step", state.step}, {"eval_loss", eval->loss}});
+      if (options.json)
+        emit_json({{"event", "eval"}, {"step", state.step}, {"eval_loss", eval->loss}});
       for (auto& monitor : *monitors) {
         status.Update(monitor->write({{"Train/Samples/eval_loss", eval->loss, state.samples}}));
       }
       if (!status.ok()) return status;
     }
     interrupted = g_interrupted.load();
-    const bool save_now = config.train.save_interval > 0 && state.step % config.train.save_interval == 0;
+    const bool save_now =
+        config.train.save_interval > 0 && state.step % config.train.save_interval == 0;
     if (save_now || last || interrupted) {
-      absl::StatusOr<std::string> saved = save_checkpoint(config.train.output_dir, model, optimizer, state);
+      absl::StatusOr<std::string> saved =
+          save_checkpoint(config.train.output_dir, model, optimizer, state);
       if (!saved.ok()) return saved.status();
       log << "saved checkpoint " << *saved << "\n";
     }
@@ -451,18 +472,19 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
                          steps_run, format_duration(elapsed),
                          format_bytes(static_cast<double>(rt->backend->memory_stats().peak_bytes)));
   if (options.json) {
-    emit_json({{"event", "summary"},
-               {"steps", state.step},
-               {"steps_run", steps_run},
-               {"final_loss", state.last_loss},
-               {"elapsed_s", elapsed},
-               {"tokens_per_s", elapsed > 0 ? steps_run * config.train_batch_size * T / elapsed : 0.0},
-               {"interrupted", interrupted},
-               {"peak_bytes", peak_bytes_json(*rt, host_bytes)}});
+    emit_json(
+        {{"event", "summary"},
+         {"steps", state.step},
+         {"steps_run", steps_run},
+         {"final_loss", state.last_loss},
+         {"elapsed_s", elapsed},
+         {"tokens_per_s", elapsed > 0 ? steps_run * config.train_batch_size * T / elapsed : 0.0},
+         {"interrupted", interrupted},
+         {"peak_bytes", peak_bytes_json(*rt, host_bytes)}});
   }
   if (interrupted) {
-    return absl::CancelledError(absl::StrCat("interrupted at step ", state.step,
-                                             "; run the same command again to resume"));
+    return absl::CancelledError(
+        absl::StrCat("interrupted at step ", state.step, "; run the same command again to resume"));
   }
   return absl::OkStatus();
 }

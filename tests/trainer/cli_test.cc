@@ -177,8 +177,9 @@ TEST(Cli, InterruptSavesACheckpointAndTheSameCommandResumes) {
   config["steps_per_print"] = 1000;
   const std::string path = write_config(dir, "c.json", config);
   // SIGINT after a second: the step in flight finishes and is saved.
-  const CommandResult r =
-      run_command("timeout --preserve-status -s INT 1 " + dsinf_binary() + " train " + path + " --json", dir.path());
+  const CommandResult r = run_command(
+      "timeout --preserve-status -s INT 1 " + dsinf_binary() + " train " + path + " --json",
+      dir.path());
   ASSERT_EQ(r.exit_code, 130) << r.err;
   const std::vector<json> summary = events(r, "summary");
   ASSERT_EQ(summary.size(), 1u) << r.out;

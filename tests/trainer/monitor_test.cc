@@ -1,7 +1,5 @@
 #include "trainer/monitor.h"
 
-#include "tests/trainer/test_util.h"
-
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -17,6 +15,8 @@
 #include <iterator>
 #include <string>
 #include <vector>
+
+#include "tests/trainer/test_util.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -228,7 +228,8 @@ TEST_F(MonitorTest, TensorBoardFileDecodes) {
   EXPECT_LE(secs, static_cast<long long>(after) + 1);
   EXPECT_EQ(name.substr(dot + 1), host);
 
-  const std::vector<std::string> records = read_records(dsinf::testing::read_text(out + "/" + name));
+  const std::vector<std::string> records =
+      read_records(dsinf::testing::read_text(out + "/" + name));
   ASSERT_EQ(records.size(), 4u);
   const DecodedEvent version = decode_event(records[0]);
   EXPECT_EQ(version.file_version, "brain.Event:2");
@@ -279,7 +280,8 @@ TEST_F(MonitorTest, CsvLayoutAndExactContents) {
                                       "eval_loss.csv"}));
   EXPECT_EQ(dsinf::testing::read_text(out + "/Train_Samples_train_loss.csv"),
             "step,train_loss\n8,2.5\n16,0.3333333333333333\n");
-  EXPECT_EQ(dsinf::testing::read_text(out + "/Train_Samples_lr.csv"), "step,lr\n8,0.0001\n16,0.0006\n");
+  EXPECT_EQ(dsinf::testing::read_text(out + "/Train_Samples_lr.csv"),
+            "step,lr\n8,0.0001\n16,0.0006\n");
   EXPECT_EQ(dsinf::testing::read_text(out + "/eval_loss.csv"), "step,eval loss\n8,0.1\n");
 }
 
@@ -352,7 +354,8 @@ TEST_F(MonitorTest, CsvReopenAppendsWithoutASecondHeader) {
     ASSERT_TRUE((*m)->write({{"Train/Samples/train_loss", 2.0, 16}}).ok());
     ASSERT_TRUE((*m)->flush().ok());
   }
-  EXPECT_EQ(dsinf::testing::read_text(dir_ + "/Train_Samples_train_loss.csv"), "step,train_loss\n8,3.0\n16,2.0\n");
+  EXPECT_EQ(dsinf::testing::read_text(dir_ + "/Train_Samples_train_loss.csv"),
+            "step,train_loss\n8,3.0\n16,2.0\n");
 }
 
 TEST_F(MonitorTest, CsvWriteErrorIsReported) {

@@ -1,7 +1,5 @@
 #include "trainer/safetensors.h"
 
-#include "tests/trainer/test_util.h"
-
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -20,12 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/trainer/test_util.h"
+
 namespace dsinf::trainer {
 namespace {
 
 class SafetensorsTest : public ::testing::Test {
  protected:
-
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Files in the test directory, to check that no temporary is left behind.
