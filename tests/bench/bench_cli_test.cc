@@ -7,7 +7,7 @@
 
 #include "bench/options.h"
 #include "bench/report.h"
-#include "tests/trainer/test_util.h"
+#include "tests/test_util.h"
 #include "trainer/config.h"
 
 namespace dsinf::testing {

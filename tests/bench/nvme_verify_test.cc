@@ -7,7 +7,7 @@
 
 #include "bench/nvme_io.h"
 #include "gtest/gtest.h"
-#include "tests/trainer/test_util.h"
+#include "tests/test_util.h"
 
 namespace dsinf::bench {
 namespace {

@@ -20,6 +20,7 @@
 #include "memory/check.h"
 #include "nvme/engine.h"
 #include "nvme/fault_engine.h"
+#include "tests/test_util.h"
 
 namespace dsinf::nvme {
 namespace {
@@ -28,21 +29,7 @@ using memory::AlignedBuffer;
 
 constexpr size_t kPage = kDirectIoAlignment;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "dsinf-engine-XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using dsinf::testing::TempDir;
 
 using EngineFactory =
     std::function<absl::StatusOr<std::unique_ptr<IoEngine>>(const EngineOptions&)>;
@@ -167,8 +154,8 @@ TEST_P(EngineConformance, RoundTripsAtManySizesOffsetsAndBlockSizes) {
                               {256 * kPage, 8, 2, false, true}};
   const size_t pages[] = {1, 3, 17, 255, 257, 769};  // odd multiples of 4 KiB up to 3 MiB
   for (const Variant& v : variants) {
-    SCOPED_TRACE(testing::Message() << "block " << v.block_size << " single_submit "
-                                    << v.single_submit << " overlap " << v.overlap_events);
+    SCOPED_TRACE(::testing::Message() << "block " << v.block_size << " single_submit "
+                                      << v.single_submit << " overlap " << v.overlap_events);
     EngineOptions options;
     options.block_size = v.block_size;
     options.queue_depth = v.queue_depth;
@@ -291,7 +278,7 @@ TEST_P(EngineConformance, ReadPastTheEndIsOutOfRange) {
 
 TEST_P(EngineConformance, HundredsOfConcurrentRequestsAllComplete) {
   for (int parallelism : {1, 2}) {
-    SCOPED_TRACE(testing::Message() << "intra_op_parallelism " << parallelism);
+    SCOPED_TRACE(::testing::Message() << "intra_op_parallelism " << parallelism);
     EngineOptions options;
     options.block_size = 8 * kPage;
     options.queue_depth = 4;

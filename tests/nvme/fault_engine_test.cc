@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "memory/aligned_buffer.h"
+#include "tests/test_util.h"
 
 namespace dsinf::nvme {
 namespace {
@@ -23,21 +24,7 @@ using memory::AlignedBuffer;
 
 constexpr size_t kFileBytes = 64 * 1024;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "dsinf-fault-XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using dsinf::testing::TempDir;
 
 // Waits for one request's callback and remembers its thread.
 struct Waiter {

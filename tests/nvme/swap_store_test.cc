@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "memory/aligned_buffer.h"
 #include "nvme/fault_engine.h"
+#include "tests/test_util.h"
 
 namespace dsinf::nvme {
 namespace {
@@ -26,21 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using memory::AlignedBuffer;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "dsinf-swap-test-XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using dsinf::testing::TempDir;
 
 // Collects callbacks; wait(n) blocks until n of them ran.
 class Completions {

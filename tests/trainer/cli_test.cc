@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "nvme/crc32c.h"
-#include "tests/trainer/test_util.h"
+#include "tests/test_util.h"
 
 namespace dsinf::testing {
 namespace {

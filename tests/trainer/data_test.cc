@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <set>
 
-#include "tests/trainer/test_util.h"
+#include "tests/test_util.h"
 
 namespace dsinf::trainer {
 namespace {

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "kernels/backend.h"
-#include "tests/trainer/test_util.h"
+#include "tests/test_util.h"
 #include "trainer/gpt2.h"
 #include "trainer/safetensors.h"
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/trainer/test_util.h"
+#include "tests/test_util.h"
 
 namespace dsinf::trainer {
 namespace {

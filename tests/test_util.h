@@ -1,4 +1,4 @@
-// Helpers shared by the trainer tests: temporary directories, running the
+// Helpers shared by the test suites: temporary directories, running the
 // dsinf binary and the PyTorch reference script.
 #pragma once
 
