@@ -15,6 +15,8 @@ benchmarks:
          prints the best aio block for a config
   tiers  one table of the machine's memory tiers: host memory, host copies,
          host<->device, NVMe at the configured aio settings
+  adam   the CPU optimizer step (plain, fused mixed precision, multi-pass,
+         naive) against the host memory ceiling measured in the same run
 
 dsinf bench <benchmark> --help lists its options. Exit status: 0 ok,
 1 failure (I/O error, data read back wrong), 2 bad option, config or path,
@@ -59,8 +61,9 @@ int bench_main(const std::vector<std::string>& args) {
   }
   if (name == "nvme") return nvme_main(rest);
   if (name == "tiers") return tiers_main(rest);
+  if (name == "adam") return adam_main(rest);
   std::cerr << "dsinf: bench: unknown benchmark '" << name
-            << "' (expected nvme or tiers; see dsinf bench --help)\n";
+            << "' (expected nvme, tiers or adam; see dsinf bench --help)\n";
   return kExitBadInput;
 }
 

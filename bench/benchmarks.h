@@ -22,6 +22,7 @@ inline constexpr int kExitInterrupted = 130;
 // args follow the benchmark's name on the command line.
 int nvme_main(const std::vector<std::string>& args);
 int tiers_main(const std::vector<std::string>& args);
+int adam_main(const std::vector<std::string>& args);
 
 // Prints "dsinf: bench <name>: <message>" on stderr and returns the exit code for `status`.
 int report_failure(const std::string& name, const absl::Status& status);

@@ -17,6 +17,7 @@
 
 #include "bench/interrupt.h"
 #include "bench/options.h"
+#include "bench/timing.h"
 #include "memory/aligned_buffer.h"
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
@@ -43,27 +44,6 @@ size_t available_memory_bytes() {
   return 0;
 }
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-// Runs `pass` once untimed, then `passes` times; the median seconds of one pass.
-template <typename Pass>
-absl::StatusOr<double> median_seconds(int passes, Pass&& pass) {
-  pass();
-  std::vector<double> seconds;
-  for (int i = 0; i < passes; ++i) {
-    if (interrupted()) return absl::CancelledError("interrupted");
-    const auto start = std::chrono::steady_clock::now();
-    pass();
-    seconds.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return std::max(median(seconds), 1e-9);
-}
-
 // The same static partition for first touch and for the timed passes, so each
 // thread updates the pages it faulted in.
 template <typename Body>
@@ -74,7 +54,9 @@ void parallel_slices(size_t count, size_t grain, Body&& body) {
       tbb::static_partitioner());
 }
 
-absl::StatusOr<double> measure_update(const HostOptions& options) {
+}  // namespace
+
+absl::StatusOr<double> measure_update_gbps(const HostOptions& options) {
   const size_t n = options.array_bytes / sizeof(float);
   std::unique_ptr<float[]> a(new (std::nothrow) float[n]);
   std::unique_ptr<float[]> b(new (std::nothrow) float[n]);
@@ -98,6 +80,8 @@ absl::StatusOr<double> measure_update(const HostOptions& options) {
   (void)sink;
   return 12.0 * static_cast<double>(n) / *seconds / 1e9;
 }
+
+namespace {
 
 void parallel_copy(std::byte* dst, const std::byte* src, size_t bytes) {
   const size_t slices = (bytes + kCopySliceBytes - 1) / kCopySliceBytes;
@@ -162,7 +146,7 @@ absl::StatusOr<HostBandwidth> measure_host(const HostOptions& options) {
   result.passes = options.passes;
   result.threads = tbb::this_task_arena::max_concurrency();
 
-  absl::StatusOr<double> update = measure_update(options);
+  absl::StatusOr<double> update = measure_update_gbps(options);
   if (!update.ok()) return update.status();
   result.update_gbps = *update;
 

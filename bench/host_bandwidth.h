@@ -33,6 +33,12 @@ size_t default_array_bytes();
 // The last-level cache of all online CPUs together in bytes, 0 if unknown.
 size_t last_level_cache_bytes();
 
+// a[i] += s * b[i] over two arrays of options.array_bytes, all cores: the host
+// memory ceiling of in-place updates, GB/s counting 12 bytes per element.
+// kCancelled when interrupted (see interrupt.h), kResourceExhausted when the
+// arrays cannot be allocated.
+absl::StatusOr<double> measure_update_gbps(const HostOptions& options);
+
 // kCancelled when interrupted (see interrupt.h), kResourceExhausted when the
 // buffers cannot be allocated.
 absl::StatusOr<HostBandwidth> measure_host(const HostOptions& options);

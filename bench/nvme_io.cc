@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/interrupt.h"
 #include "bench/report.h"
+#include "bench/timing.h"
 #include "memory/aligned_buffer.h"
 #include "trainer/config.h"
 
@@ -228,12 +229,6 @@ absl::StatusOr<Measurement> measure_once(nvme::IoEngine& engine, const std::stri
   ::unlink(file_path.c_str());
   if (m.ok() && !closed.ok()) return closed;
   return m;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/adam.h"
 #include "nlohmann/json.hpp"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
@@ -312,10 +313,11 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
       (tokens->size() + eval_tokens.size() + 2 * static_cast<size_t>(B) * T) * sizeof(int32_t);
 
   log << absl::StrFormat(
-      "dsinf %s | backend %s | gpt2 %d layers, %d heads, %d channels, %d positions, vocab %d: %d "
-      "parameters\n",
-      DSINF_VERSION, rt->backend->name(), config.model.n_layer, config.model.n_head,
-      config.model.n_embd, T, config.model.vocab_size, model.num_parameters());
+      "dsinf %s | backend %s, CPU Adam %s | gpt2 %d layers, %d heads, %d channels, %d positions, "
+      "vocab %d: %d parameters\n",
+      DSINF_VERSION, rt->backend->name(), kernels::cpu::isa_name(kernels::cpu::best_isa()),
+      config.model.n_layer, config.model.n_head, config.model.n_embd, T, config.model.vocab_size,
+      model.num_parameters());
   log << absl::StrFormat(
       "data %s: %d tokens, %d windows | batch %d = %d x %d accumulation | weights: %s\n",
       config.data.path, tokens->size(), sampler.windows(), config.train_batch_size, B, gas,

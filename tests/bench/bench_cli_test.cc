@@ -157,6 +157,10 @@ TEST(BenchNvme, BadArgumentsExitTwo) {
       "nvme --config " + dir.path() + "/missing.json",
       "tiers --array-bytes 12",
       "tiers --bogus",
+      "adam --params 0",
+      "adam --params lots",
+      "adam --isa sse9",
+      "adam --passes 0",
       "frobnicate",
       "",
   };
@@ -168,6 +172,7 @@ TEST(BenchNvme, BadArgumentsExitTwo) {
   EXPECT_EQ(run_bench("--help", dir).exit_code, 0);
   EXPECT_EQ(run_bench("nvme --help", dir).exit_code, 0);
   EXPECT_EQ(run_bench("tiers --help", dir).exit_code, 0);
+  EXPECT_EQ(run_bench("adam --help", dir).exit_code, 0);
   expect_no_leftovers(dir);
 }
 
@@ -202,6 +207,43 @@ TEST(BenchTiers, NvmeRowsAndOutFile) {
   EXPECT_GT(result["nvme"].value("read_gbps", 0.0), 0.0);
   EXPECT_EQ(json::parse(read_text(out)), result);
   expect_no_leftovers(dir);
+}
+
+// The JSON contract: ceiling_gbps, then plain, fused, multipass and naive
+// each with params_per_s and gbps; the variants were checked bit for bit.
+void expect_adam_json(const json& result, int64_t params) {
+  EXPECT_GT(result.value("ceiling_gbps", 0.0), 0.0) << result.dump();
+  for (const char* variant : {"plain", "fused", "multipass", "naive"}) {
+    ASSERT_TRUE(result.contains(variant)) << variant << " in " << result.dump();
+    const json& v = result[variant];
+    EXPECT_GT(v.value("params_per_s", 0.0), 0.0) << variant;
+    // gbps counts 28 bytes per parameter, whatever the variant moves.
+    EXPECT_NEAR(v.value("gbps", 0.0), v.value("params_per_s", 0.0) * 28 / 1e9,
+                2e-3 * v.value("gbps", 0.0))
+        << variant;
+    EXPECT_GT(v.value("bytes_moved_per_param", 0.0), 0.0) << variant;
+  }
+  EXPECT_EQ(result["fused"]["bytes_moved_per_param"], 30);
+  EXPECT_EQ(result["multipass"]["bytes_moved_per_param"], 44);
+  EXPECT_EQ(result.value("params", int64_t{0}), params);
+  EXPECT_EQ(result.value("verified", false), true);
+}
+
+TEST(BenchAdam, JsonHasTheKeysOnTheBestPath) {
+  TempDir dir;
+  const CommandResult r = run_bench("adam --params 100003 --passes 1 --json", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_adam_json(last_json_line(r), 100003);
+  EXPECT_NE(r.err.find("fused vs multipass"), std::string::npos) << r.err;
+}
+
+TEST(BenchAdam, ScalarPathRunsAndIsNamed) {
+  TempDir dir;
+  const CommandResult r = run_bench("adam --params 5000 --passes 1 --isa scalar --json", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json result = last_json_line(r);
+  expect_adam_json(result, 5000);
+  EXPECT_EQ(result.value("isa", ""), "scalar");
 }
 
 }  // namespace

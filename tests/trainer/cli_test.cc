@@ -171,6 +171,24 @@ TEST(Cli, ResumeIsBitIdentical) {
             steps_a.back()["loss"].get<double>());
 }
 
+// One binary, the same numbers on any x86-64: training with the optimizer's
+// scalar path (what a CPU without AVX runs) writes the checkpoint the best path
+// this machine has writes, byte for byte.
+TEST(Cli, TrainingIsBitIdenticalOnEveryCpuAdamPath) {
+  TempDir dir;
+  const std::string best = write_config(dir, "best.json", tiny_config(dir, dir / "best", 4));
+  const CommandResult a = run_dsinf("train " + best + " --json", dir.path());
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const std::string scalar = write_config(dir, "scalar.json", tiny_config(dir, dir / "scalar", 4));
+  const CommandResult b = run_command(
+      "DSINF_CPU_ISA=scalar " + dsinf_binary() + " train " + scalar + " --json", dir.path());
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_NE(b.err.find("CPU Adam scalar"), std::string::npos) << b.err;
+  const std::string ckpt_a = read_text(dir / "best/ckpt-00000004.dsinf");
+  ASSERT_GT(ckpt_a.size(), 4096u);
+  EXPECT_TRUE(ckpt_a == read_text(dir / "scalar/ckpt-00000004.dsinf"));
+}
+
 TEST(Cli, InterruptSavesACheckpointAndTheSameCommandResumes) {
   TempDir dir;
   json config = tiny_config(dir, dir / "out", 1000000);  // far more than a second's work
