@@ -18,6 +18,7 @@
 #include "bench/interrupt.h"
 #include "bench/options.h"
 #include "bench/timing.h"
+#include "kernels/cpu/adam.h"
 #include "memory/aligned_buffer.h"
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
@@ -56,29 +57,31 @@ void parallel_slices(size_t count, size_t grain, Body&& body) {
 
 }  // namespace
 
-absl::StatusOr<double> measure_update_gbps(const HostOptions& options) {
-  const size_t n = options.array_bytes / sizeof(float);
-  std::unique_ptr<float[]> a(new (std::nothrow) float[n]);
-  std::unique_ptr<float[]> b(new (std::nothrow) float[n]);
-  if (!a || !b) return absl::ResourceExhaustedError("cannot allocate the update arrays");
-  parallel_slices(n, kUpdateGrain, [&](size_t begin, size_t end) {
+absl::StatusOr<UpdateCeiling> UpdateCeiling::create(size_t array_bytes) {
+  UpdateCeiling c;
+  c.n_ = array_bytes / sizeof(float);
+  c.a_.reset(new (std::nothrow) float[c.n_]);
+  c.b_.reset(new (std::nothrow) float[c.n_]);
+  if (!c.a_ || !c.b_) return absl::ResourceExhaustedError("cannot allocate the update arrays");
+  float* a = c.a_.get();
+  float* b = c.b_.get();
+  parallel_slices(c.n_, kUpdateGrain, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       a[i] = 1.0f;
       b[i] = static_cast<float>(i % 1024) * 0.5f;
     }
   });
-  float* __restrict pa = a.get();
-  const float* __restrict pb = b.get();
-  absl::StatusOr<double> seconds = median_seconds(options.passes, [&] {
-    parallel_slices(n, kUpdateGrain, [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; ++i) pa[i] += kUpdateScale * pb[i];
-    });
-  });
+  return c;
+}
+
+void UpdateCeiling::pass() { kernels::cpu::axpy(a_.get(), b_.get(), kUpdateScale, n_); }
+
+absl::StatusOr<double> measure_update_gbps(const HostOptions& options) {
+  absl::StatusOr<UpdateCeiling> ceiling = UpdateCeiling::create(options.array_bytes);
+  if (!ceiling.ok()) return ceiling.status();
+  absl::StatusOr<double> seconds = median_seconds(options.passes, [&] { ceiling->pass(); });
   if (!seconds.ok()) return seconds.status();
-  // Keep the result observable so the kernel cannot be optimised away.
-  volatile float sink = pa[n / 2];
-  (void)sink;
-  return 12.0 * static_cast<double>(n) / *seconds / 1e9;
+  return ceiling->bytes_per_pass() / *seconds / 1e9;
 }
 
 namespace {

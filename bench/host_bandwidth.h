@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/statusor.h"
 
@@ -32,6 +33,24 @@ struct HostBandwidth {
 size_t default_array_bytes();
 // The last-level cache of all online CPUs together in bytes, 0 if unknown.
 size_t last_level_cache_bytes();
+
+// The in-place update kernel behind the host memory ceiling, for benchmarks
+// that interleave its passes with their own (so drift in the machine's memory
+// bandwidth moves both alike).
+class UpdateCeiling {
+ public:
+  // Two float arrays of array_bytes each, first touched by the threads that update them.
+  static absl::StatusOr<UpdateCeiling> create(size_t array_bytes);
+  // a[i] += s * b[i] over the arrays, all cores, on the CPU's widest vector path
+  // (kernels::cpu::axpy).
+  void pass();
+  double bytes_per_pass() const { return 12.0 * static_cast<double>(n_); }
+
+ private:
+  std::unique_ptr<float[]> a_;
+  std::unique_ptr<float[]> b_;
+  size_t n_ = 0;
+};
 
 // a[i] += s * b[i] over two arrays of options.array_bytes, all cores: the host
 // memory ceiling of in-place updates, GB/s counting 12 bytes per element.

@@ -209,4 +209,12 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, float
   });
 }
 
+void axpy(float* a, const float* b, float s, size_t n, Isa isa) {
+  const KernelTable* k = kernels_for(isa);
+  parallel_slices(n, [&](size_t begin, size_t end) {
+    k->axpy(a, b, s, begin, end);
+    return size_t{0};
+  });
+}
+
 }  // namespace dsinf::kernels::cpu

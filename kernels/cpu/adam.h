@@ -94,4 +94,11 @@ inline void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype
   convert(src, src_dtype, dst, dst_dtype, scale, n, best_isa());
 }
 
+// a[i] += s * b[i]: the in-place update whose bandwidth is the optimizer
+// step's ceiling (dsinf bench adam and tiers), on the same vector path and the
+// same split across threads as the step, so the ceiling is not held back by
+// narrower code than the step it is compared with.
+void axpy(float* a, const float* b, float s, size_t n, Isa isa);
+inline void axpy(float* a, const float* b, float s, size_t n) { axpy(a, b, s, n, best_isa()); }
+
 }  // namespace dsinf::kernels::cpu

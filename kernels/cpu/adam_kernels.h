@@ -34,6 +34,8 @@ struct KernelTable {
   // Elements [begin, end) of convert().
   void (*convert)(const void* src, DType src_dtype, void* dst, DType dst_dtype, float scale,
                   size_t begin, size_t end);
+  // Elements [begin, end) of axpy().
+  void (*axpy)(float* a, const float* b, float s, size_t begin, size_t end);
 };
 
 const KernelTable* scalar_kernels();
