@@ -59,28 +59,6 @@ Isa detect_best_isa() {
   return *isa;
 }
 
-adam_detail::StepScalars step_scalars(const AdamHyper& hyper) {
-  // The same double arithmetic and roundings as the reference cpu::adam_step.
-  const double lr = hyper.lr;
-  const double beta1 = hyper.beta1;
-  const double beta2 = hyper.beta2;
-  const double bc1 = hyper.bias_correction ? 1.0 - std::pow(beta1, double(hyper.step)) : 1.0;
-  const double bc2 = hyper.bias_correction ? 1.0 - std::pow(beta2, double(hyper.step)) : 1.0;
-  adam_detail::StepScalars s;
-  s.grad_scale = hyper.grad_scale;
-  s.weight_decay = hyper.weight_decay;
-  s.beta1 = static_cast<float>(beta1);
-  s.beta2 = static_cast<float>(beta2);
-  s.one_minus_beta1 = static_cast<float>(1.0 - beta1);
-  s.one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  s.decay = static_cast<float>(1.0 - lr * double(hyper.weight_decay));
-  s.step_size = static_cast<float>(lr / bc1);
-  s.sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
-  s.eps = hyper.eps;
-  s.adam_w_mode = hyper.adam_w_mode;
-  return s;
-}
-
 // body(begin, end) over [0, n) in slices of kSliceElements, returning the sum of the results.
 template <typename Body>
 size_t parallel_slices(size_t n, Body&& body) {
@@ -195,7 +173,7 @@ size_t fused_adam_step(const AdamBuffers& buffers, const AdamHyper& hyper, Isa i
   DSINF_CHECK_MSG(buffers.state_dtype != DType::kF16, "Adam moments are fp32 or bf16");
   DSINF_CHECK(buffers.n == 0 || (buffers.params && buffers.grads && buffers.m && buffers.v));
   const KernelTable* k = kernels_for(isa);
-  const adam_detail::StepScalars scalars = step_scalars(hyper);
+  const adam_detail::StepScalars scalars = adam_detail::step_scalars(hyper);
   return parallel_slices(
       buffers.n, [&](size_t begin, size_t end) { return k->step(buffers, scalars, begin, end); });
 }
@@ -218,3 +196,29 @@ void axpy(float* a, const float* b, float s, size_t n, Isa isa) {
 }
 
 }  // namespace dsinf::kernels::cpu
+
+namespace dsinf::kernels::cpu::adam_detail {
+
+StepScalars step_scalars(const AdamHyper& hyper) {
+  // The same double arithmetic and roundings as the reference cpu::adam_step.
+  const double lr = hyper.lr;
+  const double beta1 = hyper.beta1;
+  const double beta2 = hyper.beta2;
+  const double bc1 = hyper.bias_correction ? 1.0 - std::pow(beta1, double(hyper.step)) : 1.0;
+  const double bc2 = hyper.bias_correction ? 1.0 - std::pow(beta2, double(hyper.step)) : 1.0;
+  StepScalars s;
+  s.grad_scale = hyper.grad_scale;
+  s.weight_decay = hyper.weight_decay;
+  s.beta1 = static_cast<float>(beta1);
+  s.beta2 = static_cast<float>(beta2);
+  s.one_minus_beta1 = static_cast<float>(1.0 - beta1);
+  s.one_minus_beta2 = static_cast<float>(1.0 - beta2);
+  s.decay = static_cast<float>(1.0 - lr * double(hyper.weight_decay));
+  s.step_size = static_cast<float>(lr / bc1);
+  s.sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
+  s.eps = hyper.eps;
+  s.adam_w_mode = hyper.adam_w_mode;
+  return s;
+}
+
+}  // namespace dsinf::kernels::cpu::adam_detail

@@ -24,6 +24,10 @@ struct StepScalars {
   bool adam_w_mode;
 };
 
+// From the step's hyperparameters; used by every CPU path and the CUDA kernel,
+// so all of them step with the same fp32 scalars.
+StepScalars step_scalars(const AdamHyper& hyper);
+
 struct KernelTable {
   // Elements [begin, end) of one step; returns the count of non-finite gradients.
   size_t (*step)(const AdamBuffers& buffers, const StepScalars& scalars, size_t begin, size_t end);

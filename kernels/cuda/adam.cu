@@ -13,13 +13,14 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/cpu/adam_kernels.h"  // cpu::adam_detail::StepScalars
+#include "kernels/cpu/adam_kernels.h"  // StepScalars and step_scalars(), shared with the CPU
 
 namespace dsinf::kernels::cuda {
 namespace {
 
 using cpu::DType;
 using cpu::adam_detail::StepScalars;
+using cpu::adam_detail::step_scalars;
 
 constexpr int kThreads = 256;          // a multiple of 32: warp reductions need full warps
 constexpr int kMaxStepBlocks = 4096;   // ~4 waves of resident blocks on an H100
@@ -64,30 +65,6 @@ absl::Status check_pointer(const void* p, size_t align, const char* name) {
 bool valid_dtype(DType d) { return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16; }
 
 // ---------------------------------------------------------------- scalars --
-
-// Copied from step_scalars() in kernels/cpu/adam.cc (kept there, file-local):
-// the same double arithmetic and roundings, so the fp32 scalars are identical.
-// This file's host code is built with -ffp-contract=off like adam.cc.
-StepScalars step_scalars(const AdamHyper& hyper) {
-  const double lr = hyper.lr;
-  const double beta1 = hyper.beta1;
-  const double beta2 = hyper.beta2;
-  const double bc1 = hyper.bias_correction ? 1.0 - std::pow(beta1, double(hyper.step)) : 1.0;
-  const double bc2 = hyper.bias_correction ? 1.0 - std::pow(beta2, double(hyper.step)) : 1.0;
-  StepScalars s;
-  s.grad_scale = hyper.grad_scale;
-  s.weight_decay = hyper.weight_decay;
-  s.beta1 = static_cast<float>(beta1);
-  s.beta2 = static_cast<float>(beta2);
-  s.one_minus_beta1 = static_cast<float>(1.0 - beta1);
-  s.one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  s.decay = static_cast<float>(1.0 - lr * double(hyper.weight_decay));
-  s.step_size = static_cast<float>(lr / bc1);
-  s.sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
-  s.eps = hyper.eps;
-  s.adam_w_mode = hyper.adam_w_mode;
-  return s;
-}
 
 // ---------------------------------------------- conversions (half.h's) --
 
