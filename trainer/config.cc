@@ -329,7 +329,8 @@ void read_model(ObjectReader& top, ModelConfig* m) {
   ObjectReader r = top.object("model");
   if (!r.present()) top.fail("model", "required section is missing");
   r.allow_only(
-      {"type", "n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "init_from", "seed"});
+      {"type", "n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "init_from", "seed",
+       "activation_checkpointing"});
   size_t type = 0;
   r.read_enum("type", {"gpt2"}, /*ignore_case=*/false, &type);
   r.read_int_as("n_layer", 1, kMaxModelDim, &m->n_layer);
@@ -344,6 +345,7 @@ void read_model(ObjectReader& top, ModelConfig* m) {
   r.read_int_as("vocab_size", 1, INT_MAX, &m->vocab_size);
   r.read_string("init_from", /*non_empty=*/true, &m->init_from);
   r.read_int_as("seed", 0, kNoMax, &m->seed);
+  r.read_bool("activation_checkpointing", &m->activation_checkpointing);
 }
 
 void read_data(ObjectReader& top, DataConfig* d) {

@@ -113,6 +113,9 @@ struct ModelConfig {
   int vocab_size = 50257;
   std::string init_from;  // empty: seeded initialisation
   uint64_t seed = 42;
+  // Keep only each layer's output in forward and recompute the layer in
+  // backward: activation memory no longer grows with depth (dsinf's key).
+  bool activation_checkpointing = false;
 };
 
 struct DataConfig {

@@ -1,5 +1,6 @@
 #include "trainer/gpt2.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -121,11 +122,16 @@ std::vector<ActivationBuffer> activation_buffers(Acts& a, const ModelConfig& c, 
   auto add = [&](auto*& ptr, size_t bytes) {
     list.push_back({reinterpret_cast<void**>(&ptr), bytes});
   };
+  // With checkpointing only the layer outputs (residual3) are kept per layer;
+  // the rest is one set, recomputed layer by layer in backward.
+  const int sets = c.activation_checkpointing ? 1 : c.n_layer;
   for (auto* per_layer : {&a.ln1, &a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.atty, &a.att, &a.residual2,
-                          &a.ln2, &a.ln2_mean, &a.ln2_rstd, &a.fch, &a.fch_gelu, &a.residual3}) {
-    per_layer->assign(c.n_layer, nullptr);
+                          &a.ln2, &a.ln2_mean, &a.ln2_rstd, &a.fch, &a.fch_gelu}) {
+    per_layer->assign(sets, nullptr);
   }
-  for (int l = 0; l < c.n_layer; ++l) {
+  a.residual3.assign(c.n_layer, nullptr);
+  for (int l = 0; l < c.n_layer; ++l) add(a.residual3[l], BTC * f);
+  for (int l = 0; l < sets; ++l) {
     add(a.ln1[l], BTC * f);
     add(a.ln1_mean[l], BT * f);
     add(a.ln1_rstd[l], BT * f);
@@ -138,7 +144,6 @@ std::vector<ActivationBuffer> activation_buffers(Acts& a, const ModelConfig& c, 
     add(a.ln2_rstd[l], BT * f);
     add(a.fch[l], 4 * BTC * f);
     add(a.fch_gelu[l], 4 * BTC * f);
-    add(a.residual3[l], BTC * f);
   }
   add(a.encoded, BTC * f);
   add(a.lnf, BTC * f);
@@ -166,31 +171,43 @@ GPT2::GPT2(kernels::Backend* backend, const ModelConfig& config, int max_batch)
 GPT2::~GPT2() {
   for (float* p : params_) backend_->release(p);
   for (float* p : grads_) backend_->release(p);
+  if (visit_ != nullptr) backend_->release(visit_);
   if (acts_) {
     for (void* p : acts_->owned) backend_->release(p);
   }
 }
 
-size_t GPT2::device_bytes_needed(const ModelConfig& config, int max_batch) {
+size_t GPT2::activation_bytes_needed(const ModelConfig& config, int max_batch) {
   size_t total = 0;
-  for (const memory::ChunkLayout& layout : make_layouts(config)) total += 2 * layout.bytes();
   Activations scratch;
   for (const ActivationBuffer& b : activation_buffers(scratch, config, max_batch)) {
     total += memory::align_up(b.bytes, memory::kChunkAlignment);
   }
+  size_t largest_chunk = 0;
+  for (const memory::ChunkLayout& layout : make_layouts(config)) {
+    largest_chunk = std::max(largest_chunk, layout.bytes());
+  }
+  return total + largest_chunk;  // the gradient visit buffer
+}
+
+size_t GPT2::device_bytes_needed(const ModelConfig& config, int max_batch) {
+  size_t total = activation_bytes_needed(config, max_batch);
+  for (const memory::ChunkLayout& layout : make_layouts(config)) total += 2 * layout.bytes();
   return total;
 }
 
 absl::StatusOr<std::unique_ptr<GPT2>> GPT2::create(kernels::Backend* backend,
-                                                   const ModelConfig& config, int max_batch) {
+                                                   const ModelConfig& config, int max_batch,
+                                                   bool resident_chunks) {
   DSINF_CHECK(max_batch >= 1);
   std::unique_ptr<GPT2> model(new GPT2(backend, config, max_batch));
-  if (absl::Status s = model->allocate(); !s.ok()) return s;
+  if (absl::Status s = model->allocate(resident_chunks); !s.ok()) return s;
   return model;
 }
 
-absl::Status GPT2::allocate() {
+absl::Status GPT2::allocate(bool resident_chunks) {
   for (const memory::ChunkLayout& layout : layouts_) {
+    if (!resident_chunks) break;
     absl::StatusOr<void*> p = backend_->allocate(layout.bytes());
     if (!p.ok()) return p.status();
     params_.push_back(static_cast<float*>(*p));
@@ -198,6 +215,13 @@ absl::Status GPT2::allocate() {
     if (!g.ok()) return g.status();
     grads_.push_back(static_cast<float*>(*g));
   }
+  size_t largest_chunk = 0;
+  for (const memory::ChunkLayout& layout : layouts_) {
+    largest_chunk = std::max(largest_chunk, layout.bytes());
+  }
+  absl::StatusOr<void*> visit = backend_->allocate(largest_chunk);
+  if (!visit.ok()) return visit.status();
+  visit_ = static_cast<float*>(*visit);
   acts_ = std::make_unique<Activations>();
   for (const ActivationBuffer& b : activation_buffers(*acts_, config_, max_batch_)) {
     absl::StatusOr<void*> p = backend_->allocate(b.bytes);
@@ -236,13 +260,9 @@ absl::Status GPT2::init_random(uint64_t seed) {
         std::fill(dst, dst + slot.numel, is_ln_weight ? 1.0f : 0.0f);
       }
     }
-    if (absl::Status s = backend_->copy_to_device(params_[c], host.data(),
-                                                  host.size() * sizeof(float), Stream::kUpload);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = source_->write_params(c, host.data()); !s.ok()) return s;
   }
-  return backend_->synchronize(Stream::kUpload);
+  return absl::OkStatus();
 }
 
 namespace {
@@ -300,11 +320,7 @@ absl::Status GPT2::load_hf(const SafetensorsFile& file) {
         }
       }
     }
-    if (absl::Status s = backend_->copy_to_device(params_[c], host.data(),
-                                                  host.size() * sizeof(float), Stream::kUpload);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = source_->write_params(c, host.data()); !s.ok()) return s;
   }
   for (const auto& [name, entry] : file.entries()) {
     const bool known = std::find(expected.begin(), expected.end(), name) != expected.end();
@@ -322,12 +338,7 @@ absl::StatusOr<std::vector<HostTensor>> GPT2::export_hf(bool gradients) {
   std::vector<HostTensor> out;
   for (size_t c = 0; c < layouts_.size(); ++c) {
     std::vector<float> host(layouts_[c].numel_padded());
-    if (absl::Status s = backend_->copy_to_host(host.data(), gradients ? grads_[c] : params_[c],
-                                                host.size() * sizeof(float), Stream::kDownload);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+    if (absl::Status s = source_->read_chunk(c, gradients, host.data()); !s.ok()) return s;
     for (size_t t = 0; t < layouts_[c].tensors().size(); ++t) {
       const memory::TensorSlot& slot = layouts_[c].tensors()[t];
       HostTensor tensor{hf_name(slot.name), slot.shape, std::vector<float>(slot.numel)};
@@ -344,24 +355,24 @@ absl::StatusOr<std::vector<HostTensor>> GPT2::export_hf(bool gradients) {
   return out;
 }
 
-void GPT2::block_forward(int l, const float* residual_in, int B) {
+void GPT2::block_forward(int l, const float* P, const float* residual_in, int B) {
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
   const int T = config_.n_positions, C = config_.n_embd, NH = config_.n_head, N = B * T;
-  const size_t c = 1 + l;
-  k.layernorm_forward(a.ln1[l], a.ln1_mean[l], a.ln1_rstd[l], residual_in, param(c, kLn1W),
-                      param(c, kLn1B), N, C);
-  k.matmul_forward(a.qkv[l], a.ln1[l], param(c, kQkvW), param(c, kQkvB), N, C, 3 * C);
-  k.attention_forward(a.atty[l], a.att[l], a.qkv[l], B, T, C, NH);
-  k.matmul_forward(a.scratch_btc, a.atty[l], param(c, kAttProjW), param(c, kAttProjB), N, C, C);
-  k.residual_forward(a.residual2[l], residual_in, a.scratch_btc, static_cast<size_t>(N) * C);
-  k.layernorm_forward(a.ln2[l], a.ln2_mean[l], a.ln2_rstd[l], a.residual2[l], param(c, kLn2W),
-                      param(c, kLn2B), N, C);
-  k.matmul_forward(a.fch[l], a.ln2[l], param(c, kFcW), param(c, kFcB), N, C, 4 * C);
-  k.gelu_forward(a.fch_gelu[l], a.fch[l], static_cast<size_t>(N) * 4 * C);
-  k.matmul_forward(a.scratch_btc, a.fch_gelu[l], param(c, kFcProjW), param(c, kFcProjB), N, 4 * C,
-                   C);
-  k.residual_forward(a.residual3[l], a.residual2[l], a.scratch_btc, static_cast<size_t>(N) * C);
+  const size_t c = 1 + l, s = act_slot(l);
+  auto w = [&](size_t t) { return P + tensor_offset(c, t); };
+  k.layernorm_forward(a.ln1[s], a.ln1_mean[s], a.ln1_rstd[s], residual_in, w(kLn1W), w(kLn1B), N,
+                      C);
+  k.matmul_forward(a.qkv[s], a.ln1[s], w(kQkvW), w(kQkvB), N, C, 3 * C);
+  k.attention_forward(a.atty[s], a.att[s], a.qkv[s], B, T, C, NH);
+  k.matmul_forward(a.scratch_btc, a.atty[s], w(kAttProjW), w(kAttProjB), N, C, C);
+  k.residual_forward(a.residual2[s], residual_in, a.scratch_btc, static_cast<size_t>(N) * C);
+  k.layernorm_forward(a.ln2[s], a.ln2_mean[s], a.ln2_rstd[s], a.residual2[s], w(kLn2W), w(kLn2B), N,
+                      C);
+  k.matmul_forward(a.fch[s], a.ln2[s], w(kFcW), w(kFcB), N, C, 4 * C);
+  k.gelu_forward(a.fch_gelu[s], a.fch[s], static_cast<size_t>(N) * 4 * C);
+  k.matmul_forward(a.scratch_btc, a.fch_gelu[s], w(kFcProjW), w(kFcProjB), N, 4 * C, C);
+  k.residual_forward(a.residual3[l], a.residual2[s], a.scratch_btc, static_cast<size_t>(N) * C);
 }
 
 absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* targets, int B) {
@@ -383,16 +394,29 @@ absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* target
   }
   k.stream_wait(Stream::kCompute, k.record(Stream::kUpload));
 
-  k.encoder_forward(a.encoded, a.inputs, param(0, kWte), param(0, kWpe), B, T, C);
+  absl::StatusOr<const float*> embed = source_->acquire_params(0);
+  if (!embed.ok()) return embed.status();
+  k.encoder_forward(a.encoded, a.inputs, *embed + tensor_offset(0, kWte),
+                    *embed + tensor_offset(0, kWpe), B, T, C);
+  if (absl::Status s = source_->release_params(0); !s.ok()) return s;
   const float* residual = a.encoded;
   for (int l = 0; l < config_.n_layer; ++l) {
-    block_forward(l, residual, B);
+    absl::StatusOr<const float*> P = source_->acquire_params(1 + l);
+    if (!P.ok()) return P.status();
+    block_forward(l, *P, residual, B);
+    if (absl::Status s = source_->release_params(1 + l); !s.ok()) return s;
     residual = a.residual3[l];
   }
   const size_t f = layouts_.size() - 1;
-  k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, param(f, kLnfW), param(f, kLnfB), N,
-                      C);
-  k.matmul_forward(a.logits, a.lnf, param(0, kWte), nullptr, N, C, V);
+  absl::StatusOr<const float*> fin = source_->acquire_params(f);
+  if (!fin.ok()) return fin.status();
+  k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, *fin + tensor_offset(f, kLnfW),
+                      *fin + tensor_offset(f, kLnfB), N, C);
+  if (absl::Status s = source_->release_params(f); !s.ok()) return s;
+  embed = source_->acquire_params(0);
+  if (!embed.ok()) return embed.status();
+  k.matmul_forward(a.logits, a.lnf, *embed + tensor_offset(0, kWte), nullptr, N, C, V);
+  if (absl::Status s = source_->release_params(0); !s.ok()) return s;
   k.softmax_crossentropy(a.losses, nullptr, a.logits, a.targets, N, V, 0.0f);
 
   std::vector<float> losses(BT);
@@ -410,63 +434,129 @@ absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* target
   return static_cast<float>(sum / static_cast<double>(BT));
 }
 
-absl::Status GPT2::block_backward(int l, const float* residual_in, float* dresidual, int B) {
+absl::Status GPT2::block_backward(int l, const float* P, float* G, const float* residual_in,
+                                  float* dresidual, int B) {
   absl::Status status;
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
   const int T = config_.n_positions, C = config_.n_embd, NH = config_.n_head, N = B * T;
-  const size_t c = 1 + l, BTC = static_cast<size_t>(N) * C, f = sizeof(float);
+  const size_t c = 1 + l, s = act_slot(l), BTC = static_cast<size_t>(N) * C, f = sizeof(float);
+  auto w = [&](size_t t) { return P + tensor_offset(c, t); };
+  auto g = [&](size_t t) { return G + tensor_offset(c, t); };
   // dresidual holds d(residual3); the MLP branch, then LayerNorm 2, turn it into d(residual2).
   status.Update(k.fill_zero(a.dfch_gelu, 4 * BTC * f, Stream::kCompute));
-  k.matmul_backward(a.dfch_gelu, grad(c, kFcProjW), grad(c, kFcProjB), dresidual, a.fch_gelu[l],
-                    param(c, kFcProjW), N, 4 * C, C);
+  k.matmul_backward(a.dfch_gelu, g(kFcProjW), g(kFcProjB), dresidual, a.fch_gelu[s], w(kFcProjW), N,
+                    4 * C, C);
   status.Update(k.fill_zero(a.dfch, 4 * BTC * f, Stream::kCompute));
-  k.gelu_backward(a.dfch, a.fch[l], a.dfch_gelu, 4 * BTC);
+  k.gelu_backward(a.dfch, a.fch[s], a.dfch_gelu, 4 * BTC);
   status.Update(k.fill_zero(a.dbtc, BTC * f, Stream::kCompute));
-  k.matmul_backward(a.dbtc, grad(c, kFcW), grad(c, kFcB), a.dfch, a.ln2[l], param(c, kFcW), N, C,
-                    4 * C);
-  k.layernorm_backward(dresidual, grad(c, kLn2W), grad(c, kLn2B), a.dbtc, a.residual2[l],
-                       param(c, kLn2W), a.ln2_mean[l], a.ln2_rstd[l], N, C);
+  k.matmul_backward(a.dbtc, g(kFcW), g(kFcB), a.dfch, a.ln2[s], w(kFcW), N, C, 4 * C);
+  k.layernorm_backward(dresidual, g(kLn2W), g(kLn2B), a.dbtc, a.residual2[s], w(kLn2W),
+                       a.ln2_mean[s], a.ln2_rstd[s], N, C);
   // The attention branch, then LayerNorm 1, turn d(residual2) into d(residual_in).
   status.Update(k.fill_zero(a.dbtc2, BTC * f, Stream::kCompute));
-  k.matmul_backward(a.dbtc2, grad(c, kAttProjW), grad(c, kAttProjB), dresidual, a.atty[l],
-                    param(c, kAttProjW), N, C, C);
+  k.matmul_backward(a.dbtc2, g(kAttProjW), g(kAttProjB), dresidual, a.atty[s], w(kAttProjW), N, C,
+                    C);
   status.Update(k.fill_zero(a.dqkv, 3 * BTC * f, Stream::kCompute));
-  k.attention_backward(a.dqkv, a.dbtc2, a.qkv[l], a.att[l], B, T, C, NH);
+  k.attention_backward(a.dqkv, a.dbtc2, a.qkv[s], a.att[s], B, T, C, NH);
   status.Update(k.fill_zero(a.dbtc, BTC * f, Stream::kCompute));
-  k.matmul_backward(a.dbtc, grad(c, kQkvW), grad(c, kQkvB), a.dqkv, a.ln1[l], param(c, kQkvW), N, C,
-                    3 * C);
-  k.layernorm_backward(dresidual, grad(c, kLn1W), grad(c, kLn1B), a.dbtc, residual_in,
-                       param(c, kLn1W), a.ln1_mean[l], a.ln1_rstd[l], N, C);
+  k.matmul_backward(a.dbtc, g(kQkvW), g(kQkvB), a.dqkv, a.ln1[s], w(kQkvW), N, C, 3 * C);
+  k.layernorm_backward(dresidual, g(kLn1W), g(kLn1B), a.dbtc, residual_in, w(kLn1W), a.ln1_mean[s],
+                       a.ln1_rstd[s], N, C);
   return status;
+}
+
+template <typename Body>
+absl::Status GPT2::grad_visit(size_t c, Body&& body) {
+  if (absl::Status s = backend_->fill_zero(visit_, layouts_[c].bytes(), Stream::kCompute);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = body(visit_); !s.ok()) return s;
+  return source_->accumulate_grads(c, visit_);
 }
 
 absl::Status GPT2::backward(float dloss) {
   DSINF_CHECK_MSG(last_batch_ > 0, "backward() without a forward()");
-  absl::Status status;
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
   const int B = last_batch_, T = config_.n_positions, C = config_.n_embd, V = config_.vocab_size;
   const int N = B * T, L = config_.n_layer;
   const size_t BTC = static_cast<size_t>(N) * C, f = sizeof(float);
   const size_t fin = layouts_.size() - 1;
-  // The logits buffer becomes dlogits.
+  last_batch_ = 0;  // the activations are spent (logits become dlogits)
   k.softmax_crossentropy(a.losses, a.logits, a.logits, a.targets, N, V, dloss);
-  status.Update(k.fill_zero(a.dbtc, BTC * f, Stream::kCompute));
-  k.matmul_backward(a.dbtc, grad(0, kWte), nullptr, a.logits, a.lnf, param(0, kWte), N, C, V);
+  // The logits' matrix product: the embedding's first gradient visit.
+  absl::StatusOr<const float*> embed = source_->acquire_params(0);
+  if (!embed.ok()) return embed.status();
+  absl::Status status = grad_visit(0, [&](float* G) {
+    absl::Status s = k.fill_zero(a.dbtc, BTC * f, Stream::kCompute);
+    k.matmul_backward(a.dbtc, G + tensor_offset(0, kWte), nullptr, a.logits, a.lnf,
+                      *embed + tensor_offset(0, kWte), N, C, V);
+    return s;
+  });
+  status.Update(source_->release_params(0));
+  if (!status.ok()) return status;
+
   const float* last = L > 0 ? a.residual3[L - 1] : a.encoded;
-  status.Update(k.fill_zero(a.dresidual, BTC * f, Stream::kCompute));
-  k.layernorm_backward(a.dresidual, grad(fin, kLnfW), grad(fin, kLnfB), a.dbtc, last,
-                       param(fin, kLnfW), a.lnf_mean, a.lnf_rstd, N, C);
+  absl::StatusOr<const float*> P = source_->acquire_params(fin);
+  if (!P.ok()) return P.status();
+  status = grad_visit(fin, [&](float* G) {
+    absl::Status s = k.fill_zero(a.dresidual, BTC * f, Stream::kCompute);
+    k.layernorm_backward(a.dresidual, G + tensor_offset(fin, kLnfW), G + tensor_offset(fin, kLnfB),
+                         a.dbtc, last, *P + tensor_offset(fin, kLnfW), a.lnf_mean, a.lnf_rstd, N,
+                         C);
+    return s;
+  });
+  status.Update(source_->release_params(fin));
+  if (!status.ok()) return status;
+
   for (int l = L - 1; l >= 0; --l) {
-    status.Update(block_backward(l, l > 0 ? a.residual3[l - 1] : a.encoded, a.dresidual, B));
+    const float* residual_in = l > 0 ? a.residual3[l - 1] : a.encoded;
+    P = source_->acquire_params(1 + l);
+    if (!P.ok()) return P.status();
+    // Recomputing the layer from its input gives the same bits as the forward did.
+    if (config_.activation_checkpointing) block_forward(l, *P, residual_in, B);
+    status = grad_visit(
+        1 + l, [&](float* G) { return block_backward(l, *P, G, residual_in, a.dresidual, B); });
+    status.Update(source_->release_params(1 + l));
+    if (!status.ok()) return status;
   }
-  k.encoder_backward(grad(0, kWte), grad(0, kWpe), a.dresidual, a.inputs, B, T, C);
-  last_batch_ = 0;  // the activations are spent (logits were overwritten)
-  return status;
+  // The embedding's second visit needs no parameters.
+  return grad_visit(0, [&](float* G) {
+    k.encoder_backward(G + tensor_offset(0, kWte), G + tensor_offset(0, kWpe), a.dresidual,
+                       a.inputs, B, T, C);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ResidentChunks::accumulate_grads(size_t c, const float* visit) {
+  backend_->residual_forward(grads_[c], grads_[c], visit, layouts_[c].numel_padded());
+  return absl::OkStatus();
+}
+
+absl::Status ResidentChunks::write_params(size_t c, const float* host) {
+  if (absl::Status s = backend_->copy_to_device(
+          params_[c], host, layouts_[c].numel_padded() * sizeof(float), Stream::kUpload);
+      !s.ok()) {
+    return s;
+  }
+  return backend_->synchronize(Stream::kUpload);
+}
+
+absl::Status ResidentChunks::read_chunk(size_t c, bool gradients, float* host) {
+  if (absl::Status s =
+          backend_->copy_to_host(host, gradients ? grads_[c] : params_[c],
+                                 layouts_[c].numel_padded() * sizeof(float), Stream::kDownload);
+      !s.ok()) {
+    return s;
+  }
+  return backend_->synchronize(Stream::kDownload);
 }
 
 absl::Status GPT2::zero_grad() {
+  DSINF_CHECK_MSG(resident_chunks(),
+                  "zero_grad() is the resident chunks'; a source zeroes its own");
   for (size_t c = 0; c < layouts_.size(); ++c) {
     if (absl::Status s = backend_->fill_zero(grads_[c], layouts_[c].bytes(), Stream::kCompute);
         !s.ok()) {

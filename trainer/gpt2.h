@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "memory/chunk_layout.h"
+#include "trainer/chunk_source.h"
 #include "trainer/config.h"
 #include "trainer/safetensors.h"
 
@@ -29,12 +30,37 @@ struct HostTensor {
   std::vector<float> data;
 };
 
+// Parameters and gradients resident on the device for the whole step (stage 0):
+// the source GPT2 uses unless set_chunk_source() names another.
+class ResidentChunks final : public ChunkSource {
+ public:
+  ResidentChunks(kernels::Backend* backend, const std::vector<float*>& params,
+                 const std::vector<float*>& grads, const std::vector<memory::ChunkLayout>& layouts)
+      : backend_(backend), params_(params), grads_(grads), layouts_(layouts) {}
+  absl::StatusOr<const float*> acquire_params(size_t c) override { return params_[c]; }
+  absl::Status release_params(size_t) override { return absl::OkStatus(); }
+  absl::Status accumulate_grads(size_t c, const float* visit) override;
+  absl::Status write_params(size_t c, const float* host) override;
+  absl::Status read_chunk(size_t c, bool gradients, float* host) override;
+
+ private:
+  kernels::Backend* backend_;
+  const std::vector<float*>& params_;
+  const std::vector<float*>& grads_;
+  const std::vector<memory::ChunkLayout>& layouts_;
+};
+
 class GPT2 {
  public:
   // Allocates parameters, gradients and activations for micro-batches of up
-  // to max_batch windows. kResourceExhausted when the arena budget is too small.
+  // to max_batch windows (with config.activation_checkpointing, one layer's
+  // activations plus each layer's output). kResourceExhausted when the arena
+  // budget is too small.
+  // With resident_chunks false only the activations are allocated: parameters
+  // and gradients live wherever the ChunkSource set before use keeps them.
   static absl::StatusOr<std::unique_ptr<GPT2>> create(kernels::Backend* backend,
-                                                      const ModelConfig& config, int max_batch);
+                                                      const ModelConfig& config, int max_batch,
+                                                      bool resident_chunks = true);
   ~GPT2();
   GPT2(const GPT2&) = delete;
   GPT2& operator=(const GPT2&) = delete;
@@ -43,6 +69,13 @@ class GPT2 {
   static std::vector<memory::ChunkLayout> make_layouts(const ModelConfig& config);
   // Bytes create() would allocate in the backend's arena.
   static size_t device_bytes_needed(const ModelConfig& config, int max_batch);
+  // Of those, the activations and the gradient visit buffer: what a pass needs
+  // on the device besides the chunks themselves.
+  static size_t activation_bytes_needed(const ModelConfig& config, int max_batch);
+
+  // Forward, backward, initialisation, loading and export take parameters from,
+  // and leave gradients with, `source` (not owned; null: the resident chunks).
+  void set_chunk_source(ChunkSource* source) { source_ = source ? source : &resident_; }
 
   // Seeded GPT-2 initialisation: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
   // biases 0, LayerNorm weights 1. Deterministic for a seed on every machine.
@@ -66,6 +99,8 @@ class GPT2 {
   const ModelConfig& config() const { return config_; }
   const std::vector<memory::ChunkLayout>& layouts() const { return layouts_; }
   size_t num_chunks() const { return layouts_.size(); }
+  bool resident_chunks() const { return !params_.empty(); }
+  // The resident chunks (resident_chunks() only).
   float* param_chunk(size_t i) { return params_[i]; }
   float* grad_chunk(size_t i) { return grads_[i]; }
   size_t num_parameters() const;  // excluding padding
@@ -74,7 +109,7 @@ class GPT2 {
  private:
   struct Activations;
   GPT2(kernels::Backend* backend, const ModelConfig& config, int max_batch);
-  absl::Status allocate();
+  absl::Status allocate(bool resident_chunks);
   float* param(size_t chunk, size_t tensor) {
     return params_[chunk] + tensor_offset(chunk, tensor);
   }
@@ -82,8 +117,16 @@ class GPT2 {
   size_t tensor_offset(size_t chunk, size_t tensor) const {
     return layouts_[chunk].tensors()[tensor].offset_elems;
   }
-  void block_forward(int l, const float* residual_in, int B);
-  absl::Status block_backward(int l, const float* residual_in, float* dresidual, int B);
+  // Per-layer activations kept for backward: one set per layer, or with
+  // checkpointing one set reused by every layer (recomputed in backward).
+  size_t act_slot(int l) const { return config_.activation_checkpointing ? 0 : l; }
+  void block_forward(int l, const float* P, const float* residual_in, int B);
+  absl::Status block_backward(int l, const float* P, float* G, const float* residual_in,
+                              float* dresidual, int B);
+  // Zeroes the visit buffer for chunk c, runs `body` (which adds c's gradient
+  // into it), and hands the visit to the source.
+  template <typename Body>
+  absl::Status grad_visit(size_t c, Body&& body);
 
   kernels::Backend* backend_;
   ModelConfig config_;
@@ -92,6 +135,9 @@ class GPT2 {
   std::vector<float*> params_;
   std::vector<float*> grads_;
   std::unique_ptr<Activations> acts_;
+  float* visit_ = nullptr;  // (largest chunk) one gradient visit
+  ResidentChunks resident_{backend_, params_, grads_, layouts_};
+  ChunkSource* source_ = &resident_;
   int last_batch_ = 0;
   double last_loss_sum_ = 0;
 };
