@@ -44,10 +44,41 @@ int64_t parse_checkpoint_name(const std::string& name) {
   return step;
 }
 
-float* class_chunk(int cls, size_t chunk, GPT2& model, Optimizer* optimizer) {
-  if (cls == 0) return model.param_chunk(chunk);
-  return cls == 1 ? optimizer->m_chunk(chunk) : optimizer->v_chunk(chunk);
-}
+class ResidentState final : public CheckpointState {
+ public:
+  ResidentState(GPT2& model, Optimizer* optimizer) : model_(model), optimizer_(optimizer) {}
+  absl::Status read_class(int cls, size_t c, std::byte* host) override {
+    kernels::Backend& backend = *model_.backend();
+    if (absl::Status s = backend.copy_to_host(host, chunk(cls, c), model_.layouts()[c].bytes(),
+                                              kernels::Stream::kDownload);
+        !s.ok()) {
+      return s;
+    }
+    return backend.synchronize(kernels::Stream::kDownload);
+  }
+  absl::Status write_class(int cls, size_t c, const std::byte* host) override {
+    kernels::Backend& backend = *model_.backend();
+    if (absl::Status s = backend.copy_to_device(chunk(cls, c), host, model_.layouts()[c].bytes(),
+                                                kernels::Stream::kUpload);
+        !s.ok()) {
+      return s;
+    }
+    return backend.synchronize(kernels::Stream::kUpload);
+  }
+  bool has_optimizer() const override { return optimizer_ != nullptr; }
+  int64_t optimizer_steps() const override { return optimizer_ ? optimizer_->step_count() : 0; }
+  void set_optimizer_steps(int64_t steps) override {
+    if (optimizer_) optimizer_->set_step_count(steps);
+  }
+
+ private:
+  float* chunk(int cls, size_t c) {
+    if (cls == kParamClass) return model_.param_chunk(c);
+    return cls == kMClass ? optimizer_->m_chunk(c) : optimizer_->v_chunk(c);
+  }
+  GPT2& model_;
+  Optimizer* optimizer_;
+};
 
 void put_le(std::string* out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -66,9 +97,26 @@ json model_shape(const ModelConfig& c) {
 
 }  // namespace
 
+std::unique_ptr<CheckpointState> resident_checkpoint_state(GPT2& model, Optimizer* optimizer) {
+  return std::make_unique<ResidentState>(model, optimizer);
+}
+
 absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2& model,
                                             Optimizer& optimizer, const TrainState& state) {
-  kernels::Backend& backend = *model.backend();
+  ResidentState chunks(model, &optimizer);
+  return save_checkpoint(output_dir, model.config(), model.layouts(), chunks, state);
+}
+
+absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
+                                           Optimizer* optimizer) {
+  ResidentState chunks(model, optimizer);
+  return load_checkpoint(path, model.config(), model.layouts(), chunks);
+}
+
+absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
+                                            const ModelConfig& model_config,
+                                            const std::vector<memory::ChunkLayout>& layouts,
+                                            CheckpointState& chunks, const TrainState& state) {
   const std::string path = (fs::path(output_dir) / checkpoint_name(state.step)).string();
   absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
@@ -77,22 +125,15 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2&
   if (absl::Status s = writer->write(head); !s.ok()) return s;
 
   size_t largest = 0;
-  for (const memory::ChunkLayout& layout : model.layouts())
-    largest = std::max(largest, layout.bytes());
+  for (const memory::ChunkLayout& layout : layouts) largest = std::max(largest, layout.bytes());
   absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
   if (!staging.ok()) return staging.status();
 
   json sections = json::array();
-  for (size_t c = 0; c < model.num_chunks(); ++c) {
-    const size_t bytes = model.layouts()[c].bytes();
+  for (size_t c = 0; c < layouts.size(); ++c) {
+    const size_t bytes = layouts[c].bytes();
     for (int cls = 0; cls < 3; ++cls) {
-      if (absl::Status s =
-              backend.copy_to_host(staging->data(), class_chunk(cls, c, model, &optimizer), bytes,
-                                   kernels::Stream::kDownload);
-          !s.ok()) {
-        return s;
-      }
-      if (absl::Status s = backend.synchronize(kernels::Stream::kDownload); !s.ok()) return s;
+      if (absl::Status s = chunks.read_class(cls, c, staging->data()); !s.ok()) return s;
       sections.push_back(json{{"class", kClasses[cls]},
                               {"chunk", c},
                               {"offset", writer->bytes_written()},
@@ -103,7 +144,7 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2&
   }
   const json header = {{"format", "dsinf-checkpoint"},
                        {"version", kFormatVersion},
-                       {"model", model_shape(model.config())},
+                       {"model", model_shape(model_config)},
                        {"state",
                         {{"step", state.step},
                          {"samples", state.samples},
@@ -111,7 +152,7 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2&
                          {"cursor", state.sampler.cursor},
                          {"last_loss", state.last_loss},
                          {"data_tokens", state.data_tokens},
-                         {"optimizer_steps", optimizer.step_count()}}},
+                         {"optimizer_steps", chunks.optimizer_steps()}}},
                        {"sections", sections}};
   const std::string header_text = header.dump();
   std::string tail = header_text;
@@ -216,8 +257,9 @@ struct Section {
 
 }  // namespace
 
-absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
-                                           Optimizer* optimizer) {
+absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelConfig& model_config,
+                                           const std::vector<memory::ChunkLayout>& layouts,
+                                           CheckpointState& chunks) {
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid checkpoint: ", what));
   };
@@ -255,7 +297,7 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
       return bad(absl::StrCat("unsupported format ", header.at("format").dump(), " version ",
                               header.at("version").dump()));
     }
-    const json expected = model_shape(model.config());
+    const json expected = model_shape(model_config);
     if (header.at("model") != expected) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": checkpoint was written for model ", header.at("model").dump(),
@@ -282,18 +324,18 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
   if (state.step < 0 || state.samples < 0 || optimizer_steps < 0) return bad("negative counters");
 
   // Exactly one section per class and chunk, each where the layout says, inside the data area.
-  const size_t chunks = model.num_chunks();
-  if (sections.size() != 3 * chunks) {
-    return bad(absl::StrCat(sections.size(), " sections for ", chunks, " chunks"));
+  const size_t num_chunks = layouts.size();
+  if (sections.size() != 3 * num_chunks) {
+    return bad(absl::StrCat(sections.size(), " sections for ", num_chunks, " chunks"));
   }
-  std::vector<bool> seen(3 * chunks, false);
+  std::vector<bool> seen(3 * num_chunks, false);
   uint64_t end_of_previous = memory::kChunkAlignment;
   for (const Section& s : sections) {
-    if (s.chunk >= chunks || seen[s.cls * chunks + s.chunk]) {
+    if (s.chunk >= num_chunks || seen[s.cls * num_chunks + s.chunk]) {
       return bad(absl::StrCat("section table repeats or exceeds chunk ", s.chunk));
     }
-    seen[s.cls * chunks + s.chunk] = true;
-    if (s.bytes != model.layouts()[s.chunk].bytes() || s.offset < end_of_previous ||
+    seen[s.cls * num_chunks + s.chunk] = true;
+    if (s.bytes != layouts[s.chunk].bytes() || s.offset < end_of_previous ||
         s.offset > header_offset || s.bytes > header_offset - s.offset) {
       return bad(absl::StrCat("section ", kClasses[s.cls], " of chunk ", s.chunk,
                               " has a bad offset or size"));
@@ -302,28 +344,20 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
   }
 
   size_t largest = 0;
-  for (const memory::ChunkLayout& layout : model.layouts())
-    largest = std::max(largest, layout.bytes());
+  for (const memory::ChunkLayout& layout : layouts) largest = std::max(largest, layout.bytes());
   absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
   if (!staging.ok()) return staging.status();
-  kernels::Backend& backend = *model.backend();
   for (const Section& s : sections) {
-    if (s.cls != 0 && optimizer == nullptr) continue;
+    if (s.cls != kParamClass && !chunks.has_optimizer()) continue;
     if (absl::Status st = file.read(s.offset, staging->data(), s.bytes); !st.ok()) return st;
     if (nvme::crc32c(staging->data(), s.bytes) != s.crc) {
       return absl::DataLossError(absl::StrCat(path, ": checksum mismatch in section ",
                                               kClasses[s.cls], " of chunk ", s.chunk,
                                               " (file corrupted)"));
     }
-    if (absl::Status st =
-            backend.copy_to_device(class_chunk(s.cls, s.chunk, model, optimizer), staging->data(),
-                                   s.bytes, kernels::Stream::kUpload);
-        !st.ok()) {
-      return st;
-    }
-    if (absl::Status st = backend.synchronize(kernels::Stream::kUpload); !st.ok()) return st;
+    if (absl::Status st = chunks.write_class(s.cls, s.chunk, staging->data()); !st.ok()) return st;
   }
-  if (optimizer != nullptr) optimizer->set_step_count(optimizer_steps);
+  if (chunks.has_optimizer()) chunks.set_optimizer_steps(optimizer_steps);
   return state;
 }
 

@@ -11,11 +11,16 @@
 // file is written in one sequential pass.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "memory/chunk_layout.h"
+#include "trainer/config.h"
 #include "trainer/data.h"
 
 namespace dsinf::trainer {
@@ -31,7 +36,27 @@ struct TrainState {
   uint64_t data_tokens = 0;  // size of the training data when saved (a warning if it changes)
 };
 
+// What a checkpoint holds of the model and optimizer, wherever those bytes live
+// (device, host or NVMe): each chunk of each class (kParamClass the fp32
+// weights, kMClass and kVClass Adam's moments) as the chunk layout's bytes().
+inline constexpr int kParamClass = 0, kMClass = 1, kVClass = 2;
+class CheckpointState {
+ public:
+  virtual ~CheckpointState() = default;
+  virtual absl::Status read_class(int cls, size_t chunk, std::byte* host) = 0;
+  virtual absl::Status write_class(int cls, size_t chunk, const std::byte* host) = 0;
+  virtual bool has_optimizer() const = 0;  // false: parameters only (eval, export)
+  virtual int64_t optimizer_steps() const = 0;
+  virtual void set_optimizer_steps(int64_t steps) = 0;
+};
+
+// The resident model's chunks and its optimizer (null: parameters only).
+std::unique_ptr<CheckpointState> resident_checkpoint_state(GPT2& model, Optimizer* optimizer);
+
 // Writes a checkpoint of `step` and then points "latest" at it. Returns its path.
+absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, const ModelConfig& model,
+                                            const std::vector<memory::ChunkLayout>& layouts,
+                                            CheckpointState& chunks, const TrainState& state);
 absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2& model,
                                             Optimizer& optimizer, const TrainState& state);
 
@@ -44,6 +69,9 @@ absl::StatusOr<std::optional<std::string>> find_latest_checkpoint(const std::str
 // header field, offset and size is checked against the file and the model's
 // layout before any data is used; a checksum mismatch is kDataLoss and any
 // other problem kInvalidArgument, both naming the file.
+absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelConfig& model,
+                                           const std::vector<memory::ChunkLayout>& layouts,
+                                           CheckpointState& chunks);
 absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
                                            Optimizer* optimizer);
 

@@ -38,13 +38,10 @@ constexpr int64_t kDirectIoAlignmentBytes = 4096;
 constexpr NumberRange kUnitInterval{0.0, 1.0, false, false};
 
 constexpr absl::string_view kOffloadNotBuilt =
-    "accepted but not acted on in this build: the offload runtime is not built yet, "
-    "every tensor stays in memory";
+    "accepted but not acted on in this build: the offload runtime does not prefetch or "
+    "group chunks yet (it streams one chunk at a time)";
 constexpr absl::string_view kSingleProcess =
     "accepted but not acted on: dsinf runs one process, there is nothing to communicate";
-constexpr absl::string_view kNvmeNotBuilt =
-    "used by `dsinf bench nvme` and `dsinf bench tiers`; training uses it once the offload "
-    "runtime lands";
 constexpr absl::string_view kComputesInFp32 =
     "accepted but not acted on in this build: the CPU backend computes in fp32";
 constexpr absl::string_view kIgnored = "accepted but ignored by dsinf";
@@ -227,6 +224,16 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
   optimizer.read_int("buffer_count", 1, kNoMax, &oo.buffer_count);
   optimizer.read_bool("fast_init", &oo.fast_init);
   optimizer.read_number("ratio", {0.0, 1.0, true, false}, &oo.ratio);
+  if (param.diagnostics()->ok()) {
+    for (absl::string_view key : {"buffer_size", "max_in_cpu"}) {
+      if (param.has(key)) param.warn(key, kOffloadNotBuilt);
+    }
+  }
+  if (optimizer.diagnostics()->ok()) {
+    for (absl::string_view key : {"buffer_count", "fast_init", "ratio"}) {
+      if (optimizer.has(key)) optimizer.warn(key, kOffloadNotBuilt);
+    }
+  }
 
   r.read_int("stage3_prefetch_bucket_size", 0, kNoMax, &z->stage3_prefetch_bucket_size);
   r.read_int("stage3_param_persistence_threshold", 0, kNoMax,
@@ -245,8 +252,7 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
   }
 
   if (!r.diagnostics()->ok()) return;
-  if (z->stage > 0) r.warn("stage", kOffloadNotBuilt);
-  for (absl::string_view key : {"offload_param", "offload_optimizer", "stage3_prefetch_bucket_size",
+  for (absl::string_view key : {"stage3_prefetch_bucket_size",
                                 "stage3_param_persistence_threshold", "stage3_max_live_parameters",
                                 "stage3_max_reuse_distance", "sub_group_size",
                                 "stage3_gather_16bit_weights_on_model_save"}) {
@@ -286,7 +292,6 @@ void read_aio(ObjectReader& top, AioConfig* a) {
                   &engine)) {
     a->engine = std::string(kEngines[engine]);
   }
-  if (r.present() && r.diagnostics()->ok()) top.warn("aio", kNvmeNotBuilt);
 }
 
 void read_monitor(ObjectReader& top, absl::string_view key, MonitorConfig* m) {
@@ -374,9 +379,7 @@ void read_memory(ObjectReader& top, MemoryConfig* m) {
   ObjectReader r = top.object("memory");
   r.allow_only({"device_budget_bytes", "host_budget_bytes"});
   r.read_int_as("device_budget_bytes", 0, kNoMax, &m->device_budget_bytes);
-  if (r.read_int_as("host_budget_bytes", 0, kNoMax, &m->host_budget_bytes)) {
-    r.warn("host_budget_bytes", "accepted but not enforced yet");
-  }
+  r.read_int_as("host_budget_bytes", 0, kNoMax, &m->host_budget_bytes);
 }
 
 // world size 1: train_batch_size = micro batch * accumulation steps.

@@ -19,7 +19,9 @@
 #include "trainer/data.h"
 #include "trainer/gpt2.h"
 #include "trainer/monitor.h"
+#include "trainer/offload.h"
 #include "trainer/optimizer.h"
+#include "trainer/placement.h"
 #include "trainer/safetensors.h"
 #include "trainer/scheduler.h"
 
@@ -57,15 +59,67 @@ std::string format_duration(double seconds) {
   return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
 }
 
-// The backend, the model and where its weights came from: what every job starts with.
+// The backend, the model and where its weights came from: what every job
+// starts with. With every class on the device the model's resident chunks and
+// the Optimizer hold the state; otherwise the offload runtime's OffloadState
+// does, and the model streams its chunks from it.
 struct Runtime {
   std::unique_ptr<kernels::Backend> backend;
   std::unique_ptr<GPT2> model;
-  std::unique_ptr<Optimizer> optimizer;  // train only
+  std::unique_ptr<Optimizer> optimizer;  // resident, train only
+  std::unique_ptr<OffloadState> offload;
+  std::unique_ptr<CheckpointState> resident_state;
+  Placement placement;
+  MemoryPlan plan;
   std::string weights_source;
+
+  CheckpointState& checkpoint_state() { return offload ? *offload : *resident_state; }
+  absl::Status zero_grad() { return offload ? offload->zero_grads() : model->zero_grad(); }
+  absl::StatusOr<double> grad_norm() {
+    if (offload) return offload->grad_norm();
+    return optimizer->grad_norm(*model);
+  }
+  absl::Status step(double lr, float grad_scale) {
+    if (offload) return offload->step(lr, grad_scale);
+    optimizer->step(*model, lr, grad_scale);
+    return absl::OkStatus();
+  }
+  size_t host_pool_peak_bytes() const { return offload ? offload->host_peak_bytes() : 0; }
+  size_t nvme_bytes() const { return offload ? offload->nvme_bytes() : 0; }
 };
 
+// The offload runtime's half of make_runtime.
+absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
+  const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  const std::vector<memory::ChunkLayout> layouts = GPT2::make_layouts(config.model);
+  absl::StatusOr<MemoryPlan> plan = plan_memory(
+      config, rt.placement, layouts, GPT2::activation_bytes_needed(config.model, micro_batch));
+  if (!plan.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.source_path, ": ", plan.status().message()));
+  }
+  rt.plan = *plan;
+  rt.backend =
+      kernels::make_cpu_backend({.device_budget_bytes = config.memory.device_budget_bytes});
+  absl::StatusOr<std::unique_ptr<GPT2>> model =
+      GPT2::create(rt.backend.get(), config.model, micro_batch, /*resident_chunks=*/false);
+  if (!model.ok()) return model.status();
+  rt.model = *std::move(model);
+  absl::StatusOr<std::unique_ptr<OffloadState>> offload =
+      OffloadState::create(rt.backend.get(), config, rt.placement, rt.plan, layouts);
+  if (!offload.ok()) return offload.status();
+  rt.offload = *std::move(offload);
+  rt.model->set_chunk_source(rt.offload.get());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) {
+  Runtime rt;
+  rt.placement = place(config);
+  if (!rt.placement.all_on_device()) {
+    if (absl::Status s = make_offload_runtime(config, rt); !s.ok()) return s;
+    return rt;
+  }
   const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
   size_t needed = GPT2::device_bytes_needed(config.model, micro_batch);
   if (with_optimizer) needed += Optimizer::device_bytes_needed(GPT2::make_layouts(config.model));
@@ -76,7 +130,6 @@ absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) 
         " bytes this run needs with every tensor in device memory (raise it to at least ", needed,
         ")"));
   }
-  Runtime rt;
   rt.backend = kernels::make_cpu_backend({.device_budget_bytes = budget});
   absl::StatusOr<std::unique_ptr<GPT2>> model =
       GPT2::create(rt.backend.get(), config.model, micro_batch);
@@ -88,6 +141,7 @@ absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) 
     if (!optimizer.ok()) return optimizer.status();
     rt.optimizer = *std::move(optimizer);
   }
+  rt.resident_state = resident_checkpoint_state(*rt.model, rt.optimizer.get());
   return rt;
 }
 
@@ -107,7 +161,8 @@ absl::Status load_inference_weights(const Config& config, Runtime& rt) {
       find_latest_checkpoint(config.train.output_dir);
   if (!latest.ok()) return latest.status();
   if (latest->has_value()) {
-    absl::StatusOr<TrainState> state = load_checkpoint(**latest, *rt.model, nullptr);
+    absl::StatusOr<TrainState> state =
+        load_checkpoint(**latest, config.model, rt.model->layouts(), rt.checkpoint_state());
     if (!state.ok()) return state.status();
     rt.weights_source = **latest;
     return absl::OkStatus();
@@ -257,7 +312,9 @@ absl::StatusOr<std::vector<std::unique_ptr<Monitor>>> make_monitors(const Config
 }
 
 json peak_bytes_json(const Runtime& rt, size_t host_peak) {
-  return {{"device", rt.backend->memory_stats().peak_bytes}, {"host", host_peak}, {"nvme", 0}};
+  return {{"device", rt.backend->memory_stats().peak_bytes},
+          {"host", host_peak + rt.host_pool_peak_bytes()},
+          {"nvme", rt.nvme_bytes()}};
 }
 
 }  // namespace
@@ -283,14 +340,14 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
   absl::StatusOr<Runtime> rt = make_runtime(config, /*with_optimizer=*/true);
   if (!rt.ok()) return rt.status();
   GPT2& model = *rt->model;
-  Optimizer& optimizer = *rt->optimizer;
 
   TrainState state;
   absl::StatusOr<std::optional<std::string>> latest =
       find_latest_checkpoint(config.train.output_dir);
   if (!latest.ok()) return latest.status();
   if (latest->has_value()) {
-    absl::StatusOr<TrainState> restored = load_checkpoint(**latest, model, &optimizer);
+    absl::StatusOr<TrainState> restored =
+        load_checkpoint(**latest, config.model, model.layouts(), rt->checkpoint_state());
     if (!restored.ok()) return restored.status();
     state = *restored;
     rt->weights_source = **latest;
@@ -318,6 +375,16 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
       DSINF_VERSION, rt->backend->name(), kernels::cpu::isa_name(kernels::cpu::best_isa()),
       config.model.n_layer, config.model.n_head, config.model.n_embd, T, config.model.vocab_size,
       model.num_parameters());
+  if (rt->offload) {
+    const MemoryPlan& plan = rt->plan;
+    log << absl::StrFormat(
+        "zero stage %d: params on %s, gradients on %s, optimizer on %s | device: %s activations, "
+        "%s resident, %d parameter slots of %s | host pool %s | nvme %s\n",
+        config.zero.stage, tier_name(rt->placement.params), tier_name(rt->placement.grads),
+        tier_name(rt->placement.optimizer), format_bytes(plan.activation_bytes),
+        format_bytes(plan.resident_bytes), plan.slots, format_bytes(plan.slot_bytes),
+        format_bytes(plan.host_bytes), format_bytes(plan.nvme_bytes));
+  }
   log << absl::StrFormat(
       "data %s: %d tokens, %d windows | batch %d = %d x %d accumulation | weights: %s\n",
       config.data.path, tokens->size(), sampler.windows(), config.train_batch_size, B, gas,
@@ -362,7 +429,7 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
   bool interrupted = false;
   while (state.step < config.train.steps) {
     const int64_t it = state.step;
-    if (absl::Status s = model.zero_grad(); !s.ok()) return s;
+    if (absl::Status s = rt->zero_grad(); !s.ok()) return s;
     double loss_sum = 0;
     for (int64_t micro = 0; micro < gas; ++micro) {
       sampler.next_batch(B, inputs.data(), targets.data());
@@ -381,7 +448,9 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
       loss_sum += *loss;
     }
     const auto t0 = Clock::now();
-    const double norm = optimizer.grad_norm(model);
+    absl::StatusOr<double> measured_norm = rt->grad_norm();
+    if (!measured_norm.ok()) return measured_norm.status();
+    const double norm = *measured_norm;
     if (!std::isfinite(norm)) {
       return absl::InternalError(absl::StrFormat(
           "step %d: the gradient norm is %f: training diverged (lower optimizer.params.lr or "
@@ -389,7 +458,9 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
           it + 1, norm, config.train.output_dir));
     }
     const double lr = learning_rate(config.scheduler, config.optimizer, it);
-    optimizer.step(model, lr, clip_coefficient(norm, config.gradient_clipping));
+    if (absl::Status s = rt->step(lr, clip_coefficient(norm, config.gradient_clipping)); !s.ok()) {
+      return s;
+    }
     time_step += seconds_since(t0);
 
     state.step = it + 1;
@@ -456,8 +527,8 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
     const bool save_now =
         config.train.save_interval > 0 && state.step % config.train.save_interval == 0;
     if (save_now || last || interrupted) {
-      absl::StatusOr<std::string> saved =
-          save_checkpoint(config.train.output_dir, model, optimizer, state);
+      absl::StatusOr<std::string> saved = save_checkpoint(
+          config.train.output_dir, config.model, model.layouts(), rt->checkpoint_state(), state);
       if (!saved.ok()) return saved.status();
       log << "saved checkpoint " << *saved << "\n";
     }

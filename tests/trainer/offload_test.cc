@@ -1,0 +1,185 @@
+// The offload runtime through the CLI: every placement of parameters and
+// optimizer state (device, host, NVMe) at ZeRO stages 1-3 trains to the same
+// checkpoint bytes as the all-in-memory stage-0 run, with gradient accumulation
+// and clipping on; a model whose state is many times the device budget trains
+// inside that budget; a budget below one layer's working set is refused with
+// the least budget that works; a resumed NVMe run is bit-identical.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <regex>
+#include <string>
+
+#include "tests/test_util.h"
+
+namespace dsinf::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string corpus(const TempDir& dir) {
+  const std::string licenses = "/usr/share/common-licenses/GPL-3";
+  if (fs::exists(licenses)) return licenses;
+  std::string text;
+  for (int i = 0; text.size() < 40000; ++i) text += "lorem ipsum " + std::to_string(i) + ". ";
+  write_text(dir / "corpus.txt", text);
+  return dir / "corpus.txt";
+}
+
+json base_config(const TempDir& dir, const std::string& out, int steps) {
+  return {
+      {"train_micro_batch_size_per_gpu", 2},
+      {"gradient_accumulation_steps", 2},
+      {"optimizer", {{"type", "AdamW"}, {"params", {{"lr", 3e-3}, {"weight_decay", 0.01}}}}},
+      {"scheduler",
+       {{"type", "WarmupDecayLR"},
+        {"params", {{"total_num_steps", 40}, {"warmup_num_steps", 2}, {"warmup_max_lr", 3e-3}}}}},
+      {"gradient_clipping", 0.5},
+      {"steps_per_print", 1},
+      {"model",
+       {{"n_layer", 3}, {"n_head", 2}, {"n_embd", 32}, {"n_positions", 32}, {"vocab_size", 256}}},
+      {"data", {{"path", corpus(dir)}}},
+      {"train", {{"steps", steps}, {"output_dir", out}, {"seed", 7}}}};
+}
+
+json offload(const std::string& device, const std::string& nvme_dir) {
+  json o = {{"device", device}};
+  if (device == "nvme") o["nvme_path"] = nvme_dir;
+  return o;
+}
+
+CommandResult train(const TempDir& dir, const std::string& name, const json& config) {
+  const std::string path = dir / (name + ".json");
+  write_text(path, config.dump(2));
+  return run_dsinf("train " + path + " --json", dir.path());
+}
+
+json summary(const CommandResult& r) {
+  for (const json& line : json_lines(r.out)) {
+    if (line.value("event", "") == "summary") return line;
+  }
+  ADD_FAILURE() << "no summary in " << r.out << r.err;
+  return json();
+}
+
+std::string checkpoint(const std::string& dir, int step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "ckpt-%08d.dsinf", step);
+  return read_text((fs::path(dir) / name).string());
+}
+
+TEST(Offload, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  const CommandResult base = train(dir, "stage0", base_config(dir, dir / "stage0", 4));
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  const std::string expected = checkpoint(dir / "stage0", 4);
+  ASSERT_GT(expected.size(), 4096u);
+
+  struct Case {
+    int stage;
+    std::string params, optimizer;
+  };
+  const Case cases[] = {{1, "none", "cpu"},  {2, "none", "cpu"},  {3, "none", "cpu"},
+                        {3, "none", "nvme"}, {3, "cpu", "none"},  {3, "cpu", "cpu"},
+                        {3, "cpu", "nvme"},  {3, "nvme", "none"}, {3, "nvme", "cpu"},
+                        {3, "nvme", "nvme"}};
+  for (const Case& c : cases) {
+    for (bool checkpointing : {false, true}) {
+      const std::string name = "s" + std::to_string(c.stage) + "_p" + c.params + "_o" +
+                               c.optimizer + (checkpointing ? "_ckpt" : "");
+      SCOPED_TRACE(name);
+      json config = base_config(dir, dir / name, 4);
+      config["model"]["activation_checkpointing"] = checkpointing;
+      config["zero_optimization"] = {{"stage", c.stage},
+                                     {"offload_optimizer", offload(c.optimizer, dir / "swap")}};
+      if (c.stage == 3)
+        config["zero_optimization"]["offload_param"] = offload(c.params, dir / "swap");
+      const CommandResult r = train(dir, name, config);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_TRUE(checkpoint(dir / name, 4) == expected) << "checkpoint differs from stage 0";
+      const json peak = summary(r)["peak_bytes"];
+      const bool nvme = c.params == "nvme" || c.optimizer == "nvme";
+      EXPECT_EQ(peak["nvme"].get<int64_t>() > 0, nvme) << peak.dump();
+    }
+  }
+  // Every private swap directory was removed at exit.
+  EXPECT_TRUE(list_dir(dir / "swap").empty());
+}
+
+// Parameters, gradients and Adam state (16 bytes a parameter) at least 8x the
+// device budget; the budget is the least the runtime says it needs.
+TEST(Offload, ModelEightTimesTheDeviceBudgetTrainsInsideIt) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  auto config_for = [&](const std::string& out, uint64_t budget) {
+    json config = base_config(dir, out, 3);
+    config["train_micro_batch_size_per_gpu"] = 1;
+    config["model"] = {{"n_layer", 8},      {"n_head", 4},
+                       {"n_embd", 64},      {"n_positions", 32},
+                       {"vocab_size", 256}, {"activation_checkpointing", true}};
+    config["zero_optimization"] = {{"stage", 3},
+                                   {"offload_param", offload("nvme", dir / "swap")},
+                                   {"offload_optimizer", offload("nvme", dir / "swap")}};
+    if (budget > 0) config["memory"] = {{"device_budget_bytes", budget}};
+    return config;
+  };
+  json in_memory = config_for(dir / "mem", 0);
+  in_memory.erase("zero_optimization");
+  const CommandResult reference = train(dir, "mem", in_memory);
+  ASSERT_EQ(reference.exit_code, 0) << reference.err;
+
+  // Far too small: exit 2, nothing written, and the least budget that works.
+  const CommandResult refused = train(dir, "tiny", config_for(dir / "tiny", 100000));
+  EXPECT_EQ(refused.exit_code, 2);
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(refused.err, match,
+                                std::regex("least budget that trains this config is ([0-9]+)")))
+      << refused.err;
+  EXPECT_NE(refused.err.find("memory.device_budget_bytes"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir / "tiny"));
+  const uint64_t minimum = std::stoull(match[1]);
+
+  const CommandResult r = train(dir, "nvme", config_for(dir / "nvme", minimum));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json s = summary(r);
+  const uint64_t params = 8 * 12 * 64 * 64 + (256 + 32) * 64;  // weights, biases left out
+  EXPECT_GE(16 * params, 8 * minimum) << "the model is not 8x the budget";
+  EXPECT_LE(s["peak_bytes"]["device"].get<uint64_t>(), minimum);
+  EXPECT_GT(s["peak_bytes"]["nvme"].get<uint64_t>(), 3 * 4 * params);
+  EXPECT_EQ(s["final_loss"].get<double>(), summary(reference)["final_loss"].get<double>());
+  EXPECT_TRUE(checkpoint(dir / "nvme", 3) == checkpoint(dir / "mem", 3));
+}
+
+TEST(Offload, NvmeRunResumesBitIdentical) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  auto config_for = [&](const std::string& out, int steps) {
+    json config = base_config(dir, out, steps);
+    config["zero_optimization"] = {{"stage", 3},
+                                   {"offload_param", offload("nvme", dir / "swap")},
+                                   {"offload_optimizer", offload("nvme", dir / "swap")}};
+    return config;
+  };
+  ASSERT_EQ(train(dir, "straight", config_for(dir / "a", 5)).exit_code, 0);
+  ASSERT_EQ(train(dir, "first", config_for(dir / "b", 2)).exit_code, 0);
+  const CommandResult resumed = train(dir, "second", config_for(dir / "b", 5));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(checkpoint(dir / "a", 5) == checkpoint(dir / "b", 5));
+}
+
+TEST(Offload, HostBudgetTooSmallIsRefusedNamingTheKey) {
+  TempDir dir;
+  json config = base_config(dir, dir / "out", 2);
+  config["zero_optimization"] = {{"stage", 2}, {"offload_optimizer", {{"device", "cpu"}}}};
+  config["memory"] = {{"host_budget_bytes", 4096}};
+  const CommandResult r = train(dir, "c", config);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("memory.host_budget_bytes"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("least budget"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+}  // namespace
+}  // namespace dsinf::testing

@@ -1,0 +1,428 @@
+#include "trainer/offload.h"
+
+#include <cmath>
+#include <cstring>
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/adam.h"
+#include "memory/check.h"
+
+namespace dsinf::trainer {
+namespace {
+
+using kernels::Stream;
+
+// Staging buffers in the host pool, each the size of the largest chunk.
+enum Staging : size_t { kStageParams, kStageVisit, kStageMaster, kStageM, kStageV, kNumStaging };
+
+// Runs one swap-store request and waits for its completion.
+template <typename Submit>
+absl::Status wait_io(Submit&& submit) {
+  std::promise<absl::Status> done;
+  std::future<absl::Status> result = done.get_future();
+  if (absl::Status s = submit([&](const nvme::IoResult& r) { done.set_value(r.status); });
+      !s.ok()) {
+    return s;
+  }
+  return result.get();
+}
+
+nvme::EngineKind engine_kind(const std::string& name) {
+  if (name == "uring") return nvme::EngineKind::kUring;
+  if (name == "threads") return nvme::EngineKind::kThreads;
+  return nvme::EngineKind::kAuto;
+}
+
+}  // namespace
+
+OffloadState::OffloadState(kernels::Backend* backend, const Config& config,
+                           const Placement& placement,
+                           const std::vector<memory::ChunkLayout>& layouts)
+    : backend_(backend), config_(config), placement_(placement), layouts_(layouts) {}
+
+OffloadState::~OffloadState() {
+  for (ClassHome* home : {&params_, &grads_, &master_, &m_, &v_}) {
+    for (float* p : home->device) backend_->release(p);
+  }
+  for (float* p : free_slots_) backend_->release(p);
+  for (float* p : slot_of_) {
+    if (p != nullptr) backend_->release(p);
+  }
+  // The swap stores drain their I/O before the engine goes away.
+  param_swap_.reset();
+  optimizer_swap_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<OffloadState>> OffloadState::create(
+    kernels::Backend* backend, const Config& config, const Placement& placement,
+    const MemoryPlan& plan, const std::vector<memory::ChunkLayout>& layouts) {
+  std::unique_ptr<OffloadState> state(new OffloadState(backend, config, placement, layouts));
+  if (absl::Status s = state->allocate(plan); !s.ok()) return s;
+  return state;
+}
+
+absl::StatusOr<ClassHome> OffloadState::make_home(Tier tier, nvme::SwapStore* swap,
+                                                  uint32_t first_id, bool zeroed) {
+  ClassHome home;
+  home.tier = tier;
+  home.swap = swap;
+  home.first_id = first_id;
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    if (tier == Tier::kDevice) {
+      absl::StatusOr<void*> p = backend_->allocate(bytes(c));  // zero filled
+      if (!p.ok()) return p.status();
+      home.device.push_back(static_cast<float*>(*p));
+    } else if (tier == Tier::kHost) {
+      absl::StatusOr<std::byte*> p = pool_->allocate_zeroed(bytes(c));
+      if (!p.ok()) return p.status();
+      home.host.push_back(*p);
+    }
+  }
+  if (tier == Tier::kNvme && zeroed) {
+    // A swap chunk must be written before it can be read: moments start at zero.
+    std::byte* zeros = staging_[kStageM];
+    for (size_t c = 0; c < layouts_.size(); ++c) {
+      std::memset(zeros, 0, bytes(c));
+      if (absl::Status s = wait_io([&](nvme::IoCallback cb) {
+            return swap->write(first_id + static_cast<uint32_t>(c), zeros, std::move(cb));
+          });
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return home;
+}
+
+absl::Status OffloadState::allocate(const MemoryPlan& plan) {
+  const size_t chunks = layouts_.size();
+  size_t largest = 0;
+  std::vector<size_t> chunk_bytes;
+  for (size_t c = 0; c < chunks; ++c) {
+    largest = std::max(largest, bytes(c));
+    chunk_bytes.push_back(bytes(c));
+  }
+  if (plan.host_bytes > 0) {
+    const uint64_t budget =
+        config_.memory.host_budget_bytes > 0 ? config_.memory.host_budget_bytes : plan.host_bytes;
+    absl::StatusOr<std::unique_ptr<memory::HostPool>> pool =
+        memory::HostPool::create("host", budget, placement_.pin_memory);
+    if (!pool.ok()) return pool.status();
+    pool_ = std::move(*pool);
+  }
+  staging_.assign(kNumStaging, nullptr);
+  auto stage = [&](Staging which) -> absl::Status {
+    absl::StatusOr<std::byte*> p = pool_->allocate(largest);
+    if (!p.ok()) return p.status();
+    staging_[which] = *p;
+    return absl::OkStatus();
+  };
+  const bool optimizer_on_nvme = placement_.optimizer == Tier::kNvme;
+  const bool params_on_nvme = placement_.params == Tier::kNvme;
+  if (params_on_nvme) {
+    if (absl::Status s = stage(kStageParams); !s.ok()) return s;
+  }
+  if (placement_.grads == Tier::kHost) {
+    if (absl::Status s = stage(kStageVisit); !s.ok()) return s;
+  }
+  if (optimizer_on_nvme) {
+    for (Staging which : {kStageMaster, kStageM, kStageV}) {
+      if (absl::Status s = stage(which); !s.ok()) return s;
+    }
+  }
+
+  // NVMe: one engine for both stores, swap chunks laid out per class.
+  if (params_on_nvme || optimizer_on_nvme) {
+    nvme::EngineOptions options;
+    options.block_size = static_cast<size_t>(config_.aio.block_size);
+    options.queue_depth = static_cast<int>(config_.aio.queue_depth);
+    options.intra_op_parallelism = static_cast<int>(config_.aio.intra_op_parallelism);
+    options.single_submit = config_.aio.single_submit;
+    options.overlap_events = config_.aio.overlap_events;
+    std::string note;
+    absl::StatusOr<std::unique_ptr<nvme::IoEngine>> engine =
+        nvme::make_engine(engine_kind(config_.aio.engine), options, &note);
+    if (!engine.ok()) return engine.status();
+    engine_ = std::move(*engine);
+  }
+  const bool shared = placement_.master_is_working_copy();
+  if (params_on_nvme && !shared) {
+    nvme::SwapStoreOptions options;
+    options.paths = placement_.param_paths;
+    options.chunk_bytes = chunk_bytes;
+    options.config_key = "zero_optimization.offload_param.nvme_path";
+    absl::StatusOr<std::unique_ptr<nvme::SwapStore>> swap =
+        nvme::SwapStore::create(engine_.get(), options);
+    if (!swap.ok()) return swap.status();
+    param_swap_ = std::move(*swap);
+  }
+  if (optimizer_on_nvme) {
+    nvme::SwapStoreOptions options;
+    options.paths = placement_.optimizer_paths;
+    // m, v, then the master weights (the working copy too when both live here).
+    for (size_t k = 0; k < 3; ++k) {
+      options.chunk_bytes.insert(options.chunk_bytes.end(), chunk_bytes.begin(), chunk_bytes.end());
+    }
+    options.config_key = "zero_optimization.offload_optimizer.nvme_path";
+    absl::StatusOr<std::unique_ptr<nvme::SwapStore>> swap =
+        nvme::SwapStore::create(engine_.get(), options);
+    if (!swap.ok()) return swap.status();
+    optimizer_swap_ = std::move(*swap);
+  }
+
+  const uint32_t n = static_cast<uint32_t>(chunks);
+  nvme::SwapStore* optimizer_swap = optimizer_swap_.get();
+  struct Want {
+    ClassHome* home;
+    Tier tier;
+    nvme::SwapStore* swap;
+    uint32_t first_id;
+    bool zeroed;
+  };
+  // Optimizer swap chunk ids: m at 0, v at n, master (or the shared working copy) at 2n.
+  std::vector<Want> wants = {
+      {&params_, placement_.params, shared ? optimizer_swap : param_swap_.get(), shared ? 2 * n : 0,
+       false},
+      {&grads_, placement_.grads, nullptr, 0, false},
+      {&m_, placement_.optimizer, optimizer_swap, 0, true},
+      {&v_, placement_.optimizer, optimizer_swap, n, true},
+  };
+  if (!shared) wants.push_back({&master_, placement_.optimizer, optimizer_swap, 2 * n, false});
+  for (const Want& w : wants) {
+    absl::StatusOr<ClassHome> home = make_home(w.tier, w.swap, w.first_id, w.zeroed);
+    if (!home.ok()) return home.status();
+    *w.home = std::move(*home);
+  }
+
+  // Device slots for streamed parameter chunks.
+  slot_of_.assign(chunks, nullptr);
+  for (size_t i = 0; i < plan.slots; ++i) {
+    absl::StatusOr<void*> p = backend_->allocate(plan.slot_bytes);
+    if (!p.ok()) return p.status();
+    free_slots_.push_back(static_cast<float*>(*p));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<float*> OffloadState::to_host(const ClassHome& home, size_t c, std::byte* staging) {
+  switch (home.tier) {
+    case Tier::kHost:
+      return reinterpret_cast<float*>(home.host[c]);
+    case Tier::kDevice:
+      if (absl::Status s =
+              backend_->copy_to_host(staging, home.device[c], bytes(c), Stream::kDownload);
+          !s.ok()) {
+        return s;
+      }
+      if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+      return reinterpret_cast<float*>(staging);
+    case Tier::kNvme:
+      if (absl::Status s = wait_io([&](nvme::IoCallback cb) {
+            return home.swap->read(home.first_id + static_cast<uint32_t>(c), staging,
+                                   std::move(cb));
+          });
+          !s.ok()) {
+        return s;
+      }
+      return reinterpret_cast<float*>(staging);
+  }
+  return absl::InternalError("unknown tier");
+}
+
+absl::Status OffloadState::from_host(ClassHome& home, size_t c, const float* src) {
+  switch (home.tier) {
+    case Tier::kHost:
+      if (reinterpret_cast<const std::byte*>(src) != home.host[c]) {
+        std::memcpy(home.host[c], src, bytes(c));
+      }
+      return absl::OkStatus();
+    case Tier::kDevice:
+      if (absl::Status s = backend_->copy_to_device(home.device[c], src, bytes(c), Stream::kUpload);
+          !s.ok()) {
+        return s;
+      }
+      return backend_->synchronize(Stream::kUpload);
+    case Tier::kNvme:
+      return wait_io([&](nvme::IoCallback cb) {
+        return home.swap->write(home.first_id + static_cast<uint32_t>(c),
+                                reinterpret_cast<const std::byte*>(src), std::move(cb));
+      });
+  }
+  return absl::InternalError("unknown tier");
+}
+
+// ---- forward and backward ----
+
+absl::StatusOr<const float*> OffloadState::acquire_params(size_t c) {
+  if (params_.tier == Tier::kDevice) return params_.device[c];
+  DSINF_CHECK_MSG(slot_of_[c] == nullptr, "chunk acquired twice without a release");
+  DSINF_CHECK_MSG(!free_slots_.empty(), "more chunks acquired than there are device slots");
+  float* slot = free_slots_.back();
+  free_slots_.pop_back();
+  slot_of_[c] = slot;
+  absl::StatusOr<float*> host = to_host(params_, c, staging_[kStageParams]);
+  if (!host.ok()) return host.status();
+  if (absl::Status s = backend_->copy_to_device(slot, *host, bytes(c), Stream::kUpload); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = backend_->synchronize(Stream::kUpload); !s.ok()) return s;
+  return slot;
+}
+
+absl::Status OffloadState::release_params(size_t c) {
+  if (params_.tier == Tier::kDevice) return absl::OkStatus();
+  DSINF_CHECK_MSG(slot_of_[c] != nullptr, "chunk released without an acquire");
+  free_slots_.push_back(slot_of_[c]);
+  slot_of_[c] = nullptr;
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::accumulate_grads(size_t c, const float* visit) {
+  if (grads_.tier == Tier::kDevice) {
+    backend_->residual_forward(grads_.device[c], grads_.device[c], visit, numel(c));
+    return absl::OkStatus();
+  }
+  std::byte* staged = staging_[kStageVisit];
+  if (absl::Status s = backend_->copy_to_host(staged, visit, bytes(c), Stream::kDownload);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+  // The same float addition the device accumulator makes (residual_forward).
+  float* acc = reinterpret_cast<float*>(grads_.host[c]);
+  const float* add = reinterpret_cast<const float*>(staged);
+  for (size_t i = 0; i < numel(c); ++i) acc[i] = acc[i] + add[i];
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::write_params(size_t c, const float* host) {
+  // Staged copy: from_host may need an aligned, page-padded source.
+  std::byte* staged =
+      staging_.empty() || staging_[kStageMaster] == nullptr ? nullptr : staging_[kStageMaster];
+  std::vector<std::byte> local;
+  if (staged == nullptr) {
+    local.resize(bytes(c) + memory::kChunkAlignment);
+    staged = reinterpret_cast<std::byte*>(
+        memory::align_up(reinterpret_cast<uintptr_t>(local.data()), memory::kChunkAlignment));
+  }
+  std::memset(staged, 0, bytes(c));
+  std::memcpy(staged, host, numel(c) * sizeof(float));
+  return write_class(kParamClass, c, staged);
+}
+
+absl::Status OffloadState::read_chunk(size_t c, bool gradients, float* host) {
+  std::vector<std::byte> local(bytes(c) + memory::kChunkAlignment);
+  std::byte* staged = reinterpret_cast<std::byte*>(
+      memory::align_up(reinterpret_cast<uintptr_t>(local.data()), memory::kChunkAlignment));
+  absl::StatusOr<float*> p = to_host(gradients ? grads_ : params_, c, staged);
+  if (!p.ok()) return p.status();
+  std::memcpy(host, *p, numel(c) * sizeof(float));
+  return absl::OkStatus();
+}
+
+// ---- the optimizer ----
+
+absl::Status OffloadState::zero_grads() {
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    if (grads_.tier == Tier::kDevice) {
+      if (absl::Status s = backend_->fill_zero(grads_.device[c], bytes(c), Stream::kCompute);
+          !s.ok()) {
+        return s;
+      }
+    } else {
+      std::memset(grads_.host[c], 0, bytes(c));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> OffloadState::grad_norm() {
+  double sum = 0;
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    // The backend's sum_squares is this same kernel on the CPU backend.
+    sum += grads_.tier == Tier::kDevice
+               ? backend_->sum_squares(grads_.device[c], numel(c))
+               : kernels::cpu::grad_stats(grads_.host[c], kernels::cpu::DType::kF32, numel(c))
+                     .sum_squares;
+  }
+  return std::sqrt(sum);
+}
+
+absl::Status OffloadState::step(double lr, float grad_scale) {
+  ++step_count_;
+  kernels::AdamHyper hyper;
+  hyper.lr = static_cast<float>(lr);
+  hyper.beta1 = static_cast<float>(config_.optimizer.beta1);
+  hyper.beta2 = static_cast<float>(config_.optimizer.beta2);
+  hyper.eps = static_cast<float>(config_.optimizer.eps);
+  hyper.weight_decay = static_cast<float>(config_.optimizer.weight_decay);
+  hyper.adam_w_mode = config_.optimizer.adam_w_mode;
+  hyper.bias_correction = config_.optimizer.bias_correction;
+  hyper.step = step_count_;
+  hyper.grad_scale = grad_scale;
+  ClassHome& master_home = master();
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    if (master_home.tier == Tier::kDevice) {
+      // The optimizer on the device (gradients are there too): the backend's step.
+      backend_->adam_step(master_home.device[c], grads_.device[c], m_.device[c], v_.device[c],
+                          numel(c), hyper);
+      if (&master_home == &params_) continue;
+      // The new weights to the working copy's home: straight into its host block,
+      // or through staging on the way to NVMe.
+      std::byte* dst = params_.tier == Tier::kHost ? params_.host[c] : staging_[kStageParams];
+      absl::StatusOr<float*> p = to_host(master_home, c, dst);
+      if (!p.ok()) return p.status();
+      if (absl::Status s = from_host(params_, c, *p); !s.ok()) return s;
+      continue;
+    }
+    absl::StatusOr<float*> p = to_host(master_home, c, staging_[kStageMaster]);
+    absl::StatusOr<float*> m = to_host(m_, c, staging_[kStageM]);
+    absl::StatusOr<float*> v = to_host(v_, c, staging_[kStageV]);
+    for (const auto* r : {&p, &m, &v}) {
+      if (!r->ok()) return r->status();
+    }
+    kernels::cpu::AdamBuffers b;
+    b.n = numel(c);
+    b.params = *p;
+    b.grads = grads_.host[c];
+    b.m = *m;
+    b.v = *v;
+    kernels::cpu::fused_adam_step(b, hyper);
+    for (auto [home, src] : {std::pair{&master_home, *p}, std::pair{&m_, *m}, std::pair{&v_, *v}}) {
+      if (absl::Status s = from_host(*home, c, src); !s.ok()) return s;
+    }
+    if (&master_home != &params_) {
+      if (absl::Status s = from_host(params_, c, *p); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---- checkpoints ----
+
+absl::Status OffloadState::read_class(int cls, size_t c, std::byte* host) {
+  ClassHome& home = cls == kParamClass ? master() : cls == kMClass ? m_ : v_;
+  absl::StatusOr<float*> p = to_host(home, c, host);
+  if (!p.ok()) return p.status();
+  if (reinterpret_cast<std::byte*>(*p) != host) std::memcpy(host, *p, bytes(c));
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::write_class(int cls, size_t c, const std::byte* host) {
+  const float* src = reinterpret_cast<const float*>(host);
+  if (cls != kParamClass) return from_host(cls == kMClass ? m_ : v_, c, src);
+  if (absl::Status s = from_host(master(), c, src); !s.ok()) return s;
+  if (&master() != &params_) return from_host(params_, c, src);
+  return absl::OkStatus();
+}
+
+size_t OffloadState::nvme_bytes() const {
+  size_t total = 0;
+  for (const auto* swap : {param_swap_.get(), optimizer_swap_.get()}) {
+    if (swap != nullptr) total += swap->bytes_on_disk();
+  }
+  return total;
+}
+
+}  // namespace dsinf::trainer

@@ -1,0 +1,106 @@
+// The offload runtime's state: every chunk of every tensor class at its home
+// tier (device arena, host pool, NVMe swap store), streamed through device
+// slots for forward and backward and through host staging for the optimizer.
+//
+// The math is that of the resident run, bit for bit: the model computes the
+// same gradient visits and they are added into the accumulators by the same
+// float addition wherever those live; the gradient norm is the same function
+// summed in chunk order; Adam is the same fused CPU step on the same bytes;
+// every move between tiers is a copy, and every NVMe read is checksummed.
+//
+// Schedule of a step (the synchronous core; the actors overlap its parts):
+// forward and backward over the micro-batches, pulling each chunk's working
+// parameters into a device slot when the model asks for them; then the norm
+// over all gradients (clipping and overflow need every gradient first); then
+// Adam chunk by chunk, writing master, m and v back to their homes and the new
+// working parameters to theirs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "memory/chunk_layout.h"
+#include "memory/host_pool.h"
+#include "nvme/engine.h"
+#include "nvme/swap_store.h"
+#include "trainer/checkpoint.h"
+#include "trainer/chunk_source.h"
+#include "trainer/config.h"
+#include "trainer/placement.h"
+
+namespace dsinf::trainer {
+
+// The chunks of one tensor class at one tier.
+struct ClassHome {
+  Tier tier = Tier::kDevice;
+  std::vector<float*> device;       // kDevice: arena buffers
+  std::vector<std::byte*> host;     // kHost: host pool blocks
+  nvme::SwapStore* swap = nullptr;  // kNvme: chunk c is swap chunk first_id + c
+  uint32_t first_id = 0;
+};
+
+class OffloadState final : public ChunkSource, public CheckpointState {
+ public:
+  static absl::StatusOr<std::unique_ptr<OffloadState>> create(
+      kernels::Backend* backend, const Config& config, const Placement& placement,
+      const MemoryPlan& plan, const std::vector<memory::ChunkLayout>& layouts);
+  ~OffloadState() override;
+
+  // ---- ChunkSource: forward and backward ----
+  absl::StatusOr<const float*> acquire_params(size_t c) override;
+  absl::Status release_params(size_t c) override;
+  absl::Status accumulate_grads(size_t c, const float* visit) override;
+  absl::Status write_params(size_t c, const float* host) override;
+  absl::Status read_chunk(size_t c, bool gradients, float* host) override;
+
+  // ---- the optimizer ----
+  absl::Status zero_grads();
+  absl::StatusOr<double> grad_norm();
+  // Adam with `lr`, gradients multiplied by grad_scale (the clip coefficient).
+  absl::Status step(double lr, float grad_scale);
+
+  // ---- CheckpointState: master weights, m and v ----
+  absl::Status read_class(int cls, size_t c, std::byte* host) override;
+  absl::Status write_class(int cls, size_t c, const std::byte* host) override;
+  bool has_optimizer() const override { return true; }
+  int64_t optimizer_steps() const override { return step_count_; }
+  void set_optimizer_steps(int64_t steps) override { step_count_ = steps; }
+
+  // Peak bytes of the host pool and bytes held on NVMe.
+  size_t host_peak_bytes() const { return pool_ ? pool_->stats().peak_bytes : 0; }
+  size_t nvme_bytes() const;
+
+ private:
+  OffloadState(kernels::Backend* backend, const Config& config, const Placement& placement,
+               const std::vector<memory::ChunkLayout>& layouts);
+  absl::Status allocate(const MemoryPlan& plan);
+  absl::StatusOr<ClassHome> make_home(Tier tier, nvme::SwapStore* swap, uint32_t first_id,
+                                      bool zeroed);
+  size_t bytes(size_t c) const { return layouts_[c].bytes(); }
+  size_t numel(size_t c) const { return layouts_[c].numel_padded(); }
+  // Chunk c of `home` as a host pointer: the block itself on the host, else
+  // copied into `staging` (device download, or a checksummed NVMe read).
+  absl::StatusOr<float*> to_host(const ClassHome& home, size_t c, std::byte* staging);
+  // Chunk c of `home` from host memory (nothing to do when src is its own block).
+  absl::Status from_host(ClassHome& home, size_t c, const float* src);
+  ClassHome& master() { return placement_.master_is_working_copy() ? params_ : master_; }
+
+  kernels::Backend* backend_;
+  Config config_;
+  Placement placement_;
+  std::vector<memory::ChunkLayout> layouts_;
+  std::unique_ptr<memory::HostPool> pool_;
+  std::unique_ptr<nvme::IoEngine> engine_;
+  std::unique_ptr<nvme::SwapStore> param_swap_, optimizer_swap_;
+  ClassHome params_, grads_, master_, m_, v_;
+  std::vector<float*> free_slots_;   // device slots for streamed parameter chunks
+  std::vector<float*> slot_of_;      // per chunk: the slot it occupies, or null
+  std::vector<std::byte*> staging_;  // host staging buffers (largest chunk each)
+  int64_t step_count_ = 0;
+};
+
+}  // namespace dsinf::trainer

@@ -1,0 +1,64 @@
+// Where each tensor class lives, from the config with DeepSpeed's meaning, and
+// the bytes that placement needs on each tier. Classes per chunk:
+//   working parameters  what forward and backward read; home: offload_param
+//                       (stage 3) or the device
+//   gradients           the step's accumulators; on the host when the optimizer
+//                       is offloaded (ZeRO-Offload sends gradients to the CPU
+//                       Adam), else on the device
+//   master, m, v        the fp32 weights Adam updates and its moments; home:
+//                       offload_optimizer or the device
+// On the CPU backend the working parameters are fp32 and equal the master
+// weights bit for bit, so when both homes are the same tier they are one copy.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "memory/chunk_layout.h"
+#include "trainer/config.h"
+
+namespace dsinf::trainer {
+
+enum class Tier { kDevice, kHost, kNvme };
+const char* tier_name(Tier tier);
+
+struct Placement {
+  Tier params = Tier::kDevice;
+  Tier grads = Tier::kDevice;
+  Tier optimizer = Tier::kDevice;
+  std::vector<std::string> param_paths;      // offload_param.nvme_path
+  std::vector<std::string> optimizer_paths;  // offload_optimizer.nvme_path
+  bool pin_memory = true;
+  int64_t param_buffer_count = 5;  // offload_param.buffer_count: device slots for streamed chunks
+
+  bool all_on_device() const {
+    return params == Tier::kDevice && grads == Tier::kDevice && optimizer == Tier::kDevice;
+  }
+  bool master_is_working_copy() const { return params == optimizer; }
+};
+
+Placement place(const Config& config);
+
+// Bytes per tier for a model of `layouts` trained in micro-batches of `micro_batch`.
+struct MemoryPlan {
+  size_t activation_bytes = 0;    // device: activations and the gradient visit buffer
+  size_t resident_bytes = 0;      // device: chunk classes whose home is the device
+  size_t slot_bytes = 0;          // device: one slot for a streamed parameter chunk
+  size_t slots = 0;               // device slots for streamed parameters (0: none streamed)
+  size_t device_bytes = 0;        // activation + resident + slots * slot
+  size_t device_min_bytes = 0;    // the least device budget that trains (one slot)
+  size_t host_class_bytes = 0;    // host: chunk classes whose home is the host
+  size_t host_staging_bytes = 0;  // host: staging buffers for NVMe and gradients
+  size_t host_bytes = 0;          // the host pool: classes + staging
+  size_t nvme_bytes = 0;          // swap space, page-padded chunks
+};
+
+// kInvalidArgument naming memory.device_budget_bytes (or host_budget_bytes)
+// and the least budget that works when the budget is too small.
+absl::StatusOr<MemoryPlan> plan_memory(const Config& config, const Placement& placement,
+                                       const std::vector<memory::ChunkLayout>& layouts,
+                                       size_t activation_bytes);
+
+}  // namespace dsinf::trainer
