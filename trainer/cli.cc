@@ -39,7 +39,7 @@ options:
   --help       this text
   --version    the version
 
-exit status: 0 ok, 1 internal failure, 2 bad input (config, data, checkpoint),
+exit status: 0 ok, 1 internal failure, 2 bad input (config, data, checkpoint, disk),
 130 interrupted (a checkpoint was saved; run again to resume)
 )";
 
@@ -52,6 +52,8 @@ int exit_code(const absl::Status& status) {
     case absl::StatusCode::kDataLoss:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kUnavailable:        // a disk write failed (EIO)
+    case absl::StatusCode::kResourceExhausted:  // a disk or a memory budget is full
       return kExitBadInput;
     case absl::StatusCode::kCancelled:
       return kExitInterrupted;

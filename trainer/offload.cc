@@ -1,12 +1,14 @@
 #include "trainer/offload.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/adam.h"
 #include "memory/check.h"
+#include "nvme/fault_engine.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -26,6 +28,33 @@ absl::Status wait_io(Submit&& submit) {
     return s;
   }
   return result.get();
+}
+
+// DSINF_NVME_FAULT=<fault>@<n> (eio, enospc, bitflip): the n-th swap request
+// (0-based) fails that way. A testing aid: the fault tests drive the error paths
+// of a real training run with it.
+absl::StatusOr<std::unique_ptr<nvme::IoEngine>> with_injected_fault(
+    std::unique_ptr<nvme::IoEngine> engine) {
+  const char* spec = std::getenv("DSINF_NVME_FAULT");
+  if (spec == nullptr || *spec == '\0') return engine;
+  const std::string text(spec);
+  const size_t at = text.find('@');
+  const std::string kind = text.substr(0, at);
+  nvme::Fault fault = nvme::Fault::kNone;
+  if (kind == "eio") fault = nvme::Fault::kEio;
+  if (kind == "enospc") fault = nvme::Fault::kEnospc;
+  if (kind == "bitflip") fault = nvme::Fault::kBitFlip;
+  char* end = nullptr;
+  const unsigned long n =
+      at == std::string::npos ? 0 : std::strtoul(text.c_str() + at + 1, &end, 10);
+  if (fault == nvme::Fault::kNone || at == std::string::npos || end == nullptr || *end != '\0') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DSINF_NVME_FAULT=", text, ": expected eio@N, enospc@N or bitflip@N"));
+  }
+  nvme::FaultPlan plan;
+  plan.schedule.assign(n + 1, nvme::Fault::kNone);
+  plan.schedule[n] = fault;
+  return std::unique_ptr<nvme::IoEngine>(nvme::make_fault_engine(std::move(engine), plan));
 }
 
 nvme::EngineKind engine_kind(const std::string& name) {
@@ -143,6 +172,8 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
     std::string note;
     absl::StatusOr<std::unique_ptr<nvme::IoEngine>> engine =
         nvme::make_engine(engine_kind(config_.aio.engine), options, &note);
+    if (!engine.ok()) return engine.status();
+    engine = with_injected_fault(*std::move(engine));
     if (!engine.ok()) return engine.status();
     engine_ = std::move(*engine);
   }

@@ -319,7 +319,33 @@ json peak_bytes_json(const Runtime& rt, size_t host_peak) {
 
 }  // namespace
 
+namespace {
+absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options);
+}  // namespace
+
 absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
+  absl::Status status = train_loop(loaded, options);
+  // A disk that fails mid-run (NVMe swap, checkpoint writes) stops training;
+  // what was saved stays valid, and the user should know it.
+  switch (status.code()) {
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+      return absl::Status(status.code(),
+                          absl::StrCat(status.message(),
+                                       "; training stopped, and the newest "
+                                       "checkpoint in ",
+                                       loaded.config.train.output_dir,
+                                       " (if any) is intact: fix the disk and run the same "
+                                       "command to resume"));
+    default:
+      return status;
+  }
+}
+
+namespace {
+
+absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
   const Config& config = loaded.config;
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
   const int T = config.model.n_positions;
@@ -561,5 +587,7 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
   }
   return absl::OkStatus();
 }
+
+}  // namespace
 
 }  // namespace dsinf::trainer
