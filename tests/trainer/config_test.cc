@@ -252,6 +252,21 @@ TEST(ConfigTest, BatchTripleDerivations) {
   }
 }
 
+// Every example config runs as it stands: it loads with no error and no warning.
+TEST(ConfigTest, ShippedConfigsLoadCleanly) {
+  int seen = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(DSINF_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".json") continue;
+    ++seen;
+    const absl::StatusOr<LoadedConfig> loaded = load_config(entry.path().string());
+    ASSERT_TRUE(loaded.ok()) << entry.path() << ": " << loaded.status();
+    EXPECT_TRUE(loaded->warnings.empty())
+        << entry.path() << ": " << (loaded->warnings.empty() ? "" : loaded->warnings.front());
+  }
+  EXPECT_GE(seen, 3);
+}
+
 TEST(ConfigTest, WarningsOnlyForPresentKeysNotActedOn) {
   const absl::StatusOr<LoadedConfig> loaded = parse_patched(R"({
     "optimizer": {"type": "Adam", "params": {"torch_adam": false}},
