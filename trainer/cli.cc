@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "bench/bench_main.h"
 #include "trainer/config.h"
+#include "trainer/plan_report.h"
 #include "trainer/session.h"
 
 namespace dsinf::trainer {
@@ -26,6 +27,9 @@ commands:
                                          (else data.path)
   export CONFIG --out FILE [--json]      write the weights as fp32 safetensors with
                                          Hugging Face GPT-2 names
+  plan   CONFIG [--tiers FILE] [--json]  where each tensor class lives, bytes per tier,
+                                         and a predicted step time; --tiers takes a
+                                         `dsinf bench tiers --out FILE` result
   bench nvme --path DIR [--json]         O_DIRECT read/write GB/s of a disk; sweeps the
                                          aio settings and prints the best aio block
   bench tiers [--path DIR] [--json]      bandwidth of host memory, host copies,
@@ -85,12 +89,13 @@ int cli_main(int argc, char** argv) {
   }
   const std::string command = args[0];
   if (command == "bench") return bench::bench_main({args.begin() + 1, args.end()});
-  if (command != "train" && command != "eval" && command != "export") {
+  if (command != "train" && command != "eval" && command != "export" && command != "plan") {
     return usage_error("unknown command '" + command + "'");
   }
   RunOptions options;
   std::string config_path, out_path;
   bool have_out = false;
+  PlanOptions plan_options;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--json") {
@@ -105,6 +110,13 @@ int cli_main(int argc, char** argv) {
     } else if (a.starts_with("--out=") && command == "export") {
       out_path = a.substr(6);
       have_out = true;
+    } else if (a == "--tiers" && command == "plan") {
+      if (i + 1 >= args.size()) return usage_error("--tiers needs a file name");
+      plan_options.tiers_path = args[++i];
+      if (plan_options.tiers_path.empty()) return usage_error("--tiers needs a file name");
+    } else if (a.starts_with("--tiers=") && command == "plan") {
+      plan_options.tiers_path = a.substr(8);
+      if (plan_options.tiers_path.empty()) return usage_error("--tiers needs a file name");
     } else if (a.starts_with("-")) {
       return usage_error("unknown option '" + a + "' for " + command);
     } else if (config_path.empty()) {
@@ -127,6 +139,9 @@ int cli_main(int argc, char** argv) {
     status = run_train(*loaded, options);
   } else if (command == "eval") {
     status = run_eval(*loaded, options);
+  } else if (command == "plan") {
+    plan_options.json = options.json;
+    status = run_plan(*loaded, plan_options);
   } else {
     status = run_export(*loaded, out_path, options);
   }

@@ -1,0 +1,753 @@
+#include "trainer/plan_report.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/host_bandwidth.h"
+#include "bench/nvme_io.h"
+#include "bench/report.h"
+#include "kernels/backend.h"
+#include "memory/chunk_layout.h"
+#include "trainer/gpt2.h"
+#include "trainer/optimizer.h"
+#include "trainer/placement.h"
+
+namespace dsinf::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+// Quick in-process measurements: seconds, not minutes.
+constexpr size_t kQuickArrayMin = size_t{32} << 20;
+constexpr size_t kQuickArrayMax = size_t{256} << 20;
+constexpr int kQuickPasses = 3;
+constexpr uint64_t kQuickNvmeBytes = uint64_t{32} << 20;
+constexpr int kMatmulDim = 512;
+constexpr double kMatmulSeconds = 0.25;
+constexpr double kAdamBytesPerParam = 28;
+
+// "815104 (796.0 KiB)": exact for the config, readable for people.
+std::string bytes_text(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = bytes;
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  const std::string exact = absl::StrFormat("%.0f", bytes);
+  if (unit == 0) return absl::StrCat(exact, " B");
+  return absl::StrCat(exact, " (", absl::StrFormat("%.1f %s", value, units[unit]), ")");
+}
+
+std::string seconds_text(double s) {
+  if (s >= 1) return absl::StrFormat("%.3f s", s);
+  if (s >= 1e-3) return absl::StrFormat("%.3f ms", s * 1e3);
+  return absl::StrFormat("%.3f us", s * 1e6);
+}
+
+// ---- bandwidths ----
+
+absl::StatusOr<double> positive(const nlohmann::json& object, const std::string& key,
+                                const std::string& where) {
+  auto it = object.find(key);
+  if (it == object.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": \"", key, "\" is missing"));
+  }
+  if (!it->is_number() || !(it->get<double>() > 0) || !std::isfinite(it->get<double>())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": \"", key, "\" must be a positive number, got ", it->dump()));
+  }
+  return it->get<double>();
+}
+
+std::string cache_path() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return absl::StrCat(xdg, "/dsinf/tiers.json");
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && home[0] != '\0') return absl::StrCat(home, "/.cache/dsinf/tiers.json");
+  return "";
+}
+
+absl::StatusOr<std::string> read_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " ", path, ": ", fs::exists(path, ec) ? "not a regular file" : "no such file"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(what, " ", path, ": cannot read it"));
+  return text.str();
+}
+
+// Written next to the file and renamed over it, so a reader never sees half a file.
+absl::Status write_cache(const std::string& path, const ojson& json) {
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("cannot create ", fs::path(path).parent_path().string(), ": ", ec.message()));
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  {
+    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
+    file << json.dump(2) << "\n";
+    file.flush();
+    if (!file) {
+      std::remove(tmp.c_str());
+      return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+// GFLOP/s of the CPU backend's matmul_forward on 512x512x512, best of the runs
+// that fit in about a quarter of a second.
+absl::StatusOr<double> measure_cpu_gflops() {
+  std::unique_ptr<kernels::Backend> backend = kernels::make_cpu_backend({});
+  const size_t n = static_cast<size_t>(kMatmulDim) * kMatmulDim;
+  std::vector<float> host(n);
+  for (size_t i = 0; i < n; ++i) host[i] = static_cast<float>(i % 17) * 0.01f - 0.08f;
+  float* buffers[3] = {};
+  for (float*& b : buffers) {
+    absl::StatusOr<void*> p = backend->allocate(n * sizeof(float));
+    if (!p.ok()) return p.status();
+    b = static_cast<float*>(*p);
+  }
+  absl::Status status =
+      backend->copy_to_device(buffers[1], host.data(), n * sizeof(float), kernels::Stream::kUpload);
+  status.Update(backend->copy_to_device(buffers[2], host.data(), n * sizeof(float),
+                                        kernels::Stream::kUpload));
+  status.Update(backend->synchronize(kernels::Stream::kUpload));
+  double best = 0;
+  if (status.ok()) {
+    auto run = [&] {
+      backend->matmul_forward(buffers[0], buffers[1], buffers[2], nullptr, kMatmulDim, kMatmulDim,
+                              kMatmulDim);
+      return backend->synchronize(kernels::Stream::kCompute);
+    };
+    status.Update(run());  // warm-up
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 50 && status.ok(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      status.Update(run());
+      const auto t1 = std::chrono::steady_clock::now();
+      const double s = std::chrono::duration<double>(t1 - t0).count();
+      if (best == 0 || s < best) best = s;
+      if (std::chrono::duration<double>(t1 - start).count() > kMatmulSeconds) break;
+    }
+  }
+  for (float* b : buffers) {
+    if (b != nullptr) backend->release(b);
+  }
+  if (!status.ok()) return status;
+  return 2.0 * kMatmulDim * kMatmulDim * kMatmulDim / std::max(best, 1e-9) / 1e9;
+}
+
+// The directory the quick NVMe measurement uses: the optimizer's first
+// nvme_path, else the parameters' (as `dsinf bench tiers --config` picks).
+std::string nvme_measure_path(const Config& config) {
+  if (!config.zero.offload_optimizer.nvme_path.empty() &&
+      config.zero.offload_optimizer.device == OffloadDevice::kNvme) {
+    return config.zero.offload_optimizer.nvme_path.front();
+  }
+  if (!config.zero.offload_param.nvme_path.empty() &&
+      config.zero.offload_param.device == OffloadDevice::kNvme) {
+    return config.zero.offload_param.nvme_path.front();
+  }
+  return "";
+}
+
+// O_DIRECT write and read of a small file at the config's aio settings.
+absl::StatusOr<bench::NvmeResult> measure_nvme_quick(const Config& config, const std::string& dir,
+                                                     std::ostream& log) {
+  bench::NvmeRun run;
+  run.options.block_size = static_cast<size_t>(config.aio.block_size);
+  run.options.queue_depth = static_cast<int>(std::min<int64_t>(config.aio.queue_depth, INT_MAX));
+  run.options.intra_op_parallelism =
+      static_cast<int>(std::min<int64_t>(config.aio.intra_op_parallelism, INT_MAX));
+  run.options.single_submit = config.aio.single_submit;
+  run.options.overlap_events = config.aio.overlap_events;
+  absl::StatusOr<nvme::EngineKind> kind = bench::parse_engine_kind(config.aio.engine, "aio.engine");
+  if (!kind.ok()) return kind.status();
+  run.kind = *kind;
+  run.size_bytes = kQuickNvmeBytes;
+  absl::StatusOr<bench::ScratchDir> scratch = bench::ScratchDir::create(dir, run.size_bytes);
+  if (!scratch.ok()) return scratch.status();
+  if (const std::string w = bench::memory_backed_warning(dir); !w.empty()) {
+    log << "warning: " << w << "\n";
+  }
+  std::string note;
+  absl::StatusOr<bench::NvmeResult> result = bench::measure_nvme(*scratch, run, &note);
+  if (!note.empty()) log << "note: " << note << "\n";
+  return result;
+}
+
+struct Bandwidths {
+  TierBandwidths tiers;
+  std::string source;       // "file", "cache" or "measured"
+  std::string where;        // the file read or written, if any
+  std::string cpu_source;   // where cpu_gflops came from
+  std::string nvme_reason;  // why NVMe is unknown, when it is
+};
+
+// --tiers FILE, else the cache, else a quick measurement (written to the cache).
+absl::StatusOr<Bandwidths> resolve_bandwidths(const Config& config, const PlanOptions& options,
+                                              const std::optional<TierBandwidths>& file_tiers,
+                                              bool uses_nvme, std::ostream& log) {
+  Bandwidths bw;
+  ojson cache_json;
+  bool cache_dirty = false;
+  if (file_tiers) {
+    bw.tiers = *file_tiers;
+    bw.source = "file";
+    bw.where = options.tiers_path;
+  } else {
+    bw.where = cache_path();
+    bool have_cache = false;
+    if (!bw.where.empty()) {
+      std::error_code ec;
+      if (fs::exists(bw.where, ec)) {
+        absl::StatusOr<std::string> text = read_file(bw.where, "cache");
+        absl::StatusOr<TierBandwidths> parsed =
+            text.ok() ? parse_tiers_json(*text, absl::StrCat("cache ", bw.where))
+                      : absl::StatusOr<TierBandwidths>(text.status());
+        if (parsed.ok()) {
+          bw.tiers = *parsed;
+          bw.source = "cache";
+          have_cache = true;
+          cache_json = ojson::parse(*text, nullptr, false);
+        } else {
+          log << "warning: ignoring the bandwidth cache: " << parsed.status().message()
+              << "; measuring again\n";
+        }
+      }
+    }
+    if (!have_cache) {
+      log << "measuring host memory bandwidth (no --tiers FILE and no cache; `dsinf bench tiers "
+             "--out FILE` measures properly)\n";
+      bench::HostOptions host;
+      host.array_bytes =
+          std::clamp(2 * bench::last_level_cache_bytes(), kQuickArrayMin, kQuickArrayMax);
+      host.passes = kQuickPasses;
+      absl::StatusOr<double> gbps = bench::measure_update_gbps(host);
+      if (!gbps.ok()) return gbps.status();
+      bw.tiers.host_update_gbps = *gbps;
+      bw.source = "measured";
+      cache_json = {{"host_update_gbps", bench::round_significant(*gbps, 4)},
+                    {"host_copy", nullptr},
+                    {"nvme", nullptr},
+                    {"device", nullptr},
+                    {"host_array_bytes", host.array_bytes},
+                    {"written_by", "dsinf plan (quick measurement)"}};
+      cache_dirty = true;
+    }
+    // The cache may lack NVMe figures the placement needs: measure them now.
+    const std::string dir = nvme_measure_path(config);
+    if (uses_nvme && !bw.tiers.nvme_read_gbps && !dir.empty()) {
+      log << "measuring NVMe in " << dir << " (" << bench::format_bytes(kQuickNvmeBytes)
+          << " O_DIRECT file)\n";
+      absl::StatusOr<bench::NvmeResult> nvme = measure_nvme_quick(config, dir, log);
+      if (nvme.ok()) {
+        bw.tiers.nvme_read_gbps = nvme->read_gbps;
+        bw.tiers.nvme_write_gbps = nvme->write_gbps;
+        cache_json["nvme"] = bench::to_json(*nvme);
+        cache_json["nvme_path"] = dir;
+        bw.source = "measured";
+        cache_dirty = true;
+      } else {
+        bw.nvme_reason = absl::StrCat("not measured: ", nvme.status().message());
+      }
+    }
+  }
+  if (bw.tiers.cpu_gflops) {
+    bw.cpu_source = bw.source == "file" ? "file" : "cache";
+  } else {
+    absl::StatusOr<double> gflops = measure_cpu_gflops();
+    if (!gflops.ok()) return gflops.status();
+    bw.tiers.cpu_gflops = *gflops;
+    bw.cpu_source = "measured";
+    if (bw.source != "file") {
+      cache_json["cpu_gflops"] = bench::round_significant(*gflops, 4);
+      cache_dirty = true;
+    }
+  }
+  if (uses_nvme && !bw.tiers.nvme_read_gbps && bw.nvme_reason.empty()) {
+    bw.nvme_reason =
+        bw.source == "file" ? "not measured: the --tiers file has no NVMe figures" : "not measured";
+  }
+  if (cache_dirty && !bw.where.empty() && bw.source != "file") {
+    if (absl::Status s = write_cache(bw.where, cache_json); !s.ok()) {
+      log << "warning: cannot write the bandwidth cache: " << s.message() << "\n";
+    } else {
+      log << "wrote " << bw.where << "\n";
+    }
+  }
+  return bw;
+}
+
+// ---- NVMe swap per path ----
+
+struct PathSwap {
+  std::string path;
+  uint64_t bytes = 0;
+  std::optional<uint64_t> free_bytes;
+};
+
+// Chunks go round-robin over a store's paths (nvme/swap_store.h): chunk id i on
+// path i % paths. The parameter store holds the working params (unless they
+// share the optimizer's store); the optimizer store m (ids 0..n-1), v (n..2n-1)
+// and the master weights (2n..3n-1).
+std::vector<PathSwap> swap_per_path(const Placement& p,
+                                    const std::vector<memory::ChunkLayout>& layouts) {
+  std::vector<PathSwap> out;
+  auto add = [&](const std::vector<std::string>& paths, size_t ids) {
+    if (paths.empty()) return;
+    for (size_t i = 0; i < ids; ++i) {
+      const std::string& path = paths[i % paths.size()];
+      auto it =
+          std::find_if(out.begin(), out.end(), [&](const PathSwap& s) { return s.path == path; });
+      if (it == out.end()) {
+        out.push_back({path, 0, std::nullopt});
+        it = out.end() - 1;
+      }
+      it->bytes += memory::align_up(layouts[i % layouts.size()].bytes(), memory::kChunkAlignment);
+    }
+  };
+  if (p.params == Tier::kNvme && !p.master_is_working_copy()) add(p.param_paths, layouts.size());
+  if (p.optimizer == Tier::kNvme) add(p.optimizer_paths, 3 * layouts.size());
+  for (PathSwap& s : out) {
+    struct statvfs vfs {};
+    if (::statvfs(s.path.c_str(), &vfs) == 0) {
+      s.free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    }
+  }
+  return out;
+}
+
+// Paths on one file system share its free space: a warning per file system
+// whose free space is below what its paths will hold.
+std::vector<std::string> free_space_warnings(const std::vector<PathSwap>& swaps) {
+  std::map<dev_t, std::pair<uint64_t, const PathSwap*>> per_fs;
+  for (const PathSwap& s : swaps) {
+    struct stat st {};
+    if (::stat(s.path.c_str(), &st) != 0 || !s.free_bytes) continue;
+    auto& [need, first] = per_fs[st.st_dev];
+    need += s.bytes;
+    if (first == nullptr) first = &s;
+  }
+  std::vector<std::string> warnings;
+  for (const auto& [dev, entry] : per_fs) {
+    const auto& [need, first] = entry;
+    if (need > *first->free_bytes) {
+      warnings.push_back(absl::StrCat(
+          "the file system of ", first->path, " has ",
+          bytes_text(static_cast<double>(*first->free_bytes)), " free but the swap needs ",
+          bytes_text(static_cast<double>(need)), ": train would stop with exit status 2"));
+    }
+  }
+  return warnings;
+}
+
+// Whether this process may lock memory beyond RLIMIT_MEMLOCK (CAP_IPC_LOCK, bit 14).
+bool can_lock_unlimited() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("CapEff:", 0) == 0) {
+      const unsigned long long caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+      return (caps >> 14) & 1;
+    }
+  }
+  return false;
+}
+
+const char* pin_key(const Placement& p) {
+  return p.optimizer != Tier::kDevice ? "zero_optimization.offload_optimizer.pin_memory"
+                                      : "zero_optimization.offload_param.pin_memory";
+}
+
+}  // namespace
+
+absl::StatusOr<TierBandwidths> parse_tiers_json(const std::string& text, const std::string& name) {
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": not valid JSON (expected the object `dsinf bench tiers --out` writes)"));
+  }
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": expected a JSON object"));
+  }
+  TierBandwidths t;
+  absl::StatusOr<double> host = positive(json, "host_update_gbps", name);
+  if (!host.ok()) return host.status();
+  t.host_update_gbps = *host;
+  auto nvme = json.find("nvme");
+  if (nvme != json.end() && !nvme->is_null()) {
+    if (!nvme->is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": \"nvme\" must be an object or null, got ", nvme->dump()));
+    }
+    const std::string where = absl::StrCat(name, ": nvme");
+    absl::StatusOr<double> read = positive(*nvme, "read_gbps", where);
+    if (!read.ok()) return read.status();
+    absl::StatusOr<double> write = positive(*nvme, "write_gbps", where);
+    if (!write.ok()) return write.status();
+    t.nvme_read_gbps = *read;
+    t.nvme_write_gbps = *write;
+  }
+  if (json.contains("cpu_gflops") && !json["cpu_gflops"].is_null()) {
+    absl::StatusOr<double> gflops = positive(json, "cpu_gflops", name);
+    if (!gflops.ok()) return gflops.status();
+    t.cpu_gflops = *gflops;
+  }
+  return t;
+}
+
+absl::StatusOr<TierBandwidths> read_tiers_file(const std::string& path) {
+  absl::StatusOr<std::string> text = read_file(path, "--tiers");
+  if (!text.ok()) return text.status();
+  return parse_tiers_json(*text, absl::StrCat("--tiers ", path));
+}
+
+StepPrediction predict_step(const StepInputs& in) {
+  StepPrediction p;
+  p.compute_s = in.flops_per_param_token * in.params * in.tokens_per_step / (in.cpu_gflops * 1e9);
+  p.adam_s = kAdamBytesPerParam * in.params / (in.host_update_gbps * 1e9);
+  p.cpu_s = p.compute_s + p.adam_s;
+  auto io = [](double bytes, const std::optional<double>& gbps) -> std::optional<double> {
+    if (bytes == 0) return 0.0;
+    if (!gbps) return std::nullopt;
+    return bytes / (*gbps * 1e9);
+  };
+  p.nvme_read_s = io(in.nvme_read_bytes, in.nvme_read_gbps);
+  p.nvme_write_s = io(in.nvme_write_bytes, in.nvme_write_gbps);
+  p.step_s = p.cpu_s;
+  p.bound = "cpu";
+  p.serial_s = p.cpu_s;
+  for (const auto& [name, value] :
+       {std::pair{"nvme_read", p.nvme_read_s}, std::pair{"nvme_write", p.nvme_write_s}}) {
+    if (!value) continue;
+    p.serial_s += *value;
+    if (*value > p.step_s) {
+      p.step_s = *value;
+      p.bound = name;
+    }
+  }
+  return p;
+}
+
+absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
+  const Config& config = loaded.config;
+  std::ostream& out = options.json ? std::cerr : std::cout;
+  // A bad --tiers file is bad input: refused before anything is printed.
+  std::optional<TierBandwidths> file_tiers;
+  if (!options.tiers_path.empty()) {
+    absl::StatusOr<TierBandwidths> parsed = read_tiers_file(options.tiers_path);
+    if (!parsed.ok()) return parsed.status();
+    file_tiers = *parsed;
+  }
+  const ModelConfig& m = config.model;
+  const std::vector<memory::ChunkLayout> layouts = GPT2::make_layouts(m);
+  size_t params = 0, total = 0, largest = 0;
+  for (const memory::ChunkLayout& layout : layouts) {
+    for (const memory::TensorSlot& t : layout.tensors()) params += t.numel;
+    total += layout.bytes();
+    largest = std::max(largest, layout.bytes());
+  }
+  const size_t embed_bytes = layouts.front().bytes();
+  const Placement p = place(config);
+  const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  ModelConfig with_ckpt = m, without_ckpt = m;
+  with_ckpt.activation_checkpointing = true;
+  without_ckpt.activation_checkpointing = false;
+  const size_t act_with = GPT2::activation_bytes_needed(with_ckpt, micro_batch);
+  const size_t act_without = GPT2::activation_bytes_needed(without_ckpt, micro_batch);
+  const size_t activations = m.activation_checkpointing ? act_with : act_without;
+
+  // The budgets as train checks them: the resident path in make_runtime, the
+  // offload path through plan_memory. The figures come from a plan without
+  // budgets when the real one is refused.
+  absl::Status budget_status;
+  if (p.all_on_device()) {
+    const size_t needed =
+        GPT2::device_bytes_needed(m, micro_batch) + Optimizer::device_bytes_needed(layouts);
+    const uint64_t budget = config.memory.device_budget_bytes;
+    if (budget != 0 && needed > budget) {
+      budget_status = absl::InvalidArgumentError(absl::StrCat(
+          config.source_path, ": memory.device_budget_bytes: ", budget, " is below the ", needed,
+          " bytes this run needs with every tensor in device memory (raise it to at least ", needed,
+          ")"));
+    }
+  }
+  absl::StatusOr<MemoryPlan> planned = plan_memory(config, p, layouts, activations);
+  if (budget_status.ok() && !planned.ok()) {
+    budget_status = absl::InvalidArgumentError(
+        absl::StrCat(config.source_path, ": ", planned.status().message()));
+  }
+  MemoryPlan plan;
+  if (planned.ok() && budget_status.ok()) {
+    plan = *planned;
+  } else {
+    Config unbudgeted = config;
+    unbudgeted.memory = MemoryConfig{};
+    absl::StatusOr<MemoryPlan> loose = plan_memory(unbudgeted, p, layouts, activations);
+    if (!loose.ok()) return loose.status();
+    plan = *loose;
+  }
+
+  // ---- bytes ----
+  const bool shared = p.master_is_working_copy();
+  struct ClassRow {
+    const char* name;
+    const char* label;
+    Tier tier;
+    size_t bytes;
+  };
+  std::vector<ClassRow> classes = {{"params", "working params", p.params, total},
+                                   {"grads", "gradients", p.grads, total}};
+  if (!shared) classes.push_back({"master", "master weights", p.optimizer, total});
+  classes.push_back({"adam_m", "Adam m", p.optimizer, total});
+  classes.push_back({"adam_v", "Adam v", p.optimizer, total});
+  const std::vector<PathSwap> swaps = swap_per_path(p, layouts);
+  std::vector<std::string> warnings = free_space_warnings(swaps);
+  if (p.pin_memory && plan.host_bytes > 0) {
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_MEMLOCK, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+        limit.rlim_cur < plan.host_bytes && !can_lock_unlimited()) {
+      warnings.push_back(absl::StrCat(
+          pin_key(p), " is true but RLIMIT_MEMLOCK is ",
+          bytes_text(static_cast<double>(limit.rlim_cur)),
+          ", below the host pool: the pool will likely stay pageable (raise `ulimit -l`)"));
+    }
+  }
+
+  out << "dsinf plan " << config.source_path
+      << ": where each tensor class lives, from the config alone (nothing is allocated)\n";
+  out << absl::StrFormat(
+      "model gpt2: %d layers, %d heads, %d channels, %d positions, vocab %d: %d parameters in %d "
+      "chunks, %s per class (chunks page-aligned)\n",
+      m.n_layer, m.n_head, m.n_embd, m.n_positions, m.vocab_size, params, layouts.size(),
+      bytes_text(static_cast<double>(total)));
+  out << absl::StrFormat(
+      "placement: zero stage %d | params on %s | gradients on %s | optimizer on %s%s\n",
+      config.zero.stage, tier_name(p.params), tier_name(p.grads), tier_name(p.optimizer),
+      shared ? " | the master weights are the working params (one copy)" : "");
+  {
+    bench::TextTable table({"class", "tier", "bytes"});
+    for (const ClassRow& c : classes) {
+      table.add_row({c.label, tier_name(c.tier), bytes_text(static_cast<double>(c.bytes))});
+    }
+    out << "\n" << table.render();
+  }
+  const size_t host_budget = config.memory.host_budget_bytes;
+  const size_t device_budget = config.memory.device_budget_bytes;
+  {
+    bench::TextTable table({"tier", "bytes", "budget"});
+    table.add_row({"device", bytes_text(static_cast<double>(plan.device_bytes)),
+                   device_budget ? bytes_text(static_cast<double>(device_budget)) : "none"});
+    table.add_row({"host", bytes_text(static_cast<double>(plan.host_bytes)),
+                   host_budget ? bytes_text(static_cast<double>(host_budget)) : "none"});
+    table.add_row({"nvme", bytes_text(static_cast<double>(plan.nvme_bytes)),
+                   swaps.empty() ? "none" : "free space"});
+    out << "\n" << table.render();
+  }
+  out << "\ndevice:\n"
+      << "  activations      " << bytes_text(static_cast<double>(activations))
+      << (m.activation_checkpointing ? " with activation_checkpointing ("
+                                     : " without activation_checkpointing (")
+      << bytes_text(static_cast<double>(m.activation_checkpointing ? act_without : act_with))
+      << (m.activation_checkpointing ? " without)" : " with it)")
+      << ", incl. one gradient visit buffer\n"
+      << "  resident chunks  " << bytes_text(static_cast<double>(plan.resident_bytes)) << "\n";
+  if (plan.slot_bytes > 0) {
+    out << absl::StrFormat("  parameter slots  %d x %s = %s (offload_param.buffer_count %d)\n",
+                           plan.slots, bytes_text(static_cast<double>(plan.slot_bytes)),
+                           bytes_text(static_cast<double>(plan.slots * plan.slot_bytes)),
+                           p.param_buffer_count);
+  } else {
+    out << "  parameter slots  none (the working params stay on the device)\n";
+  }
+  out << "  total            " << bytes_text(static_cast<double>(plan.device_bytes)) << "\n"
+      << "  budget           "
+      << (device_budget ? bytes_text(static_cast<double>(device_budget)) : std::string("none"))
+      << " (memory.device_budget_bytes)\n"
+      << "  least budget     " << bytes_text(static_cast<double>(plan.device_min_bytes))
+      << (plan.slot_bytes > 0 ? " (one parameter slot)\n" : "\n");
+  out << "host pool: " << bytes_text(static_cast<double>(plan.host_class_bytes)) << " of classes + "
+      << bytes_text(static_cast<double>(plan.host_staging_bytes))
+      << " of staging = " << bytes_text(static_cast<double>(plan.host_bytes));
+  if (plan.host_bytes > 0) {
+    out << ", " << (p.pin_memory ? "pinned" : "pageable") << " (" << pin_key(p) << " "
+        << (p.pin_memory ? "true" : "false") << ")";
+  }
+  out << "; budget "
+      << (host_budget ? bytes_text(static_cast<double>(host_budget)) : std::string("none"))
+      << " (memory.host_budget_bytes)\n";
+  if (swaps.empty()) {
+    out << "nvme swap: none\n";
+  } else {
+    for (const PathSwap& s : swaps) {
+      out << "nvme swap: " << bytes_text(static_cast<double>(s.bytes)) << " in " << s.path
+          << (s.free_bytes
+                  ? absl::StrCat(" (", bytes_text(static_cast<double>(*s.free_bytes)), " free)")
+                  : std::string(" (free space unknown)"))
+          << "\n";
+    }
+  }
+  for (const std::string& w : warnings) out << "warning: " << w << "\n";
+  if (!budget_status.ok()) {
+    out << "warning: the budget is too small; `dsinf train` refuses this config (message below)\n";
+    out.flush();
+    return budget_status;
+  }
+
+  // ---- predicted step ----
+  const double gas = static_cast<double>(config.gradient_accumulation_steps);
+  double read_bytes = 0, write_bytes = 0;
+  if (p.params == Tier::kNvme) {
+    read_bytes += gas * (2.0 * total + embed_bytes);
+    if (shared) read_bytes += total;  // the optimizer reads the master copy
+    write_bytes += total;             // the updated weights
+  }
+  if (p.optimizer == Tier::kNvme) {
+    const double copies = shared ? 2 : 3;  // m, v (and the master when separate)
+    read_bytes += copies * total;
+    write_bytes += copies * total;
+  }
+  const bool uses_nvme = read_bytes > 0 || write_bytes > 0;
+  absl::StatusOr<Bandwidths> bw = resolve_bandwidths(config, options, file_tiers, uses_nvme, out);
+  if (!bw.ok()) return bw.status();
+  StepInputs in;
+  in.params = static_cast<double>(params);
+  in.tokens_per_step = static_cast<double>(config.train_batch_size) * m.n_positions;
+  in.flops_per_param_token = m.activation_checkpointing ? 8 : 6;
+  in.cpu_gflops = *bw->tiers.cpu_gflops;
+  in.host_update_gbps = bw->tiers.host_update_gbps;
+  in.nvme_read_bytes = read_bytes;
+  in.nvme_write_bytes = write_bytes;
+  in.nvme_read_gbps = bw->tiers.nvme_read_gbps;
+  in.nvme_write_gbps = bw->tiers.nvme_write_gbps;
+  const StepPrediction pred = predict_step(in);
+
+  auto io_line = [&](const char* what, double bytes, const std::optional<double>& gbps,
+                     const std::optional<double>& s) {
+    if (bytes == 0) return absl::StrFormat("  %-11s nothing on NVMe\n", what);
+    if (!s) {
+      return absl::StrFormat("  %-11s %s per step, %s\n", what, bytes_text(bytes), bw->nvme_reason);
+    }
+    return absl::StrFormat("  %-11s %s per step / %.3g GB/s = %s\n", what, bytes_text(bytes), *gbps,
+                           seconds_text(*s));
+  };
+  const std::string source_text = bw->source == "file" ? absl::StrCat("from --tiers ", bw->where)
+                                  : bw->source == "cache"
+                                      ? absl::StrCat("from the cache ", bw->where)
+                                      : std::string("measured now, quickly (not a benchmark)");
+  out << "\npredicted step time (a prediction from measured bandwidths, not a measurement):\n"
+      << absl::StrFormat("  compute     %g x %d params x %.0f tokens / %.3g GFLOP/s = %s%s\n",
+                         in.flops_per_param_token, params, in.tokens_per_step, in.cpu_gflops,
+                         seconds_text(pred.compute_s),
+                         bw->cpu_source == "measured"
+                             ? " (512^3 matmul timed now; peak rate, so a lower bound)"
+                             : " (peak matmul rate, so a lower bound)")
+      << absl::StrFormat(
+             "  cpu adam    28 B x %d params / %.3g GB/s host memory = %s (memory-bound: dsinf "
+             "bench adam)\n",
+             params, in.host_update_gbps, seconds_text(pred.adam_s))
+      << io_line("nvme read", read_bytes, in.nvme_read_gbps, pred.nvme_read_s)
+      << io_line("nvme write", write_bytes, in.nvme_write_gbps, pred.nvme_write_s)
+      << absl::StrFormat(
+             "  step        %s overlapped (max of cpu %s = compute + adam, nvme read, nvme "
+             "write): bound by %s; %s serial (sum)\n",
+             seconds_text(pred.step_s), seconds_text(pred.cpu_s), pred.bound,
+             seconds_text(pred.serial_s))
+      << "  bandwidths  " << source_text << "\n";
+
+  if (options.json) {
+    ojson class_list = ojson::array();
+    for (const ClassRow& c : classes) {
+      class_list.push_back({{"class", c.name}, {"tier", tier_name(c.tier)}, {"bytes", c.bytes}});
+    }
+    ojson paths = ojson::array();
+    for (const PathSwap& s : swaps) {
+      paths.push_back({{"path", s.path},
+                       {"bytes", s.bytes},
+                       {"free", s.free_bytes ? ojson(*s.free_bytes) : ojson(nullptr)}});
+    }
+    auto opt = [](const std::optional<double>& v) { return v ? ojson(*v) : ojson(nullptr); };
+    ojson result = {{"params", params},
+                    {"placement",
+                     {{"params", tier_name(p.params)},
+                      {"grads", tier_name(p.grads)},
+                      {"optimizer", tier_name(p.optimizer)},
+                      {"stage", config.zero.stage}}},
+                    {"bytes",
+                     {{"device",
+                       {{"activations", activations},
+                        {"activation_checkpointing", m.activation_checkpointing},
+                        {"activations_with_checkpointing", act_with},
+                        {"activations_without_checkpointing", act_without},
+                        {"resident", plan.resident_bytes},
+                        {"slots", plan.slots},
+                        {"slot_bytes", plan.slot_bytes},
+                        {"total", plan.device_bytes},
+                        {"budget", device_budget},
+                        {"min_budget", plan.device_min_bytes}}},
+                      {"host",
+                       {{"classes", plan.host_class_bytes},
+                        {"staging", plan.host_staging_bytes},
+                        {"total", plan.host_bytes},
+                        {"pinned", plan.host_bytes > 0 && p.pin_memory},
+                        {"budget", host_budget},
+                        {"min_budget", plan.host_bytes}}},
+                      {"nvme", {{"total", plan.nvme_bytes}, {"paths", paths}}}}},
+                    {"classes", class_list},
+                    {"warnings", warnings},
+                    {"predicted",
+                     {{"step_s", pred.step_s},
+                      {"serial_s", pred.serial_s},
+                      {"bound", pred.bound},
+                      {"components",
+                       {{"compute_s", pred.compute_s},
+                        {"adam_s", pred.adam_s},
+                        {"nvme_read_s", opt(pred.nvme_read_s)},
+                        {"nvme_write_s", opt(pred.nvme_write_s)}}},
+                      {"cpu_s", pred.cpu_s},
+                      {"tokens_per_step", in.tokens_per_step},
+                      {"nvme_read_bytes", read_bytes},
+                      {"nvme_write_bytes", write_bytes},
+                      {"cpu_gflops", in.cpu_gflops},
+                      {"cpu_gflops_source", bw->cpu_source},
+                      {"host_update_gbps", in.host_update_gbps},
+                      {"nvme_read_gbps", opt(in.nvme_read_gbps)},
+                      {"nvme_write_gbps", opt(in.nvme_write_gbps)},
+                      {"tiers_source", bw->source},
+                      {"tiers_file", bw->where.empty() ? ojson(nullptr) : ojson(bw->where)}}}};
+    std::cout << result.dump() << std::endl;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dsinf::trainer
