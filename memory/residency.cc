@@ -37,8 +37,8 @@ const char* residency_name(Residency state) {
 bool is_legal(Residency from, Residency to) {
   using R = Residency;
   switch (from) {
-    case R::kAbsent:
-      return to == R::kOnHost || to == R::kOnDevice;
+    case R::kAbsent:  // a copy made on the host or device, or found on NVMe at start
+      return to == R::kOnHost || to == R::kOnDevice || to == R::kOnNvme;
     case R::kOnNvme:
       return to == R::kReading || to == R::kAbsent;
     case R::kReading:

@@ -141,15 +141,20 @@ class FaultEngineImpl : public FaultEngine {
   // Picks this request's fault; faults that do not apply to the operation (or
   // a short transfer of a single page) become kNone and are not counted.
   Draw next_draw(const IoRequest& request) {
-    uint64_t n;
+    uint64_t n, n_of_op;
     {
       std::lock_guard<std::mutex> lock(mu_);
       n = submitted_++;
+      n_of_op = submitted_of_op_[static_cast<int>(request.op)]++;
     }
     const uint64_t h = splitmix64(plan_.seed ^ splitmix64(n));
     Draw draw{Fault::kNone, splitmix64(h)};
-    if (n < plan_.schedule.size()) {
-      draw.fault = plan_.schedule[n];
+    const bool counted = !plan_.schedule_op || *plan_.schedule_op == request.op;
+    const uint64_t index = plan_.schedule_op ? n_of_op : n;
+    if (counted && index < plan_.schedule.size()) {
+      draw.fault = plan_.schedule[index];
+    } else if (plan_.schedule_op && !plan_.schedule.empty()) {
+      // A schedule for one operation: no random faults besides it.
     } else {
       const double u = static_cast<double>(h >> 11) * 0x1.0p-53;  // [0, 1)
       double cumulative = 0;
@@ -324,6 +329,7 @@ class FaultEngineImpl : public FaultEngine {
 
   std::mutex mu_;  // guards submitted_ and open_files_
   uint64_t submitted_ = 0;
+  uint64_t submitted_of_op_[2] = {0, 0};  // by IoOp
   std::set<FileId> open_files_;
 
   std::atomic<uint64_t> injected_[6] = {};

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "nvme/engine.h"
@@ -27,6 +28,9 @@ struct FaultPlan {
   double probability[6] = {0, 0, 0, 0, 0, 0};
   // Or: the n-th submitted request (0-based) gets schedule[n] (overrides probability).
   std::vector<Fault> schedule;
+  // When set, the schedule counts only requests of this operation (the n-th
+  // read, say): reads issued ahead by a prefetcher do not shift a write's index.
+  std::optional<IoOp> schedule_op;
   uint32_t delay_us = 200;
 };
 

@@ -30,9 +30,11 @@ absl::Status wait_io(Submit&& submit) {
   return result.get();
 }
 
-// DSINF_NVME_FAULT=<fault>@<n> (eio, enospc, bitflip): the n-th swap request
-// (0-based) fails that way. A testing aid: the fault tests drive the error paths
-// of a real training run with it.
+// DSINF_NVME_FAULT=<fault>@[read:|write:]<n> (eio, enospc, bitflip): the n-th
+// swap request (0-based), or the n-th read or write, fails that way. A testing
+// aid: the fault tests drive the error paths of a real training run with it.
+// (Reads are issued ahead by the prefetcher, so only write indices and the
+// count of reads are the same from run to run, not which chunk a read is.)
 absl::StatusOr<std::unique_ptr<nvme::IoEngine>> with_injected_fault(
     std::unique_ptr<nvme::IoEngine> engine) {
   const char* spec = std::getenv("DSINF_NVME_FAULT");
@@ -44,14 +46,21 @@ absl::StatusOr<std::unique_ptr<nvme::IoEngine>> with_injected_fault(
   if (kind == "eio") fault = nvme::Fault::kEio;
   if (kind == "enospc") fault = nvme::Fault::kEnospc;
   if (kind == "bitflip") fault = nvme::Fault::kBitFlip;
-  char* end = nullptr;
-  const unsigned long n =
-      at == std::string::npos ? 0 : std::strtoul(text.c_str() + at + 1, &end, 10);
-  if (fault == nvme::Fault::kNone || at == std::string::npos || end == nullptr || *end != '\0') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("DSINF_NVME_FAULT=", text, ": expected eio@N, enospc@N or bitflip@N"));
-  }
   nvme::FaultPlan plan;
+  std::string index = at == std::string::npos ? std::string() : text.substr(at + 1);
+  for (auto [prefix, op] :
+       {std::pair{"read:", nvme::IoOp::kRead}, std::pair{"write:", nvme::IoOp::kWrite}}) {
+    if (index.rfind(prefix, 0) == 0) {
+      plan.schedule_op = op;
+      index = index.substr(std::strlen(prefix));
+    }
+  }
+  char* end = nullptr;
+  const unsigned long n = index.empty() ? 0 : std::strtoul(index.c_str(), &end, 10);
+  if (fault == nvme::Fault::kNone || index.empty() || end == nullptr || *end != '\0') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DSINF_NVME_FAULT=", text, ": expected <eio|enospc|bitflip>@[read:|write:]N"));
+  }
   plan.schedule.assign(n + 1, nvme::Fault::kNone);
   plan.schedule[n] = fault;
   return std::unique_ptr<nvme::IoEngine>(nvme::make_fault_engine(std::move(engine), plan));
@@ -71,13 +80,11 @@ OffloadState::OffloadState(kernels::Backend* backend, const Config& config,
     : backend_(backend), config_(config), placement_(placement), layouts_(layouts) {}
 
 OffloadState::~OffloadState() {
+  streamer_.reset();  // no read in flight into the slots or staging after this
   for (ClassHome* home : {&params_, &grads_, &master_, &m_, &v_}) {
     for (float* p : home->device) backend_->release(p);
   }
-  for (float* p : free_slots_) backend_->release(p);
-  for (float* p : slot_of_) {
-    if (p != nullptr) backend_->release(p);
-  }
+  for (float* p : slots_) backend_->release(p);
   // The swap stores drain their I/O before the engine goes away.
   param_swap_.reset();
   optimizer_swap_.reset();
@@ -226,13 +233,39 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
     *w.home = std::move(*home);
   }
 
-  // Device slots for streamed parameter chunks.
-  slot_of_.assign(chunks, nullptr);
+  if (placement_.params == Tier::kDevice) return absl::OkStatus();
+  // Device slots for streamed parameter chunks, each with its NVMe staging.
+  actors::StreamerSetup setup;
+  setup.backend = backend_;
   for (size_t i = 0; i < plan.slots; ++i) {
     absl::StatusOr<void*> p = backend_->allocate(plan.slot_bytes);
     if (!p.ok()) return p.status();
-    free_slots_.push_back(static_cast<float*>(*p));
+    slots_.push_back(static_cast<float*>(*p));
+    std::byte* staging = nullptr;
+    if (params_on_nvme) {
+      absl::StatusOr<std::byte*> block = pool_->allocate(largest);
+      if (!block.ok()) return block.status();
+      staging = *block;
+    }
+    slot_staging_.push_back(staging);
   }
+  setup.slots = slots_;
+  setup.staging = slot_staging_;
+  for (size_t c = 0; c < chunks; ++c) {
+    actors::ChunkHome home;
+    home.bytes = bytes(c);
+    if (params_.tier == Tier::kHost) {
+      home.host = params_.host[c];
+    } else {
+      home.swap = params_.swap;
+      home.swap_id = params_.first_id + static_cast<uint32_t>(c);
+    }
+    setup.chunks.push_back(home);
+  }
+  absl::StatusOr<std::unique_ptr<actors::ParamStreamer>> streamer =
+      actors::ParamStreamer::create(std::move(setup));
+  if (!streamer.ok()) return streamer.status();
+  streamer_ = std::move(*streamer);
   return absl::OkStatus();
 }
 
@@ -287,25 +320,11 @@ absl::Status OffloadState::from_host(ClassHome& home, size_t c, const float* src
 
 absl::StatusOr<const float*> OffloadState::acquire_params(size_t c) {
   if (params_.tier == Tier::kDevice) return params_.device[c];
-  DSINF_CHECK_MSG(slot_of_[c] == nullptr, "chunk acquired twice without a release");
-  DSINF_CHECK_MSG(!free_slots_.empty(), "more chunks acquired than there are device slots");
-  float* slot = free_slots_.back();
-  free_slots_.pop_back();
-  slot_of_[c] = slot;
-  absl::StatusOr<float*> host = to_host(params_, c, staging_[kStageParams]);
-  if (!host.ok()) return host.status();
-  if (absl::Status s = backend_->copy_to_device(slot, *host, bytes(c), Stream::kUpload); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = backend_->synchronize(Stream::kUpload); !s.ok()) return s;
-  return slot;
+  return streamer_->acquire(c);
 }
 
 absl::Status OffloadState::release_params(size_t c) {
-  if (params_.tier == Tier::kDevice) return absl::OkStatus();
-  DSINF_CHECK_MSG(slot_of_[c] != nullptr, "chunk released without an acquire");
-  free_slots_.push_back(slot_of_[c]);
-  slot_of_[c] = nullptr;
+  if (streamer_) streamer_->release(c);
   return absl::OkStatus();
 }
 
@@ -355,6 +374,7 @@ absl::Status OffloadState::read_chunk(size_t c, bool gradients, float* host) {
 // ---- the optimizer ----
 
 absl::Status OffloadState::zero_grads() {
+  if (streamer_) streamer_->begin_step();
   for (size_t c = 0; c < layouts_.size(); ++c) {
     if (grads_.tier == Tier::kDevice) {
       if (absl::Status s = backend_->fill_zero(grads_.device[c], bytes(c), Stream::kCompute);
@@ -381,6 +401,8 @@ absl::StatusOr<double> OffloadState::grad_norm() {
 }
 
 absl::Status OffloadState::step(double lr, float grad_scale) {
+  // No parameter chunk may be read while the optimizer rewrites the homes.
+  if (streamer_) streamer_->invalidate();
   ++step_count_;
   kernels::AdamHyper hyper;
   hyper.lr = static_cast<float>(lr);
@@ -441,6 +463,7 @@ absl::Status OffloadState::read_class(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status OffloadState::write_class(int cls, size_t c, const std::byte* host) {
+  if (streamer_ && cls == kParamClass) streamer_->invalidate();
   const float* src = reinterpret_cast<const float*>(host);
   if (cls != kParamClass) return from_host(cls == kMClass ? m_ : v_, c, src);
   if (absl::Status s = from_host(master(), c, src); !s.ok()) return s;

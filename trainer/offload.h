@@ -8,9 +8,10 @@
 // summed in chunk order; Adam is the same fused CPU step on the same bytes;
 // every move between tiers is a copy, and every NVMe read is checksummed.
 //
-// Schedule of a step (the synchronous core; the actors overlap its parts):
-// forward and backward over the micro-batches, pulling each chunk's working
-// parameters into a device slot when the model asks for them; then the norm
+// Schedule of a step: forward and backward over the micro-batches, each
+// chunk's working parameters pulled into a device slot by the actors of
+// actors/param_streamer.h, which keep the next chunks in the learned order
+// loading while the model computes (NVMe reads overlap compute); then the norm
 // over all gradients (clipping and overflow need every gradient first); then
 // Adam chunk by chunk, writing master, m and v back to their homes and the new
 // working parameters to theirs.
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "actors/param_streamer.h"
 #include "kernels/backend.h"
 #include "memory/chunk_layout.h"
 #include "memory/host_pool.h"
@@ -72,6 +74,11 @@ class OffloadState final : public ChunkSource, public CheckpointState {
 
   // Peak bytes of the host pool and bytes held on NVMe.
   size_t host_peak_bytes() const { return pool_ ? pool_->stats().peak_bytes : 0; }
+  size_t host_in_use_bytes() const { return pool_ ? pool_->stats().in_use_bytes : 0; }
+  // The parameter streamer's counters (zero when parameters stay on the device).
+  actors::StreamerStats streamer_stats() const {
+    return streamer_ ? streamer_->stats() : actors::StreamerStats{};
+  }
   size_t nvme_bytes() const;
 
  private:
@@ -97,10 +104,12 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   std::unique_ptr<nvme::IoEngine> engine_;
   std::unique_ptr<nvme::SwapStore> param_swap_, optimizer_swap_;
   ClassHome params_, grads_, master_, m_, v_;
-  std::vector<float*> free_slots_;   // device slots for streamed parameter chunks
-  std::vector<float*> slot_of_;      // per chunk: the slot it occupies, or null
-  std::vector<std::byte*> staging_;  // host staging buffers (largest chunk each)
+  std::vector<float*> slots_;             // device slots for streamed parameter chunks
+  std::vector<std::byte*> staging_;       // host staging buffers (largest chunk each)
+  std::vector<std::byte*> slot_staging_;  // one per slot: NVMe reads of parameter chunks
   int64_t step_count_ = 0;
+  // Last, so it stops (and its reads drain) before the stores and buffers go.
+  std::unique_ptr<actors::ParamStreamer> streamer_;
 };
 
 }  // namespace dsinf::trainer

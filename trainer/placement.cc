@@ -86,7 +86,6 @@ absl::StatusOr<MemoryPlan> plan_memory(const Config& config, const Placement& p,
   // NVMe, one for a streamed parameter chunk read from (or written to) NVMe,
   // and one for a gradient visit on its way to the host accumulators.
   if (p.optimizer == Tier::kNvme) plan.host_staging_bytes += 3 * largest;
-  if (p.params == Tier::kNvme) plan.host_staging_bytes += largest;
   if (p.grads == Tier::kHost) plan.host_staging_bytes += largest;
   plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
 
@@ -111,6 +110,12 @@ absl::StatusOr<MemoryPlan> plan_memory(const Config& config, const Placement& p,
     plan.slots = std::min(wanted, room);
   }
   plan.device_bytes = activation_bytes + plan.resident_bytes + plan.slots * plan.slot_bytes;
+  // Parameter chunks read from NVMe: one staging buffer per device slot (reads
+  // in flight ahead of the model), and one for writing new weights back.
+  if (p.params == Tier::kNvme) {
+    plan.host_staging_bytes += (plan.slots + 1) * largest;
+    plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
+  }
 
   const uint64_t host_budget = config.memory.host_budget_bytes;
   if (host_budget > 0 && plan.host_bytes > host_budget) {

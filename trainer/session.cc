@@ -85,6 +85,7 @@ struct Runtime {
     return absl::OkStatus();
   }
   size_t host_pool_peak_bytes() const { return offload ? offload->host_peak_bytes() : 0; }
+  size_t host_pool_bytes() const { return offload ? offload->host_in_use_bytes() : 0; }
   size_t nvme_bytes() const { return offload ? offload->nvme_bytes() : 0; }
 };
 
@@ -511,12 +512,12 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
       const memory::ArenaStats device = rt->backend->memory_stats();
       log << absl::StrFormat(
           "step %*d/%d | loss %.4f | lr %.3e | %.0f tok/s | elapsed %s | eta %s | device %s host "
-          "%s "
-          "nvme 0 B\n",
+          "%s nvme %s\n",
           static_cast<int>(std::to_string(config.train.steps).size()), state.step,
           config.train.steps, state.last_loss, lr, tokens_per_s, format_duration(elapsed),
           format_duration(eta), format_bytes(static_cast<double>(device.in_use_bytes)),
-          format_bytes(static_cast<double>(host_bytes)));
+          format_bytes(static_cast<double>(host_bytes + rt->host_pool_bytes())),
+          format_bytes(static_cast<double>(rt->nvme_bytes())));
       json line = {{"event", "step"},
                    {"step", state.step},
                    {"loss", state.last_loss},
@@ -525,7 +526,10 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
                    {"grad_norm", norm},
                    {"elapsed_s", elapsed},
                    {"eta_s", eta},
-                   {"bytes", {{"device", device.in_use_bytes}, {"host", host_bytes}, {"nvme", 0}}}};
+                   {"bytes",
+                    {{"device", device.in_use_bytes},
+                     {"host", host_bytes + rt->host_pool_bytes()},
+                     {"nvme", rt->nvme_bytes()}}}};
       if (config.wall_clock_breakdown) {
         log << absl::StrFormat("  time (ms) | forward %.1f | backward %.1f | step %.1f\n",
                                1e3 * time_fwd, 1e3 * time_bwd, 1e3 * time_step);
@@ -570,6 +574,28 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
                          interrupted ? "interrupted" : "done", state.step, state.last_loss,
                          steps_run, format_duration(elapsed),
                          format_bytes(static_cast<double>(rt->backend->memory_stats().peak_bytes)));
+  json streaming = nullptr;
+  if (rt->offload && rt->placement.params != Tier::kDevice) {
+    // The actors' cost: a fetch of a chunk already on the device is one round
+    // trip of messages and nothing else; every fetch pays about that much.
+    const actors::StreamerStats st = rt->offload->streamer_stats();
+    const double round_trip_s = st.hits > 0 ? st.hit_ns * 1e-9 / static_cast<double>(st.hits) : 0;
+    const double messaging_s = round_trip_s * static_cast<double>(st.fetches);
+    streaming = {{"fetches", st.fetches},
+                 {"waited", st.waits},
+                 {"loads", st.loads},
+                 {"prefetches", st.prefetches},
+                 {"order_length", st.order_length},
+                 {"relearned", st.relearned},
+                 {"acquire_s", st.acquire_ns * 1e-9},
+                 {"round_trip_us", round_trip_s * 1e6},
+                 {"messaging_share", elapsed > 0 ? messaging_s / elapsed : 0.0}};
+    log << absl::StrFormat(
+        "parameter streaming: %d fetches, %d waited for a load, %d prefetched; messaging %.1f us "
+        "a round trip, %.3f%% of the run\n",
+        st.fetches, st.waits, st.prefetches, round_trip_s * 1e6,
+        elapsed > 0 ? 100 * messaging_s / elapsed : 0.0);
+  }
   if (options.json) {
     emit_json(
         {{"event", "summary"},
@@ -579,7 +605,8 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
          {"elapsed_s", elapsed},
          {"tokens_per_s", elapsed > 0 ? steps_run * config.train_batch_size * T / elapsed : 0.0},
          {"interrupted", interrupted},
-         {"peak_bytes", peak_bytes_json(*rt, host_bytes)}});
+         {"peak_bytes", peak_bytes_json(*rt, host_bytes)},
+         {"streaming", streaming}});
   }
   if (interrupted) {
     return absl::CancelledError(

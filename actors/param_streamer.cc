@@ -1,0 +1,480 @@
+#include "actors/param_streamer.h"
+
+#include <chrono>
+#include <deque>
+#include <iostream>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actors/messages.h"
+#include "memory/check.h"
+#include "memory/residency.h"
+
+namespace dsinf::actors {
+namespace {
+
+using memory::Residency;
+using Reply = caf::typed_response_promise<address, int, std::string, bool>;
+
+int code_of(const absl::Status& s) { return static_cast<int>(s.code()); }
+
+// ---------------------------------------------------------------- nvme_swap --
+
+// Actor states declare a constructor: as C++20 aggregates CAF would try to
+// build them from the actor's self pointer.
+struct SwapState {
+  SwapState() = default;
+  uint64_t next_request = 0;
+  std::unordered_map<uint64_t, caf::typed_response_promise<int, std::string>> pending;
+};
+
+// Reads through the swap store; the engine's completion thread posts the
+// outcome back as a message, so the actor never waits.
+nvme_swap_actor::behavior_type nvme_swap(nvme_swap_actor::stateful_pointer<SwapState> self) {
+  return {[=](read_atom, uint64_t store, uint64_t swap_id,
+              address dst) -> caf::result<int, std::string> {
+            auto* swap = reinterpret_cast<nvme::SwapStore*>(store);
+            const uint64_t request = self->state.next_request++;
+            auto promise = self->make_response_promise<int, std::string>();
+            self->state.pending.emplace(request, promise);
+            nvme_swap_actor handle = self;
+            const absl::Status submitted =
+                swap->read(static_cast<nvme::ChunkId>(swap_id), reinterpret_cast<std::byte*>(dst),
+                           [handle, request](const nvme::IoResult& r) {
+                             caf::anon_send(handle, io_done_atom::value, request, code_of(r.status),
+                                            std::string(r.status.message()));
+                           });
+            if (!submitted.ok()) {
+              self->state.pending.erase(request);
+              promise.deliver(code_of(submitted), std::string(submitted.message()));
+            }
+            return promise;
+          },
+          [=](io_done_atom, uint64_t request, int code, std::string message) {
+            auto it = self->state.pending.find(request);
+            DSINF_CHECK_MSG(it != self->state.pending.end(), "completion of an unknown swap read");
+            it->second.deliver(code, std::move(message));
+            self->state.pending.erase(it);
+          }};
+}
+
+// -------------------------------------------------------------- param_shard --
+
+enum class Phase { kHome, kLoading, kReady };
+
+struct ChunkSlot {
+  Phase phase = Phase::kHome;
+  int slot = -1;
+  int users = 0;
+  bool used_since_load = false;
+  std::vector<Reply> waiting;
+};
+
+struct ShardState {
+  ShardState() = default;
+  StreamerSetup setup;
+  std::vector<ChunkSlot> chunks;
+  std::vector<int> free_slots;
+  std::deque<std::pair<chunk_index, Reply>> blocked;  // fetches waiting for a slot
+  std::unique_ptr<memory::ResidencyTable> residency;  // each chunk's device copy
+  nvme_swap_actor swap;
+  bool open = true;  // prefetches are taken only between begin_step and invalidate
+  uint64_t loads = 0, fetches = 0, waits = 0;
+  std::vector<Reply> quiesce_waiters;  // invalidate(): replied once no load is in flight
+};
+
+Residency home_state(const ChunkHome& home) {
+  return home.host != nullptr ? Residency::kOnHost : Residency::kOnNvme;
+}
+
+void move(ShardState& s, chunk_index c, Residency from, Residency to) {
+  const absl::Status status = s.residency->transition(c, from, to);
+  DSINF_CHECK_MSG(status.ok(), std::string(status.message()).c_str());
+}
+
+using ShardPointer = param_shard_actor::stateful_pointer<ShardState>;
+
+bool loads_in_flight(const ShardState& s) {
+  for (const ChunkSlot& c : s.chunks) {
+    if (c.phase == Phase::kLoading) return true;
+  }
+  return false;
+}
+
+address slot_address(const ShardState& s, int slot) {
+  return reinterpret_cast<address>(s.setup.slots[slot]);
+}
+
+// A slot for a new load: a free one, else one whose chunk is on the device,
+// unused and already consumed (a prefetched chunk not yet used is kept).
+std::optional<int> take_slot(ShardState& s, bool may_evict) {
+  if (!s.free_slots.empty()) {
+    const int slot = s.free_slots.back();
+    s.free_slots.pop_back();
+    return slot;
+  }
+  if (!may_evict) return std::nullopt;
+  for (bool consumed_only : {true, false}) {
+    for (chunk_index c = 0; c < s.chunks.size(); ++c) {
+      ChunkSlot& cs = s.chunks[c];
+      if (cs.phase == Phase::kReady && cs.users == 0 && (cs.used_since_load || !consumed_only)) {
+        const int slot = cs.slot;
+        move(s, c, Residency::kOnDevice, Residency::kAbsent);
+        move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c]));
+        cs = ChunkSlot{};
+        return slot;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// Every chunk back to its home only: the homes are about to change.
+void drop_all(ShardState& s) {
+  for (chunk_index c = 0; c < s.chunks.size(); ++c) {
+    ChunkSlot& cs = s.chunks[c];
+    if (cs.phase != Phase::kReady) continue;
+    DSINF_CHECK_MSG(cs.users == 0, "homes changed while the model holds a chunk");
+    move(s, c, Residency::kOnDevice, Residency::kAbsent);
+    move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c]));
+    s.free_slots.push_back(cs.slot);
+    cs = ChunkSlot{};
+  }
+}
+
+void finish_load(ShardPointer self, chunk_index c, const absl::Status& status);
+void drain_blocked(ShardPointer self);
+
+// Copies the chunk from host memory into its slot (a DMA on a GPU backend).
+absl::Status upload(ShardState& s, chunk_index c, const std::byte* host) {
+  ChunkSlot& cs = s.chunks[c];
+  kernels::Backend& backend = *s.setup.backend;
+  if (absl::Status st = backend.copy_to_device(s.setup.slots[cs.slot], host,
+                                               s.setup.chunks[c].bytes, kernels::Stream::kUpload);
+      !st.ok()) {
+    return st;
+  }
+  return backend.synchronize(kernels::Stream::kUpload);
+}
+
+void start_load(ShardPointer self, chunk_index c, int slot) {
+  ShardState& s = self->state;
+  ChunkSlot& cs = s.chunks[c];
+  cs.phase = Phase::kLoading;
+  cs.slot = slot;
+  ++s.loads;
+  const ChunkHome& home = s.setup.chunks[c];
+  if (home.host != nullptr) {
+    move(s, c, Residency::kOnHost, Residency::kUploading);
+    finish_load(self, c, upload(s, c, home.host));
+    return;
+  }
+  move(s, c, Residency::kOnNvme, Residency::kReading);
+  const address staging = reinterpret_cast<address>(s.setup.staging[slot]);
+  self->request(s.swap, caf::infinite, read_atom::value, reinterpret_cast<uint64_t>(home.swap),
+                static_cast<uint64_t>(home.swap_id), staging)
+      .then([=](int code, std::string message) {
+        ShardState& st = self->state;
+        if (code != 0) {
+          move(st, c, Residency::kReading, Residency::kOnNvme);
+          finish_load(self, c, absl::Status(static_cast<absl::StatusCode>(code), message));
+          return;
+        }
+        move(st, c, Residency::kReading, Residency::kOnHost);
+        move(st, c, Residency::kOnHost, Residency::kUploading);
+        finish_load(self, c, upload(st, c, st.setup.staging[st.chunks[c].slot]));
+      });
+}
+
+void finish_load(ShardPointer self, chunk_index c, const absl::Status& status) {
+  ShardState& s = self->state;
+  ChunkSlot& cs = s.chunks[c];
+  std::vector<Reply> waiting = std::move(cs.waiting);
+  cs.waiting.clear();
+  if (!status.ok()) {
+    if (s.residency->state(c) == Residency::kUploading) {
+      move(s, c, Residency::kUploading, Residency::kOnDevice);
+      move(s, c, Residency::kOnDevice, Residency::kAbsent);
+      move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c]));
+    }
+    s.free_slots.push_back(cs.slot);
+    cs = ChunkSlot{};
+    for (Reply& r : waiting)
+      r.deliver(address{0}, code_of(status), std::string(status.message()), false);
+  } else {
+    move(s, c, Residency::kUploading, Residency::kOnDevice);
+    cs.phase = Phase::kReady;
+    for (Reply& r : waiting) {
+      ++cs.users;
+      cs.used_since_load = true;
+      r.deliver(slot_address(s, cs.slot), 0, std::string(), false);
+    }
+  }
+  if (!loads_in_flight(s) && !s.quiesce_waiters.empty()) {
+    drop_all(s);
+    for (Reply& r : s.quiesce_waiters) r.deliver(address{0}, 0, std::string(), false);
+    s.quiesce_waiters.clear();
+  }
+  drain_blocked(self);
+}
+
+// A fetch: now if the chunk is on the device, later if it is loading or must wait for a slot.
+void serve(ShardPointer self, chunk_index c, Reply reply) {
+  ShardState& s = self->state;
+  ChunkSlot& cs = s.chunks[c];
+  switch (cs.phase) {
+    case Phase::kReady:
+      ++cs.users;
+      cs.used_since_load = true;
+      reply.deliver(slot_address(s, cs.slot), 0, std::string(), true);
+      return;
+    case Phase::kLoading:
+      cs.waiting.push_back(std::move(reply));
+      return;
+    case Phase::kHome:
+      break;
+  }
+  const std::optional<int> slot = take_slot(s, /*may_evict=*/true);
+  if (!slot) {
+    s.blocked.emplace_back(c, std::move(reply));
+    return;
+  }
+  cs.waiting.push_back(std::move(reply));
+  start_load(self, c, *slot);
+}
+
+void drain_blocked(ShardPointer self) {
+  ShardState& s = self->state;
+  while (!s.blocked.empty()) {
+    auto [c, reply] = std::move(s.blocked.front());
+    s.blocked.pop_front();
+    const size_t before = s.blocked.size();
+    serve(self, c, std::move(reply));
+    if (s.blocked.size() > before) return;  // still no slot
+  }
+}
+
+param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup setup,
+                                             nvme_swap_actor swap) {
+  ShardState& s = self->state;
+  s.chunks.resize(setup.chunks.size());
+  s.residency = std::make_unique<memory::ResidencyTable>(setup.chunks.size());
+  for (chunk_index c = 0; c < setup.chunks.size(); ++c) {
+    move(s, c, Residency::kAbsent, home_state(setup.chunks[c]));
+  }
+  for (int i = static_cast<int>(setup.slots.size()) - 1; i >= 0; --i) s.free_slots.push_back(i);
+  s.setup = std::move(setup);
+  s.swap = std::move(swap);
+  return {[=](fetch_atom, chunk_index c) -> caf::result<address, int, std::string, bool> {
+            ShardState& st = self->state;
+            ++st.fetches;
+            if (st.chunks[c].phase != Phase::kReady) ++st.waits;
+            auto reply = self->make_response_promise<address, int, std::string, bool>();
+            serve(self, c, reply);
+            return reply;
+          },
+          [=](prefetch_atom, chunk_index c) {
+            ShardState& st = self->state;
+            if (!st.open || st.chunks[c].phase != Phase::kHome) return;
+            // Only into a free slot: a prefetch never evicts a chunk.
+            if (std::optional<int> slot = take_slot(st, /*may_evict=*/false))
+              start_load(self, c, *slot);
+          },
+          [=](release_atom, chunk_index c) {
+            ShardState& st = self->state;
+            DSINF_CHECK_MSG(st.chunks[c].users > 0, "release of a chunk not fetched");
+            --st.chunks[c].users;
+            drain_blocked(self);
+          },
+          [=](invalidate_atom) -> caf::result<address, int, std::string, bool> {
+            ShardState& st = self->state;
+            st.open = false;
+            auto reply = self->make_response_promise<address, int, std::string, bool>();
+            if (loads_in_flight(st)) {
+              st.quiesce_waiters.push_back(reply);
+            } else {
+              drop_all(st);
+              reply.deliver(address{0}, 0, std::string(), false);
+            }
+            return reply;
+          },
+          [=](step_atom) { self->state.open = true; },
+          [=](stats_atom) -> caf::result<uint64_t, uint64_t, uint64_t> {
+            ShardState& st = self->state;
+            return {st.fetches, st.waits, st.loads};
+          }};
+}
+
+// ----------------------------------------------------------------- prefetch --
+
+struct PrefetchState {
+  PrefetchState() = default;
+  param_shard_actor shard;
+  size_t ahead = 0;                // chunks kept moving ahead of the model
+  std::vector<chunk_index> order;  // the learned order of one step
+  std::vector<chunk_index> seen;   // this step's accesses so far
+  bool learning = true;
+  size_t position = 0;
+  uint64_t prefetches = 0, relearned = 0;
+};
+
+prefetch_actor::behavior_type prefetcher(prefetch_actor::stateful_pointer<PrefetchState> self,
+                                         param_shard_actor shard, size_t ahead) {
+  self->state.shard = std::move(shard);
+  self->state.ahead = ahead;
+  return {[=](access_atom, chunk_index c) {
+            PrefetchState& st = self->state;
+            st.seen.push_back(c);
+            if (st.learning || st.ahead == 0) return;
+            if (st.position >= st.order.size() || st.order[st.position] != c) {
+              // The model no longer follows the learned order: say so, learn it again
+              // from this step, and prefetch nothing stale meanwhile.
+              std::cerr << "dsinf: prefetch: the model's chunk order changed at access "
+                        << st.position << "; relearning it this step\n";
+              ++st.relearned;
+              st.learning = true;
+              return;
+            }
+            ++st.position;
+            for (size_t k = st.position; k < st.order.size() && k < st.position + st.ahead; ++k) {
+              self->send(st.shard, prefetch_atom::value, st.order[k]);
+              ++st.prefetches;
+            }
+          },
+          [=](step_atom) {
+            PrefetchState& st = self->state;
+            if (st.learning && !st.seen.empty()) {
+              st.order = st.seen;
+              st.learning = false;
+            }
+            st.seen.clear();
+            st.position = 0;
+            // The first chunks of the step, before the model asks for them.
+            for (size_t k = 0; !st.learning && k < st.order.size() && k < st.ahead; ++k) {
+              self->send(st.shard, prefetch_atom::value, st.order[k]);
+              ++st.prefetches;
+            }
+          },
+          [=](stats_atom) -> caf::result<uint64_t, uint64_t, uint64_t> {
+            PrefetchState& st = self->state;
+            return {st.prefetches, static_cast<uint64_t>(st.order.size()), st.relearned};
+          }};
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ ParamStreamer --
+
+struct ParamStreamer::Impl {
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  std::unique_ptr<caf::scoped_actor> self;  // the model's thread
+  nvme_swap_actor swap;
+  param_shard_actor shard;
+  prefetch_actor prefetch;
+  uint64_t acquire_ns = 0;  // the model's thread in acquire(), waiting included
+  uint64_t hit_ns = 0;      // ... in acquires of chunks already on the device
+  uint64_t hits = 0;
+};
+
+ParamStreamer::ParamStreamer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSetup setup) {
+  DSINF_CHECK(!setup.slots.empty() && setup.staging.size() == setup.slots.size());
+  auto impl = std::make_unique<Impl>();
+  // Two scheduler threads: the actors only route messages and start copies.
+  impl->config.set("scheduler.max-threads", 2);
+  impl->config.set("logger.verbosity", caf::atom("quiet"));
+  impl->system = std::make_unique<caf::actor_system>(impl->config);
+  impl->self = std::make_unique<caf::scoped_actor>(*impl->system);
+  const size_t ahead = setup.slots.size() - 1;  // one slot stays for the chunk in use
+  impl->swap = impl->system->spawn(nvme_swap);
+  impl->shard = impl->system->spawn(param_shard, std::move(setup), impl->swap);
+  impl->prefetch = impl->system->spawn(prefetcher, impl->shard, ahead);
+  return std::unique_ptr<ParamStreamer>(new ParamStreamer(std::move(impl)));
+}
+
+ParamStreamer::~ParamStreamer() {
+  invalidate();  // no load in flight once this returns
+  for (const caf::actor_addr& a :
+       {impl_->prefetch.address(), impl_->shard.address(), impl_->swap.address()}) {
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+  impl_->self.reset();
+  impl_->system->await_all_actors_done();
+}
+
+absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
+  const auto start = std::chrono::steady_clock::now();
+  caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
+  absl::Status status;
+  address slot = 0;
+  bool ready = false;
+  (*impl_->self)
+      ->request(impl_->shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c))
+      .receive(
+          [&](address a, int code, std::string message, bool was_ready) {
+            slot = a;
+            ready = was_ready;
+            if (code != 0) status = absl::Status(static_cast<absl::StatusCode>(code), message);
+          },
+          [&](caf::error& e) {
+            status = absl::InternalError(absl::StrCat("param_shard: ", caf::to_string(e)));
+          });
+  const uint64_t ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
+  // A chunk already on the device: the whole round trip was messaging.
+  if (ready) {
+    impl_->hit_ns += ns;
+    ++impl_->hits;
+  }
+  impl_->acquire_ns += ns;
+  if (!status.ok()) return status;
+  return reinterpret_cast<const float*>(slot);
+}
+
+void ParamStreamer::release(size_t c) {
+  (*impl_->self)->send(impl_->shard, release_atom::value, static_cast<chunk_index>(c));
+}
+
+void ParamStreamer::begin_step() {
+  // The shard reopens before the prefetcher can ask it for anything.
+  (*impl_->self)->send(impl_->shard, step_atom::value);
+  (*impl_->self)->send(impl_->prefetch, step_atom::value);
+}
+
+void ParamStreamer::invalidate() {
+  (*impl_->self)
+      ->request(impl_->shard, caf::infinite, invalidate_atom::value)
+      .receive([](address, int, std::string, bool) {}, [](caf::error&) {});
+}
+
+StreamerStats ParamStreamer::stats() {
+  StreamerStats out;
+  (*impl_->self)
+      ->request(impl_->shard, caf::infinite, stats_atom::value)
+      .receive(
+          [&](uint64_t fetches, uint64_t waits, uint64_t loads) {
+            out.fetches = fetches;
+            out.waits = waits;
+            out.loads = loads;
+          },
+          [](caf::error&) {});
+  (*impl_->self)
+      ->request(impl_->prefetch, caf::infinite, stats_atom::value)
+      .receive(
+          [&](uint64_t prefetches, uint64_t order, uint64_t relearned) {
+            out.prefetches = prefetches;
+            out.order_length = order;
+            out.relearned = relearned;
+          },
+          [](caf::error&) {});
+  out.acquire_ns = impl_->acquire_ns;
+  out.hit_ns = impl_->hit_ns;
+  out.hits = impl_->hits;
+  return out;
+}
+
+}  // namespace dsinf::actors

@@ -1,0 +1,73 @@
+// Streams parameter chunks to the device ahead of the model, with three
+// actors (messages.h): nvme_swap owns the swap I/O and turns completions into
+// replies; param_shard owns the device slots and each chunk's residency and
+// serves fetch/release; prefetch learns the order in which the model touches
+// chunks in the first step and then keeps the next ones moving within the slot
+// budget, relearning (and saying so) when the order changes.
+//
+// The model's thread calls acquire()/release() and blocks in acquire() only
+// when the chunk is not on the device yet; no actor blocks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "nvme/swap_store.h"
+
+namespace dsinf::actors {
+
+// Where one chunk's parameters live between uses: a host block, or a swap chunk.
+struct ChunkHome {
+  const std::byte* host = nullptr;  // when not null
+  nvme::SwapStore* swap = nullptr;  // else: chunk `swap_id` of this store
+  uint32_t swap_id = 0;
+  size_t bytes = 0;  // page-padded chunk size
+};
+
+struct StreamerSetup {
+  kernels::Backend* backend = nullptr;
+  std::vector<ChunkHome> chunks;
+  std::vector<float*> slots;        // device slots, each at least the largest chunk
+  std::vector<std::byte*> staging;  // one host staging buffer per slot (NVMe reads)
+};
+
+struct StreamerStats {
+  uint64_t fetches = 0;       // chunks the model asked for
+  uint64_t waits = 0;         // of those, not yet on the device when asked
+  uint64_t loads = 0;         // chunks brought to a slot (demand or prefetch)
+  uint64_t prefetches = 0;    // prefetch requests sent ahead of the model
+  uint64_t order_length = 0;  // accesses per step in the learned order
+  uint64_t relearned = 0;     // times the order changed and was relearned
+  uint64_t acquire_ns = 0;    // the model's thread inside acquire(), waiting for loads included
+  uint64_t hit_ns = 0;        // of that, in acquires of chunks already on the device: the
+  uint64_t hits = 0;          // round trip is pure messaging (the actors' cost per request)
+};
+
+class ParamStreamer {
+ public:
+  static absl::StatusOr<std::unique_ptr<ParamStreamer>> create(StreamerSetup setup);
+  ~ParamStreamer();  // stops the actors; in-flight reads complete first
+  ParamStreamer(const ParamStreamer&) = delete;
+  ParamStreamer& operator=(const ParamStreamer&) = delete;
+
+  // The device address of chunk c's parameters, valid until release(c).
+  absl::StatusOr<const float*> acquire(size_t c);
+  void release(size_t c);
+  // A training step begins (the prefetcher's order is per step).
+  void begin_step();
+  // Forget every chunk on the device (after the optimizer changed the homes).
+  void invalidate();
+  StreamerStats stats();
+
+  struct Impl;
+
+ private:
+  explicit ParamStreamer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsinf::actors
