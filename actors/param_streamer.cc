@@ -82,6 +82,9 @@ struct ShardState {
   bool open = true;  // prefetches are taken only between begin_step and invalidate
   uint64_t loads = 0, fetches = 0, waits = 0;
   std::vector<Reply> quiesce_waiters;  // invalidate(): replied once no load is in flight
+  // The first failed load, prefetched or not: every later fetch fails with it,
+  // so a disk error stops training instead of being retried unseen.
+  absl::Status failure;
 };
 
 Residency home_state(const ChunkHome& home) {
@@ -200,8 +203,10 @@ void finish_load(ShardPointer self, chunk_index c, const absl::Status& status) {
     }
     s.free_slots.push_back(cs.slot);
     cs = ChunkSlot{};
-    for (Reply& r : waiting)
+    if (s.failure.ok()) s.failure = status;
+    for (Reply& r : waiting) {
       r.deliver(address{0}, code_of(status), std::string(status.message()), false);
+    }
   } else {
     move(s, c, Residency::kUploading, Residency::kOnDevice);
     cs.phase = Phase::kReady;
@@ -222,6 +227,10 @@ void finish_load(ShardPointer self, chunk_index c, const absl::Status& status) {
 // A fetch: now if the chunk is on the device, later if it is loading or must wait for a slot.
 void serve(ShardPointer self, chunk_index c, Reply reply) {
   ShardState& s = self->state;
+  if (!s.failure.ok()) {
+    reply.deliver(address{0}, code_of(s.failure), std::string(s.failure.message()), false);
+    return;
+  }
   ChunkSlot& cs = s.chunks[c];
   switch (cs.phase) {
     case Phase::kReady:
@@ -308,6 +317,8 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
 
 // ----------------------------------------------------------------- prefetch --
 
+constexpr size_t kMaxOrderLength = size_t{1} << 16;
+
 struct PrefetchState {
   PrefetchState() = default;
   param_shard_actor shard;
@@ -325,7 +336,8 @@ prefetch_actor::behavior_type prefetcher(prefetch_actor::stateful_pointer<Prefet
   self->state.ahead = ahead;
   return {[=](access_atom, chunk_index c) {
             PrefetchState& st = self->state;
-            st.seen.push_back(c);
+            // Bounded: a "step" longer than this (evaluation never begins one) is not learned.
+            if (st.seen.size() < kMaxOrderLength) st.seen.push_back(c);
             if (st.learning || st.ahead == 0) return;
             if (st.position >= st.order.size() || st.order[st.position] != c) {
               // The model no longer follows the learned order: say so, learn it again

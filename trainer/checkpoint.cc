@@ -1,6 +1,7 @@
 #include "trainer/checkpoint.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -359,6 +360,24 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
   }
   if (chunks.has_optimizer()) chunks.set_optimizer_steps(optimizer_steps);
   return state;
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& output_dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(output_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t tmp = name.rfind(".tmp.");
+    if (name.empty() || name[0] != '.' || tmp == std::string::npos) continue;
+    const std::string pid_text = name.substr(tmp + 5);
+    pid_t pid = 0;
+    auto [ptr, err] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+    if (err != std::errc() || ptr != pid_text.data() + pid_text.size() || pid <= 0) continue;
+    // Alive (or not ours to signal): leave it. Gone: its save can never finish.
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (fs::remove(entry.path(), ec)) removed.push_back(name);
+  }
+  return removed;
 }
 
 }  // namespace dsinf::trainer

@@ -65,6 +65,10 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2&
 // kInvalidArgument when "latest" names a file that does not exist.
 absl::StatusOr<std::optional<std::string>> find_latest_checkpoint(const std::string& output_dir);
 
+// Removes the temporaries ("<dir>/.<name>.tmp.<pid>") that a process killed
+// while saving left behind, when that process is gone. Returns their names.
+std::vector<std::string> remove_stale_temporaries(const std::string& output_dir);
+
 // Loads a checkpoint into the model (and the optimizer, when not null). Every
 // header field, offset and size is checked against the file and the model's
 // layout before any data is used; a checksum mismatch is kDataLoss and any

@@ -22,6 +22,7 @@
 #include "trainer/offload.h"
 #include "trainer/optimizer.h"
 #include "trainer/placement.h"
+#include "trainer/runtime.h"
 #include "trainer/safetensors.h"
 #include "trainer/scheduler.h"
 
@@ -57,93 +58,6 @@ std::string format_duration(double seconds) {
   if (s < 60) return absl::StrFormat("%ds", s);
   if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
   return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
-}
-
-// The backend, the model and where its weights came from: what every job
-// starts with. With every class on the device the model's resident chunks and
-// the Optimizer hold the state; otherwise the offload runtime's OffloadState
-// does, and the model streams its chunks from it.
-struct Runtime {
-  std::unique_ptr<kernels::Backend> backend;
-  std::unique_ptr<GPT2> model;
-  std::unique_ptr<Optimizer> optimizer;  // resident, train only
-  std::unique_ptr<OffloadState> offload;
-  std::unique_ptr<CheckpointState> resident_state;
-  Placement placement;
-  MemoryPlan plan;
-  std::string weights_source;
-
-  CheckpointState& checkpoint_state() { return offload ? *offload : *resident_state; }
-  absl::Status zero_grad() { return offload ? offload->zero_grads() : model->zero_grad(); }
-  absl::StatusOr<double> grad_norm() {
-    if (offload) return offload->grad_norm();
-    return optimizer->grad_norm(*model);
-  }
-  absl::Status step(double lr, float grad_scale) {
-    if (offload) return offload->step(lr, grad_scale);
-    optimizer->step(*model, lr, grad_scale);
-    return absl::OkStatus();
-  }
-  size_t host_pool_peak_bytes() const { return offload ? offload->host_peak_bytes() : 0; }
-  size_t host_pool_bytes() const { return offload ? offload->host_in_use_bytes() : 0; }
-  size_t nvme_bytes() const { return offload ? offload->nvme_bytes() : 0; }
-};
-
-// The offload runtime's half of make_runtime.
-absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
-  const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
-  const std::vector<memory::ChunkLayout> layouts = GPT2::make_layouts(config.model);
-  absl::StatusOr<MemoryPlan> plan = plan_memory(
-      config, rt.placement, layouts, GPT2::activation_bytes_needed(config.model, micro_batch));
-  if (!plan.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config.source_path, ": ", plan.status().message()));
-  }
-  rt.plan = *plan;
-  rt.backend =
-      kernels::make_cpu_backend({.device_budget_bytes = config.memory.device_budget_bytes});
-  absl::StatusOr<std::unique_ptr<GPT2>> model =
-      GPT2::create(rt.backend.get(), config.model, micro_batch, /*resident_chunks=*/false);
-  if (!model.ok()) return model.status();
-  rt.model = *std::move(model);
-  absl::StatusOr<std::unique_ptr<OffloadState>> offload =
-      OffloadState::create(rt.backend.get(), config, rt.placement, rt.plan, layouts);
-  if (!offload.ok()) return offload.status();
-  rt.offload = *std::move(offload);
-  rt.model->set_chunk_source(rt.offload.get());
-  return absl::OkStatus();
-}
-
-absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) {
-  Runtime rt;
-  rt.placement = place(config);
-  if (!rt.placement.all_on_device()) {
-    if (absl::Status s = make_offload_runtime(config, rt); !s.ok()) return s;
-    return rt;
-  }
-  const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
-  size_t needed = GPT2::device_bytes_needed(config.model, micro_batch);
-  if (with_optimizer) needed += Optimizer::device_bytes_needed(GPT2::make_layouts(config.model));
-  const uint64_t budget = config.memory.device_budget_bytes;
-  if (budget != 0 && needed > budget) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config.source_path, ": memory.device_budget_bytes: ", budget, " is below the ", needed,
-        " bytes this run needs with every tensor in device memory (raise it to at least ", needed,
-        ")"));
-  }
-  rt.backend = kernels::make_cpu_backend({.device_budget_bytes = budget});
-  absl::StatusOr<std::unique_ptr<GPT2>> model =
-      GPT2::create(rt.backend.get(), config.model, micro_batch);
-  if (!model.ok()) return model.status();
-  rt.model = *std::move(model);
-  if (with_optimizer) {
-    absl::StatusOr<std::unique_ptr<Optimizer>> optimizer =
-        Optimizer::create(rt.backend.get(), rt.model->layouts(), config.optimizer);
-    if (!optimizer.ok()) return optimizer.status();
-    rt.optimizer = *std::move(optimizer);
-  }
-  rt.resident_state = resident_checkpoint_state(*rt.model, rt.optimizer.get());
-  return rt;
 }
 
 // model.init_from into the model; errors name the key.
@@ -378,6 +292,10 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
     if (!restored.ok()) return restored.status();
     state = *restored;
     rt->weights_source = **latest;
+    // A save interrupted by a crash left its temporary; it can never complete.
+    for (const std::string& name : remove_stale_temporaries(config.train.output_dir)) {
+      log << "removed " << name << ", the unfinished save of a process that is gone\n";
+    }
     if (state.data_tokens != tokens->size()) {
       log << "warning: data.path now holds " << tokens->size() << " tokens, the checkpoint was "
           << "trained on " << state.data_tokens << "; the data order after resume differs\n";

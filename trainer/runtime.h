@@ -1,0 +1,50 @@
+// What every job (train, eval, export, bench step) starts with: the backend,
+// the model, and the state of its chunks -- the model's resident chunks and the
+// Optimizer when every class lives on the device, else the offload runtime's
+// OffloadState, from which the model streams its chunks.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "trainer/checkpoint.h"
+#include "trainer/config.h"
+#include "trainer/gpt2.h"
+#include "trainer/offload.h"
+#include "trainer/optimizer.h"
+#include "trainer/placement.h"
+
+namespace dsinf::trainer {
+
+struct Runtime {
+  std::unique_ptr<kernels::Backend> backend;
+  std::unique_ptr<GPT2> model;
+  std::unique_ptr<Optimizer> optimizer;  // resident, train only
+  std::unique_ptr<OffloadState> offload;
+  std::unique_ptr<CheckpointState> resident_state;
+  Placement placement;
+  MemoryPlan plan;
+  std::string weights_source;
+
+  CheckpointState& checkpoint_state() { return offload ? *offload : *resident_state; }
+  absl::Status zero_grad() { return offload ? offload->zero_grads() : model->zero_grad(); }
+  absl::StatusOr<double> grad_norm() {
+    if (offload) return offload->grad_norm();
+    return optimizer->grad_norm(*model);
+  }
+  absl::Status step(double lr, float grad_scale) {
+    if (offload) return offload->step(lr, grad_scale);
+    optimizer->step(*model, lr, grad_scale);
+    return absl::OkStatus();
+  }
+  size_t host_pool_peak_bytes() const { return offload ? offload->host_peak_bytes() : 0; }
+  size_t host_pool_bytes() const { return offload ? offload->host_in_use_bytes() : 0; }
+  size_t nvme_bytes() const { return offload ? offload->nvme_bytes() : 0; }
+};
+
+// kInvalidArgument naming the config and the budget key when it cannot fit.
+absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer);
+
+}  // namespace dsinf::trainer
