@@ -10,6 +10,7 @@
 #include "actors/messages.h"
 #include "memory/check.h"
 #include "memory/residency.h"
+#include "memory/trace.h"
 
 namespace dsinf::actors {
 namespace {
@@ -39,12 +40,15 @@ nvme_swap_actor::behavior_type nvme_swap(nvme_swap_actor::stateful_pointer<SwapS
             auto promise = self->make_response_promise<int, std::string>();
             self->state.pending.emplace(request, promise);
             nvme_swap_actor handle = self;
-            const absl::Status submitted =
-                swap->read(static_cast<nvme::ChunkId>(swap_id), reinterpret_cast<std::byte*>(dst),
-                           [handle, request](const nvme::IoResult& r) {
-                             caf::anon_send(handle, io_done_atom::value, request, code_of(r.status),
-                                            std::string(r.status.message()));
-                           });
+            const int64_t submitted_ns = trace::now_ns();
+            const absl::Status submitted = swap->read(
+                static_cast<nvme::ChunkId>(swap_id), reinterpret_cast<std::byte*>(dst),
+                [handle, request, swap_id, submitted_ns](const nvme::IoResult& r) {
+                  trace::record(trace::Lane::kNvmeRead, "swap read", static_cast<int64_t>(swap_id),
+                                submitted_ns, trace::now_ns());
+                  caf::anon_send(handle, io_done_atom::value, request, code_of(r.status),
+                                 std::string(r.status.message()));
+                });
             if (!submitted.ok()) {
               self->state.pending.erase(request);
               promise.deliver(code_of(submitted), std::string(submitted.message()));
@@ -111,14 +115,15 @@ address slot_address(const ShardState& s, int slot) {
 
 // A slot for a new load: a free one, else one whose chunk is on the device,
 // unused and already consumed (a prefetched chunk not yet used is kept).
-std::optional<int> take_slot(ShardState& s, bool may_evict) {
+enum class Evict { kConsumedOnly, kAny };
+std::optional<int> take_slot(ShardState& s, Evict evict) {
   if (!s.free_slots.empty()) {
     const int slot = s.free_slots.back();
     s.free_slots.pop_back();
     return slot;
   }
-  if (!may_evict) return std::nullopt;
   for (bool consumed_only : {true, false}) {
+    if (!consumed_only && evict == Evict::kConsumedOnly) break;
     for (chunk_index c = 0; c < s.chunks.size(); ++c) {
       ChunkSlot& cs = s.chunks[c];
       if (cs.phase == Phase::kReady && cs.users == 0 && (cs.used_since_load || !consumed_only)) {
@@ -151,6 +156,7 @@ void drain_blocked(ShardPointer self);
 
 // Copies the chunk from host memory into its slot (a DMA on a GPU backend).
 absl::Status upload(ShardState& s, chunk_index c, const std::byte* host) {
+  trace::Scope span(trace::Lane::kCopyIn, "upload", static_cast<int64_t>(c));
   ChunkSlot& cs = s.chunks[c];
   kernels::Backend& backend = *s.setup.backend;
   if (absl::Status st = backend.copy_to_device(s.setup.slots[cs.slot], host,
@@ -244,7 +250,7 @@ void serve(ShardPointer self, chunk_index c, Reply reply) {
     case Phase::kHome:
       break;
   }
-  const std::optional<int> slot = take_slot(s, /*may_evict=*/true);
+  const std::optional<int> slot = take_slot(s, Evict::kAny);
   if (!slot) {
     s.blocked.emplace_back(c, std::move(reply));
     return;
@@ -286,9 +292,11 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
           [=](prefetch_atom, chunk_index c) {
             ShardState& st = self->state;
             if (!st.open || st.chunks[c].phase != Phase::kHome) return;
-            // Only into a free slot: a prefetch never evicts a chunk.
-            if (std::optional<int> slot = take_slot(st, /*may_evict=*/false))
+            // Into a free slot, or one whose chunk the model has used and released; a
+            // prefetched chunk not used yet is never evicted by another prefetch.
+            if (std::optional<int> slot = take_slot(st, Evict::kConsumedOnly)) {
               start_load(self, c, *slot);
+            }
           },
           [=](release_atom, chunk_index c) {
             ShardState& st = self->state;
@@ -401,7 +409,8 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
   impl->system = std::make_unique<caf::actor_system>(impl->config);
   impl->self = std::make_unique<caf::scoped_actor>(*impl->system);
   const size_t ahead = setup.slots.size() - 1;  // one slot stays for the chunk in use
-  impl->swap = impl->system->spawn(nvme_swap);
+  // Detached: submitting to the engine blocks while its queue depth is reached.
+  impl->swap = impl->system->spawn<caf::detached>(nvme_swap);
   impl->shard = impl->system->spawn(param_shard, std::move(setup), impl->swap);
   impl->prefetch = impl->system->spawn(prefetcher, impl->shard, ahead);
   return std::unique_ptr<ParamStreamer>(new ParamStreamer(std::move(impl)));
@@ -418,6 +427,7 @@ ParamStreamer::~ParamStreamer() {
 }
 
 absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
+  trace::Scope span(trace::Lane::kWait, "fetch", static_cast<int64_t>(c));
   const auto start = std::chrono::steady_clock::now();
   caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
   absl::Status status;

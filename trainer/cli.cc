@@ -1,11 +1,13 @@
 #include "trainer/cli.h"
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "bench/bench_main.h"
+#include "trainer/bench_step.h"
 #include "trainer/config.h"
 #include "trainer/plan_report.h"
 #include "trainer/session.h"
@@ -32,6 +34,7 @@ commands:
                                          `dsinf bench tiers --out FILE` result
   bench nvme --path DIR [--json]         O_DIRECT read/write GB/s of a disk; sweeps the
                                          aio settings and prints the best aio block
+  bench step CONFIG [--steps N] [--json] a config's step against its bound, with a trace
   bench tiers [--path DIR] [--json]      bandwidth of host memory, host copies,
                                          host<->device and NVMe (dsinf bench --help)
 
@@ -71,6 +74,62 @@ int usage_error(const std::string& message) {
   return kExitBadInput;
 }
 
+constexpr const char* kBenchStepUsage =
+    R"(usage: dsinf bench step CONFIG [--steps N] [--trace FILE] [--json]
+
+Runs the config's training step (its placement, budgets and actors) on
+generated tokens, without data or checkpoints: two warm-up steps, then N timed
+ones (default 3). Measures each resource alone -- compute, copy in, copy out,
+CPU Adam, NVMe read, NVMe write -- and prints the step time, the bound (the
+slowest independent resource; on the CPU backend compute, copies and Adam
+share the cores and count as one), their ratio, and writes a Chrome/Perfetto
+trace of the last step (default <train.output_dir>/step-trace.json; open it in
+ui.perfetto.dev). With --json the last stdout line is
+{"step_s":..,"bound_s":..,"ratio":..,"components":{..},"trace":"path",..}.
+)";
+
+int bench_step_main(const std::vector<std::string>& args) {
+  BenchStepOptions options;
+  std::string config_path;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << kBenchStepUsage;
+      return kExitOk;
+    } else if (a == "--json") {
+      options.json = true;
+    } else if ((a == "--steps" || a == "--trace") && i + 1 < args.size()) {
+      const std::string& value = args[++i];
+      if (a == "--trace") {
+        options.trace_path = value;
+        continue;
+      }
+      char* end = nullptr;
+      const long steps = std::strtol(value.c_str(), &end, 10);
+      if (end == value.c_str() || *end != '\0' || steps < 1 || steps > 1000) {
+        return usage_error("bench step: --steps must be a whole number from 1 to 1000");
+      }
+      options.steps = static_cast<int>(steps);
+    } else if (a.starts_with("-")) {
+      return usage_error("bench step: unknown option '" + a + "' (or a missing value)");
+    } else if (config_path.empty()) {
+      config_path = a;
+    } else {
+      return usage_error("bench step: unexpected argument '" + a + "'");
+    }
+  }
+  if (config_path.empty()) return usage_error("bench step needs a CONFIG file");
+  absl::StatusOr<LoadedConfig> loaded = load_config(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "dsinf: " << loaded.status().message() << "\n";
+    return exit_code(loaded.status());
+  }
+  for (const std::string& warning : loaded->warnings) std::cerr << "warning: " << warning << "\n";
+  const absl::Status status = run_bench_step(*loaded, options);
+  if (!status.ok()) std::cerr << "dsinf: bench step: " << status.message() << "\n";
+  return exit_code(status);
+}
+
 }  // namespace
 
 int cli_main(int argc, char** argv) {
@@ -88,6 +147,9 @@ int cli_main(int argc, char** argv) {
     return kExitOk;
   }
   const std::string command = args[0];
+  if (command == "bench" && args.size() >= 2 && args[1] == "step") {
+    return bench_step_main({args.begin() + 2, args.end()});
+  }
   if (command == "bench") return bench::bench_main({args.begin() + 1, args.end()});
   if (command != "train" && command != "eval" && command != "export" && command != "plan") {
     return usage_error("unknown command '" + command + "'");

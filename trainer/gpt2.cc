@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "memory/check.h"
+#include "memory/trace.h"
 #include "trainer/rng.h"
 
 namespace dsinf::trainer {
@@ -356,6 +357,7 @@ absl::StatusOr<std::vector<HostTensor>> GPT2::export_hf(bool gradients) {
 }
 
 void GPT2::block_forward(int l, const float* P, const float* residual_in, int B) {
+  trace::Scope span(trace::Lane::kCompute, "block forward", 1 + l);
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
   const int T = config_.n_positions, C = config_.n_embd, NH = config_.n_head, N = B * T;
@@ -396,8 +398,11 @@ absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* target
 
   absl::StatusOr<const float*> embed = source_->acquire_params(0);
   if (!embed.ok()) return embed.status();
-  k.encoder_forward(a.encoded, a.inputs, *embed + tensor_offset(0, kWte),
-                    *embed + tensor_offset(0, kWpe), B, T, C);
+  {
+    trace::Scope span(trace::Lane::kCompute, "encoder", 0);
+    k.encoder_forward(a.encoded, a.inputs, *embed + tensor_offset(0, kWte),
+                      *embed + tensor_offset(0, kWpe), B, T, C);
+  }
   if (absl::Status s = source_->release_params(0); !s.ok()) return s;
   const float* residual = a.encoded;
   for (int l = 0; l < config_.n_layer; ++l) {
@@ -415,9 +420,12 @@ absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* target
   if (absl::Status s = source_->release_params(f); !s.ok()) return s;
   embed = source_->acquire_params(0);
   if (!embed.ok()) return embed.status();
-  k.matmul_forward(a.logits, a.lnf, *embed + tensor_offset(0, kWte), nullptr, N, C, V);
+  {
+    trace::Scope span(trace::Lane::kCompute, "logits and loss", 0);
+    k.matmul_forward(a.logits, a.lnf, *embed + tensor_offset(0, kWte), nullptr, N, C, V);
+    k.softmax_crossentropy(a.losses, nullptr, a.logits, a.targets, N, V, 0.0f);
+  }
   if (absl::Status s = source_->release_params(0); !s.ok()) return s;
-  k.softmax_crossentropy(a.losses, nullptr, a.logits, a.targets, N, V, 0.0f);
 
   std::vector<float> losses(BT);
   k.stream_wait(Stream::kDownload, k.record(Stream::kCompute));
@@ -436,6 +444,7 @@ absl::StatusOr<float> GPT2::forward(const int32_t* inputs, const int32_t* target
 
 absl::Status GPT2::block_backward(int l, const float* P, float* G, const float* residual_in,
                                   float* dresidual, int B) {
+  trace::Scope span(trace::Lane::kCompute, "block backward", 1 + l);
   absl::Status status;
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
@@ -490,6 +499,7 @@ absl::Status GPT2::backward(float dloss) {
   absl::StatusOr<const float*> embed = source_->acquire_params(0);
   if (!embed.ok()) return embed.status();
   absl::Status status = grad_visit(0, [&](float* G) {
+    trace::Scope span(trace::Lane::kCompute, "logits backward", 0);
     absl::Status s = k.fill_zero(a.dbtc, BTC * f, Stream::kCompute);
     k.matmul_backward(a.dbtc, G + tensor_offset(0, kWte), nullptr, a.logits, a.lnf,
                       *embed + tensor_offset(0, kWte), N, C, V);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/adam.h"
 #include "memory/check.h"
+#include "memory/trace.h"
 #include "nvme/fault_engine.h"
 
 namespace dsinf::trainer {
@@ -16,7 +17,19 @@ namespace {
 using kernels::Stream;
 
 // Staging buffers in the host pool, each the size of the largest chunk.
-enum Staging : size_t { kStageParams, kStageVisit, kStageMaster, kStageM, kStageV, kNumStaging };
+// Two sets of master/m/v staging when the optimizer is on NVMe: the next
+// chunk's reads and the previous chunk's writes run while Adam computes.
+enum Staging : size_t {
+  kStageParams,
+  kStageVisit,
+  kStageMaster,
+  kStageM,
+  kStageV,
+  kStageMaster2,
+  kStageM2,
+  kStageV2,
+  kNumStaging
+};
 
 // Runs one swap-store request and waits for its completion.
 template <typename Submit>
@@ -163,7 +176,7 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
     if (absl::Status s = stage(kStageVisit); !s.ok()) return s;
   }
   if (optimizer_on_nvme) {
-    for (Staging which : {kStageMaster, kStageM, kStageV}) {
+    for (Staging which : {kStageMaster, kStageM, kStageV, kStageMaster2, kStageM2, kStageV2}) {
       if (absl::Status s = stage(which); !s.ok()) return s;
     }
   }
@@ -281,7 +294,8 @@ absl::StatusOr<float*> OffloadState::to_host(const ClassHome& home, size_t c, st
       }
       if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
       return reinterpret_cast<float*>(staging);
-    case Tier::kNvme:
+    case Tier::kNvme: {
+      trace::Scope span(trace::Lane::kNvmeRead, "swap read (sync)", static_cast<int64_t>(c));
       if (absl::Status s = wait_io([&](nvme::IoCallback cb) {
             return home.swap->read(home.first_id + static_cast<uint32_t>(c), staging,
                                    std::move(cb));
@@ -290,6 +304,7 @@ absl::StatusOr<float*> OffloadState::to_host(const ClassHome& home, size_t c, st
         return s;
       }
       return reinterpret_cast<float*>(staging);
+    }
   }
   return absl::InternalError("unknown tier");
 }
@@ -307,13 +322,105 @@ absl::Status OffloadState::from_host(ClassHome& home, size_t c, const float* src
         return s;
       }
       return backend_->synchronize(Stream::kUpload);
-    case Tier::kNvme:
+    case Tier::kNvme: {
+      trace::Scope span(trace::Lane::kNvmeWrite, "swap write (sync)", static_cast<int64_t>(c));
       return wait_io([&](nvme::IoCallback cb) {
         return home.swap->write(home.first_id + static_cast<uint32_t>(c),
                                 reinterpret_cast<const std::byte*>(src), std::move(cb));
       });
+    }
   }
   return absl::InternalError("unknown tier");
+}
+
+// ---- asynchronous swap I/O (the optimizer's pipeline) ----
+
+struct OffloadState::PendingIo {
+  std::shared_ptr<std::promise<absl::Status>> done;
+  std::future<absl::Status> result;
+};
+
+absl::StatusOr<OffloadState::PendingIo> OffloadState::start_io(ClassHome& home, size_t c,
+                                                               std::byte* buffer, bool write) {
+  DSINF_CHECK(home.tier == Tier::kNvme);
+  PendingIo io;
+  io.done = std::make_shared<std::promise<absl::Status>>();
+  io.result = io.done->get_future();
+  const trace::Lane lane = write ? trace::Lane::kNvmeWrite : trace::Lane::kNvmeRead;
+  const int64_t begin_ns = trace::now_ns();
+  auto done = [promise = io.done, lane, c, begin_ns](const nvme::IoResult& r) {
+    trace::record(lane, "swap (optimizer)", static_cast<int64_t>(c), begin_ns, trace::now_ns());
+    promise->set_value(r.status);
+  };
+  const nvme::ChunkId id = home.first_id + static_cast<uint32_t>(c);
+  const absl::Status submitted = write ? home.swap->write(id, buffer, std::move(done))
+                                       : home.swap->read(id, buffer, std::move(done));
+  if (!submitted.ok()) return submitted;
+  return io;
+}
+
+absl::Status OffloadState::finish_all(std::vector<PendingIo>& ios) {
+  absl::Status status;
+  for (PendingIo& io : ios) status.Update(io.result.get());
+  ios.clear();
+  return status;
+}
+
+// Adam over chunks whose master, m and v live on NVMe, pipelined: chunk c+1's
+// reads and chunk c-1's writes are in flight while chunk c computes.
+absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
+  ClassHome& master_home = master();
+  std::byte* sets[2][3] = {{staging_[kStageMaster], staging_[kStageM], staging_[kStageV]},
+                           {staging_[kStageMaster2], staging_[kStageM2], staging_[kStageV2]}};
+  std::vector<PendingIo> reads[2], writes[2];
+  ClassHome* homes[3] = {&master_home, &m_, &v_};
+  auto issue = [&](size_t c, bool write) -> absl::Status {
+    for (int k = 0; k < 3; ++k) {
+      absl::StatusOr<PendingIo> io = start_io(*homes[k], c, sets[c % 2][k], write);
+      if (!io.ok()) return io.status();
+      (write ? writes : reads)[c % 2].push_back(*std::move(io));
+    }
+    return absl::OkStatus();
+  };
+  // Every request in flight completes before this returns, also after an error.
+  auto drain = [&](absl::Status status) {
+    for (auto* list : {&reads[0], &reads[1], &writes[0], &writes[1]})
+      status.Update(finish_all(*list));
+    return status;
+  };
+  const size_t n = layouts_.size();
+  if (absl::Status s = issue(0, /*write=*/false); !s.ok()) return drain(s);
+  for (size_t c = 0; c < n; ++c) {
+    const int set = static_cast<int>(c % 2);
+    if (absl::Status s = finish_all(reads[set]); !s.ok()) return drain(s);
+    if (c + 1 < n) {
+      // The other set is free once the writes of chunk c-1 are done.
+      if (absl::Status s = finish_all(writes[1 - set]); !s.ok()) return drain(s);
+      if (absl::Status s = issue(c + 1, /*write=*/false); !s.ok()) return drain(s);
+    }
+    kernels::cpu::AdamBuffers b;
+    b.n = numel(c);
+    b.params = reinterpret_cast<float*>(sets[set][0]);
+    b.grads = grads_.host[c];
+    b.m = sets[set][1];
+    b.v = sets[set][2];
+    {
+      trace::Scope span(trace::Lane::kAdam, "adam", static_cast<int64_t>(c));
+      kernels::cpu::fused_adam_step(b, hyper);
+    }
+    if (absl::Status s = issue(c, /*write=*/true); !s.ok()) return drain(s);
+    if (&master_home == &params_) continue;
+    // The working copy elsewhere: written from the same buffer, which stays
+    // untouched until this set's writes are done.
+    if (params_.tier == Tier::kNvme) {
+      absl::StatusOr<PendingIo> io = start_io(params_, c, sets[set][0], /*write=*/true);
+      if (!io.ok()) return drain(io.status());
+      writes[set].push_back(*std::move(io));
+    } else if (absl::Status s = from_host(params_, c, b.params); !s.ok()) {
+      return drain(s);
+    }
+  }
+  return drain(absl::OkStatus());
 }
 
 // ---- forward and backward ----
@@ -333,6 +440,7 @@ absl::Status OffloadState::accumulate_grads(size_t c, const float* visit) {
     backend_->residual_forward(grads_.device[c], grads_.device[c], visit, numel(c));
     return absl::OkStatus();
   }
+  trace::Scope span(trace::Lane::kCopyOut, "gradient to host", static_cast<int64_t>(c));
   std::byte* staged = staging_[kStageVisit];
   if (absl::Status s = backend_->copy_to_host(staged, visit, bytes(c), Stream::kDownload);
       !s.ok()) {
@@ -415,11 +523,15 @@ absl::Status OffloadState::step(double lr, float grad_scale) {
   hyper.step = step_count_;
   hyper.grad_scale = grad_scale;
   ClassHome& master_home = master();
+  if (master_home.tier == Tier::kNvme) return step_on_nvme(hyper);
   for (size_t c = 0; c < layouts_.size(); ++c) {
     if (master_home.tier == Tier::kDevice) {
       // The optimizer on the device (gradients are there too): the backend's step.
-      backend_->adam_step(master_home.device[c], grads_.device[c], m_.device[c], v_.device[c],
-                          numel(c), hyper);
+      {
+        trace::Scope span(trace::Lane::kAdam, "adam (device)", static_cast<int64_t>(c));
+        backend_->adam_step(master_home.device[c], grads_.device[c], m_.device[c], v_.device[c],
+                            numel(c), hyper);
+      }
       if (&master_home == &params_) continue;
       // The new weights to the working copy's home: straight into its host block,
       // or through staging on the way to NVMe.
@@ -441,7 +553,10 @@ absl::Status OffloadState::step(double lr, float grad_scale) {
     b.grads = grads_.host[c];
     b.m = *m;
     b.v = *v;
-    kernels::cpu::fused_adam_step(b, hyper);
+    {
+      trace::Scope span(trace::Lane::kAdam, "adam", static_cast<int64_t>(c));
+      kernels::cpu::fused_adam_step(b, hyper);
+    }
     for (auto [home, src] : {std::pair{&master_home, *p}, std::pair{&m_, *m}, std::pair{&v_, *v}}) {
       if (absl::Status s = from_host(*home, c, src); !s.ok()) return s;
     }

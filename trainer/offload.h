@@ -74,6 +74,8 @@ class OffloadState final : public ChunkSource, public CheckpointState {
 
   // Peak bytes of the host pool and bytes held on NVMe.
   size_t host_peak_bytes() const { return pool_ ? pool_->stats().peak_bytes : 0; }
+  // Bytes read from and written to the swap since start.
+  nvme::EngineStats nvme_stats() const { return engine_ ? engine_->stats() : nvme::EngineStats{}; }
   size_t host_in_use_bytes() const { return pool_ ? pool_->stats().in_use_bytes : 0; }
   // The parameter streamer's counters (zero when parameters stay on the device).
   actors::StreamerStats streamer_stats() const {
@@ -95,6 +97,10 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   // Chunk c of `home` from host memory (nothing to do when src is its own block).
   absl::Status from_host(ClassHome& home, size_t c, const float* src);
   ClassHome& master() { return placement_.master_is_working_copy() ? params_ : master_; }
+  struct PendingIo;
+  absl::StatusOr<PendingIo> start_io(ClassHome& home, size_t c, std::byte* buffer, bool write);
+  static absl::Status finish_all(std::vector<PendingIo>& ios);
+  absl::Status step_on_nvme(const kernels::AdamHyper& hyper);
 
   kernels::Backend* backend_;
   Config config_;

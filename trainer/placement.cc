@@ -82,10 +82,10 @@ absl::StatusOr<MemoryPlan> plan_memory(const Config& config, const Placement& p,
   plan.host_class_bytes = on[static_cast<int>(Tier::kHost)];
   plan.nvme_bytes = on[static_cast<int>(Tier::kNvme)];
 
-  // Staging in host memory: one chunk of master, m and v for an optimizer on
-  // NVMe, one for a streamed parameter chunk read from (or written to) NVMe,
-  // and one for a gradient visit on its way to the host accumulators.
-  if (p.optimizer == Tier::kNvme) plan.host_staging_bytes += 3 * largest;
+  // Staging in host memory: for an optimizer on NVMe, one for a gradient visit
+  // on its way to the host accumulators, and (below) one per parameter slot.
+  // Master, m and v of two chunks for an optimizer on NVMe (one computing, one in flight).
+  if (p.optimizer == Tier::kNvme) plan.host_staging_bytes += 6 * largest;
   if (p.grads == Tier::kHost) plan.host_staging_bytes += largest;
   plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
 

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <string>
 
 #include "tests/test_util.h"
@@ -179,6 +180,45 @@ TEST(Offload, HostBudgetTooSmallIsRefusedNamingTheKey) {
   EXPECT_NE(r.err.find("memory.host_budget_bytes"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("least budget"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// `dsinf bench step`: the JSON contract, every component measured, and a
+// trace whose lanes show the resources of one step.
+TEST(Offload, BenchStepReportsStepBoundComponentsAndTrace) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  json config = base_config(dir, dir / "out", 1);
+  config["zero_optimization"] = {{"stage", 3},
+                                 {"offload_param", offload("nvme", dir / "swap")},
+                                 {"offload_optimizer", offload("nvme", dir / "swap")}};
+  const std::string path = dir / "c.json";
+  write_text(path, config.dump(2));
+  const std::string trace = dir / "trace.json";
+  const CommandResult r =
+      run_dsinf("bench step " + path + " --steps 1 --json --trace " + trace, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json result = json_lines(r.out).back();
+  for (const char* key : {"step_s", "bound_s", "ratio"}) {
+    EXPECT_GT(result.value(key, 0.0), 0.0) << key << " in " << result.dump();
+  }
+  for (const char* key :
+       {"compute_s", "copy_in_s", "copy_out_s", "adam_s", "nvme_read_s", "nvme_write_s"}) {
+    EXPECT_GT(result["components"].value(key, 0.0), 0.0) << key;
+  }
+  EXPECT_GT(result["bytes_per_step"]["nvme_read"].get<uint64_t>(), 0u);
+  EXPECT_GT(result["bytes_per_step"]["nvme_write"].get<uint64_t>(), 0u);
+  EXPECT_EQ(result["trace"], trace);
+  const json events = json::parse(read_text(trace))["traceEvents"];
+  std::set<int> lanes;
+  for (const json& e : events) {
+    if (e["ph"] == "X") lanes.insert(e["tid"].get<int>());
+  }
+  // compute, copy in, copy out, adam, nvme read, nvme write all appear.
+  for (int lane = 0; lane < 6; ++lane) EXPECT_TRUE(lanes.count(lane)) << "lane " << lane;
+  EXPECT_FALSE(fs::exists(dir / "out/latest"));  // a benchmark writes no checkpoint
+  EXPECT_TRUE(list_dir(dir / "swap").empty());
+  EXPECT_EQ(run_dsinf("bench step " + path + " --steps 0", dir.path()).exit_code, 2);
+  EXPECT_EQ(run_dsinf("bench step", dir.path()).exit_code, 2);
 }
 
 }  // namespace

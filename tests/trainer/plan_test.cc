@@ -232,9 +232,10 @@ TEST(Plan, Stage3NvmeStreamsParamsAndSwapsTheOptimizer) {
   EXPECT_EQ(nvme["paths"][0]["path"], dir / "swap");
   const json& host = r["bytes"]["host"];
   EXPECT_EQ(host["classes"].get<size_t>(), m.total());
-  // Staging (placement.cc's rule): master, m and v; one gradient visit; one
-  // parameter chunk per device slot plus one for writing new weights back.
-  EXPECT_EQ(host["staging"].get<size_t>(), (3 + 1 + 4 + 1) * m.largest());
+  // Staging (placement.cc's rule): master, m and v of two chunks (one computing,
+  // one in flight); one gradient visit; one parameter chunk per device slot plus
+  // one for writing new weights back.
+  EXPECT_EQ(host["staging"].get<size_t>(), (6 + 1 + 4 + 1) * m.largest());
   const json& dev = r["bytes"]["device"];
   EXPECT_EQ(dev["activations"], dev["activations_with_checkpointing"]);
   EXPECT_EQ(dev["resident"].get<size_t>(), 0u);

@@ -1,0 +1,298 @@
+#include "trainer/bench_step.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/nvme_io.h"
+#include "bench/report.h"
+#include "bench/timing.h"
+#include "kernels/cpu/adam.h"
+#include "memory/aligned_buffer.h"
+#include "memory/trace.h"
+#include "nlohmann/json.hpp"
+#include "trainer/optimizer.h"
+#include "trainer/runtime.h"
+
+namespace dsinf::trainer {
+namespace {
+
+using json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+double seconds_between(std::chrono::steady_clock::time_point a,
+                       std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Tokens that need no data file: the same windows every run.
+struct Tokens {
+  std::vector<int32_t> inputs, targets;
+  Tokens(int B, int T, int V) {
+    for (int i = 0; i < B * T; ++i) {
+      inputs.push_back(static_cast<int32_t>((i * 2654435761u) % static_cast<uint32_t>(V)));
+      targets.push_back(static_cast<int32_t>((i * 40503u + 7) % static_cast<uint32_t>(V)));
+    }
+  }
+};
+
+// Forward and backward of one step's micro-batches.
+absl::Status passes(GPT2& model, const Config& config, const Tokens& tokens) {
+  const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  const int64_t gas = config.gradient_accumulation_steps;
+  const float dloss = 1.0f / static_cast<float>(int64_t{B} * config.model.n_positions * gas);
+  for (int64_t micro = 0; micro < gas; ++micro) {
+    absl::StatusOr<float> loss = model.forward(tokens.inputs.data(), tokens.targets.data(), B);
+    if (!loss.ok()) return loss.status();
+    if (absl::Status s = model.backward(dloss); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status train_step(Runtime& rt, const Config& config, const Tokens& tokens) {
+  if (absl::Status s = rt.zero_grad(); !s.ok()) return s;
+  if (absl::Status s = passes(*rt.model, config, tokens); !s.ok()) return s;
+  absl::StatusOr<double> norm = rt.grad_norm();
+  if (!norm.ok()) return norm.status();
+  return rt.step(config.optimizer.lr, clip_coefficient(*norm, config.gradient_clipping));
+}
+
+// Compute alone: the same passes with every chunk resident and no budget.
+absl::StatusOr<double> compute_alone(const Config& config, const Tokens& tokens, int steps) {
+  Config resident = config;
+  resident.zero = ZeroConfig{};
+  resident.memory = MemoryConfig{};
+  absl::StatusOr<Runtime> rt = make_runtime(resident, /*with_optimizer=*/false);
+  if (!rt.ok()) return rt.status();
+  if (absl::Status s = rt->model->init_random(config.model.seed); !s.ok()) return s;
+  absl::Status failed;
+  absl::StatusOr<double> seconds = bench::median_seconds(steps, [&] {
+    failed.Update(rt->model->zero_grad());
+    failed.Update(passes(*rt->model, config, tokens));
+  });
+  if (!failed.ok()) return failed;
+  return seconds;
+}
+
+// CPU Adam alone: the fused step over every parameter chunk's elements.
+absl::StatusOr<double> adam_alone(const std::vector<memory::ChunkLayout>& layouts, int steps) {
+  size_t n = 0;
+  for (const memory::ChunkLayout& l : layouts) n += l.numel_padded();
+  std::vector<absl::StatusOr<memory::AlignedBuffer>> arrays;
+  for (int i = 0; i < 4; ++i) arrays.push_back(memory::AlignedBuffer::allocate(n * sizeof(float)));
+  for (const auto& a : arrays) {
+    if (!a.ok()) return a.status();
+  }
+  kernels::cpu::AdamBuffers b;
+  b.n = n;
+  b.params = reinterpret_cast<float*>(arrays[0]->data());
+  b.grads = arrays[1]->data();
+  b.m = arrays[2]->data();
+  b.v = arrays[3]->data();
+  int64_t step = 0;
+  return bench::median_seconds(steps, [&] {
+    kernels::AdamHyper h;
+    h.step = ++step;
+    kernels::cpu::fused_adam_step(b, h);
+  });
+}
+
+// A memcpy of each chunk the step moved, between two host buffers.
+absl::StatusOr<double> copies_alone(const std::vector<size_t>& chunk_bytes, int steps) {
+  if (chunk_bytes.empty()) return 0.0;
+  const size_t largest = *std::max_element(chunk_bytes.begin(), chunk_bytes.end());
+  absl::StatusOr<memory::AlignedBuffer> src = memory::AlignedBuffer::allocate(largest);
+  absl::StatusOr<memory::AlignedBuffer> dst = memory::AlignedBuffer::allocate(largest);
+  if (!src.ok()) return src.status();
+  if (!dst.ok()) return dst.status();
+  return bench::median_seconds(steps, [&] {
+    for (size_t bytes : chunk_bytes) std::memcpy(dst->data(), src->data(), bytes);
+  });
+}
+
+// NVMe alone: the step's bytes at the GB/s the config's aio block reaches on a
+// file in its nvme_path (written, then read back).
+absl::StatusOr<std::pair<double, double>> nvme_alone(const Config& config, uint64_t read_bytes,
+                                                     uint64_t write_bytes, std::string* note) {
+  if (read_bytes == 0 && write_bytes == 0) return std::pair{0.0, 0.0};
+  const auto& optimizer_paths = config.zero.offload_optimizer.nvme_path;
+  const std::string path = !optimizer_paths.empty() ? optimizer_paths.front()
+                                                    : config.zero.offload_param.nvme_path.front();
+  bench::NvmeRun run;
+  run.options.block_size = static_cast<size_t>(config.aio.block_size);
+  run.options.queue_depth = static_cast<int>(config.aio.queue_depth);
+  run.options.intra_op_parallelism = static_cast<int>(config.aio.intra_op_parallelism);
+  run.options.single_submit = config.aio.single_submit;
+  run.options.overlap_events = config.aio.overlap_events;
+  const uint64_t mib = uint64_t{1} << 20;
+  run.size_bytes =
+      std::max<uint64_t>(64 * mib, (std::max(read_bytes, write_bytes) + mib - 1) / mib * mib);
+  absl::StatusOr<bench::ScratchDir> dir = bench::ScratchDir::create(path, run.size_bytes);
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<bench::NvmeResult> r = bench::measure_nvme(*dir, run, note);
+  if (!r.ok()) return r.status();
+  return std::pair{static_cast<double>(read_bytes) / (r->read_gbps * 1e9),
+                   static_cast<double>(write_bytes) / (r->write_gbps * 1e9)};
+}
+
+}  // namespace
+
+absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& options) {
+  const Config& config = loaded.config;
+  std::ostream& log = options.json ? std::cerr : std::cout;
+  const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  const Tokens tokens(B, config.model.n_positions, config.model.vocab_size);
+
+  absl::StatusOr<Runtime> rt = make_runtime(config, /*with_optimizer=*/true);
+  if (!rt.ok()) return rt.status();
+  if (absl::Status s = rt->model->init_random(config.model.seed); !s.ok()) return s;
+  log << absl::StrFormat(
+      "bench step %s: %d parameters, batch %d = %d x %d, %s\n", config.source_path,
+      rt->model->num_parameters(), config.train_batch_size, B, config.gradient_accumulation_steps,
+      rt->offload
+          ? absl::StrFormat("zero stage %d: params on %s, optimizer on %s", config.zero.stage,
+                            tier_name(rt->placement.params), tier_name(rt->placement.optimizer))
+          : std::string("every tensor on the device"));
+
+  // Two warm-up steps (the first teaches the prefetcher the order), then the timed ones.
+  std::vector<double> step_seconds;
+  std::vector<trace::Span> spans;
+  nvme::EngineStats before, after;
+  for (int i = 0; i < 2 + options.steps; ++i) {
+    const bool traced = i == 1 + options.steps;
+    if (traced) {
+      if (rt->offload) before = rt->offload->nvme_stats();
+      trace::begin_capture();
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::Status s = train_step(*rt, config, tokens);
+    const double seconds = seconds_between(t0, std::chrono::steady_clock::now());
+    if (traced) {
+      spans = trace::end_capture();
+      if (rt->offload) after = rt->offload->nvme_stats();
+    }
+    if (!s.ok()) return s;
+    if (i >= 2) step_seconds.push_back(seconds);
+    log << absl::StrFormat("  step %d: %.3f s%s\n", i + 1, seconds, i < 2 ? " (warm-up)" : "");
+  }
+  const double step_s = bench::median(step_seconds);
+
+  // What the traced step moved, and each lane's busy time in it.
+  const std::vector<memory::ChunkLayout>& layouts = rt->model->layouts();
+  std::vector<size_t> copied_in, copied_out;
+  std::map<int, double> busy;
+  for (const trace::Span& s : spans) {
+    busy[static_cast<int>(s.lane)] += (s.end_ns - s.begin_ns) * 1e-9;
+    if (s.chunk >= 0 && static_cast<size_t>(s.chunk) < layouts.size()) {
+      if (s.lane == trace::Lane::kCopyIn) copied_in.push_back(layouts[s.chunk].bytes());
+      if (s.lane == trace::Lane::kCopyOut) copied_out.push_back(layouts[s.chunk].bytes());
+    }
+  }
+  const uint64_t read_bytes = after.bytes_read - before.bytes_read;
+  const uint64_t write_bytes = after.bytes_written - before.bytes_written;
+
+  log << "measuring each resource alone\n";
+  const int alone_passes = std::max(2, options.steps);
+  absl::StatusOr<double> compute = compute_alone(config, tokens, alone_passes);
+  if (!compute.ok()) return compute.status();
+  absl::StatusOr<double> adam = adam_alone(layouts, alone_passes);
+  if (!adam.ok()) return adam.status();
+  absl::StatusOr<double> copy_in = copies_alone(copied_in, alone_passes);
+  if (!copy_in.ok()) return copy_in.status();
+  absl::StatusOr<double> copy_out = copies_alone(copied_out, alone_passes);
+  if (!copy_out.ok()) return copy_out.status();
+  std::string note;
+  absl::StatusOr<std::pair<double, double>> nvme =
+      nvme_alone(config, read_bytes, write_bytes, &note);
+  if (!nvme.ok()) return nvme.status();
+  if (!note.empty()) log << "note: " << note << "\n";
+
+  const double cpu_s = *compute + *copy_in + *copy_out + *adam;
+  struct Bound {
+    const char* name;
+    double seconds;
+  };
+  const Bound bounds[] = {{"cpu (compute + copies + adam share the cores)", cpu_s},
+                          {"nvme read", nvme->first},
+                          {"nvme write", nvme->second}};
+  const Bound bound =
+      *std::max_element(std::begin(bounds), std::end(bounds),
+                        [](const Bound& a, const Bound& b) { return a.seconds < b.seconds; });
+  const std::string trace_path =
+      !options.trace_path.empty()
+          ? options.trace_path
+          : (fs::path(config.train.output_dir.empty() ? "." : config.train.output_dir) /
+             "step-trace.json")
+                .string();
+  std::error_code ec;
+  fs::create_directories(fs::path(trace_path).parent_path(), ec);
+  {
+    std::ofstream out(trace_path, std::ios::trunc);
+    out << trace::chrome_trace_json(spans);
+    if (!out)
+      return absl::InvalidArgumentError(absl::StrCat("--trace ", trace_path, ": cannot write"));
+  }
+
+  bench::TextTable table({"resource", "alone (s)", "busy in step (s)", "moved per step"});
+  auto lane_busy = [&](trace::Lane l) { return busy[static_cast<int>(l)]; };
+  table.add_row({"compute", bench::format_fixed(*compute, 3),
+                 bench::format_fixed(lane_busy(trace::Lane::kCompute), 3), ""});
+  size_t in_bytes = 0, out_bytes = 0;
+  for (size_t b : copied_in) in_bytes += b;
+  for (size_t b : copied_out) out_bytes += b;
+  table.add_row({"copy in", bench::format_fixed(*copy_in, 3),
+                 bench::format_fixed(lane_busy(trace::Lane::kCopyIn), 3),
+                 bench::format_bytes(in_bytes)});
+  table.add_row({"copy out", bench::format_fixed(*copy_out, 3),
+                 bench::format_fixed(lane_busy(trace::Lane::kCopyOut), 3),
+                 bench::format_bytes(out_bytes)});
+  table.add_row({"cpu adam", bench::format_fixed(*adam, 3),
+                 bench::format_fixed(lane_busy(trace::Lane::kAdam), 3), ""});
+  table.add_row({"nvme read", bench::format_fixed(nvme->first, 3),
+                 bench::format_fixed(lane_busy(trace::Lane::kNvmeRead), 3),
+                 bench::format_bytes(read_bytes)});
+  table.add_row({"nvme write", bench::format_fixed(nvme->second, 3),
+                 bench::format_fixed(lane_busy(trace::Lane::kNvmeWrite), 3),
+                 bench::format_bytes(write_bytes)});
+  log << table.render();
+  log << absl::StrFormat(
+      "step %.3f s (median of %d) | bound %.3f s: %s | ratio %.2f | model waited %.3f s for "
+      "chunks | trace %s\n",
+      step_s, options.steps, bound.seconds, bound.name, step_s / bound.seconds,
+      lane_busy(trace::Lane::kWait), trace_path);
+
+  json components = {{"compute_s", *compute},      {"copy_in_s", *copy_in},
+                     {"copy_out_s", *copy_out},    {"adam_s", *adam},
+                     {"nvme_read_s", nvme->first}, {"nvme_write_s", nvme->second}};
+  json busy_json = json::object();
+  for (int l = 0; l < trace::kNumLanes; ++l) {
+    busy_json[trace::lane_name(static_cast<trace::Lane>(l))] = busy[l];
+  }
+  if (options.json) {
+    std::cout << json{{"step_s", step_s},
+                      {"bound_s", bound.seconds},
+                      {"ratio", step_s / bound.seconds},
+                      {"bound", bound.name},
+                      {"components", components},
+                      {"busy_in_step_s", busy_json},
+                      {"bytes_per_step",
+                       {{"copy_in", in_bytes},
+                        {"copy_out", out_bytes},
+                        {"nvme_read", read_bytes},
+                        {"nvme_write", write_bytes}}},
+                      {"steps", options.steps},
+                      {"trace", trace_path}}
+                     .dump()
+              << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dsinf::trainer
