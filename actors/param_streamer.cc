@@ -84,6 +84,9 @@ struct ShardState {
   std::unique_ptr<memory::ResidencyTable> residency;  // each chunk's device copy
   nvme_swap_actor swap;
   bool open = true;  // prefetches are taken only between begin_step and invalidate
+  // Chunks whose home is being rewritten (invalidate .. updated): never loaded,
+  // and a prefetch asked for meanwhile is kept until the update lands.
+  std::vector<bool> stale, prefetch_wanted;
   uint64_t loads = 0, fetches = 0, waits = 0;
   std::vector<Reply> quiesce_waiters;  // invalidate(): replied once no load is in flight
   // The first failed load, prefetched or not: every later fetch fails with it,
@@ -274,6 +277,8 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
                                              nvme_swap_actor swap) {
   ShardState& s = self->state;
   s.chunks.resize(setup.chunks.size());
+  s.stale.assign(setup.chunks.size(), false);
+  s.prefetch_wanted.assign(setup.chunks.size(), false);
   s.residency = std::make_unique<memory::ResidencyTable>(setup.chunks.size());
   for (chunk_index c = 0; c < setup.chunks.size(); ++c) {
     move(s, c, Residency::kAbsent, home_state(setup.chunks[c]));
@@ -291,6 +296,10 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
           },
           [=](prefetch_atom, chunk_index c) {
             ShardState& st = self->state;
+            if (st.stale[c]) {
+              st.prefetch_wanted[c] = true;
+              return;
+            }
             if (!st.open || st.chunks[c].phase != Phase::kHome) return;
             // Into a free slot, or one whose chunk the model has used and released; a
             // prefetched chunk not used yet is never evicted by another prefetch.
@@ -307,6 +316,7 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
           [=](invalidate_atom) -> caf::result<address, int, std::string, bool> {
             ShardState& st = self->state;
             st.open = false;
+            st.stale.assign(st.stale.size(), true);
             auto reply = self->make_response_promise<address, int, std::string, bool>();
             if (loads_in_flight(st)) {
               st.quiesce_waiters.push_back(reply);
@@ -315,6 +325,18 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
               reply.deliver(address{0}, 0, std::string(), false);
             }
             return reply;
+          },
+          [=](updated_atom, chunk_index c) {
+            ShardState& st = self->state;
+            st.stale[c] = false;
+            const bool wanted = st.prefetch_wanted[c];
+            st.prefetch_wanted[c] = false;
+            if (!wanted) return;
+            if (st.open && st.chunks[c].phase == Phase::kHome) {
+              if (std::optional<int> slot = take_slot(st, Evict::kConsumedOnly)) {
+                start_load(self, c, *slot);
+              }
+            }
           },
           [=](step_atom) { self->state.open = true; },
           [=](stats_atom) -> caf::result<uint64_t, uint64_t, uint64_t> {
@@ -459,6 +481,10 @@ absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
 
 void ParamStreamer::release(size_t c) {
   (*impl_->self)->send(impl_->shard, release_atom::value, static_cast<chunk_index>(c));
+}
+
+void ParamStreamer::updated(size_t c) {
+  caf::anon_send(impl_->shard, updated_atom::value, static_cast<chunk_index>(c));
 }
 
 void ParamStreamer::begin_step() {

@@ -59,8 +59,11 @@ class ParamStreamer {
   void release(size_t c);
   // A training step begins (the prefetcher's order is per step).
   void begin_step();
-  // Forget every chunk on the device (after the optimizer changed the homes).
+  // Before the homes change: waits until no load is in flight, forgets every
+  // chunk on the device, and loads nothing until updated(c) says chunk c's home
+  // is current again (a fetch of such a chunk must wait for that by itself).
   void invalidate();
+  void updated(size_t c);
   StreamerStats stats();
 
   struct Impl;

@@ -93,6 +93,7 @@ OffloadState::OffloadState(kernels::Backend* backend, const Config& config,
     : backend_(backend), config_(config), placement_(placement), layouts_(layouts) {}
 
 OffloadState::~OffloadState() {
+  if (optimizer_.joinable()) optimizer_.join();
   streamer_.reset();  // no read in flight into the slots or staging after this
   for (ClassHome* home : {&params_, &grads_, &master_, &m_, &v_}) {
     for (float* p : home->device) backend_->release(p);
@@ -246,6 +247,8 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
     *w.home = std::move(*home);
   }
 
+  updated_step_.assign(chunks, 0);
+  grads_fresh_.assign(chunks, false);
   if (placement_.params == Tier::kDevice) return absl::OkStatus();
   // Device slots for streamed parameter chunks, each with its NVMe staging.
   actors::StreamerSetup setup;
@@ -373,6 +376,7 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
   std::byte* sets[2][3] = {{staging_[kStageMaster], staging_[kStageM], staging_[kStageV]},
                            {staging_[kStageMaster2], staging_[kStageM2], staging_[kStageV2]}};
   std::vector<PendingIo> reads[2], writes[2];
+  size_t written_chunk[2] = {0, 0};  // the chunk whose writes a set holds
   ClassHome* homes[3] = {&master_home, &m_, &v_};
   auto issue = [&](size_t c, bool write) -> absl::Status {
     for (int k = 0; k < 3; ++k) {
@@ -395,7 +399,9 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
     if (absl::Status s = finish_all(reads[set]); !s.ok()) return drain(s);
     if (c + 1 < n) {
       // The other set is free once the writes of chunk c-1 are done.
+      const bool had_writes = !writes[1 - set].empty();
       if (absl::Status s = finish_all(writes[1 - set]); !s.ok()) return drain(s);
+      if (had_writes) chunk_done(written_chunk[1 - set], hyper.step);
       if (absl::Status s = issue(c + 1, /*write=*/false); !s.ok()) return drain(s);
     }
     kernels::cpu::AdamBuffers b;
@@ -409,6 +415,7 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
       kernels::cpu::fused_adam_step(b, hyper);
     }
     if (absl::Status s = issue(c, /*write=*/true); !s.ok()) return drain(s);
+    written_chunk[set] = c;
     if (&master_home == &params_) continue;
     // The working copy elsewhere: written from the same buffer, which stays
     // untouched until this set's writes are done.
@@ -420,12 +427,19 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
       return drain(s);
     }
   }
+  // The last chunks' writes.
+  for (int set : {static_cast<int>((n - 1) % 2), static_cast<int>(n % 2)}) {
+    if (writes[set].empty()) continue;
+    if (absl::Status s = finish_all(writes[set]); !s.ok()) return drain(s);
+    chunk_done(written_chunk[set], hyper.step);
+  }
   return drain(absl::OkStatus());
 }
 
 // ---- forward and backward ----
 
 absl::StatusOr<const float*> OffloadState::acquire_params(size_t c) {
+  if (absl::Status s = wait_updated(c); !s.ok()) return s;
   if (params_.tier == Tier::kDevice) return params_.device[c];
   return streamer_->acquire(c);
 }
@@ -436,6 +450,20 @@ absl::Status OffloadState::release_params(size_t c) {
 }
 
 absl::Status OffloadState::accumulate_grads(size_t c, const float* visit) {
+  if (grads_fresh_[c]) {
+    // The first visit of the step: the accumulator starts at +0 once the last
+    // step's optimizer is done reading it.
+    if (absl::Status s = wait_updated(c); !s.ok()) return s;
+    if (grads_.tier == Tier::kDevice) {
+      if (absl::Status s = backend_->fill_zero(grads_.device[c], bytes(c), Stream::kCompute);
+          !s.ok()) {
+        return s;
+      }
+    } else {
+      std::memset(grads_.host[c], 0, bytes(c));
+    }
+    grads_fresh_[c] = false;
+  }
   if (grads_.tier == Tier::kDevice) {
     backend_->residual_forward(grads_.device[c], grads_.device[c], visit, numel(c));
     return absl::OkStatus();
@@ -470,6 +498,7 @@ absl::Status OffloadState::write_params(size_t c, const float* host) {
 }
 
 absl::Status OffloadState::read_chunk(size_t c, bool gradients, float* host) {
+  if (absl::Status s = wait_optimizer(); !s.ok()) return s;
   std::vector<std::byte> local(bytes(c) + memory::kChunkAlignment);
   std::byte* staged = reinterpret_cast<std::byte*>(
       memory::align_up(reinterpret_cast<uintptr_t>(local.data()), memory::kChunkAlignment));
@@ -483,20 +512,45 @@ absl::Status OffloadState::read_chunk(size_t c, bool gradients, float* host) {
 
 absl::Status OffloadState::zero_grads() {
   if (streamer_) streamer_->begin_step();
-  for (size_t c = 0; c < layouts_.size(); ++c) {
-    if (grads_.tier == Tier::kDevice) {
-      if (absl::Status s = backend_->fill_zero(grads_.device[c], bytes(c), Stream::kCompute);
-          !s.ok()) {
-        return s;
-      }
-    } else {
-      std::memset(grads_.host[c], 0, bytes(c));
-    }
-  }
+  // Each accumulator is zeroed at its first visit (the optimizer may still be
+  // reading last step's gradients of later chunks).
+  grads_fresh_.assign(layouts_.size(), true);
   return absl::OkStatus();
 }
 
+void OffloadState::chunk_done(size_t c, int64_t step) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    updated_step_[c] = step;
+  }
+  updated_cv_.notify_all();
+  if (streamer_) streamer_->updated(c);
+}
+
+absl::Status OffloadState::wait_updated(size_t c) {
+  std::unique_lock<std::mutex> lock(mu_);
+  updated_cv_.wait(lock, [&] { return updated_step_[c] >= step_count_ || !optimizer_error_.ok(); });
+  return optimizer_error_;
+}
+
+void OffloadState::set_optimizer_steps(int64_t steps) {
+  std::lock_guard<std::mutex> lock(mu_);
+  step_count_ = steps;
+  // Restored homes are current for the restored step.
+  updated_step_.assign(layouts_.size(), steps);
+}
+
+absl::Status OffloadState::wait_optimizer() {
+  if (optimizer_.joinable()) optimizer_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  return optimizer_error_;
+}
+
 absl::StatusOr<double> OffloadState::grad_norm() {
+  if (absl::Status s = wait_optimizer(); !s.ok()) return s;
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    DSINF_CHECK_MSG(!grads_fresh_[c], "a chunk received no gradient this step");
+  }
   double sum = 0;
   for (size_t c = 0; c < layouts_.size(); ++c) {
     // The backend's sum_squares is this same kernel on the CPU backend.
@@ -509,9 +563,13 @@ absl::StatusOr<double> OffloadState::grad_norm() {
 }
 
 absl::Status OffloadState::step(double lr, float grad_scale) {
+  if (absl::Status s = wait_optimizer(); !s.ok()) return s;
   // No parameter chunk may be read while the optimizer rewrites the homes.
   if (streamer_) streamer_->invalidate();
-  ++step_count_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // wait_updated reads it on other threads
+    ++step_count_;
+  }
   kernels::AdamHyper hyper;
   hyper.lr = static_cast<float>(lr);
   hyper.beta1 = static_cast<float>(config_.optimizer.beta1);
@@ -522,47 +580,59 @@ absl::Status OffloadState::step(double lr, float grad_scale) {
   hyper.bias_correction = config_.optimizer.bias_correction;
   hyper.step = step_count_;
   hyper.grad_scale = grad_scale;
-  ClassHome& master_home = master();
-  if (master_home.tier == Tier::kNvme) return step_on_nvme(hyper);
-  for (size_t c = 0; c < layouts_.size(); ++c) {
-    if (master_home.tier == Tier::kDevice) {
-      // The optimizer on the device (gradients are there too): the backend's step.
+  const Tier tier = master().tier;
+  if (tier == Tier::kDevice) return step_on_device(hyper);  // the backend's own step, in order
+  optimizer_ = std::thread([this, hyper, tier] {
+    absl::Status status = tier == Tier::kNvme ? step_on_nvme(hyper) : step_on_host(hyper);
+    if (!status.ok()) {
       {
-        trace::Scope span(trace::Lane::kAdam, "adam (device)", static_cast<int64_t>(c));
-        backend_->adam_step(master_home.device[c], grads_.device[c], m_.device[c], v_.device[c],
-                            numel(c), hyper);
+        std::lock_guard<std::mutex> lock(mu_);
+        optimizer_error_ = status;
       }
-      if (&master_home == &params_) continue;
+      updated_cv_.notify_all();
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::step_on_device(const kernels::AdamHyper& hyper) {
+  ClassHome& master_home = master();
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    {
+      trace::Scope span(trace::Lane::kAdam, "adam (device)", static_cast<int64_t>(c));
+      backend_->adam_step(master_home.device[c], grads_.device[c], m_.device[c], v_.device[c],
+                          numel(c), hyper);
+    }
+    if (&master_home != &params_) {
       // The new weights to the working copy's home: straight into its host block,
       // or through staging on the way to NVMe.
       std::byte* dst = params_.tier == Tier::kHost ? params_.host[c] : staging_[kStageParams];
       absl::StatusOr<float*> p = to_host(master_home, c, dst);
       if (!p.ok()) return p.status();
       if (absl::Status s = from_host(params_, c, *p); !s.ok()) return s;
-      continue;
     }
-    absl::StatusOr<float*> p = to_host(master_home, c, staging_[kStageMaster]);
-    absl::StatusOr<float*> m = to_host(m_, c, staging_[kStageM]);
-    absl::StatusOr<float*> v = to_host(v_, c, staging_[kStageV]);
-    for (const auto* r : {&p, &m, &v}) {
-      if (!r->ok()) return r->status();
-    }
+    chunk_done(c, hyper.step);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::step_on_host(const kernels::AdamHyper& hyper) {
+  ClassHome& master_home = master();
+  for (size_t c = 0; c < layouts_.size(); ++c) {
     kernels::cpu::AdamBuffers b;
     b.n = numel(c);
-    b.params = *p;
+    b.params = reinterpret_cast<float*>(master_home.host[c]);
     b.grads = grads_.host[c];
-    b.m = *m;
-    b.v = *v;
+    b.m = m_.host[c];
+    b.v = v_.host[c];
     {
       trace::Scope span(trace::Lane::kAdam, "adam", static_cast<int64_t>(c));
       kernels::cpu::fused_adam_step(b, hyper);
     }
-    for (auto [home, src] : {std::pair{&master_home, *p}, std::pair{&m_, *m}, std::pair{&v_, *v}}) {
-      if (absl::Status s = from_host(*home, c, src); !s.ok()) return s;
-    }
     if (&master_home != &params_) {
-      if (absl::Status s = from_host(params_, c, *p); !s.ok()) return s;
+      if (absl::Status s = from_host(params_, c, b.params); !s.ok()) return s;
     }
+    chunk_done(c, hyper.step);
   }
   return absl::OkStatus();
 }
@@ -570,6 +640,7 @@ absl::Status OffloadState::step(double lr, float grad_scale) {
 // ---- checkpoints ----
 
 absl::Status OffloadState::read_class(int cls, size_t c, std::byte* host) {
+  if (absl::Status s = wait_optimizer(); !s.ok()) return s;
   ClassHome& home = cls == kParamClass ? master() : cls == kMClass ? m_ : v_;
   absl::StatusOr<float*> p = to_host(home, c, host);
   if (!p.ok()) return p.status();
@@ -578,11 +649,15 @@ absl::Status OffloadState::read_class(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status OffloadState::write_class(int cls, size_t c, const std::byte* host) {
+  if (absl::Status s = wait_optimizer(); !s.ok()) return s;
   if (streamer_ && cls == kParamClass) streamer_->invalidate();
   const float* src = reinterpret_cast<const float*>(host);
   if (cls != kParamClass) return from_host(cls == kMClass ? m_ : v_, c, src);
   if (absl::Status s = from_host(master(), c, src); !s.ok()) return s;
-  if (&master() != &params_) return from_host(params_, c, src);
+  if (&master() != &params_) {
+    if (absl::Status s = from_host(params_, c, src); !s.ok()) return s;
+  }
+  if (streamer_) streamer_->updated(c);
   return absl::OkStatus();
 }
 

@@ -14,12 +14,18 @@
 // loading while the model computes (NVMe reads overlap compute); then the norm
 // over all gradients (clipping and overflow need every gradient first); then
 // Adam chunk by chunk, writing master, m and v back to their homes and the new
-// working parameters to theirs.
+// working parameters to theirs -- on the optimizer's own thread when the
+// optimizer state is off the device, in the order the next forward uses the
+// chunks, so the next step starts at once and waits per chunk only for the
+// update it needs (its parameters, or its gradient accumulator).
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -70,7 +76,7 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   absl::Status write_class(int cls, size_t c, const std::byte* host) override;
   bool has_optimizer() const override { return true; }
   int64_t optimizer_steps() const override { return step_count_; }
-  void set_optimizer_steps(int64_t steps) override { step_count_ = steps; }
+  void set_optimizer_steps(int64_t steps) override;
 
   // Peak bytes of the host pool and bytes held on NVMe.
   size_t host_peak_bytes() const { return pool_ ? pool_->stats().peak_bytes : 0; }
@@ -101,6 +107,14 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   absl::StatusOr<PendingIo> start_io(ClassHome& home, size_t c, std::byte* buffer, bool write);
   static absl::Status finish_all(std::vector<PendingIo>& ios);
   absl::Status step_on_nvme(const kernels::AdamHyper& hyper);
+  absl::Status step_on_host(const kernels::AdamHyper& hyper);
+  absl::Status step_on_device(const kernels::AdamHyper& hyper);
+  // Chunk c's update of step `step` is complete: its homes are current.
+  void chunk_done(size_t c, int64_t step);
+  // Blocks until chunk c is updated for the latest step (or the optimizer failed).
+  absl::Status wait_updated(size_t c);
+  // Blocks until the optimizer's run is over; its error, if any.
+  absl::Status wait_optimizer();
 
   kernels::Backend* backend_;
   Config config_;
@@ -114,6 +128,14 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   std::vector<std::byte*> staging_;       // host staging buffers (largest chunk each)
   std::vector<std::byte*> slot_staging_;  // one per slot: NVMe reads of parameter chunks
   int64_t step_count_ = 0;
+  // The optimizer runs on its own thread while the next step begins: chunk c's
+  // parameters are used, and its gradients reset, only once its update is done.
+  std::thread optimizer_;
+  std::mutex mu_;
+  std::condition_variable updated_cv_;
+  std::vector<int64_t> updated_step_;  // per chunk, guarded by mu_
+  absl::Status optimizer_error_;       // guarded by mu_
+  std::vector<bool> grads_fresh_;      // per chunk: not yet accumulated into this step
   // Last, so it stops (and its reads drain) before the stores and buffers go.
   std::unique_ptr<actors::ParamStreamer> streamer_;
 };
