@@ -46,7 +46,8 @@ using param_shard_actor = caf::typed_actor<
     caf::replies_to<fetch_atom, chunk_index>::with<address, int, std::string, bool>,
     caf::reacts_to<prefetch_atom, chunk_index>, caf::reacts_to<release_atom, chunk_index>,
     caf::replies_to<invalidate_atom>::with<address, int, std::string, bool>,
-    caf::reacts_to<updated_atom, chunk_index>, caf::reacts_to<step_atom>, caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t>>;
+    caf::reacts_to<updated_atom, chunk_index, bool>, caf::reacts_to<step_atom>,
+    caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t>>;
 
 // prefetch: learns the order in which the model touches chunks during the
 // first step and then keeps the next chunks moving ahead of the model.

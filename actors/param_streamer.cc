@@ -87,6 +87,7 @@ struct ShardState {
   // Chunks whose home is being rewritten (invalidate .. updated): never loaded,
   // and a prefetch asked for meanwhile is kept until the update lands.
   std::vector<bool> stale, prefetch_wanted;
+  std::vector<bool> cache_valid;  // chunks whose host cache holds the current home
   uint64_t loads = 0, fetches = 0, waits = 0;
   std::vector<Reply> quiesce_waiters;  // invalidate(): replied once no load is in flight
   // The first failed load, prefetched or not: every later fetch fails with it,
@@ -94,8 +95,10 @@ struct ShardState {
   absl::Status failure;
 };
 
-Residency home_state(const ChunkHome& home) {
-  return home.host != nullptr ? Residency::kOnHost : Residency::kOnNvme;
+// Where the chunk's bytes are when it is not on the device: its host home, a
+// valid host cache, or NVMe.
+Residency home_state(const ChunkHome& home, bool cache_valid) {
+  return home.host != nullptr || cache_valid ? Residency::kOnHost : Residency::kOnNvme;
 }
 
 void move(ShardState& s, chunk_index c, Residency from, Residency to) {
@@ -132,7 +135,7 @@ std::optional<int> take_slot(ShardState& s, Evict evict) {
       if (cs.phase == Phase::kReady && cs.users == 0 && (cs.used_since_load || !consumed_only)) {
         const int slot = cs.slot;
         move(s, c, Residency::kOnDevice, Residency::kAbsent);
-        move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c]));
+        move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c], s.cache_valid[c]));
         cs = ChunkSlot{};
         return slot;
       }
@@ -148,7 +151,7 @@ void drop_all(ShardState& s) {
     if (cs.phase != Phase::kReady) continue;
     DSINF_CHECK_MSG(cs.users == 0, "homes changed while the model holds a chunk");
     move(s, c, Residency::kOnDevice, Residency::kAbsent);
-    move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c]));
+    move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c], s.cache_valid[c]));
     s.free_slots.push_back(cs.slot);
     cs = ChunkSlot{};
   }
@@ -177,13 +180,15 @@ void start_load(ShardPointer self, chunk_index c, int slot) {
   cs.slot = slot;
   ++s.loads;
   const ChunkHome& home = s.setup.chunks[c];
-  if (home.host != nullptr) {
+  if (home.host != nullptr || s.cache_valid[c]) {
     move(s, c, Residency::kOnHost, Residency::kUploading);
-    finish_load(self, c, upload(s, c, home.host));
+    finish_load(self, c, upload(s, c, home.host != nullptr ? home.host : home.cache));
     return;
   }
   move(s, c, Residency::kOnNvme, Residency::kReading);
-  const address staging = reinterpret_cast<address>(s.setup.staging[slot]);
+  // A cached chunk is read into its cache, which then serves its later visits.
+  std::byte* target = home.cache != nullptr ? home.cache : s.setup.staging[slot];
+  const address staging = reinterpret_cast<address>(target);
   self->request(s.swap, caf::infinite, read_atom::value, reinterpret_cast<uint64_t>(home.swap),
                 static_cast<uint64_t>(home.swap_id), staging)
       .then([=](int code, std::string message) {
@@ -195,7 +200,12 @@ void start_load(ShardPointer self, chunk_index c, int slot) {
         }
         move(st, c, Residency::kReading, Residency::kOnHost);
         move(st, c, Residency::kOnHost, Residency::kUploading);
-        finish_load(self, c, upload(st, c, st.setup.staging[st.chunks[c].slot]));
+        const ChunkHome& h = st.setup.chunks[c];
+        // Not when the home is being rewritten: the bytes read are the old ones.
+        if (h.cache != nullptr && !st.stale[c]) st.cache_valid[c] = true;
+        finish_load(
+            self, c,
+            upload(st, c, h.cache != nullptr ? h.cache : st.setup.staging[st.chunks[c].slot]));
       });
 }
 
@@ -208,7 +218,7 @@ void finish_load(ShardPointer self, chunk_index c, const absl::Status& status) {
     if (s.residency->state(c) == Residency::kUploading) {
       move(s, c, Residency::kUploading, Residency::kOnDevice);
       move(s, c, Residency::kOnDevice, Residency::kAbsent);
-      move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c]));
+      move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c], s.cache_valid[c]));
     }
     s.free_slots.push_back(cs.slot);
     cs = ChunkSlot{};
@@ -278,10 +288,11 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
   ShardState& s = self->state;
   s.chunks.resize(setup.chunks.size());
   s.stale.assign(setup.chunks.size(), false);
+  s.cache_valid.assign(setup.chunks.size(), false);
   s.prefetch_wanted.assign(setup.chunks.size(), false);
   s.residency = std::make_unique<memory::ResidencyTable>(setup.chunks.size());
   for (chunk_index c = 0; c < setup.chunks.size(); ++c) {
-    move(s, c, Residency::kAbsent, home_state(setup.chunks[c]));
+    move(s, c, Residency::kAbsent, home_state(setup.chunks[c], false));
   }
   for (int i = static_cast<int>(setup.slots.size()) - 1; i >= 0; --i) s.free_slots.push_back(i);
   s.setup = std::move(setup);
@@ -317,6 +328,15 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
             ShardState& st = self->state;
             st.open = false;
             st.stale.assign(st.stale.size(), true);
+            // Host caches will be stale too: chunks resting in one go back to NVMe.
+            for (chunk_index c = 0; c < st.chunks.size(); ++c) {
+              if (!st.cache_valid[c]) continue;
+              if (st.chunks[c].phase == Phase::kHome) {
+                move(st, c, Residency::kOnHost, Residency::kAbsent);
+                move(st, c, Residency::kAbsent, Residency::kOnNvme);
+              }
+            }
+            st.cache_valid.assign(st.cache_valid.size(), false);
             auto reply = self->make_response_promise<address, int, std::string, bool>();
             if (loads_in_flight(st)) {
               st.quiesce_waiters.push_back(reply);
@@ -326,9 +346,15 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
             }
             return reply;
           },
-          [=](updated_atom, chunk_index c) {
+          [=](updated_atom, chunk_index c, bool cached) {
             ShardState& st = self->state;
             st.stale[c] = false;
+            if (cached && st.setup.chunks[c].cache != nullptr && !st.cache_valid[c] &&
+                st.chunks[c].phase == Phase::kHome) {
+              move(st, c, Residency::kOnNvme, Residency::kAbsent);
+              move(st, c, Residency::kAbsent, Residency::kOnHost);
+              st.cache_valid[c] = true;
+            }
             const bool wanted = st.prefetch_wanted[c];
             st.prefetch_wanted[c] = false;
             if (!wanted) return;
@@ -483,8 +509,8 @@ void ParamStreamer::release(size_t c) {
   (*impl_->self)->send(impl_->shard, release_atom::value, static_cast<chunk_index>(c));
 }
 
-void ParamStreamer::updated(size_t c) {
-  caf::anon_send(impl_->shard, updated_atom::value, static_cast<chunk_index>(c));
+void ParamStreamer::updated(size_t c, bool cached) {
+  caf::anon_send(impl_->shard, updated_atom::value, static_cast<chunk_index>(c), cached);
 }
 
 void ParamStreamer::begin_step() {

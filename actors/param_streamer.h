@@ -25,6 +25,9 @@ struct ChunkHome {
   const std::byte* host = nullptr;  // when not null
   nvme::SwapStore* swap = nullptr;  // else: chunk `swap_id` of this store
   uint32_t swap_id = 0;
+  // With a swap home: a host copy kept between uses (offload_param.max_in_cpu),
+  // filled by the first read or by the optimizer; null when not cached.
+  std::byte* cache = nullptr;
   size_t bytes = 0;  // page-padded chunk size
 };
 
@@ -63,7 +66,8 @@ class ParamStreamer {
   // chunk on the device, and loads nothing until updated(c) says chunk c's home
   // is current again (a fetch of such a chunk must wait for that by itself).
   void invalidate();
-  void updated(size_t c);
+  // Chunk c's home is current; with `cached`, its host cache holds it too.
+  void updated(size_t c, bool cached);
   StreamerStats stats();
 
   struct Impl;

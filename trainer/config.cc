@@ -225,9 +225,7 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
   optimizer.read_bool("fast_init", &oo.fast_init);
   optimizer.read_number("ratio", {0.0, 1.0, true, false}, &oo.ratio);
   if (param.diagnostics()->ok()) {
-    for (absl::string_view key : {"buffer_size", "max_in_cpu"}) {
-      if (param.has(key)) param.warn(key, kOffloadNotBuilt);
-    }
+    if (param.has("buffer_size")) param.warn("buffer_size", kOffloadNotBuilt);
   }
   if (optimizer.diagnostics()->ok()) {
     for (absl::string_view key : {"buffer_count", "fast_init", "ratio"}) {

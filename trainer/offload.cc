@@ -267,6 +267,12 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
   }
   setup.slots = slots_;
   setup.staging = slot_staging_;
+  param_cache_.assign(chunks, nullptr);
+  for (size_t c = 0; params_on_nvme && c < plan.cached_chunks; ++c) {
+    absl::StatusOr<std::byte*> block = pool_->allocate(bytes(c));
+    if (!block.ok()) return block.status();
+    param_cache_[c] = *block;
+  }
   for (size_t c = 0; c < chunks; ++c) {
     actors::ChunkHome home;
     home.bytes = bytes(c);
@@ -275,6 +281,7 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
     } else {
       home.swap = params_.swap;
       home.swap_id = params_.first_id + static_cast<uint32_t>(c);
+      home.cache = param_cache_[c];
     }
     setup.chunks.push_back(home);
   }
@@ -401,7 +408,10 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
       // The other set is free once the writes of chunk c-1 are done.
       const bool had_writes = !writes[1 - set].empty();
       if (absl::Status s = finish_all(writes[1 - set]); !s.ok()) return drain(s);
-      if (had_writes) chunk_done(written_chunk[1 - set], hyper.step);
+      if (had_writes) {
+        chunk_done(written_chunk[1 - set], hyper.step,
+                   reinterpret_cast<const float*>(sets[1 - set][0]));
+      }
       if (absl::Status s = issue(c + 1, /*write=*/false); !s.ok()) return drain(s);
     }
     kernels::cpu::AdamBuffers b;
@@ -431,7 +441,7 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
   for (int set : {static_cast<int>((n - 1) % 2), static_cast<int>(n % 2)}) {
     if (writes[set].empty()) continue;
     if (absl::Status s = finish_all(writes[set]); !s.ok()) return drain(s);
-    chunk_done(written_chunk[set], hyper.step);
+    chunk_done(written_chunk[set], hyper.step, reinterpret_cast<const float*>(sets[set][0]));
   }
   return drain(absl::OkStatus());
 }
@@ -518,13 +528,16 @@ absl::Status OffloadState::zero_grads() {
   return absl::OkStatus();
 }
 
-void OffloadState::chunk_done(size_t c, int64_t step) {
+void OffloadState::chunk_done(size_t c, int64_t step, const float* new_params) {
+  // The shard leaves a stale chunk's cache alone until it hears of the update.
+  const bool cached = new_params != nullptr && c < param_cache_.size() && param_cache_[c];
+  if (cached) std::memcpy(param_cache_[c], new_params, bytes(c));
   {
     std::lock_guard<std::mutex> lock(mu_);
     updated_step_[c] = step;
   }
   updated_cv_.notify_all();
-  if (streamer_) streamer_->updated(c);
+  if (streamer_) streamer_->updated(c, cached);
 }
 
 absl::Status OffloadState::wait_updated(size_t c) {
@@ -611,7 +624,9 @@ absl::Status OffloadState::step_on_device(const kernels::AdamHyper& hyper) {
       if (!p.ok()) return p.status();
       if (absl::Status s = from_host(params_, c, *p); !s.ok()) return s;
     }
-    chunk_done(c, hyper.step);
+    chunk_done(c, hyper.step,
+               params_.tier == Tier::kNvme ? reinterpret_cast<const float*>(staging_[kStageParams])
+                                           : nullptr);
   }
   return absl::OkStatus();
 }
@@ -632,7 +647,7 @@ absl::Status OffloadState::step_on_host(const kernels::AdamHyper& hyper) {
     if (&master_home != &params_) {
       if (absl::Status s = from_host(params_, c, b.params); !s.ok()) return s;
     }
-    chunk_done(c, hyper.step);
+    chunk_done(c, hyper.step, b.params);
   }
   return absl::OkStatus();
 }
@@ -657,7 +672,9 @@ absl::Status OffloadState::write_class(int cls, size_t c, const std::byte* host)
   if (&master() != &params_) {
     if (absl::Status s = from_host(params_, c, src); !s.ok()) return s;
   }
-  if (streamer_) streamer_->updated(c);
+  const bool cached = c < param_cache_.size() && param_cache_[c] != nullptr;
+  if (cached) std::memcpy(param_cache_[c], src, bytes(c));
+  if (streamer_) streamer_->updated(c, cached);
   return absl::OkStatus();
 }
 

@@ -110,7 +110,8 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   absl::Status step_on_host(const kernels::AdamHyper& hyper);
   absl::Status step_on_device(const kernels::AdamHyper& hyper);
   // Chunk c's update of step `step` is complete: its homes are current.
-  void chunk_done(size_t c, int64_t step);
+  // new_params (host, the chunk's new weights) refreshes its host cache, if any.
+  void chunk_done(size_t c, int64_t step, const float* new_params);
   // Blocks until chunk c is updated for the latest step (or the optimizer failed).
   absl::Status wait_updated(size_t c);
   // Blocks until the optimizer's run is over; its error, if any.
@@ -127,6 +128,7 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   std::vector<float*> slots_;             // device slots for streamed parameter chunks
   std::vector<std::byte*> staging_;       // host staging buffers (largest chunk each)
   std::vector<std::byte*> slot_staging_;  // one per slot: NVMe reads of parameter chunks
+  std::vector<std::byte*> param_cache_;  // per chunk: host copy of an NVMe parameter chunk, or null
   int64_t step_count_ = 0;
   // The optimizer runs on its own thread while the next step begins: chunk c's
   // parameters are used, and its gradients reset, only once its update is done.

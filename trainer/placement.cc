@@ -57,6 +57,7 @@ Placement place(const Config& config) {
   p.pin_memory =
       p.optimizer != Tier::kDevice ? z.offload_optimizer.pin_memory : z.offload_param.pin_memory;
   p.param_buffer_count = z.offload_param.buffer_count;
+  p.param_max_in_cpu = z.offload_param.max_in_cpu;
   return p;
 }
 
@@ -123,6 +124,24 @@ absl::StatusOr<MemoryPlan> plan_memory(const Config& config, const Placement& p,
         "memory.host_budget_bytes: ", mib(host_budget), " cannot hold ", mib(plan.host_class_bytes),
         " of chunks kept on the host and ", mib(plan.host_staging_bytes),
         " of staging buffers; the least budget that trains this config is ", plan.host_bytes));
+  }
+  if (p.params == Tier::kNvme) {
+    // DeepSpeed's max_in_cpu: up to that many parameter elements also stay on
+    // the host (whole chunks, in the model's order, within the host budget), so
+    // repeated visits in a step, and the step after the optimizer refreshed
+    // them, read no NVMe.
+    const uint64_t room = host_budget > 0 ? host_budget - plan.host_bytes : UINT64_MAX;
+    uint64_t elements = 0;
+    for (const memory::ChunkLayout& layout : layouts) {
+      elements += layout.numel_padded();
+      if (elements > static_cast<uint64_t>(std::max<int64_t>(p.param_max_in_cpu, 0)) ||
+          plan.host_cache_bytes + layout.bytes() > room) {
+        break;
+      }
+      plan.host_cache_bytes += layout.bytes();
+      ++plan.cached_chunks;
+    }
+    plan.host_bytes += plan.host_cache_bytes;
   }
   return plan;
 }

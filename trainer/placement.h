@@ -32,6 +32,7 @@ struct Placement {
   std::vector<std::string> optimizer_paths;  // offload_optimizer.nvme_path
   bool pin_memory = true;
   int64_t param_buffer_count = 5;  // offload_param.buffer_count: device slots for streamed chunks
+  int64_t param_max_in_cpu = 1000000000;  // offload_param.max_in_cpu: elements cached on the host
 
   bool all_on_device() const {
     return params == Tier::kDevice && grads == Tier::kDevice && optimizer == Tier::kDevice;
@@ -51,7 +52,9 @@ struct MemoryPlan {
   size_t device_min_bytes = 0;    // the least device budget that trains (one slot)
   size_t host_class_bytes = 0;    // host: chunk classes whose home is the host
   size_t host_staging_bytes = 0;  // host: staging buffers for NVMe and gradients
-  size_t host_bytes = 0;          // the host pool: classes + staging
+  size_t host_cache_bytes = 0;    // host: parameter chunks on NVMe also kept on the host
+  size_t cached_chunks = 0;       // ... the first this many chunks (offload_param.max_in_cpu)
+  size_t host_bytes = 0;          // the host pool: classes + staging + cache
   size_t nvme_bytes = 0;          // swap space, page-padded chunks
 };
 

@@ -597,8 +597,10 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
       << "  least budget     " << bytes_text(static_cast<double>(plan.device_min_bytes))
       << (plan.slot_bytes > 0 ? " (one parameter slot)\n" : "\n");
   out << "host pool: " << bytes_text(static_cast<double>(plan.host_class_bytes)) << " of classes + "
-      << bytes_text(static_cast<double>(plan.host_staging_bytes))
-      << " of staging = " << bytes_text(static_cast<double>(plan.host_bytes));
+      << bytes_text(static_cast<double>(plan.host_staging_bytes)) << " of staging + "
+      << bytes_text(static_cast<double>(plan.host_cache_bytes)) << " of NVMe parameters cached ("
+      << plan.cached_chunks << " chunks, offload_param.max_in_cpu) = "
+      << bytes_text(static_cast<double>(plan.host_bytes));
   if (plan.host_bytes > 0) {
     out << ", " << (p.pin_memory ? "pinned" : "pageable") << " (" << pin_key(p) << " "
         << (p.pin_memory ? "true" : "false") << ")";
@@ -628,7 +630,11 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   const double gas = static_cast<double>(config.gradient_accumulation_steps);
   double read_bytes = 0, write_bytes = 0;
   if (p.params == Tier::kNvme) {
-    read_bytes += gas * (2.0 * total + embed_bytes);
+    // Chunks cached on the host (offload_param.max_in_cpu) are refreshed by the
+    // optimizer and read from there; the others are read at every visit.
+    const double uncached = static_cast<double>(total) - static_cast<double>(plan.host_cache_bytes);
+    const double uncached_embed = plan.cached_chunks > 0 ? 0.0 : static_cast<double>(embed_bytes);
+    read_bytes += gas * (2.0 * uncached + uncached_embed);
     if (shared) read_bytes += total;  // the optimizer reads the master copy
     write_bytes += total;             // the updated weights
   }
@@ -718,10 +724,12 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
                       {"host",
                        {{"classes", plan.host_class_bytes},
                         {"staging", plan.host_staging_bytes},
+                        {"cache", plan.host_cache_bytes},
+                        {"cached_chunks", plan.cached_chunks},
                         {"total", plan.host_bytes},
                         {"pinned", plan.host_bytes > 0 && p.pin_memory},
                         {"budget", host_budget},
-                        {"min_budget", plan.host_bytes}}},
+                        {"min_budget", plan.host_bytes - plan.host_cache_bytes}}},
                       {"nvme", {{"total", plan.nvme_bytes}, {"paths", paths}}}}},
                     {"classes", class_list},
                     {"warnings", warnings},

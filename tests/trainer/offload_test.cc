@@ -105,6 +105,21 @@ TEST(Offload, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
       EXPECT_EQ(peak["nvme"].get<int64_t>() > 0, nvme) << peak.dump();
     }
   }
+  // Parameters on NVMe with no host cache (offload_param.max_in_cpu 0): every
+  // visit reads its chunk from NVMe.
+  for (const std::string& optimizer : {"nvme", "cpu"}) {
+    const std::string name = "uncached_o" + optimizer;
+    SCOPED_TRACE(name);
+    json config = base_config(dir, dir / name, 4);
+    json param = offload("nvme", dir / "swap");
+    param["max_in_cpu"] = 0;
+    config["zero_optimization"] = {{"stage", 3},
+                                   {"offload_param", param},
+                                   {"offload_optimizer", offload(optimizer, dir / "swap")}};
+    const CommandResult r = train(dir, name, config);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(checkpoint(dir / name, 4) == expected) << "checkpoint differs from stage 0";
+  }
   // Every private swap directory was removed at exit.
   EXPECT_TRUE(list_dir(dir / "swap").empty());
 }

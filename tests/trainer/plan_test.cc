@@ -87,12 +87,13 @@ json stage2_cpu(const TempDir& dir) {
   return c;
 }
 
+// max_in_cpu 0: no parameter chunk cached on the host, so every visit reads NVMe.
 json stage3_nvme(const TempDir& dir) {
   fs::create_directories(dir / "swap");
   json c = base_config(dir);
   c["zero_optimization"] = {
       {"stage", 3},
-      {"offload_param", {{"device", "nvme"}, {"nvme_path", dir / "swap"}}},
+      {"offload_param", {{"device", "nvme"}, {"nvme_path", dir / "swap"}, {"max_in_cpu", 0}}},
       {"offload_optimizer", {{"device", "nvme"}, {"nvme_path", dir / "swap"}}}};
   return c;
 }
@@ -249,6 +250,18 @@ TEST(Plan, Stage3NvmeStreamsParamsAndSwapsTheOptimizer) {
   EXPECT_EQ(r["predicted"]["nvme_read_bytes"].get<double>(),
             gas * (2.0 * m.total() + m.chunks[0]) + 3.0 * m.total());
   EXPECT_EQ(r["predicted"]["nvme_write_bytes"].get<double>(), 3.0 * m.total());
+  EXPECT_EQ(host["cache"].get<size_t>(), 0u);
+
+  // DeepSpeed's default max_in_cpu (1e9 elements) keeps every parameter chunk on
+  // the host too: the visits read no NVMe, only the optimizer does.
+  json cached = stage3_nvme(dir);
+  cached["zero_optimization"]["offload_param"].erase("max_in_cpu");
+  const Plan pc = plan(dir, "cached", cached);
+  ASSERT_EQ(pc.run.exit_code, 0) << pc.run.err;
+  const json& c = pc.result;
+  EXPECT_EQ(c["bytes"]["host"]["cache"].get<size_t>(), m.total());
+  EXPECT_EQ(c["bytes"]["host"]["cached_chunks"].get<size_t>(), m.chunks.size());
+  EXPECT_EQ(c["predicted"]["nvme_read_bytes"].get<double>(), 3.0 * m.total());
 }
 
 TEST(Plan, PredictedStepNamesTheBoundingResource) {
