@@ -45,7 +45,7 @@ using nvme_swap_actor = caf::typed_actor<
 using param_shard_actor = caf::typed_actor<
     caf::replies_to<fetch_atom, chunk_index>::with<address, int, std::string, bool>,
     caf::reacts_to<prefetch_atom, chunk_index>, caf::reacts_to<release_atom, chunk_index>,
-    caf::replies_to<invalidate_atom>::with<address, int, std::string, bool>,
+    caf::replies_to<invalidate_atom, bool>::with<address, int, std::string, bool>,
     caf::reacts_to<updated_atom, chunk_index, bool>, caf::reacts_to<step_atom>,
     caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t>>;
 

@@ -87,7 +87,8 @@ struct ShardState {
   // Chunks whose home is being rewritten (invalidate .. updated): never loaded,
   // and a prefetch asked for meanwhile is kept until the update lands.
   std::vector<bool> stale, prefetch_wanted;
-  std::vector<bool> cache_valid;  // chunks whose host cache holds the current home
+  std::vector<std::vector<Reply>> waiting_update;  // fetches of stale chunks
+  std::vector<bool> cache_valid;                   // chunks whose host cache holds the current home
   uint64_t loads = 0, fetches = 0, waits = 0;
   std::vector<Reply> quiesce_waiters;  // invalidate(): replied once no load is in flight
   // The first failed load, prefetched or not: every later fetch fails with it,
@@ -250,6 +251,11 @@ void serve(ShardPointer self, chunk_index c, Reply reply) {
     reply.deliver(address{0}, code_of(s.failure), std::string(s.failure.message()), false);
     return;
   }
+  if (s.stale[c]) {
+    // Never load a chunk whose home is being rewritten; serve it once updated.
+    s.waiting_update[c].push_back(std::move(reply));
+    return;
+  }
   ChunkSlot& cs = s.chunks[c];
   switch (cs.phase) {
     case Phase::kReady:
@@ -288,6 +294,7 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
   ShardState& s = self->state;
   s.chunks.resize(setup.chunks.size());
   s.stale.assign(setup.chunks.size(), false);
+  s.waiting_update.resize(setup.chunks.size());
   s.cache_valid.assign(setup.chunks.size(), false);
   s.prefetch_wanted.assign(setup.chunks.size(), false);
   s.residency = std::make_unique<memory::ResidencyTable>(setup.chunks.size());
@@ -324,10 +331,10 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
             --st.chunks[c].users;
             drain_blocked(self);
           },
-          [=](invalidate_atom) -> caf::result<address, int, std::string, bool> {
+          [=](invalidate_atom, bool mark_stale) -> caf::result<address, int, std::string, bool> {
             ShardState& st = self->state;
             st.open = false;
-            st.stale.assign(st.stale.size(), true);
+            if (mark_stale) st.stale.assign(st.stale.size(), true);
             // Host caches will be stale too: chunks resting in one go back to NVMe.
             for (chunk_index c = 0; c < st.chunks.size(); ++c) {
               if (!st.cache_valid[c]) continue;
@@ -355,6 +362,9 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
               move(st, c, Residency::kAbsent, Residency::kOnHost);
               st.cache_valid[c] = true;
             }
+            std::vector<Reply> fetches = std::move(st.waiting_update[c]);
+            st.waiting_update[c].clear();
+            for (Reply& r : fetches) serve(self, c, std::move(r));
             const bool wanted = st.prefetch_wanted[c];
             st.prefetch_wanted[c] = false;
             if (!wanted) return;
@@ -523,9 +533,9 @@ void ParamStreamer::begin_step() {
   (*impl_->self)->send(impl_->prefetch, step_atom::value);
 }
 
-void ParamStreamer::invalidate() {
+void ParamStreamer::invalidate(bool mark_stale) {
   (*impl_->self)
-      ->request(impl_->shard, caf::infinite, invalidate_atom::value)
+      ->request(impl_->shard, caf::infinite, invalidate_atom::value, mark_stale)
       .receive([](address, int, std::string, bool) {}, [](caf::error&) {});
 }
 

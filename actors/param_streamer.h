@@ -65,7 +65,9 @@ class ParamStreamer {
   // Before the homes change: waits until no load is in flight, forgets every
   // chunk on the device, and loads nothing until updated(c) says chunk c's home
   // is current again (a fetch of such a chunk must wait for that by itself).
-  void invalidate();
+  // With mark_stale false the chunks stay loadable (homes rewritten between
+  // steps, e.g. by a checkpoint load, each followed by updated()).
+  void invalidate(bool mark_stale = true);
   // Chunk c's home is current; with `cached`, its host cache holds it too.
   void updated(size_t c, bool cached);
   StreamerStats stats();

@@ -383,7 +383,8 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
   std::byte* sets[2][3] = {{staging_[kStageMaster], staging_[kStageM], staging_[kStageV]},
                            {staging_[kStageMaster2], staging_[kStageM2], staging_[kStageV2]}};
   std::vector<PendingIo> reads[2], writes[2];
-  size_t written_chunk[2] = {0, 0};  // the chunk whose writes a set holds
+  size_t written_chunk[2] = {0, 0};   // the chunk whose writes a set holds
+  bool reported[2] = {false, false};  // ... already reported done (before its writes end)
   ClassHome* homes[3] = {&master_home, &m_, &v_};
   auto issue = [&](size_t c, bool write) -> absl::Status {
     for (int k = 0; k < 3; ++k) {
@@ -408,7 +409,7 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
       // The other set is free once the writes of chunk c-1 are done.
       const bool had_writes = !writes[1 - set].empty();
       if (absl::Status s = finish_all(writes[1 - set]); !s.ok()) return drain(s);
-      if (had_writes) {
+      if (had_writes && !reported[1 - set]) {
         chunk_done(written_chunk[1 - set], hyper.step,
                    reinterpret_cast<const float*>(sets[1 - set][0]));
       }
@@ -426,22 +427,32 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
     }
     if (absl::Status s = issue(c, /*write=*/true); !s.ok()) return drain(s);
     written_chunk[set] = c;
-    if (&master_home == &params_) continue;
-    // The working copy elsewhere: written from the same buffer, which stays
-    // untouched until this set's writes are done.
-    if (params_.tier == Tier::kNvme) {
-      absl::StatusOr<PendingIo> io = start_io(params_, c, sets[set][0], /*write=*/true);
-      if (!io.ok()) return drain(io.status());
-      writes[set].push_back(*std::move(io));
-    } else if (absl::Status s = from_host(params_, c, b.params); !s.ok()) {
-      return drain(s);
+    if (&master_home != &params_) {
+      // The working copy elsewhere: written from the same buffer, which stays
+      // untouched until this set's writes are done.
+      if (params_.tier == Tier::kNvme) {
+        absl::StatusOr<PendingIo> io = start_io(params_, c, sets[set][0], /*write=*/true);
+        if (!io.ok()) return drain(io.status());
+        writes[set].push_back(*std::move(io));
+      } else if (absl::Status s = from_host(params_, c, b.params); !s.ok()) {
+        return drain(s);
+      }
     }
+    // The next step may use the chunk as soon as its new weights are where it
+    // reads them: a host or device working copy, or the host cache of an NVMe
+    // one. Master, m and v reach NVMe meanwhile; the next optimizer run and
+    // every checkpoint wait for this run to end. Uncached NVMe weights are
+    // reported once written.
+    reported[set] = params_.tier != Tier::kNvme || param_cache_[c] != nullptr;
+    if (reported[set]) chunk_done(c, hyper.step, b.params);
   }
   // The last chunks' writes.
   for (int set : {static_cast<int>((n - 1) % 2), static_cast<int>(n % 2)}) {
     if (writes[set].empty()) continue;
     if (absl::Status s = finish_all(writes[set]); !s.ok()) return drain(s);
-    chunk_done(written_chunk[set], hyper.step, reinterpret_cast<const float*>(sets[set][0]));
+    if (!reported[set]) {
+      chunk_done(written_chunk[set], hyper.step, reinterpret_cast<const float*>(sets[set][0]));
+    }
   }
   return drain(absl::OkStatus());
 }
@@ -532,12 +543,14 @@ void OffloadState::chunk_done(size_t c, int64_t step, const float* new_params) {
   // The shard leaves a stale chunk's cache alone until it hears of the update.
   const bool cached = new_params != nullptr && c < param_cache_.size() && param_cache_[c];
   if (cached) std::memcpy(param_cache_[c], new_params, bytes(c));
+  // The shard hears first: the model's fetch, sent once it sees the update
+  // below, then reaches the shard's mailbox behind this message.
+  if (streamer_) streamer_->updated(c, cached);
   {
     std::lock_guard<std::mutex> lock(mu_);
     updated_step_[c] = step;
   }
   updated_cv_.notify_all();
-  if (streamer_) streamer_->updated(c, cached);
 }
 
 absl::Status OffloadState::wait_updated(size_t c) {
@@ -665,7 +678,7 @@ absl::Status OffloadState::read_class(int cls, size_t c, std::byte* host) {
 
 absl::Status OffloadState::write_class(int cls, size_t c, const std::byte* host) {
   if (absl::Status s = wait_optimizer(); !s.ok()) return s;
-  if (streamer_ && cls == kParamClass) streamer_->invalidate();
+  if (streamer_ && cls == kParamClass) streamer_->invalidate(/*mark_stale=*/false);
   const float* src = reinterpret_cast<const float*>(host);
   if (cls != kParamClass) return from_host(cls == kMClass ? m_ : v_, c, src);
   if (absl::Status s = from_host(master(), c, src); !s.ok()) return s;
