@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "tests/test_util.h"
+#include "tests/trainer/train_util.h"
 
 extern char** environ;
 
@@ -30,29 +31,11 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string corpus(const TempDir& dir) {
-  const std::string licenses = "/usr/share/common-licenses/GPL-3";
-  if (fs::exists(licenses)) return licenses;
-  std::string text;
-  for (int i = 0; text.size() < 40000; ++i) text += "lorem ipsum " + std::to_string(i) + ". ";
-  write_text(dir / "corpus.txt", text);
-  return dir / "corpus.txt";
-}
-
-json base_config(const TempDir& dir, const std::string& out, int steps) {
-  return {
-      {"train_micro_batch_size_per_gpu", 2},
-      {"gradient_accumulation_steps", 2},
-      {"optimizer", {{"type", "AdamW"}, {"params", {{"lr", 3e-3}, {"weight_decay", 0.01}}}}},
-      {"scheduler",
-       {{"type", "WarmupDecayLR"},
-        {"params", {{"total_num_steps", 40}, {"warmup_num_steps", 2}, {"warmup_max_lr", 3e-3}}}}},
-      {"gradient_clipping", 0.5},
-      {"steps_per_print", 1},
-      {"model",
-       {{"n_layer", 3}, {"n_head", 2}, {"n_embd", 32}, {"n_positions", 32}, {"vocab_size", 256}}},
-      {"data", {{"path", corpus(dir)}}},
-      {"train", {{"steps", steps}, {"output_dir", out}, {"seed", 7}, {"save_interval", 2}}}};
+// base_config with a checkpoint every 2 steps.
+json fault_config(const TempDir& dir, const std::string& out, int steps) {
+  json config = base_config(dir, out, steps);
+  config["train"]["save_interval"] = 2;
+  return config;
 }
 
 // ZeRO-3 with the parameters and the optimizer state swapped to `swap_dir`.
@@ -74,30 +57,12 @@ CommandResult train(const TempDir& dir, const std::string& config_path,
   return run_command(env + " " + dsinf_binary() + " train " + config_path + " --json", dir.path());
 }
 
-json summary(const CommandResult& r) {
-  for (const json& line : json_lines(r.out)) {
-    if (line.value("event", "") == "summary") return line;
-  }
-  ADD_FAILURE() << "no summary in " << r.out << r.err;
-  return json();
-}
-
 // The weights `dsinf eval` loaded, or "" (with a failure) when it did not run.
 std::string eval_weights(const TempDir& dir, const std::string& config_path) {
   const CommandResult r = run_dsinf("eval " + config_path + " --json", dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const std::vector<json> lines = json_lines(r.out);
   return r.exit_code == 0 && !lines.empty() ? lines.back().value("weights", "") : "";
-}
-
-std::string checkpoint_name(int step) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "ckpt-%08d.dsinf", step);
-  return name;
-}
-
-std::string checkpoint(const std::string& dir, int step) {
-  return read_text((fs::path(dir) / checkpoint_name(step)).string());
 }
 
 // A training run with one NVMe swap request failing (DSINF_NVME_FAULT).
@@ -187,7 +152,7 @@ void expect_clean_stop_and_exact_resume(const TempDir& dir, const std::string& c
 TEST(OffloadFault, NvmeFaultStopsTrainingAndTheSameCommandResumesBitIdentical) {
   TempDir dir;
   fs::create_directories(dir / "swap");
-  json config = base_config(dir, dir / "reference", 6);
+  json config = fault_config(dir, dir / "reference", 6);
   put_on_nvme(config, dir / "swap");
   const CommandResult reference = train(dir, write_config(dir, "reference", config));
   ASSERT_EQ(reference.exit_code, 0) << reference.err;
@@ -303,7 +268,7 @@ KillResult kill_while_saving(const std::string& config_path, const std::string& 
 // and fsyncing one keeps its temporary in place for tens of milliseconds, long
 // enough to be seen and the process killed before the rename.
 json big_config(const TempDir& dir, const std::string& out) {
-  json config = base_config(dir, out, 4);
+  json config = fault_config(dir, out, 4);
   config["model"] = {
       {"n_layer", 4}, {"n_head", 4}, {"n_embd", 256}, {"n_positions", 32}, {"vocab_size", 256}};
   // eval only has to prove the checkpoint loads: a few windows, not the corpus.

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "tests/test_util.h"
+#include "tests/trainer/train_util.h"
 
 namespace dsinf::testing {
 namespace {
@@ -19,55 +20,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string corpus(const TempDir& dir) {
-  const std::string licenses = "/usr/share/common-licenses/GPL-3";
-  if (fs::exists(licenses)) return licenses;
-  std::string text;
-  for (int i = 0; text.size() < 40000; ++i) text += "lorem ipsum " + std::to_string(i) + ". ";
-  write_text(dir / "corpus.txt", text);
-  return dir / "corpus.txt";
-}
-
-json base_config(const TempDir& dir, const std::string& out, int steps) {
-  return {
-      {"train_micro_batch_size_per_gpu", 2},
-      {"gradient_accumulation_steps", 2},
-      {"optimizer", {{"type", "AdamW"}, {"params", {{"lr", 3e-3}, {"weight_decay", 0.01}}}}},
-      {"scheduler",
-       {{"type", "WarmupDecayLR"},
-        {"params", {{"total_num_steps", 40}, {"warmup_num_steps", 2}, {"warmup_max_lr", 3e-3}}}}},
-      {"gradient_clipping", 0.5},
-      {"steps_per_print", 1},
-      {"model",
-       {{"n_layer", 3}, {"n_head", 2}, {"n_embd", 32}, {"n_positions", 32}, {"vocab_size", 256}}},
-      {"data", {{"path", corpus(dir)}}},
-      {"train", {{"steps", steps}, {"output_dir", out}, {"seed", 7}}}};
-}
-
-json offload(const std::string& device, const std::string& nvme_dir) {
-  json o = {{"device", device}};
-  if (device == "nvme") o["nvme_path"] = nvme_dir;
-  return o;
-}
-
 CommandResult train(const TempDir& dir, const std::string& name, const json& config) {
   const std::string path = dir / (name + ".json");
   write_text(path, config.dump(2));
   return run_dsinf("train " + path + " --json", dir.path());
-}
-
-json summary(const CommandResult& r) {
-  for (const json& line : json_lines(r.out)) {
-    if (line.value("event", "") == "summary") return line;
-  }
-  ADD_FAILURE() << "no summary in " << r.out << r.err;
-  return json();
-}
-
-std::string checkpoint(const std::string& dir, int step) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "ckpt-%08d.dsinf", step);
-  return read_text((fs::path(dir) / name).string());
 }
 
 TEST(Offload, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
