@@ -316,7 +316,8 @@ absl::Status SwapStore::write(ChunkId id, const std::byte* data, IoCallback done
     std::lock_guard<std::mutex> lock(chunk.mu);
     if (chunk.phase == ChunkPhase::kWriting || chunk.reads_in_flight > 0) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "swap write of chunk ", id, " overlaps another read or write of the same chunk"));
+          "swap write of chunk ", id, " overlaps another read or write of the same chunk (",
+          chunk.phase == ChunkPhase::kWriting ? "a write" : "a read", " in flight)"));
     }
     previous_phase = chunk.phase;
     previous_crcs = std::move(chunk.crcs);

@@ -390,7 +390,10 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
     for (int k = 0; k < 3; ++k) {
       absl::StatusOr<PendingIo> io = start_io(*homes[k], c, sets[c % 2][k], write);
       if (!io.ok()) return io.status();
-      (write ? writes : reads)[c % 2].push_back(*std::move(io));
+      // (Not `(write ? writes : reads)[c % 2]`: GCC 12 with -fsanitize=undefined
+      // miscompiles a conditional of two arrays and indexes the wrong one.)
+      std::vector<PendingIo>& list = write ? writes[c % 2] : reads[c % 2];
+      list.push_back(*std::move(io));
     }
     return absl::OkStatus();
   };
