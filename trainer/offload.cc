@@ -10,6 +10,7 @@
 #include "memory/check.h"
 #include "memory/trace.h"
 #include "nvme/fault_engine.h"
+#include "trainer/optimizer.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -599,16 +600,7 @@ absl::Status OffloadState::step(double lr, float grad_scale) {
     std::lock_guard<std::mutex> lock(mu_);  // wait_updated reads it on other threads
     ++step_count_;
   }
-  kernels::AdamHyper hyper;
-  hyper.lr = static_cast<float>(lr);
-  hyper.beta1 = static_cast<float>(config_.optimizer.beta1);
-  hyper.beta2 = static_cast<float>(config_.optimizer.beta2);
-  hyper.eps = static_cast<float>(config_.optimizer.eps);
-  hyper.weight_decay = static_cast<float>(config_.optimizer.weight_decay);
-  hyper.adam_w_mode = config_.optimizer.adam_w_mode;
-  hyper.bias_correction = config_.optimizer.bias_correction;
-  hyper.step = step_count_;
-  hyper.grad_scale = grad_scale;
+  const kernels::AdamHyper hyper = adam_hyper(config_.optimizer, lr, step_count_, grad_scale);
   const Tier tier = master().tier;
   if (tier == Tier::kDevice) return step_on_device(hyper);  // the backend's own step, in order
   optimizer_ = std::thread([this, hyper, tier] {

@@ -41,21 +41,27 @@ double Optimizer::grad_norm(GPT2& model) {
 
 void Optimizer::step(GPT2& model, double lr, float grad_scale) {
   ++step_count_;
-  kernels::AdamHyper hyper;
-  hyper.lr = static_cast<float>(lr);
-  hyper.beta1 = static_cast<float>(config_.beta1);
-  hyper.beta2 = static_cast<float>(config_.beta2);
-  hyper.eps = static_cast<float>(config_.eps);
-  hyper.weight_decay = static_cast<float>(config_.weight_decay);
-  hyper.adam_w_mode = config_.adam_w_mode;
-  hyper.bias_correction = config_.bias_correction;
-  hyper.step = step_count_;
-  hyper.grad_scale = grad_scale;
+  const kernels::AdamHyper hyper = adam_hyper(config_, lr, step_count_, grad_scale);
   // Padding between tensors holds zeros in params, grads, m and v, and stays zero.
   for (size_t c = 0; c < layouts_.size(); ++c) {
     backend_->adam_step(model.param_chunk(c), model.grad_chunk(c), m_[c], v_[c],
                         layouts_[c].numel_padded(), hyper);
   }
+}
+
+kernels::AdamHyper adam_hyper(const OptimizerConfig& config, double lr, int64_t step,
+                              float grad_scale) {
+  kernels::AdamHyper hyper;
+  hyper.lr = static_cast<float>(lr);
+  hyper.beta1 = static_cast<float>(config.beta1);
+  hyper.beta2 = static_cast<float>(config.beta2);
+  hyper.eps = static_cast<float>(config.eps);
+  hyper.weight_decay = static_cast<float>(config.weight_decay);
+  hyper.adam_w_mode = config.adam_w_mode;
+  hyper.bias_correction = config.bias_correction;
+  hyper.step = step;
+  hyper.grad_scale = grad_scale;
+  return hyper;
 }
 
 float clip_coefficient(double grad_norm, double clip) {

@@ -49,6 +49,12 @@ class Optimizer {
   int64_t step_count_ = 0;
 };
 
+// The kernels' hyperparameters for optimizer step `step` (1-based) with
+// learning rate `lr` and gradients multiplied by `grad_scale`: every optimizer
+// (resident or offloaded) steps with exactly these values.
+kernels::AdamHyper adam_hyper(const OptimizerConfig& config, double lr, int64_t step,
+                              float grad_scale);
+
 // The clip coefficient DeepSpeed applies: clip / (norm + 1e-6) when that is
 // below 1, else 1 (also 1 when clipping is off, clip == 0).
 float clip_coefficient(double grad_norm, double clip);
