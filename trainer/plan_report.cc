@@ -25,9 +25,11 @@
 #include "bench/report.h"
 #include "kernels/backend.h"
 #include "memory/chunk_layout.h"
+#include "trainer/atomic_file.h"
 #include "trainer/gpt2.h"
 #include "trainer/optimizer.h"
 #include "trainer/placement.h"
+#include "trainer/runtime.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -100,28 +102,17 @@ absl::StatusOr<std::string> read_file(const std::string& path, const std::string
   return text.str();
 }
 
-// Written next to the file and renamed over it, so a reader never sees half a file.
+// Atomically (AtomicFileWriter), so a reader never sees half a file.
 absl::Status write_cache(const std::string& path, const ojson& json) {
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
   if (ec)
     return absl::UnavailableError(
         absl::StrCat("cannot create ", fs::path(path).parent_path().string(), ": ", ec.message()));
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-    file << json.dump(2) << "\n";
-    file.flush();
-    if (!file) {
-      std::remove(tmp.c_str());
-      return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
+  absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::open(path);
+  if (!writer.ok()) return writer.status();
+  if (absl::Status s = writer->write(json.dump(2) + "\n"); !s.ok()) return s;
+  return writer->commit();
 }
 
 // GFLOP/s of the CPU backend's matmul_forward on 512x512x512, best of the runs
@@ -491,17 +482,7 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   // offload path through plan_memory. The figures come from a plan without
   // budgets when the real one is refused.
   absl::Status budget_status;
-  if (p.all_on_device()) {
-    const size_t needed =
-        GPT2::device_bytes_needed(m, micro_batch) + Optimizer::device_bytes_needed(layouts);
-    const uint64_t budget = config.memory.device_budget_bytes;
-    if (budget != 0 && needed > budget) {
-      budget_status = absl::InvalidArgumentError(absl::StrCat(
-          config.source_path, ": memory.device_budget_bytes: ", budget, " is below the ", needed,
-          " bytes this run needs with every tensor in device memory (raise it to at least ", needed,
-          ")"));
-    }
-  }
+  if (p.all_on_device()) budget_status = check_resident_budget(config, /*with_optimizer=*/true);
   absl::StatusOr<MemoryPlan> planned = plan_memory(config, p, layouts, activations);
   if (budget_status.ok() && !planned.ok()) {
     budget_status = absl::InvalidArgumentError(

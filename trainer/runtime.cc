@@ -32,13 +32,7 @@ absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
 
 }  // namespace
 
-absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) {
-  Runtime rt;
-  rt.placement = place(config);
-  if (!rt.placement.all_on_device()) {
-    if (absl::Status s = make_offload_runtime(config, rt); !s.ok()) return s;
-    return rt;
-  }
+absl::Status check_resident_budget(const Config& config, bool with_optimizer) {
   const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
   size_t needed = GPT2::device_bytes_needed(config.model, micro_batch);
   if (with_optimizer) needed += Optimizer::device_bytes_needed(GPT2::make_layouts(config.model));
@@ -49,6 +43,19 @@ absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) 
         " bytes this run needs with every tensor in device memory (raise it to at least ", needed,
         ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) {
+  Runtime rt;
+  rt.placement = place(config);
+  if (!rt.placement.all_on_device()) {
+    if (absl::Status s = make_offload_runtime(config, rt); !s.ok()) return s;
+    return rt;
+  }
+  if (absl::Status s = check_resident_budget(config, with_optimizer); !s.ok()) return s;
+  const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  const uint64_t budget = config.memory.device_budget_bytes;
   rt.backend = kernels::make_cpu_backend({.device_budget_bytes = budget});
   absl::StatusOr<std::unique_ptr<GPT2>> model =
       GPT2::create(rt.backend.get(), config.model, micro_batch);

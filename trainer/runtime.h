@@ -47,4 +47,9 @@ struct Runtime {
 // kInvalidArgument naming the config and the budget key when it cannot fit.
 absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer);
 
+// With every class on the device: whether memory.device_budget_bytes holds the
+// model, its activations and (with_optimizer) Adam's state; the error names the
+// key and the bytes needed. (Offloaded placements are checked by plan_memory.)
+absl::Status check_resident_budget(const Config& config, bool with_optimizer);
+
 }  // namespace dsinf::trainer
