@@ -6,6 +6,7 @@
 
 #include "nvme/crc32c.h"
 #include "tests/test_util.h"
+#include "tests/trainer/train_util.h"
 
 namespace dsinf::testing {
 namespace {
@@ -13,32 +14,12 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// A small text corpus: the license texts shipped with every Debian system,
-// else generated text.
-std::string corpus_path(const TempDir& dir) {
-  const std::string licenses = "/usr/share/common-licenses/GPL-3";
-  if (fs::exists(licenses)) return licenses;
-  std::string text;
-  for (int i = 0; text.size() < 40000; ++i)
-    text += "the quick brown fox " + std::to_string(i) + ". ";
-  write_text(dir / "corpus.txt", text);
-  return dir / "corpus.txt";
-}
-
+// base_config with two layers and a 3-step warm-up.
 json tiny_config(const TempDir& dir, const std::string& output_dir, int steps) {
-  return {
-      {"train_micro_batch_size_per_gpu", 2},
-      {"gradient_accumulation_steps", 2},
-      {"optimizer", {{"type", "AdamW"}, {"params", {{"lr", 3e-3}, {"weight_decay", 0.01}}}}},
-      {"scheduler",
-       {{"type", "WarmupDecayLR"},
-        {"params", {{"total_num_steps", 40}, {"warmup_num_steps", 3}, {"warmup_max_lr", 3e-3}}}}},
-      {"gradient_clipping", 0.5},
-      {"steps_per_print", 1},
-      {"model",
-       {{"n_layer", 2}, {"n_head", 2}, {"n_embd", 32}, {"n_positions", 32}, {"vocab_size", 256}}},
-      {"data", {{"path", corpus_path(dir)}}},
-      {"train", {{"steps", steps}, {"output_dir", output_dir}, {"seed", 7}}}};
+  json config = base_config(dir, output_dir, steps);
+  config["scheduler"]["params"]["warmup_num_steps"] = 3;
+  config["model"]["n_layer"] = 2;
+  return config;
 }
 
 std::string write_config(const TempDir& dir, const std::string& name, const json& config) {
