@@ -90,6 +90,21 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   size_t nvme_bytes() const;
 
  private:
+  // Staging buffers in the host pool, each the size of the largest chunk.
+  // Two sets of master/m/v staging when the optimizer is on NVMe: the next
+  // chunk's reads and the previous chunk's writes run while Adam computes.
+  enum Staging : size_t {
+    kStageParams,
+    kStageVisit,
+    kStageMaster,
+    kStageM,
+    kStageV,
+    kStageMaster2,
+    kStageM2,
+    kStageV2,
+    kNumStaging
+  };
+
   OffloadState(kernels::Backend* backend, const Config& config, const Placement& placement,
                const std::vector<memory::ChunkLayout>& layouts);
   absl::Status allocate(const MemoryPlan& plan);
