@@ -1,5 +1,7 @@
 #include "actors/param_streamer.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <iostream>
@@ -89,6 +91,12 @@ struct ShardState {
   std::vector<bool> stale, prefetch_wanted;
   std::vector<std::vector<Reply>> waiting_update;  // fetches of stale chunks
   std::vector<bool> cache_valid;                   // chunks whose host cache holds the current home
+  // Per chunk: the index in setup.slots of a slot of its own (after the shared
+  // ones), or -1 when it is streamed through the shared slots.
+  std::vector<int> own_slot;
+  // Chunks with own slots that invalidate() took off the device after a load:
+  // uploaded again as soon as their update lands.
+  std::vector<bool> reload;
   uint64_t loads = 0, fetches = 0, waits = 0;
   std::vector<Reply> quiesce_waiters;  // invalidate(): replied once no load is in flight
   // The first failed load, prefetched or not: every later fetch fails with it,
@@ -133,6 +141,7 @@ std::optional<int> take_slot(ShardState& s, Evict evict) {
     if (!consumed_only && evict == Evict::kConsumedOnly) break;
     for (chunk_index c = 0; c < s.chunks.size(); ++c) {
       ChunkSlot& cs = s.chunks[c];
+      if (s.own_slot[c] >= 0) continue;  // a chunk with its own slot is never evicted
       if (cs.phase == Phase::kReady && cs.users == 0 && (cs.used_since_load || !consumed_only)) {
         const int slot = cs.slot;
         move(s, c, Residency::kOnDevice, Residency::kAbsent);
@@ -145,7 +154,13 @@ std::optional<int> take_slot(ShardState& s, Evict evict) {
   return std::nullopt;
 }
 
-// Every chunk back to its home only: the homes are about to change.
+// The slot chunk c leaves: back to the free list when it is a shared one.
+void free_slot(ShardState& s, chunk_index c, int slot) {
+  if (s.own_slot[c] < 0) s.free_slots.push_back(slot);
+}
+
+// Every chunk back to its home only: the homes are about to change. A chunk
+// with its own slot keeps the slot and is uploaded again once updated.
 void drop_all(ShardState& s) {
   for (chunk_index c = 0; c < s.chunks.size(); ++c) {
     ChunkSlot& cs = s.chunks[c];
@@ -153,9 +168,16 @@ void drop_all(ShardState& s) {
     DSINF_CHECK_MSG(cs.users == 0, "homes changed while the model holds a chunk");
     move(s, c, Residency::kOnDevice, Residency::kAbsent);
     move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c], s.cache_valid[c]));
-    s.free_slots.push_back(cs.slot);
+    free_slot(s, c, cs.slot);
+    if (s.own_slot[c] >= 0) s.reload[c] = true;
     cs = ChunkSlot{};
   }
+}
+
+// A slot for chunk c's load: its own, else a shared one (see take_slot).
+std::optional<int> slot_for(ShardState& s, chunk_index c, Evict evict) {
+  if (s.own_slot[c] >= 0) return s.own_slot[c];
+  return take_slot(s, evict);
 }
 
 void finish_load(ShardPointer self, chunk_index c, const absl::Status& status);
@@ -179,6 +201,7 @@ void start_load(ShardPointer self, chunk_index c, int slot) {
   ChunkSlot& cs = s.chunks[c];
   cs.phase = Phase::kLoading;
   cs.slot = slot;
+  s.reload[c] = false;
   ++s.loads;
   const ChunkHome& home = s.setup.chunks[c];
   if (home.host != nullptr || s.cache_valid[c]) {
@@ -221,7 +244,7 @@ void finish_load(ShardPointer self, chunk_index c, const absl::Status& status) {
       move(s, c, Residency::kOnDevice, Residency::kAbsent);
       move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c], s.cache_valid[c]));
     }
-    s.free_slots.push_back(cs.slot);
+    free_slot(s, c, cs.slot);
     cs = ChunkSlot{};
     if (s.failure.ok()) s.failure = status;
     for (Reply& r : waiting) {
@@ -269,7 +292,7 @@ void serve(ShardPointer self, chunk_index c, Reply reply) {
     case Phase::kHome:
       break;
   }
-  const std::optional<int> slot = take_slot(s, Evict::kAny);
+  const std::optional<int> slot = slot_for(s, c, Evict::kAny);
   if (!slot) {
     s.blocked.emplace_back(c, std::move(reply));
     return;
@@ -297,11 +320,21 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
   s.waiting_update.resize(setup.chunks.size());
   s.cache_valid.assign(setup.chunks.size(), false);
   s.prefetch_wanted.assign(setup.chunks.size(), false);
+  s.reload.assign(setup.chunks.size(), false);
   s.residency = std::make_unique<memory::ResidencyTable>(setup.chunks.size());
   for (chunk_index c = 0; c < setup.chunks.size(); ++c) {
     move(s, c, Residency::kAbsent, home_state(setup.chunks[c], false));
   }
+  // Only the shared slots are free for any chunk; own slots follow them.
   for (int i = static_cast<int>(setup.slots.size()) - 1; i >= 0; --i) s.free_slots.push_back(i);
+  s.own_slot.assign(setup.chunks.size(), -1);
+  for (chunk_index c = 0; c < setup.chunks.size(); ++c) {
+    const ChunkHome& home = setup.chunks[c];
+    if (home.own_slot == nullptr) continue;
+    s.own_slot[c] = static_cast<int>(setup.slots.size());
+    setup.slots.push_back(home.own_slot);
+    setup.staging.push_back(home.own_staging);
+  }
   s.setup = std::move(setup);
   s.swap = std::move(swap);
   return {[=](fetch_atom, chunk_index c) -> caf::result<address, int, std::string, bool> {
@@ -319,9 +352,9 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
               return;
             }
             if (!st.open || st.chunks[c].phase != Phase::kHome) return;
-            // Into a free slot, or one whose chunk the model has used and released; a
-            // prefetched chunk not used yet is never evicted by another prefetch.
-            if (std::optional<int> slot = take_slot(st, Evict::kConsumedOnly)) {
+            // Into its own slot, a free one, or one whose chunk the model has used and
+            // released; a prefetched chunk not used yet is never evicted by another prefetch.
+            if (std::optional<int> slot = slot_for(st, c, Evict::kConsumedOnly)) {
               start_load(self, c, *slot);
             }
           },
@@ -365,11 +398,16 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
             std::vector<Reply> fetches = std::move(st.waiting_update[c]);
             st.waiting_update[c].clear();
             for (Reply& r : fetches) serve(self, c, std::move(r));
+            // A chunk with its own slot that was on the device goes back there now,
+            // whether or not a step is open: it stays on the device between uses.
+            if (st.reload[c] && st.failure.ok() && st.chunks[c].phase == Phase::kHome) {
+              start_load(self, c, st.own_slot[c]);
+            }
             const bool wanted = st.prefetch_wanted[c];
             st.prefetch_wanted[c] = false;
             if (!wanted) return;
             if (st.open && st.chunks[c].phase == Phase::kHome) {
-              if (std::optional<int> slot = take_slot(st, Evict::kConsumedOnly)) {
+              if (std::optional<int> slot = slot_for(st, c, Evict::kConsumedOnly)) {
                 start_load(self, c, *slot);
               }
             }
@@ -385,10 +423,20 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
 
 constexpr size_t kMaxOrderLength = size_t{1} << 16;
 
+// The prefetcher's depth, written by the actor and read by stats(): a probe
+// beside the typed protocol (messages.h), shared with ParamStreamer.
+struct PrefetchProbe {
+  std::atomic<uint64_t> max_chunks{0}, max_elements{0};
+};
+
 struct PrefetchState {
   PrefetchState() = default;
   param_shard_actor shard;
-  size_t ahead = 0;                // chunks kept moving ahead of the model
+  size_t ahead = 0;                // at most this many accesses asked ahead (shared slots but one)
+  uint64_t bucket = UINT64_MAX;    // ... and, past the first, this many elements
+  std::vector<uint64_t> elements;  // per chunk
+  std::vector<bool> own;           // per chunk: has a slot of its own
+  std::shared_ptr<PrefetchProbe> probe;
   std::vector<chunk_index> order;  // the learned order of one step
   std::vector<chunk_index> seen;   // this step's accesses so far
   bool learning = true;
@@ -396,10 +444,53 @@ struct PrefetchState {
   uint64_t prefetches = 0, relearned = 0;
 };
 
-prefetch_actor::behavior_type prefetcher(prefetch_actor::stateful_pointer<PrefetchState> self,
-                                         param_shard_actor shard, size_t ahead) {
+using PrefetchPointer = prefetch_actor::stateful_pointer<PrefetchState>;
+
+// Asks the shard for the chunks after the model's position in the learned
+// order (the shard ignores those already on the device or loading): at most
+// `ahead` accesses, and past the first chunk only while the distinct chunks
+// asked ahead hold no more than `bucket` elements. Chunks with a slot of their
+// own are asked for too but take no shared slot, so they count in neither.
+void ask_ahead(PrefetchPointer self) {
+  PrefetchState& st = self->state;
+  size_t counted = 0;
+  uint64_t elements = 0;
+  std::vector<chunk_index> window;  // distinct chunks counted
+  for (size_t k = st.position; k < st.order.size() && counted < st.ahead; ++k) {
+    const chunk_index c = st.order[k];
+    if (!st.own[c]) {
+      if (std::find(window.begin(), window.end(), c) == window.end()) {
+        if (!window.empty() &&
+            (st.elements[c] > st.bucket || elements > st.bucket - st.elements[c])) {
+          break;
+        }
+        elements += st.elements[c];
+        window.push_back(c);
+      }
+      ++counted;
+    }
+    self->send(st.shard, prefetch_atom::value, c);
+    ++st.prefetches;
+  }
+  PrefetchProbe& probe = *st.probe;
+  if (window.size() > probe.max_chunks.load(std::memory_order_relaxed)) {
+    probe.max_chunks.store(window.size(), std::memory_order_relaxed);
+  }
+  if (elements > probe.max_elements.load(std::memory_order_relaxed)) {
+    probe.max_elements.store(elements, std::memory_order_relaxed);
+  }
+}
+
+prefetch_actor::behavior_type prefetcher(PrefetchPointer self, param_shard_actor shard,
+                                         size_t ahead, uint64_t bucket,
+                                         std::vector<uint64_t> elements, std::vector<bool> own,
+                                         std::shared_ptr<PrefetchProbe> probe) {
   self->state.shard = std::move(shard);
   self->state.ahead = ahead;
+  self->state.bucket = bucket;
+  self->state.elements = std::move(elements);
+  self->state.own = std::move(own);
+  self->state.probe = std::move(probe);
   return {[=](access_atom, chunk_index c) {
             PrefetchState& st = self->state;
             // Bounded: a "step" longer than this (evaluation never begins one) is not learned.
@@ -415,10 +506,7 @@ prefetch_actor::behavior_type prefetcher(prefetch_actor::stateful_pointer<Prefet
               return;
             }
             ++st.position;
-            for (size_t k = st.position; k < st.order.size() && k < st.position + st.ahead; ++k) {
-              self->send(st.shard, prefetch_atom::value, st.order[k]);
-              ++st.prefetches;
-            }
+            ask_ahead(self);
           },
           [=](step_atom) {
             PrefetchState& st = self->state;
@@ -429,10 +517,7 @@ prefetch_actor::behavior_type prefetcher(prefetch_actor::stateful_pointer<Prefet
             st.seen.clear();
             st.position = 0;
             // The first chunks of the step, before the model asks for them.
-            for (size_t k = 0; !st.learning && k < st.order.size() && k < st.ahead; ++k) {
-              self->send(st.shard, prefetch_atom::value, st.order[k]);
-              ++st.prefetches;
-            }
+            if (!st.learning && st.ahead > 0) ask_ahead(self);
           },
           [=](stats_atom) -> caf::result<uint64_t, uint64_t, uint64_t> {
             PrefetchState& st = self->state;
@@ -451,6 +536,7 @@ struct ParamStreamer::Impl {
   nvme_swap_actor swap;
   param_shard_actor shard;
   prefetch_actor prefetch;
+  std::shared_ptr<PrefetchProbe> probe = std::make_shared<PrefetchProbe>();
   uint64_t acquire_ns = 0;  // the model's thread in acquire(), waiting included
   uint64_t hit_ns = 0;      // ... in acquires of chunks already on the device
   uint64_t hits = 0;
@@ -459,7 +545,19 @@ struct ParamStreamer::Impl {
 ParamStreamer::ParamStreamer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSetup setup) {
-  DSINF_CHECK(!setup.slots.empty() && setup.staging.size() == setup.slots.size());
+  DSINF_CHECK(setup.staging.size() == setup.slots.size());
+  std::vector<uint64_t> elements;
+  std::vector<bool> own;
+  for (const ChunkHome& home : setup.chunks) {
+    // A chunk without a slot of its own needs a shared one; an own slot read
+    // from NVMe straight into it needs a staging buffer of its own.
+    DSINF_CHECK(home.own_slot != nullptr || !setup.slots.empty());
+    DSINF_CHECK(home.own_slot == nullptr || home.host != nullptr || home.cache != nullptr ||
+                home.own_staging != nullptr);
+    elements.push_back(home.elements);
+    own.push_back(home.own_slot != nullptr);
+  }
+  const uint64_t bucket = setup.prefetch_bucket_elements;
   auto impl = std::make_unique<Impl>();
   // Two scheduler threads: the actors only route messages and start copies.
   impl->config.set("scheduler.max-threads", 2);
@@ -470,11 +568,13 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
   impl->config.set("logger.verbosity", caf::atom("quiet"));
   impl->system = std::make_unique<caf::actor_system>(impl->config);
   impl->self = std::make_unique<caf::scoped_actor>(*impl->system);
-  const size_t ahead = setup.slots.size() - 1;  // one slot stays for the chunk in use
+  // One shared slot stays for the chunk in use.
+  const size_t ahead = setup.slots.empty() ? 0 : setup.slots.size() - 1;
   // Detached: submitting to the engine blocks while its queue depth is reached.
   impl->swap = impl->system->spawn<caf::detached>(nvme_swap);
   impl->shard = impl->system->spawn(param_shard, std::move(setup), impl->swap);
-  impl->prefetch = impl->system->spawn(prefetcher, impl->shard, ahead);
+  impl->prefetch = impl->system->spawn(prefetcher, impl->shard, ahead, bucket, std::move(elements),
+                                       std::move(own), impl->probe);
   return std::unique_ptr<ParamStreamer>(new ParamStreamer(std::move(impl)));
 }
 
@@ -559,6 +659,8 @@ StreamerStats ParamStreamer::stats() {
             out.relearned = relearned;
           },
           [](caf::error&) {});
+  out.max_ahead_chunks = impl_->probe->max_chunks.load(std::memory_order_relaxed);
+  out.max_ahead_elements = impl_->probe->max_elements.load(std::memory_order_relaxed);
   out.acquire_ns = impl_->acquire_ns;
   out.hit_ns = impl_->hit_ns;
   out.hits = impl_->hits;

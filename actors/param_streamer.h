@@ -3,7 +3,8 @@
 // replies; param_shard owns the device slots and each chunk's residency and
 // serves fetch/release; prefetch learns the order in which the model touches
 // chunks in the first step and then keeps the next ones moving within the slot
-// budget, relearning (and saying so) when the order changes.
+// budget and the prefetch bucket, relearning (and saying so) when the order
+// changes. A chunk with a slot of its own stays on the device once loaded.
 //
 // The model's thread calls acquire()/release() and blocks in acquire() only
 // when the chunk is not on the device yet; no actor blocks.
@@ -29,13 +30,29 @@ struct ChunkHome {
   // filled by the first read or by the optimizer; null when not cached.
   std::byte* cache = nullptr;
   size_t bytes = 0;  // page-padded chunk size
+  // The chunk's elements (its tensors and the padding between them): what the
+  // prefetch bucket counts.
+  uint64_t elements = 0;
+  // A device slot of its own (zero_optimization.stage3_param_persistence_threshold),
+  // at least `bytes`: once loaded the chunk stays there, never evicted; when its
+  // home changes (invalidate) it is uploaded again as soon as updated() says the
+  // home is current. Null: the chunk is streamed through the shared slots.
+  float* own_slot = nullptr;
+  // Its NVMe read buffer (`bytes`) when the home is a swap chunk without a cache.
+  std::byte* own_staging = nullptr;
 };
 
 struct StreamerSetup {
   kernels::Backend* backend = nullptr;
   std::vector<ChunkHome> chunks;
-  std::vector<float*> slots;        // device slots, each at least the largest chunk
+  std::vector<float*> slots;        // shared device slots, each at least the largest
+                                    // chunk without a slot of its own (none: every chunk has one)
   std::vector<std::byte*> staging;  // one host staging buffer per slot (NVMe reads)
+  // zero_optimization.stage3_prefetch_bucket_size: the prefetcher asks ahead for
+  // chunks only while the elements of those asked ahead and not yet used stay
+  // within this many, but always for the next one; and for no more chunks than
+  // the shared slots but one. Chunks with a slot of their own count in neither.
+  uint64_t prefetch_bucket_elements = UINT64_MAX;
 };
 
 struct StreamerStats {
@@ -48,6 +65,10 @@ struct StreamerStats {
   uint64_t acquire_ns = 0;    // the model's thread inside acquire(), waiting for loads included
   uint64_t hit_ns = 0;        // of that, in acquires of chunks already on the device: the
   uint64_t hits = 0;          // round trip is pure messaging (the actors' cost per request)
+  // The most chunks, and elements, the prefetcher had asked ahead of the model at
+  // once (distinct chunks after the one in use; chunks with own slots not counted).
+  uint64_t max_ahead_chunks = 0;
+  uint64_t max_ahead_elements = 0;
 };
 
 class ParamStreamer {

@@ -76,7 +76,10 @@ struct ZeroConfig {
   OffloadParamConfig offload_param;
   OffloadOptimizerConfig offload_optimizer;
   int64_t stage3_prefetch_bucket_size = 50000000;
-  int64_t stage3_param_persistence_threshold = 100000;
+  // dsinf's default is 0, not DeepSpeed's 1e5: DeepSpeed compares single tensors
+  // (biases, LayerNorm vectors), dsinf whole layer chunks, and at 1e5 elements
+  // every layer of a small model would stay on the device.
+  int64_t stage3_param_persistence_threshold = 0;
   int64_t stage3_max_live_parameters = 1000000000;
   int64_t stage3_max_reuse_distance = 1000000000;
   int64_t sub_group_size = 1000000000;

@@ -181,7 +181,6 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
     total += layout.bytes();
     largest = std::max(largest, layout.bytes());
   }
-  const size_t embed_bytes = layouts.front().bytes();
   const Placement p = place(config);
   const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
   ModelConfig with_ckpt = m, without_ckpt = m;
@@ -208,7 +207,9 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
     Config unbudgeted = config;
     unbudgeted.memory = MemoryConfig{};
     absl::StatusOr<MemoryPlan> loose = plan_memory(unbudgeted, p, layouts, activations);
-    if (!loose.ok()) return loose.status();
+    // Refused without budgets too (zero_optimization.stage3_max_live_parameters):
+    // train's message, as for a budget.
+    if (!loose.ok()) return budget_status.ok() ? loose.status() : budget_status;
     plan = *loose;
   }
 
@@ -277,12 +278,24 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
       << ", incl. one gradient visit buffer\n"
       << "  resident chunks  " << bytes_text(static_cast<double>(plan.resident_bytes)) << "\n";
   if (plan.slot_bytes > 0) {
-    out << absl::StrFormat("  parameter slots  %d x %s = %s (offload_param.buffer_count %d)\n",
-                           plan.slots, bytes_text(static_cast<double>(plan.slot_bytes)),
-                           bytes_text(static_cast<double>(plan.slots * plan.slot_bytes)),
-                           p.param_buffer_count);
+    out << absl::StrFormat(
+        "  parameter slots  %d x %s = %s (offload_param.buffer_count %d; "
+        "stage3_max_live_parameters %d allows %d of %d elements)\n",
+        plan.slots, bytes_text(static_cast<double>(plan.slot_bytes)),
+        bytes_text(static_cast<double>(plan.slots * plan.slot_bytes)), p.param_buffer_count,
+        p.param_max_live, static_cast<size_t>(p.param_max_live) / plan.slot_elements,
+        plan.slot_elements);
+  } else if (plan.persistent_chunks > 0) {
+    out << "  parameter slots  none (every parameter chunk has a slot of its own)\n";
   } else {
     out << "  parameter slots  none (the working params stay on the device)\n";
+  }
+  if (plan.persistent_chunks > 0) {
+    out << absl::StrFormat(
+        "  persistent       %d chunks below stage3_param_persistence_threshold %d elements, "
+        "a slot each: %s\n",
+        plan.persistent_chunks, p.param_persistence_threshold,
+        bytes_text(static_cast<double>(plan.persistent_bytes)));
   }
   out << "  total            " << bytes_text(static_cast<double>(plan.device_bytes)) << "\n"
       << "  budget           "
@@ -325,10 +338,15 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   double read_bytes = 0, write_bytes = 0;
   if (p.params == Tier::kNvme) {
     // Chunks cached on the host (offload_param.max_in_cpu) are refreshed by the
-    // optimizer and read from there; the others are read at every visit.
-    const double uncached = static_cast<double>(total) - static_cast<double>(plan.host_cache_bytes);
-    const double uncached_embed = plan.cached_chunks > 0 ? 0.0 : static_cast<double>(embed_bytes);
-    read_bytes += gas * (2.0 * uncached + uncached_embed);
+    // optimizer and read from there; the others are read at every visit (every
+    // chunk twice per micro-batch, the embedding once more), except persistent
+    // ones (stage3_param_persistence_threshold): once a step, after their update.
+    for (size_t c = 0; c < layouts.size(); ++c) {
+      if (c < plan.cached_chunks) continue;
+      const double bytes = static_cast<double>(layouts[c].bytes());
+      const bool persistent = c < plan.persistent.size() && plan.persistent[c];
+      read_bytes += persistent ? bytes : gas * (c == 0 ? 3.0 : 2.0) * bytes;
+    }
     if (shared) read_bytes += total;  // the optimizer reads the master copy
     write_bytes += total;             // the updated weights
   }
@@ -412,6 +430,9 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
                         {"resident", plan.resident_bytes},
                         {"slots", plan.slots},
                         {"slot_bytes", plan.slot_bytes},
+                        {"slot_elements", plan.slot_elements},
+                        {"persistent_chunks", plan.persistent_chunks},
+                        {"persistent", plan.persistent_bytes},
                         {"total", plan.device_bytes},
                         {"budget", device_budget},
                         {"min_budget", plan.device_min_bytes}}},

@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 
@@ -113,6 +114,8 @@ TEST(ConfigTest, BaseConfigHasDocumentedDefaults) {
   EXPECT_EQ(c.zero.offload_optimizer.device, OffloadDevice::kNone);
   EXPECT_EQ(c.zero.offload_optimizer.buffer_count, 4);
   EXPECT_EQ(c.zero.stage3_prefetch_bucket_size, 50000000);
+  EXPECT_EQ(c.zero.stage3_max_live_parameters, 1000000000);
+  EXPECT_EQ(c.zero.stage3_param_persistence_threshold, 0);  // dsinf's default (config.h)
   EXPECT_EQ(c.zero.sub_group_size, 1000000000);
   EXPECT_EQ(c.aio.block_size, 1048576);
   EXPECT_EQ(c.aio.queue_depth, 8);
@@ -282,16 +285,15 @@ TEST(ConfigTest, WarningsOnlyForPresentKeysNotActedOn) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   for (const char* key :
        {"optimizer.params.torch_adam", "fp16.enabled", "fp16.auto_cast",
-        "zero_optimization.stage3_max_live_parameters", "zero_optimization.sub_group_size",
-        "zero_optimization.reduce_bucket_size", "zero_optimization.overlap_comm", "wandb.enabled",
-        "checkpoint"}) {
+        "zero_optimization.sub_group_size", "zero_optimization.reduce_bucket_size",
+        "zero_optimization.overlap_comm", "wandb.enabled", "checkpoint"}) {
     EXPECT_TRUE(has_warning(*loaded, key)) << key;
   }
   for (const char* key :
        {"memory.device_budget_bytes", "zero_optimization.stage3_max_reuse_distance",
-        "zero_optimization.contiguous_gradients", "bf16.enabled", "zero_optimization.stage",
-        "zero_optimization.offload_param", "zero_optimization.offload_optimizer", "aio",
-        "memory.host_budget_bytes"}) {
+        "zero_optimization.stage3_max_live_parameters", "zero_optimization.contiguous_gradients",
+        "bf16.enabled", "zero_optimization.stage", "zero_optimization.offload_param",
+        "zero_optimization.offload_optimizer", "aio", "memory.host_budget_bytes"}) {
     EXPECT_FALSE(has_warning(*loaded, key)) << key;
   }
   for (const std::string& w : loaded->warnings) {
@@ -303,6 +305,36 @@ TEST(ConfigTest, WarningsOnlyForPresentKeysNotActedOn) {
             std::vector<std::string>{tree().root() + "/nvme"});
   EXPECT_EQ(loaded->config.zero.stage3_max_live_parameters, 1000000000);
   EXPECT_EQ(loaded->config.memory.host_budget_bytes, 2000u);
+}
+
+// The stage-3 keys the parameter streamer acts on are read without a warning;
+// the two that have nothing to act on at chunk granularity say why.
+TEST(ConfigTest, StageThreeStreamingKeysAreActedOnTheOthersWarnWhy) {
+  const absl::StatusOr<LoadedConfig> loaded = parse_patched(R"({
+    "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"},
+                          "stage3_prefetch_bucket_size": 123, "stage3_max_live_parameters": 456,
+                          "stage3_param_persistence_threshold": 789,
+                          "stage3_max_reuse_distance": 10, "sub_group_size": 20}
+  })");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const ZeroConfig& z = loaded->config.zero;
+  EXPECT_EQ(z.stage3_prefetch_bucket_size, 123);
+  EXPECT_EQ(z.stage3_max_live_parameters, 456);
+  EXPECT_EQ(z.stage3_param_persistence_threshold, 789);
+  for (const char* key : {"zero_optimization.stage3_prefetch_bucket_size",
+                          "zero_optimization.stage3_max_live_parameters",
+                          "zero_optimization.stage3_param_persistence_threshold"}) {
+    EXPECT_FALSE(has_warning(*loaded, key)) << key;
+  }
+  ASSERT_EQ(loaded->warnings.size(), 2u) << absl::StrJoin(loaded->warnings, "\n");
+  for (const std::string& w : loaded->warnings) {
+    EXPECT_TRUE(absl::StrContains(w, "one layer chunk at a time") ||
+                absl::StrContains(w, "whole layer chunks"))
+        << w;
+    EXPECT_FALSE(absl::StrContains(w, "yet")) << w;
+  }
+  EXPECT_TRUE(has_warning(*loaded, "zero_optimization.sub_group_size"));
+  EXPECT_TRUE(has_warning(*loaded, "zero_optimization.stage3_max_reuse_distance"));
 }
 
 TEST(ConfigTest, NoWarningsForDisabledSections) {

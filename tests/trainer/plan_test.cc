@@ -10,7 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "tests/test_util.h"
+#include "trainer/gpt2.h"
+#include "trainer/placement.h"
 
 namespace dsinf::testing {
 namespace {
@@ -25,15 +28,19 @@ constexpr size_t L = 2, NH = 2, C = 24, T = 16, V = 256;
 size_t align(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 // The layout rule: each tensor starts at a multiple of 64 bytes, and each chunk
-// is a whole number of 4 KiB pages.
-size_t chunk_bytes(const std::vector<size_t>& numels) {
+// is a whole number of 4 KiB pages. A chunk's elements run to its last tensor's end.
+size_t chunk_elements(const std::vector<size_t>& numels) {
   size_t floats = 0;
   for (size_t n : numels) floats = align(floats, 64 / sizeof(float)) + n;
-  return align(floats * sizeof(float), 4096);
+  return floats;
+}
+size_t chunk_bytes(const std::vector<size_t>& numels) {
+  return align(chunk_elements(numels) * sizeof(float), 4096);
 }
 
 struct Model {
-  std::vector<size_t> chunks;  // bytes per chunk: embed, h.0 .. h.L-1, ln_f
+  std::vector<size_t> chunks;    // bytes per chunk: embed, h.0 .. h.L-1, ln_f
+  std::vector<size_t> elements;  // elements per chunk
   size_t params = 0;
   size_t total() const {
     size_t t = 0;
@@ -55,6 +62,7 @@ Model model() {
   Model m;
   auto add = [&](const std::vector<size_t>& numels) {
     m.chunks.push_back(chunk_bytes(numels));
+    m.elements.push_back(chunk_elements(numels));
     for (size_t n : numels) m.params += n;
   };
   add(embed);
@@ -151,6 +159,7 @@ TEST(Plan, LayoutRuleOfTheTestModel) {
   // a block 7272 floats with padding = 29088 B -> 8 pages; ln_f 224 B -> 1 page.
   const Model m = model();
   EXPECT_EQ(m.chunks, (std::vector<size_t>{28672, 32768, 32768, 4096}));
+  EXPECT_EQ(m.elements, (std::vector<size_t>{6528, 7272, 7272, 56}));
   EXPECT_EQ(m.params, 256u * 24 + 16 * 24 + 2 * (12 * 24 * 24 + 13 * 24) + 2 * 24);
 }
 
@@ -352,6 +361,139 @@ TEST(Plan, TooSmallDeviceBudgetExitsTwoWithTrainsMessageAndTheLeastBudgetTrains)
     EXPECT_EQ(trained.exit_code, 0) << trained.err;
     fs::remove_all(dir / "out");
   }
+}
+
+// stage3_max_live_parameters: the shared slots hold at most that many elements
+// (slots x the largest streamed chunk); below one chunk the plan is refused
+// naming the key and the least value, by plan and train alike.
+TEST(Plan, MaxLiveParametersBoundsTheSlotsAndBelowOneChunkIsRefused) {
+  TempDir dir;
+  const Model m = model();
+  const size_t largest = 7272;  // a block's elements
+  struct Case {
+    size_t max_live, slots;
+  };
+  for (const Case& c : {Case{1000000000, 4}, Case{4 * largest, 4}, Case{3 * largest + 1, 3},
+                        Case{2 * largest, 2}, Case{2 * largest - 1, 1}, Case{largest, 1}}) {
+    SCOPED_TRACE(c.max_live);
+    json config = stage3_nvme(dir);
+    config["zero_optimization"]["stage3_max_live_parameters"] = c.max_live;
+    const Plan p = plan(dir, "live", config);
+    ASSERT_EQ(p.run.exit_code, 0) << p.run.err;
+    const json& dev = p.result["bytes"]["device"];
+    EXPECT_EQ(dev["slots"].get<size_t>(), c.slots);
+    EXPECT_EQ(dev["slot_elements"].get<size_t>(), largest);
+    EXPECT_EQ(dev["total"].get<size_t>(), dev["activations"].get<size_t>() + c.slots * m.largest());
+    EXPECT_NE(p.run.err.find("stage3_max_live_parameters"), std::string::npos) << p.run.err;
+  }
+
+  // The plan itself: kInvalidArgument, the key first, the least value last.
+  trainer::Config config;
+  config.model.n_layer = L;
+  config.model.n_head = NH;
+  config.model.n_embd = C;
+  config.model.n_positions = T;
+  config.model.vocab_size = V;
+  config.zero.stage = 3;
+  config.zero.offload_param.device = trainer::OffloadDevice::kCpu;
+  config.zero.stage3_max_live_parameters = largest - 1;
+  const absl::StatusOr<trainer::MemoryPlan> refused = trainer::plan_memory(
+      config, trainer::place(config), trainer::GPT2::make_layouts(config.model), 0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(refused.status().message(),
+                               "zero_optimization.stage3_max_live_parameters: 7271 elements"))
+      << refused.status();
+  EXPECT_TRUE(
+      absl::EndsWith(refused.status().message(), "the least value that trains this config is 7272"))
+      << refused.status();
+
+  // Through the binary: exit 2, plan's message is train's, nothing trained.
+  json small = stage3_nvme(dir);
+  small["zero_optimization"]["stage3_max_live_parameters"] = largest - 1;
+  const std::string small_path = write_json(dir, "small_live.json", small);
+  const CommandResult plan_refused =
+      run_dsinf("plan " + small_path + " --tiers " +
+                    write_json(dir, "t.json", tiers(10, 100, 1, 1)) + " --json",
+                dir.path());
+  EXPECT_EQ(plan_refused.exit_code, 2);
+  EXPECT_TRUE(plan_refused.out.empty()) << plan_refused.out;
+  const CommandResult train_refused = run_dsinf("train " + small_path, dir.path());
+  EXPECT_EQ(train_refused.exit_code, 2);
+  for (const CommandResult* r : {&plan_refused, &train_refused}) {
+    EXPECT_NE(r->err.find("zero_optimization.stage3_max_live_parameters: 7271"), std::string::npos)
+        << r->err;
+    EXPECT_NE(r->err.find("the least value that trains this config is 7272"), std::string::npos)
+        << r->err;
+  }
+  const std::string message = train_refused.err.substr(train_refused.err.find("dsinf: "));
+  EXPECT_NE(plan_refused.err.find(message), std::string::npos) << "plan:\n"
+                                                               << plan_refused.err << "train:\n"
+                                                               << train_refused.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// stage3_param_persistence_threshold: smaller chunks get a device slot of their
+// own (counted in the device plan and the least budget) and are read once a step
+// instead of at every visit; the others share the slots.
+TEST(Plan, ChunksBelowThePersistenceThresholdGetSlotsOfTheirOwn) {
+  TempDir dir;
+  const Model m = model();
+  const Plan streamed = plan(dir, "streamed", stage3_nvme(dir));
+  ASSERT_EQ(streamed.run.exit_code, 0) << streamed.run.err;
+  const json& sdev = streamed.result["bytes"]["device"];
+  EXPECT_EQ(sdev["persistent_chunks"].get<size_t>(), 0u);
+  EXPECT_EQ(sdev["persistent"].get<size_t>(), 0u);
+  const size_t act = sdev["activations"].get<size_t>();
+
+  // ln_f (56 elements) stays; embed and the blocks share 3 slots.
+  json config = stage3_nvme(dir);
+  config["zero_optimization"]["stage3_param_persistence_threshold"] = 100;
+  const Plan p = plan(dir, "persist", config);
+  ASSERT_EQ(p.run.exit_code, 0) << p.run.err;
+  const json& dev = p.result["bytes"]["device"];
+  EXPECT_EQ(dev["persistent_chunks"].get<size_t>(), 1u);
+  EXPECT_EQ(dev["persistent"].get<size_t>(), m.chunks[3]);
+  EXPECT_EQ(dev["slots"].get<size_t>(), 3u);
+  EXPECT_EQ(dev["slot_bytes"].get<size_t>(), m.largest());
+  EXPECT_EQ(dev["total"].get<size_t>(), act + 3 * m.largest() + m.chunks[3]);
+  EXPECT_EQ(dev["min_budget"].get<size_t>(), act + m.largest() + m.chunks[3]);
+  // Its NVMe read buffer is staged on the host.
+  EXPECT_EQ(p.result["bytes"]["host"]["staging"].get<size_t>(),
+            streamed.result["bytes"]["host"]["staging"].get<size_t>() - m.largest() + m.chunks[3]);
+  // Read once a step (after its update), not twice per micro-batch (2 of them).
+  EXPECT_EQ(streamed.result["predicted"]["nvme_read_bytes"].get<double>() -
+                p.result["predicted"]["nvme_read_bytes"].get<double>(),
+            2.0 * 2 * m.chunks[3] - m.chunks[3]);
+  EXPECT_NE(p.run.err.find("stage3_param_persistence_threshold"), std::string::npos) << p.run.err;
+
+  // Below the least budget: refused naming what it holds; at it, it trains.
+  json small = config;
+  small["memory"] = {{"device_budget_bytes", act + m.largest() + m.chunks[3] - 4096}};
+  const CommandResult refused =
+      run_dsinf("train " + write_json(dir, "small.json", small), dir.path());
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("memory.device_budget_bytes"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("stage3_param_persistence_threshold"), std::string::npos)
+      << refused.err;
+  json exact = config;
+  exact["memory"] = {{"device_budget_bytes", act + m.largest() + m.chunks[3]}};
+  const CommandResult trained =
+      run_dsinf("train " + write_json(dir, "exact.json", exact), dir.path());
+  EXPECT_EQ(trained.exit_code, 0) << trained.err;
+  fs::remove_all(dir / "out");
+
+  // Every chunk below it: no shared slot at all.
+  json all = stage3_nvme(dir);
+  all["zero_optimization"]["stage3_param_persistence_threshold"] = 1000000;
+  const Plan pa = plan(dir, "all", all);
+  ASSERT_EQ(pa.run.exit_code, 0) << pa.run.err;
+  const json& adev = pa.result["bytes"]["device"];
+  EXPECT_EQ(adev["persistent_chunks"].get<size_t>(), m.chunks.size());
+  EXPECT_EQ(adev["persistent"].get<size_t>(), m.total());
+  EXPECT_EQ(adev["slots"].get<size_t>(), 0u);
+  EXPECT_EQ(adev["total"].get<size_t>(), act + m.total());
+  EXPECT_EQ(adev["min_budget"].get<size_t>(), act + m.total());
 }
 
 TEST(Plan, TooSmallHostBudgetExitsTwoNamingIt) {
