@@ -22,6 +22,8 @@ using io_done_atom = caf::atom_constant<caf::atom("iodone")>;     // an NVMe req
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using invalidate_atom = caf::atom_constant<caf::atom("invalid")>;  // homes are about to change
 using updated_atom = caf::atom_constant<caf::atom("updated")>;     // a chunk's home is current
+using preload_atom = caf::atom_constant<caf::atom("preload")>;     // read optimizer state ahead
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;       // drop what was read ahead
 
 // A chunk index of the model (ChunkLayout order).
 using chunk_index = uint64_t;
@@ -54,5 +56,13 @@ using param_shard_actor = caf::typed_actor<
 using prefetch_actor =
     caf::typed_actor<caf::reacts_to<access_atom, chunk_index>, caf::reacts_to<step_atom>,
                      caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t>>;
+
+// optimizer: runs the optimizer's work, one message at a time, in order.
+//   preload: start reading the next step's optimizer state (it needs no gradient)
+//   (step, lr, optimizer step, gradient scale): Adam over every chunk
+//   cancel: drop the state read ahead (no step follows)
+using optimizer_actor =
+    caf::typed_actor<caf::reacts_to<preload_atom>, caf::reacts_to<step_atom, double, int64_t, float>,
+                     caf::reacts_to<cancel_atom>>;
 
 }  // namespace dsinf::actors

@@ -44,11 +44,13 @@ struct Tokens {
 };
 
 // Forward and backward of one step's micro-batches.
-absl::Status passes(GPT2& model, const Config& config, const Tokens& tokens) {
+absl::Status passes(Runtime& rt, const Config& config, const Tokens& tokens) {
+  GPT2& model = *rt.model;
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
   const int64_t gas = config.gradient_accumulation_steps;
   const float dloss = 1.0f / static_cast<float>(int64_t{B} * config.model.n_positions * gas);
   for (int64_t micro = 0; micro < gas; ++micro) {
+    if (micro == gas - 1) rt.last_micro_batch();
     absl::StatusOr<float> loss = model.forward(tokens.inputs.data(), tokens.targets.data(), B);
     if (!loss.ok()) return loss.status();
     if (absl::Status s = model.backward(dloss); !s.ok()) return s;
@@ -58,7 +60,7 @@ absl::Status passes(GPT2& model, const Config& config, const Tokens& tokens) {
 
 absl::Status train_step(Runtime& rt, const Config& config, const Tokens& tokens) {
   if (absl::Status s = rt.zero_grad(); !s.ok()) return s;
-  if (absl::Status s = passes(*rt.model, config, tokens); !s.ok()) return s;
+  if (absl::Status s = passes(rt, config, tokens); !s.ok()) return s;
   absl::StatusOr<double> norm = rt.grad_norm();
   if (!norm.ok()) return norm.status();
   return rt.step(config.optimizer.lr, clip_coefficient(*norm, config.gradient_clipping));
@@ -75,7 +77,7 @@ absl::StatusOr<double> compute_alone(const Config& config, const Tokens& tokens,
   absl::Status failed;
   absl::StatusOr<double> seconds = bench::median_seconds(steps, [&] {
     failed.Update(rt->model->zero_grad());
-    failed.Update(passes(*rt->model, config, tokens));
+    failed.Update(passes(*rt, config, tokens));
   });
   if (!failed.ok()) return failed;
   return seconds;

@@ -5,17 +5,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/backend.h"
 #include "memory/aligned_buffer.h"
+#include "memory/check.h"
 #include "nlohmann/json.hpp"
 #include "nvme/crc32c.h"
 #include "trainer/atomic_file.h"
@@ -114,10 +119,15 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, GPT2& model,
   return load_checkpoint(path, model.config(), model.layouts(), chunks);
 }
 
-absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
-                                            const ModelConfig& model_config,
-                                            const std::vector<memory::ChunkLayout>& layouts,
-                                            CheckpointState& chunks, const TrainState& state) {
+namespace {
+
+// save_checkpoint's body; with `snapshot`, reads the snapshot begun before.
+absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
+                                             const ModelConfig& model_config,
+                                             const std::vector<memory::ChunkLayout>& layouts,
+                                             CheckpointState& chunks, const TrainState& state,
+                                             int64_t optimizer_steps, bool snapshot,
+                                             int pace_ms = 0) {
   const std::string path = (fs::path(output_dir) / checkpoint_name(state.step)).string();
   absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
@@ -134,13 +144,21 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
   for (size_t c = 0; c < layouts.size(); ++c) {
     const size_t bytes = layouts[c].bytes();
     for (int cls = 0; cls < 3; ++cls) {
-      if (absl::Status s = chunks.read_class(cls, c, staging->data()); !s.ok()) return s;
+      if (absl::Status s = snapshot ? chunks.read_snapshot(cls, c, staging->data())
+                                    : chunks.read_class(cls, c, staging->data());
+          !s.ok()) {
+        return s;
+      }
       sections.push_back(json{{"class", kClasses[cls]},
                               {"chunk", c},
                               {"offset", writer->bytes_written()},
                               {"bytes", bytes},
                               {"crc32c", nvme::crc32c(staging->data(), bytes)}});
       if (absl::Status s = writer->write(staging->data(), bytes); !s.ok()) return s;
+    }
+    if (snapshot) {
+      if (pace_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pace_ms));
+      chunks.snapshot_chunk_read(c);
     }
   }
   const json header = {{"format", "dsinf-checkpoint"},
@@ -153,7 +171,7 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
                          {"cursor", state.sampler.cursor},
                          {"last_loss", state.last_loss},
                          {"data_tokens", state.data_tokens},
-                         {"optimizer_steps", chunks.optimizer_steps()}}},
+                         {"optimizer_steps", optimizer_steps}}},
                        {"sections", sections}};
   const std::string header_text = header.dump();
   std::string tail = header_text;
@@ -171,6 +189,60 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
   if (absl::Status s = latest->write(checkpoint_name(state.step) + "\n"); !s.ok()) return s;
   if (absl::Status s = latest->commit(); !s.ok()) return s;
   return path;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
+                                            const ModelConfig& model_config,
+                                            const std::vector<memory::ChunkLayout>& layouts,
+                                            CheckpointState& chunks, const TrainState& state) {
+  return write_checkpoint(output_dir, model_config, layouts, chunks, state,
+                          chunks.optimizer_steps(), /*snapshot=*/false);
+}
+
+struct BackgroundSave::Worker {
+  absl::StatusOr<std::string> result;
+  std::atomic<bool> ended{false};
+  std::thread thread;
+};
+
+BackgroundSave::BackgroundSave() = default;
+
+bool BackgroundSave::ended() const { return worker_ != nullptr && worker_->ended.load(); }
+
+void BackgroundSave::start(const std::string& output_dir, const ModelConfig& model,
+                           const std::vector<memory::ChunkLayout>& layouts,
+                           CheckpointState& chunks, const TrainState& state) {
+  DSINF_CHECK_MSG(worker_ == nullptr, "a background save is still in progress");
+  chunks.begin_snapshot();
+  // Training goes on: everything of the snapshot's step is taken now.
+  const int64_t optimizer_steps = chunks.optimizer_steps();
+  // DSINF_SAVE_PACE_MS=N: hold each chunk N ms more before the snapshot lets
+  // it go. A testing aid: the next steps' updates then meet the snapshot.
+  const char* pace = std::getenv("DSINF_SAVE_PACE_MS");
+  const int pace_ms = pace != nullptr ? std::atoi(pace) : 0;
+  worker_ = std::make_unique<Worker>();
+  Worker* worker = worker_.get();
+  worker->thread = std::thread([worker, output_dir, model, layouts, &chunks, state,
+                                optimizer_steps, pace_ms] {
+    worker->result = write_checkpoint(output_dir, model, layouts, chunks, state, optimizer_steps,
+                                      /*snapshot=*/true, pace_ms);
+    chunks.end_snapshot();
+    worker->ended.store(true);
+  });
+}
+
+absl::StatusOr<std::string> BackgroundSave::finish() {
+  DSINF_CHECK(worker_ != nullptr);
+  worker_->thread.join();
+  absl::StatusOr<std::string> result = std::move(worker_->result);
+  worker_.reset();
+  return result;
+}
+
+BackgroundSave::~BackgroundSave() {
+  if (worker_ != nullptr) worker_->thread.join();
 }
 
 absl::StatusOr<std::optional<std::string>> find_latest_checkpoint(const std::string& output_dir) {

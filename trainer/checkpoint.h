@@ -48,6 +48,21 @@ class CheckpointState {
   virtual bool has_optimizer() const = 0;  // false: parameters only (eval, export)
   virtual int64_t optimizer_steps() const = 0;
   virtual void set_optimizer_steps(int64_t steps) = 0;
+
+  // Saving in the background, while training goes on. begin_snapshot(), on
+  // the trainer's thread between steps, fixes the state after the steps done
+  // so far; read_snapshot() then reads it from another thread, chunk by chunk
+  // in order, snapshot_chunk_read(c) saying chunk c is done, and end_snapshot()
+  // lets it go (also after an error). Updates of later steps wait, chunk by
+  // chunk, until the snapshot has read the chunk: no full copy is made and no
+  // step waits for the whole save.
+  virtual bool saves_in_background() const { return false; }
+  virtual void begin_snapshot() {}
+  virtual absl::Status read_snapshot(int cls, size_t chunk, std::byte* host) {
+    return read_class(cls, chunk, host);
+  }
+  virtual void snapshot_chunk_read(size_t chunk) { (void)chunk; }
+  virtual void end_snapshot() {}
 };
 
 // The resident model's chunks and its optimizer (null: parameters only).
@@ -59,6 +74,31 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, const
                                             CheckpointState& chunks, const TrainState& state);
 absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, GPT2& model,
                                             Optimizer& optimizer, const TrainState& state);
+
+// A save_checkpoint on a thread of its own, over a snapshot of `chunks`
+// (which must saves_in_background()); the TrainState is copied at start().
+class BackgroundSave {
+ public:
+  BackgroundSave();
+  ~BackgroundSave();  // waits for the save in progress
+  BackgroundSave(const BackgroundSave&) = delete;
+  BackgroundSave& operator=(const BackgroundSave&) = delete;
+
+  // Takes the snapshot (on the calling thread) and starts writing it; a save
+  // still in progress must have been finished first.
+  void start(const std::string& output_dir, const ModelConfig& model,
+             const std::vector<memory::ChunkLayout>& layouts, CheckpointState& chunks,
+             const TrainState& state);
+  bool busy() const { return worker_ != nullptr; }
+  // The save in progress has ended (finish() will not wait).
+  bool ended() const;
+  // Waits for the save in progress: its path, or its error.
+  absl::StatusOr<std::string> finish();
+
+ private:
+  struct Worker;
+  std::unique_ptr<Worker> worker_;
+};
 
 // The newest complete checkpoint in output_dir: the one "latest" names, else
 // (no pointer yet) the highest-numbered ckpt-*.dsinf. nullopt when there is none.

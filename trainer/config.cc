@@ -40,6 +40,15 @@ constexpr NumberRange kUnitInterval{0.0, 1.0, false, false};
 constexpr absl::string_view kOffloadNotBuilt =
     "accepted but not acted on in this build: the offload runtime does not prefetch or "
     "group chunks yet (it streams one chunk at a time)";
+// The two stage-3 keys dsinf's unit of work leaves without meaning.
+constexpr absl::string_view kSubGroupPerChunk =
+    "accepted but not acted on: dsinf's optimizer already steps one layer chunk at a time "
+    "(each chunk is its own sub-group), so there is no larger group to split";
+constexpr absl::string_view kReusePerChunk =
+    "accepted but not acted on: dsinf streams whole layer chunks and a used chunk keeps its "
+    "device slot until another chunk's load needs that slot (slots bounded by "
+    "offload_param.buffer_count and stage3_max_live_parameters), so no release waits on a "
+    "reuse distance";
 constexpr absl::string_view kSingleProcess =
     "accepted but not acted on: dsinf runs one process, there is nothing to communicate";
 constexpr absl::string_view kComputesInFp32 =
@@ -228,7 +237,7 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
     if (param.has("buffer_size")) param.warn("buffer_size", kOffloadNotBuilt);
   }
   if (optimizer.diagnostics()->ok()) {
-    for (absl::string_view key : {"buffer_count", "fast_init", "ratio"}) {
+    for (absl::string_view key : {"fast_init", "ratio"}) {
       if (optimizer.has(key)) optimizer.warn(key, kOffloadNotBuilt);
     }
   }
@@ -250,11 +259,12 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
   }
 
   if (!r.diagnostics()->ok()) return;
-  for (absl::string_view key : {"stage3_prefetch_bucket_size",
-                                "stage3_param_persistence_threshold", "stage3_max_live_parameters",
-                                "stage3_max_reuse_distance", "sub_group_size",
-                                "stage3_gather_16bit_weights_on_model_save"}) {
-    if (r.has(key)) r.warn(key, kOffloadNotBuilt);
+  // stage3_prefetch_bucket_size, stage3_param_persistence_threshold and
+  // stage3_max_live_parameters act on the parameter streamer (placement.cc).
+  if (r.has("sub_group_size")) r.warn("sub_group_size", kSubGroupPerChunk);
+  if (r.has("stage3_max_reuse_distance")) r.warn("stage3_max_reuse_distance", kReusePerChunk);
+  if (r.has("stage3_gather_16bit_weights_on_model_save")) {
+    r.warn("stage3_gather_16bit_weights_on_model_save", kOffloadNotBuilt);
   }
   for (absl::string_view key :
        {"overlap_comm", "contiguous_gradients", "reduce_bucket_size", "allgather_bucket_size",

@@ -76,7 +76,10 @@ OffloadState::OffloadState(kernels::Backend* backend, const Config& config,
     : backend_(backend), config_(config), placement_(placement), layouts_(layouts) {}
 
 OffloadState::~OffloadState() {
-  if (optimizer_.joinable()) optimizer_.join();
+  if (optimizer_actor_) {
+    optimizer_actor_->cancel();  // state read ahead for a step that will not come
+    optimizer_actor_.reset();    // every message handled, the actor stopped
+  }
   streamer_.reset();  // no read in flight into the slots or staging after this
   for (ClassHome* home : {&params_, &grads_, &master_, &m_, &v_}) {
     for (float* p : home->device) backend_->release(p);
@@ -114,7 +117,7 @@ absl::StatusOr<ClassHome> OffloadState::make_home(Tier tier, nvme::SwapStore* sw
   }
   if (tier == Tier::kNvme && zeroed) {
     // A swap chunk must be written before it can be read: moments start at zero.
-    std::byte* zeros = staging_[kStageM];
+    std::byte* zeros = sets_.front().m;
     for (size_t c = 0; c < layouts_.size(); ++c) {
       std::memset(zeros, 0, bytes(c));
       if (absl::Status s = wait_io([&](nvme::IoCallback cb) {
@@ -159,9 +162,13 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
   if (placement_.grads == Tier::kHost) {
     if (absl::Status s = stage(kStageVisit); !s.ok()) return s;
   }
-  if (optimizer_on_nvme) {
-    for (Staging which : {kStageMaster, kStageM, kStageV, kStageMaster2, kStageM2, kStageV2}) {
-      if (absl::Status s = stage(which); !s.ok()) return s;
+  sets_.resize(plan.optimizer_sets);
+  for (StagingSet& set : sets_) {
+    for (std::byte** buffer : {&set.m, &set.v, &set.master}) {
+      if (buffer == &set.master && plan.optimizer_set_buffers < 3) break;
+      absl::StatusOr<std::byte*> p = pool_->allocate(largest);
+      if (!p.ok()) return p.status();
+      *buffer = *p;
     }
   }
 
@@ -232,10 +239,20 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
 
   updated_step_.assign(chunks, 0);
   grads_fresh_.assign(chunks, false);
+  param_cache_.assign(chunks, nullptr);
+  cache_current_.assign(chunks, 0);
+  if (placement_.optimizer != Tier::kDevice) {
+    absl::StatusOr<std::unique_ptr<actors::OptimizerActor>> actor =
+        actors::OptimizerActor::create(this);
+    if (!actor.ok()) return actor.status();
+    optimizer_actor_ = *std::move(actor);
+  }
   if (placement_.params == Tier::kDevice) return absl::OkStatus();
   // Device slots for streamed parameter chunks, each with its NVMe staging.
   actors::StreamerSetup setup;
   setup.backend = backend_;
+  setup.prefetch_bucket_elements =
+      static_cast<uint64_t>(std::max<int64_t>(placement_.param_prefetch_bucket, 0));
   for (size_t i = 0; i < plan.slots; ++i) {
     absl::StatusOr<void*> p = backend_->allocate(plan.slot_bytes);
     if (!p.ok()) return p.status();
@@ -250,7 +267,6 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
   }
   setup.slots = slots_;
   setup.staging = slot_staging_;
-  param_cache_.assign(chunks, nullptr);
   for (size_t c = 0; params_on_nvme && c < plan.cached_chunks; ++c) {
     absl::StatusOr<std::byte*> block = pool_->allocate(bytes(c));
     if (!block.ok()) return block.status();
@@ -259,6 +275,20 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
   for (size_t c = 0; c < chunks; ++c) {
     actors::ChunkHome home;
     home.bytes = bytes(c);
+    home.elements = numel(c);
+    // Below stage3_param_persistence_threshold: a device slot of its own
+    // (released with slots_), and its own NVMe read buffer.
+    if (c < plan.persistent.size() && plan.persistent[c]) {
+      absl::StatusOr<void*> own = backend_->allocate(bytes(c));
+      if (!own.ok()) return own.status();
+      slots_.push_back(static_cast<float*>(*own));
+      home.own_slot = slots_.back();
+      if (params_on_nvme) {
+        absl::StatusOr<std::byte*> block = pool_->allocate(bytes(c));
+        if (!block.ok()) return block.status();
+        home.own_staging = *block;
+      }
+    }
     if (params_.tier == Tier::kHost) {
       home.host = params_.host[c];
     } else {
@@ -276,6 +306,9 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
 }
 
 absl::StatusOr<float*> OffloadState::to_host(const ClassHome& home, size_t c, std::byte* staging) {
+  // A cached parameter chunk's current weights are in its cache (the NVMe copy
+  // is not rewritten while cached).
+  if (&home == &params_ && cache_current(c)) return reinterpret_cast<float*>(param_cache_[c]);
   switch (home.tier) {
     case Tier::kHost:
       return reinterpret_cast<float*>(home.host[c]);
@@ -374,8 +407,7 @@ absl::Status OffloadState::accumulate_grads(size_t c, const float* visit) {
 
 absl::Status OffloadState::write_params(size_t c, const float* host) {
   // Staged copy: from_host may need an aligned, page-padded source.
-  std::byte* staged =
-      staging_.empty() || staging_[kStageMaster] == nullptr ? nullptr : staging_[kStageMaster];
+  std::byte* staged = staging_[kStageParams];
   std::vector<std::byte> local;
   if (staged == nullptr) {
     local.resize(bytes(c) + memory::kChunkAlignment);
@@ -402,6 +434,10 @@ absl::Status OffloadState::read_chunk(size_t c, bool gradients, float* host) {
 
 absl::Status OffloadState::read_class(int cls, size_t c, std::byte* host) {
   if (absl::Status s = wait_optimizer(); !s.ok()) return s;
+  return read_home(cls, c, host);
+}
+
+absl::Status OffloadState::read_home(int cls, size_t c, std::byte* host) {
   ClassHome& home = cls == kParamClass ? master() : cls == kMClass ? m_ : v_;
   absl::StatusOr<float*> p = to_host(home, c, host);
   if (!p.ok()) return p.status();
@@ -410,6 +446,8 @@ absl::Status OffloadState::read_class(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status OffloadState::write_class(int cls, size_t c, const std::byte* host) {
+  // Nothing read ahead may race the rewrite.
+  if (optimizer_actor_) optimizer_actor_->cancel();
   if (absl::Status s = wait_optimizer(); !s.ok()) return s;
   if (streamer_ && cls == kParamClass) streamer_->invalidate(/*mark_stale=*/false);
   const float* src = reinterpret_cast<const float*>(host);
@@ -419,9 +457,65 @@ absl::Status OffloadState::write_class(int cls, size_t c, const std::byte* host)
     if (absl::Status s = from_host(params_, c, src); !s.ok()) return s;
   }
   const bool cached = c < param_cache_.size() && param_cache_[c] != nullptr;
-  if (cached) std::memcpy(param_cache_[c], src, bytes(c));
+  if (cached) {
+    std::memcpy(param_cache_[c], src, bytes(c));
+    cache_current_[c] = 1;
+  }
   if (streamer_) streamer_->updated(c, cached);
   return absl::OkStatus();
+}
+
+void OffloadState::begin_snapshot() {
+  std::lock_guard<std::mutex> lock(mu_);
+  DSINF_CHECK(!snapshot_active_);
+  snapshot_active_ = true;
+  snapshot_step_ = step_count_;
+  snapshot_read_ = 0;
+}
+
+absl::Status OffloadState::read_snapshot(int cls, size_t c, std::byte* host) {
+  {
+    // The run of the snapshot's own step must be over, its writes included;
+    // later runs wait for this reader (wait_snapshot), so this cannot stall.
+    std::unique_lock<std::mutex> lock(mu_);
+    updated_cv_.wait(lock, [&] {
+      return finished_step_ >= snapshot_step_ || !optimizer_error_.ok();
+    });
+    if (!optimizer_error_.ok()) return optimizer_error_;
+  }
+  return read_home(cls, c, host);
+}
+
+void OffloadState::snapshot_chunk_read(size_t c) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_read_ = c + 1;
+  }
+  snapshot_cv_.notify_all();
+}
+
+void OffloadState::end_snapshot() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_active_ = false;
+  }
+  snapshot_cv_.notify_all();
+}
+
+void OffloadState::wait_snapshot(size_t c, int64_t step) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto free = [&] { return !snapshot_active_ || step <= snapshot_step_ || snapshot_read_ > c; };
+  if (free()) return;
+  const int64_t begin = trace::now_ns();
+  snapshot_cv_.wait(lock, free);
+  const int64_t end = trace::now_ns();
+  snapshot_wait_ns_ += end - begin;
+  trace::record(trace::Lane::kWait, "checkpoint reads chunk", static_cast<int64_t>(c), begin, end);
+}
+
+double OffloadState::snapshot_wait_s() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<double>(snapshot_wait_ns_) * 1e-9;
 }
 
 size_t OffloadState::nvme_bytes() const {

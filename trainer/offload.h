@@ -14,21 +14,32 @@
 // loading while the model computes (NVMe reads overlap compute); then the norm
 // over all gradients (clipping and overflow need every gradient first); then
 // Adam chunk by chunk, writing master, m and v back to their homes and the new
-// working parameters to theirs -- on the optimizer's own thread when the
-// optimizer state is off the device, in the order the next forward uses the
-// chunks, so the next step starts at once and waits per chunk only for the
-// update it needs (its parameters, or its gradient accumulator).
+// working parameters to theirs -- in the optimizer actor (actors/optimizer.h)
+// when the optimizer state is off the device, in the order the next forward
+// uses the chunks, so the next step starts at once and waits per chunk only
+// for the update it needs (its parameters, or its gradient accumulator).
+//
+// Optimizer state on NVMe is staged through plan.optimizer_sets host buffer
+// sets. Reading it needs no gradient, so the trainer calls
+// preload_optimizer_state() as the step's last micro-batch begins and the
+// first sets fill while that micro-batch computes; once the norm is known,
+// Adam finds them ready, and each set, written back, takes the next chunk's
+// reads. Master weights whose working copy is cached on the host
+// (offload_param.max_in_cpu) are read and updated in that cache, which is
+// then the chunk's current copy: its NVMe copy is not rewritten while cached.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "actors/optimizer.h"
 #include "actors/param_streamer.h"
 #include "kernels/backend.h"
 #include "memory/chunk_layout.h"
@@ -51,7 +62,9 @@ struct ClassHome {
   uint32_t first_id = 0;
 };
 
-class OffloadState final : public ChunkSource, public CheckpointState {
+class OffloadState final : public ChunkSource,
+                           public CheckpointState,
+                           private actors::OptimizerWork {
  public:
   static absl::StatusOr<std::unique_ptr<OffloadState>> create(
       kernels::Backend* backend, const Config& config, const Placement& placement,
@@ -67,6 +80,9 @@ class OffloadState final : public ChunkSource, public CheckpointState {
 
   // ---- the optimizer ----
   absl::Status zero_grads();
+  // The step's last micro-batch begins: the optimizer starts reading the state
+  // of the first chunks it will update (optimizer state on NVMe only).
+  void preload_optimizer_state();
   absl::StatusOr<double> grad_norm();
   // Adam with `lr`, gradients multiplied by grad_scale (the clip coefficient).
   absl::Status step(double lr, float grad_scale);
@@ -77,6 +93,16 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   bool has_optimizer() const override { return true; }
   int64_t optimizer_steps() const override { return step_count_; }
   void set_optimizer_steps(int64_t steps) override;
+  // With the optimizer state off the device, checkpoints are written in the
+  // background: the snapshot's reader waits for the optimizer run of its step
+  // to end, and the runs of later steps update chunk c only once it is read.
+  bool saves_in_background() const override { return placement_.optimizer != Tier::kDevice; }
+  void begin_snapshot() override;
+  absl::Status read_snapshot(int cls, size_t c, std::byte* host) override;
+  void snapshot_chunk_read(size_t c) override;
+  void end_snapshot() override;
+  // Seconds the optimizer waited for a background save to read a chunk.
+  double snapshot_wait_s() const;
 
   // Peak bytes of the host pool and bytes held on NVMe.
   size_t host_peak_bytes() const { return pool_ ? pool_->stats().peak_bytes : 0; }
@@ -91,20 +117,25 @@ class OffloadState final : public ChunkSource, public CheckpointState {
 
  private:
   // Staging buffers in the host pool, each the size of the largest chunk.
-  // Two sets of master/m/v staging when the optimizer is on NVMe: the next
-  // chunk's reads and the previous chunk's writes run while Adam computes.
-  enum Staging : size_t {
-    kStageParams,
-    kStageVisit,
-    kStageMaster,
-    kStageM,
-    kStageV,
-    kStageMaster2,
-    kStageM2,
-    kStageV2,
-    kNumStaging
-  };
+  enum Staging : size_t { kStageParams, kStageVisit, kNumStaging };
 
+  // A swap request in flight; `result` holds its status once it completes.
+  struct PendingIo {
+    std::shared_ptr<std::promise<absl::Status>> done;
+    std::future<absl::Status> result;
+  };
+  // One chunk's optimizer state on its way between NVMe and Adam.
+  struct StagingSet {
+    std::byte* master = nullptr;  // null when every master comes from the host cache
+    std::byte* m = nullptr;
+    std::byte* v = nullptr;
+    std::vector<PendingIo> reads, writes;
+    size_t chunk = 0;             // the chunk it holds
+    int64_t step = 0;             // ... for this optimizer step
+    bool computed = false;        // updated, its writes not yet issued
+    bool write_master = false;    // ... the master weights among them (not in the cache)
+    bool report_written = false;  // chunk_done once its writes end (uncached NVMe weights)
+  };
   OffloadState(kernels::Backend* backend, const Config& config, const Placement& placement,
                const std::vector<memory::ChunkLayout>& layouts);
   absl::Status allocate(const MemoryPlan& plan);
@@ -118,9 +149,28 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   // Chunk c of `home` from host memory (nothing to do when src is its own block).
   absl::Status from_host(ClassHome& home, size_t c, const float* src);
   ClassHome& master() { return placement_.master_is_working_copy() ? params_ : master_; }
-  struct PendingIo;
+  // Chunk c of the working parameters has a host cache holding its current weights.
+  bool cache_current(size_t c) const {
+    return c < param_cache_.size() && param_cache_[c] != nullptr && cache_current_[c] != 0;
+  }
+  // The master weights of chunk c are the working copy's host cache.
+  bool master_in_cache(size_t c) const {
+    return placement_.master_is_working_copy() && cache_current(c);
+  }
   absl::StatusOr<PendingIo> start_io(ClassHome& home, size_t c, std::byte* buffer, bool write);
   static absl::Status finish_all(std::vector<PendingIo>& ios);
+  // The optimizer actor's work (actors::OptimizerWork), on its thread.
+  void preload() override;
+  void run(double lr, int64_t step, float grad_scale) override;
+  void cancel() override;
+  // Starts the reads of chunk c's state into its set (free: no I/O pending).
+  absl::Status issue_reads(size_t c);
+  // Issues the writes of a computed set (once).
+  absl::Status write_back(StagingSet& set);
+  // Waits for a set's writes and reports its chunk if that waited for them.
+  absl::Status retire_writes(StagingSet& set);
+  // Waits for every request of every set; the first error, or `status`.
+  absl::Status drain_sets(absl::Status status);
   absl::Status step_on_nvme(const kernels::AdamHyper& hyper);
   absl::Status step_on_host(const kernels::AdamHyper& hyper);
   absl::Status step_on_device(const kernels::AdamHyper& hyper);
@@ -131,6 +181,11 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   absl::Status wait_updated(size_t c);
   // Blocks until the optimizer's run is over; its error, if any.
   absl::Status wait_optimizer();
+  // The optimizer's run for `step` may update chunk c: a snapshot of an
+  // earlier step has read it (or none is being taken).
+  void wait_snapshot(size_t c, int64_t step);
+  // Chunk c's state as its homes hold it (the optimizer idle).
+  absl::Status read_home(int cls, size_t c, std::byte* host);
 
   kernels::Backend* backend_;
   Config config_;
@@ -144,14 +199,25 @@ class OffloadState final : public ChunkSource, public CheckpointState {
   std::vector<std::byte*> staging_;       // host staging buffers (largest chunk each)
   std::vector<std::byte*> slot_staging_;  // one per slot: NVMe reads of parameter chunks
   std::vector<std::byte*> param_cache_;  // per chunk: host copy of an NVMe parameter chunk, or null
+  std::vector<uint8_t> cache_current_;   // per chunk: that copy holds the current weights
+  std::vector<StagingSet> sets_;         // optimizer state on NVMe: chunk c uses set c % size
+  size_t next_read_ = 0;                 // the optimizer's next chunk to read (its thread only)
   int64_t step_count_ = 0;
-  // The optimizer runs on its own thread while the next step begins: chunk c's
-  // parameters are used, and its gradients reset, only once its update is done.
-  std::thread optimizer_;
-  std::mutex mu_;
+  // The optimizer actor runs while the next step begins: chunk c's parameters
+  // are used, and its gradients reset, only once its update is done.
+  std::unique_ptr<actors::OptimizerActor> optimizer_actor_;
+  mutable std::mutex mu_;
   std::condition_variable updated_cv_;
   std::vector<int64_t> updated_step_;  // per chunk, guarded by mu_
   absl::Status optimizer_error_;       // guarded by mu_
+  int64_t finished_step_ = 0;          // the last step whose optimizer run ended; mu_
+  // A background save's snapshot, guarded by mu_: of step snapshot_step_, its
+  // first snapshot_read_ chunks read.
+  bool snapshot_active_ = false;
+  int64_t snapshot_step_ = 0;
+  size_t snapshot_read_ = 0;
+  int64_t snapshot_wait_ns_ = 0;
+  std::condition_variable snapshot_cv_;
   std::vector<bool> grads_fresh_;      // per chunk: not yet accumulated into this step
   // Last, so it stops (and its reads drain) before the stores and buffers go.
   std::unique_ptr<actors::ParamStreamer> streamer_;

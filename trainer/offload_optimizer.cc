@@ -2,8 +2,10 @@
 // gates the next step waits on, and the pipelined swap I/O for state on NVMe.
 #include <cmath>
 #include <cstring>
+#include <chrono>
 #include <future>
 
+#include "absl/strings/str_cat.h"
 #include "kernels/cpu/adam.h"
 #include "memory/check.h"
 #include "memory/trace.h"
@@ -13,11 +15,6 @@
 namespace dsinf::trainer {
 
 // ---- asynchronous swap I/O (the optimizer's pipeline) ----
-
-struct OffloadState::PendingIo {
-  std::shared_ptr<std::promise<absl::Status>> done;
-  std::future<absl::Status> result;
-};
 
 absl::StatusOr<OffloadState::PendingIo> OffloadState::start_io(ClassHome& home, size_t c,
                                                                std::byte* buffer, bool write) {
@@ -45,88 +42,183 @@ absl::Status OffloadState::finish_all(std::vector<PendingIo>& ios) {
   return status;
 }
 
-// Adam over chunks whose master, m and v live on NVMe, pipelined: chunk c+1's
-// reads and chunk c-1's writes are in flight while chunk c computes.
+absl::Status OffloadState::issue_reads(size_t c) {
+  StagingSet& set = sets_[c % sets_.size()];
+  DSINF_CHECK(set.reads.empty() && set.writes.empty() && !set.computed);
+  set.chunk = c;
+  set.report_written = false;
+  std::pair<ClassHome*, std::byte*> wanted[3] = {{&m_, set.m}, {&v_, set.v}, {nullptr, nullptr}};
+  if (!master_in_cache(c)) {
+    if (set.master == nullptr) {
+      return absl::InternalError(absl::StrCat("chunk ", c,
+                                              ": its master weights are neither cached on the "
+                                              "host nor given a staging buffer"));
+    }
+    wanted[2] = {&master(), set.master};
+  }
+  for (auto [home, buffer] : wanted) {
+    if (home == nullptr) continue;
+    absl::StatusOr<PendingIo> io = start_io(*home, c, buffer, /*write=*/false);
+    if (!io.ok()) return io.status();
+    set.reads.push_back(*std::move(io));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::write_back(StagingSet& set) {
+  if (!set.computed) return absl::OkStatus();
+  set.computed = false;
+  std::pair<ClassHome*, std::byte*> out[3] = {{&m_, set.m}, {&v_, set.v}, {nullptr, nullptr}};
+  if (set.write_master) out[2] = {&master(), set.master};
+  for (auto [home, buffer] : out) {
+    if (home == nullptr) continue;
+    absl::StatusOr<PendingIo> io = start_io(*home, set.chunk, buffer, /*write=*/true);
+    if (!io.ok()) return io.status();
+    set.writes.push_back(*std::move(io));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::retire_writes(StagingSet& set) {
+  if (absl::Status s = write_back(set); !s.ok()) return s;
+  if (set.writes.empty()) return absl::OkStatus();
+  if (absl::Status s = finish_all(set.writes); !s.ok()) return s;
+  if (set.report_written) {
+    chunk_done(set.chunk, set.step, reinterpret_cast<const float*>(set.master));
+    set.report_written = false;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OffloadState::drain_sets(absl::Status status) {
+  for (StagingSet& set : sets_) {
+    status.Update(finish_all(set.reads));
+    status.Update(finish_all(set.writes));
+    set.computed = false;
+    set.report_written = false;
+  }
+  next_read_ = 0;
+  return status;
+}
+
+// Adam over chunks whose optimizer state lives on NVMe, pipelined through the
+// staging sets. The critical path is reads and Adam: the next step waits for
+// the new weights, not for m and v on NVMe. So Adam takes each chunk whose
+// reads are in, and a computed set's writes are issued only when its set is
+// wanted for a later chunk's reads -- whenever the optimizer would otherwise
+// wait for reads -- or once every chunk is updated. (Uncached NVMe weights are
+// written at once: the next step reads them from there.)
 absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
-  ClassHome& master_home = master();
-  std::byte* sets[2][3] = {{staging_[kStageMaster], staging_[kStageM], staging_[kStageV]},
-                           {staging_[kStageMaster2], staging_[kStageM2], staging_[kStageV2]}};
-  std::vector<PendingIo> reads[2], writes[2];
-  size_t written_chunk[2] = {0, 0};   // the chunk whose writes a set holds
-  bool reported[2] = {false, false};  // ... already reported done (before its writes end)
-  ClassHome* homes[3] = {&master_home, &m_, &v_};
-  auto issue = [&](size_t c, bool write) -> absl::Status {
-    for (int k = 0; k < 3; ++k) {
-      absl::StatusOr<PendingIo> io = start_io(*homes[k], c, sets[c % 2][k], write);
-      if (!io.ok()) return io.status();
-      // (Not `(write ? writes : reads)[c % 2]`: GCC 12 with -fsanitize=undefined
-      // miscompiles a conditional of two arrays and indexes the wrong one.)
-      std::vector<PendingIo>& list = write ? writes[c % 2] : reads[c % 2];
-      list.push_back(*std::move(io));
+  const size_t n = layouts_.size();
+  const size_t depth = sets_.size();
+  // Chunks through `last` get their reads issued: every set they need is
+  // written back first (all those writes start before the first wait).
+  auto refill_through = [&](size_t last) -> absl::Status {
+    last = std::min(last, n - 1);
+    for (size_t k = next_read_; k <= last; ++k) {
+      if (absl::Status s = write_back(sets_[k % depth]); !s.ok()) return s;
+    }
+    for (; next_read_ <= last; ++next_read_) {
+      if (absl::Status s = retire_writes(sets_[next_read_ % depth]); !s.ok()) return s;
+      if (absl::Status s = issue_reads(next_read_); !s.ok()) return s;
     }
     return absl::OkStatus();
   };
-  // Every request in flight completes before this returns, also after an error.
-  auto drain = [&](absl::Status status) {
-    for (auto* list : {&reads[0], &reads[1], &writes[0], &writes[1]})
-      status.Update(finish_all(*list));
-    return status;
-  };
-  const size_t n = layouts_.size();
-  if (absl::Status s = issue(0, /*write=*/false); !s.ok()) return drain(s);
-  for (size_t c = 0; c < n; ++c) {
-    const int set = static_cast<int>(c % 2);
-    if (absl::Status s = finish_all(reads[set]); !s.ok()) return drain(s);
-    if (c + 1 < n) {
-      // The other set is free once the writes of chunk c-1 are done.
-      const bool had_writes = !writes[1 - set].empty();
-      if (absl::Status s = finish_all(writes[1 - set]); !s.ok()) return drain(s);
-      if (had_writes && !reported[1 - set]) {
-        chunk_done(written_chunk[1 - set], hyper.step,
-                   reinterpret_cast<const float*>(sets[1 - set][0]));
-      }
-      if (absl::Status s = issue(c + 1, /*write=*/false); !s.ok()) return drain(s);
+  auto ready = [](StagingSet& set) {
+    for (PendingIo& io : set.reads) {
+      if (io.result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
     }
+    return true;
+  };
+  ClassHome& master_home = master();
+  for (size_t c = 0; c < n; ++c) {
+    StagingSet& set = sets_[c % depth];
+    if (next_read_ <= c || !ready(set)) {
+      // About to wait: get the coming chunks' reads going meanwhile.
+      if (absl::Status s = refill_through(c + depth - 1); !s.ok()) return drain_sets(s);
+    }
+    if (absl::Status s = finish_all(set.reads); !s.ok()) return drain_sets(s);
+    wait_snapshot(c, hyper.step);
+    const bool in_cache = master_in_cache(c);
     kernels::cpu::AdamBuffers b;
     b.n = numel(c);
-    b.params = reinterpret_cast<float*>(sets[set][0]);
+    b.params = reinterpret_cast<float*>(in_cache ? param_cache_[c] : set.master);
     b.grads = grads_.host[c];
-    b.m = sets[set][1];
-    b.v = sets[set][2];
+    b.m = set.m;
+    b.v = set.v;
     {
       trace::Scope span(trace::Lane::kAdam, "adam", static_cast<int64_t>(c));
       kernels::cpu::fused_adam_step(b, hyper);
     }
-    if (absl::Status s = issue(c, /*write=*/true); !s.ok()) return drain(s);
-    written_chunk[set] = c;
+    set.step = hyper.step;
+    set.computed = true;
+    set.write_master = !in_cache;
     if (&master_home != &params_) {
-      // The working copy elsewhere: written from the same buffer, which stays
-      // untouched until this set's writes are done.
-      if (params_.tier == Tier::kNvme) {
-        absl::StatusOr<PendingIo> io = start_io(params_, c, sets[set][0], /*write=*/true);
-        if (!io.ok()) return drain(io.status());
-        writes[set].push_back(*std::move(io));
-      } else if (absl::Status s = from_host(params_, c, b.params); !s.ok()) {
-        return drain(s);
-      }
+      // The working copy on the host or the device (on NVMe it would share
+      // the master's home).
+      if (absl::Status s = from_host(params_, c, b.params); !s.ok()) return drain_sets(s);
     }
     // The next step may use the chunk as soon as its new weights are where it
     // reads them: a host or device working copy, or the host cache of an NVMe
-    // one. Master, m and v reach NVMe meanwhile; the next optimizer run and
-    // every checkpoint wait for this run to end. Uncached NVMe weights are
-    // reported once written.
-    reported[set] = params_.tier != Tier::kNvme || param_cache_[c] != nullptr;
-    if (reported[set]) chunk_done(c, hyper.step, b.params);
-  }
-  // The last chunks' writes.
-  for (int set : {static_cast<int>((n - 1) % 2), static_cast<int>(n % 2)}) {
-    if (writes[set].empty()) continue;
-    if (absl::Status s = finish_all(writes[set]); !s.ok()) return drain(s);
-    if (!reported[set]) {
-      chunk_done(written_chunk[set], hyper.step, reinterpret_cast<const float*>(sets[set][0]));
+    // one; the next optimizer run and every checkpoint wait for this run to
+    // end. Uncached NVMe weights are reported once written.
+    if (params_.tier != Tier::kNvme || (c < param_cache_.size() && param_cache_[c] != nullptr)) {
+      chunk_done(c, hyper.step, b.params);
+    } else {
+      set.report_written = true;
+      if (absl::Status s = write_back(set); !s.ok()) return drain_sets(s);
     }
   }
-  return drain(absl::OkStatus());
+  absl::Status status;
+  for (StagingSet& set : sets_) status.Update(write_back(set));
+  for (StagingSet& set : sets_) status.Update(retire_writes(set));
+  return drain_sets(status);
+}
+
+void OffloadState::preload() {
+  if (placement_.optimizer != Tier::kNvme) return;
+  DSINF_CHECK(next_read_ == 0);
+  const size_t first = std::min(sets_.size(), layouts_.size());
+  for (; next_read_ < first; ++next_read_) {
+    if (absl::Status s = issue_reads(next_read_); !s.ok()) {
+      s = drain_sets(s);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        optimizer_error_.Update(s);
+      }
+      updated_cv_.notify_all();
+      return;
+    }
+  }
+}
+
+void OffloadState::cancel() {
+  // The reads ahead are only reads: dropping them changes nothing.
+  const absl::Status s = drain_sets(absl::OkStatus());
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    optimizer_error_.Update(s);
+  }
+}
+
+void OffloadState::run(double lr, int64_t step, float grad_scale) {
+  const kernels::AdamHyper hyper = adam_hyper(config_.optimizer, lr, step, grad_scale);
+  absl::Status status;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status = optimizer_error_;
+  }
+  if (status.ok()) {
+    status = master().tier == Tier::kNvme ? step_on_nvme(hyper) : step_on_host(hyper);
+  } else {
+    status = drain_sets(status);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    optimizer_error_.Update(status);
+    if (status.ok()) finished_step_ = step;
+  }
+  updated_cv_.notify_all();
 }
 
 // ---- the optimizer ----
@@ -142,7 +234,12 @@ absl::Status OffloadState::zero_grads() {
 void OffloadState::chunk_done(size_t c, int64_t step, const float* new_params) {
   // The shard leaves a stale chunk's cache alone until it hears of the update.
   const bool cached = new_params != nullptr && c < param_cache_.size() && param_cache_[c];
-  if (cached) std::memcpy(param_cache_[c], new_params, bytes(c));
+  if (cached) {
+    if (reinterpret_cast<const std::byte*>(new_params) != param_cache_[c]) {
+      std::memcpy(param_cache_[c], new_params, bytes(c));
+    }
+    cache_current_[c] = 1;
+  }
   // The shard hears first: the model's fetch, sent once it sees the update
   // below, then reaches the shard's mailbox behind this message.
   if (streamer_) streamer_->updated(c, cached);
@@ -162,12 +259,17 @@ absl::Status OffloadState::wait_updated(size_t c) {
 void OffloadState::set_optimizer_steps(int64_t steps) {
   std::lock_guard<std::mutex> lock(mu_);
   step_count_ = steps;
+  finished_step_ = steps;
   // Restored homes are current for the restored step.
   updated_step_.assign(layouts_.size(), steps);
 }
 
+void OffloadState::preload_optimizer_state() {
+  if (optimizer_actor_ && placement_.optimizer == Tier::kNvme) optimizer_actor_->preload();
+}
+
 absl::Status OffloadState::wait_optimizer() {
-  if (optimizer_.joinable()) optimizer_.join();
+  if (optimizer_actor_) optimizer_actor_->wait_idle();
   std::lock_guard<std::mutex> lock(mu_);
   return optimizer_error_;
 }
@@ -196,19 +298,14 @@ absl::Status OffloadState::step(double lr, float grad_scale) {
     std::lock_guard<std::mutex> lock(mu_);  // wait_updated reads it on other threads
     ++step_count_;
   }
-  const kernels::AdamHyper hyper = adam_hyper(config_.optimizer, lr, step_count_, grad_scale);
-  const Tier tier = master().tier;
-  if (tier == Tier::kDevice) return step_on_device(hyper);  // the backend's own step, in order
-  optimizer_ = std::thread([this, hyper, tier] {
-    absl::Status status = tier == Tier::kNvme ? step_on_nvme(hyper) : step_on_host(hyper);
-    if (!status.ok()) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        optimizer_error_ = status;
-      }
-      updated_cv_.notify_all();
-    }
-  });
+  if (master().tier == Tier::kDevice) {
+    // The backend's own step, in order.
+    absl::Status s = step_on_device(adam_hyper(config_.optimizer, lr, step_count_, grad_scale));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (s.ok()) finished_step_ = step_count_;
+    return s;
+  }
+  optimizer_actor_->step(lr, step_count_, grad_scale);
   return absl::OkStatus();
 }
 
@@ -216,17 +313,20 @@ absl::Status OffloadState::step_on_device(const kernels::AdamHyper& hyper) {
   ClassHome& master_home = master();
   for (size_t c = 0; c < layouts_.size(); ++c) {
     {
+      wait_snapshot(c, hyper.step);
       trace::Scope span(trace::Lane::kAdam, "adam (device)", static_cast<int64_t>(c));
       backend_->adam_step(master_home.device[c], grads_.device[c], m_.device[c], v_.device[c],
                           numel(c), hyper);
     }
     if (&master_home != &params_) {
       // The new weights to the working copy's home: straight into its host block,
-      // or through staging on the way to NVMe.
+      // or through staging on the way to NVMe (or only to its host cache).
       std::byte* dst = params_.tier == Tier::kHost ? params_.host[c] : staging_[kStageParams];
       absl::StatusOr<float*> p = to_host(master_home, c, dst);
       if (!p.ok()) return p.status();
-      if (absl::Status s = from_host(params_, c, *p); !s.ok()) return s;
+      if (!(params_.tier == Tier::kNvme && param_cache_[c] != nullptr)) {
+        if (absl::Status s = from_host(params_, c, *p); !s.ok()) return s;
+      }
     }
     chunk_done(c, hyper.step,
                params_.tier == Tier::kNvme ? reinterpret_cast<const float*>(staging_[kStageParams])
@@ -244,11 +344,13 @@ absl::Status OffloadState::step_on_host(const kernels::AdamHyper& hyper) {
     b.grads = grads_.host[c];
     b.m = m_.host[c];
     b.v = v_.host[c];
+    wait_snapshot(c, hyper.step);
     {
       trace::Scope span(trace::Lane::kAdam, "adam", static_cast<int64_t>(c));
       kernels::cpu::fused_adam_step(b, hyper);
     }
-    if (&master_home != &params_) {
+    // A cached NVMe working copy is refreshed in its cache alone (chunk_done).
+    if (&master_home != &params_ && !(params_.tier == Tier::kNvme && param_cache_[c] != nullptr)) {
       if (absl::Status s = from_host(params_, c, b.params); !s.ok()) return s;
     }
     chunk_done(c, hyper.step, b.params);

@@ -30,6 +30,11 @@ struct Runtime {
 
   CheckpointState& checkpoint_state() { return offload ? *offload : *resident_state; }
   absl::Status zero_grad() { return offload ? offload->zero_grads() : model->zero_grad(); }
+  // The step's last micro-batch is about to run: optimizer state on NVMe
+  // starts loading for the step that follows it.
+  void last_micro_batch() {
+    if (offload) offload->preload_optimizer_state();
+  }
   absl::StatusOr<double> grad_norm() {
     if (offload) return offload->grad_norm();
     return optimizer->grad_norm(*model);

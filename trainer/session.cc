@@ -372,11 +372,21 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
   };
   absl::Status status;
   bool interrupted = false;
+  // Saves of offloaded state run beside the next steps (destroyed before rt).
+  BackgroundSave background;
+  auto finish_background_save = [&]() -> absl::Status {
+    if (!background.busy()) return absl::OkStatus();
+    absl::StatusOr<std::string> saved = background.finish();
+    if (!saved.ok()) return saved.status();
+    log << "saved checkpoint " << *saved << "\n";
+    return absl::OkStatus();
+  };
   while (state.step < config.train.steps) {
     const int64_t it = state.step;
     if (absl::Status s = rt->zero_grad(); !s.ok()) return s;
     double loss_sum = 0;
     for (int64_t micro = 0; micro < gas; ++micro) {
+      if (micro == gas - 1) rt->last_micro_batch();
       sampler.next_batch(B, inputs.data(), targets.data());
       auto t0 = Clock::now();
       absl::StatusOr<float> loss = model.forward(inputs.data(), targets.data(), B);
@@ -474,14 +484,25 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
     interrupted = g_interrupted.load();
     const bool save_now =
         config.train.save_interval > 0 && state.step % config.train.save_interval == 0;
+    if (background.ended()) {
+      if (absl::Status s = finish_background_save(); !s.ok()) return s;
+    }
     if (save_now || last || interrupted) {
-      absl::StatusOr<std::string> saved = save_checkpoint(
-          config.train.output_dir, config.model, model.layouts(), rt->checkpoint_state(), state);
-      if (!saved.ok()) return saved.status();
-      log << "saved checkpoint " << *saved << "\n";
+      // One save at a time: the previous one ends before the next snapshot.
+      if (absl::Status s = finish_background_save(); !s.ok()) return s;
+      CheckpointState& chunks = rt->checkpoint_state();
+      if (chunks.saves_in_background() && !last && !interrupted) {
+        background.start(config.train.output_dir, config.model, model.layouts(), chunks, state);
+      } else {
+        absl::StatusOr<std::string> saved = save_checkpoint(config.train.output_dir, config.model,
+                                                            model.layouts(), chunks, state);
+        if (!saved.ok()) return saved.status();
+        log << "saved checkpoint " << *saved << "\n";
+      }
     }
     if (interrupted) break;
   }
+  if (absl::Status s = finish_background_save(); !s.ok()) return s;
   for (auto& monitor : *monitors) status.Update(monitor->flush());
   if (!status.ok()) return status;
   std::signal(SIGINT, SIG_DFL);
@@ -524,7 +545,9 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
          {"tokens_per_s", elapsed > 0 ? steps_run * config.train_batch_size * T / elapsed : 0.0},
          {"interrupted", interrupted},
          {"peak_bytes", peak_bytes_json(*rt, host_bytes)},
-         {"streaming", streaming}});
+         {"streaming", streaming},
+         // Background saves: how long the optimizer waited for one to read a chunk.
+         {"checkpoint_wait_s", rt->offload ? rt->offload->snapshot_wait_s() : 0.0}});
   }
   if (interrupted) {
     return absl::CancelledError(

@@ -10,6 +10,7 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "tests/test_util.h"
 #include "tests/trainer/train_util.h"
@@ -76,6 +77,66 @@ TEST(Offload, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(checkpoint(dir / name, 4) == expected) << "checkpoint differs from stage 0";
   }
+  // offload_optimizer.buffer_count sets how many chunks' state the optimizer
+  // stages (read ahead during the last micro-batch, written back lazily):
+  // the fewest (2), some, and every chunk; with and without the master
+  // weights in the parameters' host cache.
+  for (const auto& [params, cached, buffers] :
+       {std::tuple{"nvme", true, 2}, std::tuple{"nvme", true, 16}, std::tuple{"nvme", false, 9},
+        std::tuple{"none", true, 6}}) {
+    const std::string name = std::string("buffers_p") + params + (cached ? "" : "_uncached") +
+                             "_" + std::to_string(buffers);
+    SCOPED_TRACE(name);
+    json config = base_config(dir, dir / name, 4);
+    json param = offload(params, dir / "swap");
+    if (!cached) param["max_in_cpu"] = 0;
+    json optimizer = offload("nvme", dir / "swap");
+    optimizer["buffer_count"] = buffers;
+    config["zero_optimization"] = {
+        {"stage", 3}, {"offload_param", param}, {"offload_optimizer", optimizer}};
+    const CommandResult r = train(dir, name, config);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(checkpoint(dir / name, 4) == expected) << "checkpoint differs from stage 0";
+  }
+  // The zero_optimization.stage3_* keys change where and when parameter chunks
+  // move, never the numbers. The chunks: embed 9216 elements, 3 blocks of 12704,
+  // ln_f 64. A threshold of 10000 keeps embed and ln_f on the device (embed is
+  // visited three times a micro-batch), max_live gives the blocks 2 slots, the
+  // bucket of 1 element one chunk ahead; 1e9 keeps every chunk on the device.
+  struct KeysCase {
+    std::string params, optimizer;
+    bool cached;  // offload_param.max_in_cpu default, else 0
+    int64_t threshold;
+  };
+  for (const KeysCase& k :
+       {KeysCase{"cpu", "cpu", true, 10000}, KeysCase{"nvme", "nvme", false, 10000},
+        KeysCase{"nvme", "cpu", true, 10000}, KeysCase{"nvme", "nvme", false, 1000000000}}) {
+    const std::string name = "keys_p" + k.params + "_o" + k.optimizer +
+                             (k.cached ? "" : "_uncached") + "_t" + std::to_string(k.threshold);
+    SCOPED_TRACE(name);
+    json config = base_config(dir, dir / name, 4);
+    json param = offload(k.params, dir / "swap");
+    if (!k.cached) param["max_in_cpu"] = 0;
+    config["zero_optimization"] = {{"stage", 3},
+                                   {"offload_param", param},
+                                   {"offload_optimizer", offload(k.optimizer, dir / "swap")},
+                                   {"stage3_prefetch_bucket_size", 1},
+                                   {"stage3_max_live_parameters", 2 * 12704},
+                                   {"stage3_param_persistence_threshold", k.threshold}};
+    const CommandResult r = train(dir, name, config);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(checkpoint(dir / name, 4) == expected) << "checkpoint differs from stage 0";
+    const json streaming = summary(r)["streaming"];
+    ASSERT_TRUE(streaming.is_object()) << summary(r).dump();
+    if (k.threshold == 1000000000) {
+      // No shared slot, so nothing to prefetch into: each of the 5 chunks is
+      // loaded at its first visit, then once after each of the 4 updates.
+      EXPECT_EQ(streaming["prefetches"].get<uint64_t>(), 0u) << streaming.dump();
+      EXPECT_EQ(streaming["loads"].get<uint64_t>(), 5u * (1 + 4)) << streaming.dump();
+    } else {
+      EXPECT_GT(streaming["prefetches"].get<uint64_t>(), 0u) << streaming.dump();
+    }
+  }
   // Every private swap directory was removed at exit.
   EXPECT_TRUE(list_dir(dir / "swap").empty());
 }
@@ -139,6 +200,45 @@ TEST(Offload, NvmeRunResumesBitIdentical) {
   const CommandResult resumed = train(dir, "second", config_for(dir / "b", 5));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_TRUE(checkpoint(dir / "a", 5) == checkpoint(dir / "b", 5));
+}
+
+// A checkpoint of offloaded state is written while the next steps train: it
+// must hold its own step, bit for bit, however far training gets meanwhile.
+// DSINF_SAVE_PACE_MS holds each chunk of the snapshot 40 ms, so the next
+// steps' optimizer runs certainly reach chunks the save has not read yet.
+TEST(Offload, BackgroundSaveHoldsItsStepWhileTrainingGoesOn) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  struct Case {
+    std::string params, optimizer;
+    bool cached;
+  };
+  for (const Case& k : {Case{"nvme", "nvme", true}, Case{"nvme", "nvme", false},
+                        Case{"cpu", "cpu", true}, Case{"none", "nvme", true}}) {
+    const std::string name = "p" + k.params + "_o" + k.optimizer + (k.cached ? "" : "_uncached");
+    SCOPED_TRACE(name);
+    auto config_for = [&](const std::string& out, int steps) {
+      json config = base_config(dir, out, steps);
+      json param = offload(k.params, dir / "swap");
+      if (!k.cached) param["max_in_cpu"] = 0;
+      config["zero_optimization"] = {{"stage", 3},
+                                     {"offload_param", param},
+                                     {"offload_optimizer", offload(k.optimizer, dir / "swap")}};
+      config["train"]["save_interval"] = 2;
+      return config;
+    };
+    // The reference: 2 steps, whose last save is written before exit.
+    ASSERT_EQ(train(dir, name + "_ref", config_for(dir / (name + "_ref"), 2)).exit_code, 0);
+    const std::string path = dir / (name + ".json");
+    write_text(path, config_for(dir / name, 6).dump(2));
+    const CommandResult r = run_command(
+        "DSINF_SAVE_PACE_MS=40 " + dsinf_binary() + " train " + path + " --json", dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(checkpoint(dir / name, 2) == checkpoint(dir / (name + "_ref"), 2))
+        << "the background save of step 2 holds other bytes than step 2";
+    EXPECT_GT(summary(r)["checkpoint_wait_s"].get<double>(), 0.0)
+        << "no update waited for the snapshot: the test did not race";
+  }
 }
 
 TEST(Offload, HostBudgetTooSmallIsRefusedNamingTheKey) {
