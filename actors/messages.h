@@ -65,4 +65,8 @@ using optimizer_actor =
     caf::typed_actor<caf::reacts_to<preload_atom>, caf::reacts_to<step_atom, double, int64_t, float>,
                      caf::reacts_to<cancel_atom>>;
 
+// trainer: runs training step `index` (forward, backward, norm, update).
+using trainer_actor =
+    caf::typed_actor<caf::replies_to<step_atom, int64_t>::with<int, std::string>>;
+
 }  // namespace dsinf::actors

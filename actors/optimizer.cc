@@ -1,13 +1,13 @@
 #include "actors/optimizer.h"
 
 #include "actors/messages.h"
+#include "actors/system.h"
 #include "caf/all.hpp"
 
 namespace dsinf::actors {
 
 struct OptimizerActor::Impl {
-  caf::actor_system_config config;
-  std::unique_ptr<caf::actor_system> system;
+  std::unique_ptr<ActorSystem> own_system;  // when create() was given none
   optimizer_actor actor;
   // Messages sent and handled: the trainer waits for the two to meet.
   std::mutex mu;
@@ -53,21 +53,26 @@ optimizer_actor::behavior_type optimizer(optimizer_actor::pointer self, Optimize
 
 OptimizerActor::OptimizerActor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-absl::StatusOr<std::unique_ptr<OptimizerActor>> OptimizerActor::create(OptimizerWork* work) {
+absl::StatusOr<std::unique_ptr<OptimizerActor>> OptimizerActor::create(OptimizerWork* work,
+                                                                       ActorSystem* system) {
   auto impl = std::make_unique<Impl>();
-  // The one actor is detached: the scheduler's single thread stays idle.
-  impl->config.set("scheduler.max-threads", 1);
-  impl->config.set("logger.verbosity", caf::atom("quiet"));
-  impl->system = std::make_unique<caf::actor_system>(impl->config);
-  impl->actor = impl->system->spawn<caf::detached>(optimizer, work, impl.get());
+  if (system == nullptr) {
+    impl->own_system = std::make_unique<ActorSystem>();
+    system = impl->own_system.get();
+  }
+  impl->actor = system->get().spawn<caf::detached>(optimizer, work, impl.get());
   return std::unique_ptr<OptimizerActor>(new OptimizerActor(std::move(impl)));
 }
 
 OptimizerActor::~OptimizerActor() {
   wait_idle();
   caf::anon_send_exit(impl_->actor, caf::exit_reason::user_shutdown);
+  {
+    caf::scoped_actor self(impl_->actor->home_system());
+    self->wait_for(impl_->actor);
+  }
   impl_->actor = nullptr;
-  impl_->system->await_all_actors_done();
+  impl_->own_system.reset();
 }
 
 void OptimizerActor::preload() {

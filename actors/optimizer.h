@@ -17,6 +17,8 @@
 
 namespace dsinf::actors {
 
+class ActorSystem;
+
 class OptimizerWork {
  public:
   virtual ~OptimizerWork() = default;
@@ -30,8 +32,10 @@ class OptimizerWork {
 
 class OptimizerActor {
  public:
-  // Spawns the actor in an actor system of its own; `work` outlives it.
-  static absl::StatusOr<std::unique_ptr<OptimizerActor>> create(OptimizerWork* work);
+  // Spawns the actor in `system` (null: a system of its own); `work` and the
+  // system outlive it.
+  static absl::StatusOr<std::unique_ptr<OptimizerActor>> create(OptimizerWork* work,
+                                                                ActorSystem* system);
   ~OptimizerActor();  // every message sent is handled, then the actor stops
   OptimizerActor(const OptimizerActor&) = delete;
   OptimizerActor& operator=(const OptimizerActor&) = delete;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "actors/messages.h"
+#include "actors/system.h"
 #include "memory/check.h"
 #include "memory/residency.h"
 #include "memory/trace.h"
@@ -530,8 +531,8 @@ prefetch_actor::behavior_type prefetcher(PrefetchPointer self, param_shard_actor
 // ------------------------------------------------------------ ParamStreamer --
 
 struct ParamStreamer::Impl {
-  caf::actor_system_config config;
-  std::unique_ptr<caf::actor_system> system;
+  std::unique_ptr<ActorSystem> own_system;  // when the setup gave none
+  ActorSystem* system = nullptr;
   std::unique_ptr<caf::scoped_actor> self;  // the model's thread
   nvme_swap_actor swap;
   param_shard_actor shard;
@@ -559,21 +560,19 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
   }
   const uint64_t bucket = setup.prefetch_bucket_elements;
   auto impl = std::make_unique<Impl>();
-  // Two scheduler threads: the actors only route messages and start copies.
-  impl->config.set("scheduler.max-threads", 2);
-  // Sharing, not work stealing: the actors sit idle between messages, and a
-  // shared queue wakes a worker in about half the time (a fetch round trip of
-  // ~45 us instead of ~100 us here) without polling cores the model computes on.
-  impl->config.set("scheduler.policy", caf::atom("sharing"));
-  impl->config.set("logger.verbosity", caf::atom("quiet"));
-  impl->system = std::make_unique<caf::actor_system>(impl->config);
-  impl->self = std::make_unique<caf::scoped_actor>(*impl->system);
+  impl->system = setup.system;
+  if (impl->system == nullptr) {
+    impl->own_system = std::make_unique<ActorSystem>();
+    impl->system = impl->own_system.get();
+  }
+  caf::actor_system& system = impl->system->get();
+  impl->self = std::make_unique<caf::scoped_actor>(system);
   // One shared slot stays for the chunk in use.
   const size_t ahead = setup.slots.empty() ? 0 : setup.slots.size() - 1;
   // Detached: submitting to the engine blocks while its queue depth is reached.
-  impl->swap = impl->system->spawn<caf::detached>(nvme_swap);
-  impl->shard = impl->system->spawn(param_shard, std::move(setup), impl->swap);
-  impl->prefetch = impl->system->spawn(prefetcher, impl->shard, ahead, bucket, std::move(elements),
+  impl->swap = system.spawn<caf::detached>(nvme_swap);
+  impl->shard = system.spawn(param_shard, std::move(setup), impl->swap);
+  impl->prefetch = system.spawn(prefetcher, impl->shard, ahead, bucket, std::move(elements),
                                        std::move(own), impl->probe);
   return std::unique_ptr<ParamStreamer>(new ParamStreamer(std::move(impl)));
 }
@@ -584,8 +583,14 @@ ParamStreamer::~ParamStreamer() {
        {impl_->prefetch.address(), impl_->shard.address(), impl_->swap.address()}) {
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   }
+  // The system may be shared: wait for these actors alone.
+  (*impl_->self)->wait_for(impl_->prefetch, impl_->shard, impl_->swap);
   impl_->self.reset();
-  impl_->system->await_all_actors_done();
+  // A system ends once no handle to its actors remains.
+  impl_->prefetch = nullptr;
+  impl_->shard = nullptr;
+  impl_->swap = nullptr;
+  impl_->own_system.reset();
 }
 
 absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {

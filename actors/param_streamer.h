@@ -42,7 +42,10 @@ struct ChunkHome {
   std::byte* own_staging = nullptr;
 };
 
+class ActorSystem;
+
 struct StreamerSetup {
+  ActorSystem* system = nullptr;  // where the actors live (null: a system of their own)
   kernels::Backend* backend = nullptr;
   std::vector<ChunkHome> chunks;
   std::vector<float*> slots;        // shared device slots, each at least the largest

@@ -20,6 +20,8 @@
 #include "nlohmann/json.hpp"
 #include "trainer/optimizer.h"
 #include "trainer/runtime.h"
+#include "trainer/train_step.h"
+#include "actors/trainer.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -46,24 +48,16 @@ struct Tokens {
 // Forward and backward of one step's micro-batches.
 absl::Status passes(Runtime& rt, const Config& config, const Tokens& tokens) {
   GPT2& model = *rt.model;
+  // (Forward and backward only: compute measured alone, with no optimizer.)
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
   const int64_t gas = config.gradient_accumulation_steps;
   const float dloss = 1.0f / static_cast<float>(int64_t{B} * config.model.n_positions * gas);
   for (int64_t micro = 0; micro < gas; ++micro) {
-    if (micro == gas - 1) rt.last_micro_batch();
     absl::StatusOr<float> loss = model.forward(tokens.inputs.data(), tokens.targets.data(), B);
     if (!loss.ok()) return loss.status();
     if (absl::Status s = model.backward(dloss); !s.ok()) return s;
   }
   return absl::OkStatus();
-}
-
-absl::Status train_step(Runtime& rt, const Config& config, const Tokens& tokens) {
-  if (absl::Status s = rt.zero_grad(); !s.ok()) return s;
-  if (absl::Status s = passes(rt, config, tokens); !s.ok()) return s;
-  absl::StatusOr<double> norm = rt.grad_norm();
-  if (!norm.ok()) return norm.status();
-  return rt.step(config.optimizer.lr, clip_coefficient(*norm, config.gradient_clipping));
 }
 
 // Compute alone: the same passes with every chunk resident and no budget.
@@ -164,6 +158,14 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
           : std::string("every tensor on the device"));
 
   // Two warm-up steps (the first teaches the prefetcher the order), then the timed ones.
+  // The real step: the trainer actor runs train_step, as `dsinf train` does.
+  std::unique_ptr<actors::TrainerActor> trainer =
+      actors::TrainerActor::create(*rt->actors, [&](int64_t index) -> absl::Status {
+        return train_step(*rt, config, index, config.optimizer.lr, [&](int32_t* in, int32_t* out) {
+                 std::copy(tokens.inputs.begin(), tokens.inputs.end(), in);
+                 std::copy(tokens.targets.begin(), tokens.targets.end(), out);
+               }).status();
+      });
   std::vector<double> step_seconds;
   std::vector<trace::Span> spans;
   nvme::EngineStats before, after;
@@ -174,7 +176,7 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
       trace::begin_capture();
     }
     const auto t0 = std::chrono::steady_clock::now();
-    absl::Status s = train_step(*rt, config, tokens);
+    absl::Status s = trainer->step(i);
     const double seconds = seconds_between(t0, std::chrono::steady_clock::now());
     if (traced) {
       spans = trace::end_capture();

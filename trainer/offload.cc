@@ -72,8 +72,13 @@ nvme::EngineKind engine_kind(const std::string& name) {
 
 OffloadState::OffloadState(kernels::Backend* backend, const Config& config,
                            const Placement& placement,
-                           const std::vector<memory::ChunkLayout>& layouts)
-    : backend_(backend), config_(config), placement_(placement), layouts_(layouts) {}
+                           const std::vector<memory::ChunkLayout>& layouts,
+                           actors::ActorSystem* actors)
+    : backend_(backend),
+      actors_(actors),
+      config_(config),
+      placement_(placement),
+      layouts_(layouts) {}
 
 OffloadState::~OffloadState() {
   if (optimizer_actor_) {
@@ -92,8 +97,10 @@ OffloadState::~OffloadState() {
 
 absl::StatusOr<std::unique_ptr<OffloadState>> OffloadState::create(
     kernels::Backend* backend, const Config& config, const Placement& placement,
-    const MemoryPlan& plan, const std::vector<memory::ChunkLayout>& layouts) {
-  std::unique_ptr<OffloadState> state(new OffloadState(backend, config, placement, layouts));
+    const MemoryPlan& plan, const std::vector<memory::ChunkLayout>& layouts,
+    actors::ActorSystem* actors) {
+  std::unique_ptr<OffloadState> state(
+      new OffloadState(backend, config, placement, layouts, actors));
   if (absl::Status s = state->allocate(plan); !s.ok()) return s;
   return state;
 }
@@ -243,13 +250,14 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
   cache_current_.assign(chunks, 0);
   if (placement_.optimizer != Tier::kDevice) {
     absl::StatusOr<std::unique_ptr<actors::OptimizerActor>> actor =
-        actors::OptimizerActor::create(this);
+        actors::OptimizerActor::create(this, actors_);
     if (!actor.ok()) return actor.status();
     optimizer_actor_ = *std::move(actor);
   }
   if (placement_.params == Tier::kDevice) return absl::OkStatus();
   // Device slots for streamed parameter chunks, each with its NVMe staging.
   actors::StreamerSetup setup;
+  setup.system = actors_;
   setup.backend = backend_;
   setup.prefetch_bucket_elements =
       static_cast<uint64_t>(std::max<int64_t>(placement_.param_prefetch_bucket, 0));

@@ -66,9 +66,12 @@ class OffloadState final : public ChunkSource,
                            public CheckpointState,
                            private actors::OptimizerWork {
  public:
+  // The actors (parameter streaming, the optimizer) live in `actors`, which
+  // outlives this.
   static absl::StatusOr<std::unique_ptr<OffloadState>> create(
       kernels::Backend* backend, const Config& config, const Placement& placement,
-      const MemoryPlan& plan, const std::vector<memory::ChunkLayout>& layouts);
+      const MemoryPlan& plan, const std::vector<memory::ChunkLayout>& layouts,
+      actors::ActorSystem* actors);
   ~OffloadState() override;
 
   // ---- ChunkSource: forward and backward ----
@@ -137,7 +140,7 @@ class OffloadState final : public ChunkSource,
     bool report_written = false;  // chunk_done once its writes end (uncached NVMe weights)
   };
   OffloadState(kernels::Backend* backend, const Config& config, const Placement& placement,
-               const std::vector<memory::ChunkLayout>& layouts);
+               const std::vector<memory::ChunkLayout>& layouts, actors::ActorSystem* actors);
   absl::Status allocate(const MemoryPlan& plan);
   absl::StatusOr<ClassHome> make_home(Tier tier, nvme::SwapStore* swap, uint32_t first_id,
                                       bool zeroed);
@@ -188,6 +191,7 @@ class OffloadState final : public ChunkSource,
   absl::Status read_home(int cls, size_t c, std::byte* host);
 
   kernels::Backend* backend_;
+  actors::ActorSystem* actors_;
   Config config_;
   Placement placement_;
   std::vector<memory::ChunkLayout> layouts_;

@@ -23,7 +23,8 @@ absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
   if (!model.ok()) return model.status();
   rt.model = *std::move(model);
   absl::StatusOr<std::unique_ptr<OffloadState>> offload =
-      OffloadState::create(rt.backend.get(), config, rt.placement, rt.plan, layouts);
+      OffloadState::create(rt.backend.get(), config, rt.placement, rt.plan, layouts,
+                           rt.actors.get());
   if (!offload.ok()) return offload.status();
   rt.offload = *std::move(offload);
   rt.model->set_chunk_source(rt.offload.get());
@@ -48,6 +49,7 @@ absl::Status check_resident_budget(const Config& config, bool with_optimizer) {
 
 absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) {
   Runtime rt;
+  rt.actors = std::make_unique<actors::ActorSystem>();
   rt.placement = place(config);
   if (!rt.placement.all_on_device()) {
     if (absl::Status s = make_offload_runtime(config, rt); !s.ok()) return s;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "actors/system.h"
 #include "kernels/backend.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
@@ -19,6 +20,8 @@
 namespace dsinf::trainer {
 
 struct Runtime {
+  // First, so it goes last: every actor below lives in it.
+  std::unique_ptr<actors::ActorSystem> actors;
   std::unique_ptr<kernels::Backend> backend;
   std::unique_ptr<GPT2> model;
   std::unique_ptr<Optimizer> optimizer;  // resident, train only

@@ -20,6 +20,8 @@
 #include "trainer/gpt2.h"
 #include "trainer/monitor.h"
 #include "trainer/offload.h"
+#include "trainer/train_step.h"
+#include "actors/trainer.h"
 #include "trainer/optimizer.h"
 #include "trainer/placement.h"
 #include "trainer/runtime.h"
@@ -361,7 +363,6 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
 
-  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
   const int64_t first_step = state.step;
   const auto run_start = Clock::now();
   auto window_start = run_start;
@@ -381,47 +382,31 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
     log << "saved checkpoint " << *saved << "\n";
     return absl::OkStatus();
   };
+  // The trainer actor runs each step; the session logs, evaluates and saves in between.
+  StepOutcome outcome;
+  double lr = 0;
+  std::unique_ptr<actors::TrainerActor> trainer =
+      actors::TrainerActor::create(*rt->actors, [&](int64_t index) -> absl::Status {
+        absl::StatusOr<StepOutcome> done =
+            train_step(*rt, config, index, lr, [&](int32_t* in, int32_t* out) {
+              sampler.next_batch(B, in, out);
+            });
+        if (!done.ok()) return done.status();
+        outcome = *done;
+        return absl::OkStatus();
+      });
   while (state.step < config.train.steps) {
     const int64_t it = state.step;
-    if (absl::Status s = rt->zero_grad(); !s.ok()) return s;
-    double loss_sum = 0;
-    for (int64_t micro = 0; micro < gas; ++micro) {
-      if (micro == gas - 1) rt->last_micro_batch();
-      sampler.next_batch(B, inputs.data(), targets.data());
-      auto t0 = Clock::now();
-      absl::StatusOr<float> loss = model.forward(inputs.data(), targets.data(), B);
-      if (!loss.ok()) return loss.status();
-      time_fwd += seconds_since(t0);
-      t0 = Clock::now();
-      // Mean over the tokens of every micro-batch of the step.
-      if (absl::Status s =
-              model.backward(1.0f / static_cast<float>(static_cast<int64_t>(B) * T * gas));
-          !s.ok()) {
-        return s;
-      }
-      time_bwd += seconds_since(t0);
-      loss_sum += *loss;
-    }
-    const auto t0 = Clock::now();
-    absl::StatusOr<double> measured_norm = rt->grad_norm();
-    if (!measured_norm.ok()) return measured_norm.status();
-    const double norm = *measured_norm;
-    if (!std::isfinite(norm)) {
-      return absl::InternalError(absl::StrFormat(
-          "step %d: the gradient norm is %f: training diverged (lower optimizer.params.lr or "
-          "raise warmup); the last checkpoint in %s is intact",
-          it + 1, norm, config.train.output_dir));
-    }
-    const double lr = learning_rate(config.scheduler, config.optimizer, it);
-    if (absl::Status s = rt->step(lr, clip_coefficient(norm, config.gradient_clipping)); !s.ok()) {
-      return s;
-    }
-    time_step += seconds_since(t0);
-
+    lr = learning_rate(config.scheduler, config.optimizer, it);
+    if (absl::Status s = trainer->step(it); !s.ok()) return s;
+    const double norm = outcome.norm;
+    time_fwd += outcome.forward_s;
+    time_bwd += outcome.backward_s;
+    time_step += outcome.update_s;
     state.step = it + 1;
     state.samples += config.train_batch_size;
     state.sampler = sampler.state();
-    state.last_loss = loss_sum / static_cast<double>(gas);
+    state.last_loss = outcome.loss;
     state.data_tokens = tokens->size();
     window_tokens += config.train_batch_size * T;
     for (auto& monitor : *monitors) {

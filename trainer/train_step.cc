@@ -1,0 +1,58 @@
+#include "trainer/train_step.h"
+
+#include <chrono>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "trainer/optimizer.h"
+
+namespace dsinf::trainer {
+
+absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_t index, double lr,
+                                       const NextBatch& next_batch) {
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  const int64_t T = config.model.n_positions;
+  const int64_t gas = config.gradient_accumulation_steps;
+  std::vector<int32_t> inputs(static_cast<size_t>(B * T)), targets(inputs.size());
+  StepOutcome out;
+  if (absl::Status s = rt.zero_grad(); !s.ok()) return s;
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < gas; ++micro) {
+    if (micro == gas - 1) rt.last_micro_batch();
+    next_batch(inputs.data(), targets.data());
+    auto t0 = Clock::now();
+    absl::StatusOr<float> loss = rt.model->forward(inputs.data(), targets.data(), B);
+    if (!loss.ok()) return loss.status();
+    out.forward_s += seconds_since(t0);
+    t0 = Clock::now();
+    // Mean over the tokens of every micro-batch of the step.
+    if (absl::Status s = rt.model->backward(1.0f / static_cast<float>(B * T * gas)); !s.ok()) {
+      return s;
+    }
+    out.backward_s += seconds_since(t0);
+    loss_sum += *loss;
+  }
+  const auto t0 = Clock::now();
+  absl::StatusOr<double> norm = rt.grad_norm();
+  if (!norm.ok()) return norm.status();
+  if (!std::isfinite(*norm)) {
+    return absl::InternalError(absl::StrFormat(
+        "step %d: the gradient norm is %f: training diverged (lower optimizer.params.lr or "
+        "raise warmup); the last checkpoint in %s is intact",
+        index + 1, *norm, config.train.output_dir));
+  }
+  if (absl::Status s = rt.step(lr, clip_coefficient(*norm, config.gradient_clipping)); !s.ok()) {
+    return s;
+  }
+  out.update_s = seconds_since(t0);
+  out.loss = loss_sum / static_cast<double>(gas);
+  out.norm = *norm;
+  return out;
+}
+
+}  // namespace dsinf::trainer

@@ -1,0 +1,31 @@
+// One optimizer step, as the trainer actor runs it for `dsinf train` and
+// `dsinf bench step`: the gradients reset, forward and backward over the
+// micro-batches (the last one starts the optimizer's read-ahead of its NVMe
+// state), the global norm, and the update (which, with offloaded optimizer
+// state, runs on in the optimizer actor while the next step begins).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "trainer/config.h"
+#include "trainer/runtime.h"
+
+namespace dsinf::trainer {
+
+// Fills a micro-batch's B x T inputs and targets.
+using NextBatch = std::function<void(int32_t* inputs, int32_t* targets)>;
+
+struct StepOutcome {
+  double loss = 0;  // mean over the micro-batches
+  double norm = 0;  // the global gradient norm before clipping
+  double forward_s = 0, backward_s = 0, update_s = 0;
+};
+
+// `index` is the 0-based step (for messages); `lr` its learning rate. A
+// non-finite norm is an error that names output_dir's last checkpoint.
+absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_t index, double lr,
+                                       const NextBatch& next_batch);
+
+}  // namespace dsinf::trainer
