@@ -596,13 +596,16 @@ ParamStreamer::~ParamStreamer() {
 absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
   trace::Scope span(trace::Lane::kWait, "fetch", static_cast<int64_t>(c));
   const auto start = std::chrono::steady_clock::now();
-  caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
   absl::Status status;
   address slot = 0;
   bool ready = false;
-  (*impl_->self)
-      ->request(impl_->shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c))
-      .receive(
+  // The fetch goes out first: the prefetches the access triggers then queue
+  // behind it at the shard, instead of an upload delaying its reply.
+  auto reply =
+      (*impl_->self)
+          ->request(impl_->shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c));
+  caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
+  std::move(reply).receive(
           [&](address a, int code, std::string message, bool was_ready) {
             slot = a;
             ready = was_ready;

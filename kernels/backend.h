@@ -42,6 +42,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // Device memory is host memory (the CPU backend): host code may read a
+  // device buffer in place instead of copying it out first.
+  virtual bool device_memory_is_host() const { return false; }
 
   // ---- memory: the backend's arena, with a hard byte budget ----
   virtual absl::StatusOr<void*> allocate(size_t bytes) = 0;  // page aligned, zero filled

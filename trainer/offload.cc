@@ -400,6 +400,12 @@ absl::Status OffloadState::accumulate_grads(size_t c, const float* visit) {
     return absl::OkStatus();
   }
   trace::Scope span(trace::Lane::kCopyOut, "gradient to host", static_cast<int64_t>(c));
+  float* acc = reinterpret_cast<float*>(grads_.host[c]);
+  if (backend_->device_memory_is_host()) {
+    // The visit is readable where it is: the same float addition, in place.
+    backend_->residual_forward(acc, acc, visit, numel(c));
+    return absl::OkStatus();
+  }
   std::byte* staged = staging_[kStageVisit];
   if (absl::Status s = backend_->copy_to_host(staged, visit, bytes(c), Stream::kDownload);
       !s.ok()) {
@@ -407,7 +413,6 @@ absl::Status OffloadState::accumulate_grads(size_t c, const float* visit) {
   }
   if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
   // The same float addition the device accumulator makes (residual_forward).
-  float* acc = reinterpret_cast<float*>(grads_.host[c]);
   const float* add = reinterpret_cast<const float*>(staged);
   for (size_t i = 0; i < numel(c); ++i) acc[i] = acc[i] + add[i];
   return absl::OkStatus();

@@ -111,17 +111,12 @@ absl::Status OffloadState::drain_sets(absl::Status status) {
 absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
   const size_t n = layouts_.size();
   const size_t depth = sets_.size();
-  // Chunks through `last` get their reads issued: every set they need is
-  // written back first (all those writes start before the first wait).
-  auto refill_through = [&](size_t last) -> absl::Status {
-    last = std::min(last, n - 1);
-    for (size_t k = next_read_; k <= last; ++k) {
-      if (absl::Status s = write_back(sets_[k % depth]); !s.ok()) return s;
-    }
-    for (; next_read_ <= last; ++next_read_) {
-      if (absl::Status s = retire_writes(sets_[next_read_ % depth]); !s.ok()) return s;
-      if (absl::Status s = issue_reads(next_read_); !s.ok()) return s;
-    }
+  // The next chunk's reads into its set, once that set's writes are done.
+  auto refill_next = [&]() -> absl::Status {
+    StagingSet& set = sets_[next_read_ % depth];
+    if (absl::Status s = retire_writes(set); !s.ok()) return s;  // writes it back first
+    if (absl::Status s = issue_reads(next_read_); !s.ok()) return s;
+    ++next_read_;
     return absl::OkStatus();
   };
   auto ready = [](StagingSet& set) {
@@ -133,9 +128,13 @@ absl::Status OffloadState::step_on_nvme(const kernels::AdamHyper& hyper) {
   ClassHome& master_home = master();
   for (size_t c = 0; c < n; ++c) {
     StagingSet& set = sets_[c % depth];
-    if (next_read_ <= c || !ready(set)) {
-      // About to wait: get the coming chunks' reads going meanwhile.
-      if (absl::Status s = refill_through(c + depth - 1); !s.ok()) return drain_sets(s);
+    while (next_read_ <= c) {
+      if (absl::Status s = refill_next(); !s.ok()) return drain_sets(s);
+    }
+    // While chunk c's reads are in flight, the coming chunks' sets are
+    // written back and refilled, one at a time.
+    while (!ready(set) && next_read_ < std::min(n, c + depth)) {
+      if (absl::Status s = refill_next(); !s.ok()) return drain_sets(s);
     }
     if (absl::Status s = finish_all(set.reads); !s.ok()) return drain_sets(s);
     wait_snapshot(c, hyper.step);

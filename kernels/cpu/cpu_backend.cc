@@ -24,6 +24,7 @@ class CpuBackend : public Backend {
       : arena_("device", options.device_budget_bytes) {}
 
   std::string name() const override { return "cpu"; }
+  bool device_memory_is_host() const override { return true; }
 
   absl::StatusOr<void*> allocate(size_t bytes) override {
     absl::StatusOr<std::byte*> ptr = arena_.allocate(bytes);
