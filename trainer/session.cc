@@ -385,8 +385,7 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
   // The trainer actor runs each step; the session logs, evaluates and saves in between.
   StepOutcome outcome;
   double lr = 0;
-  std::unique_ptr<actors::TrainerActor> trainer =
-      actors::TrainerActor::create(*rt->actors, [&](int64_t index) -> absl::Status {
+  auto step_fn = [&](int64_t index) -> absl::Status {
         absl::StatusOr<StepOutcome> done =
             train_step(*rt, config, index, lr, [&](int32_t* in, int32_t* out) {
               sampler.next_batch(B, in, out);
@@ -394,7 +393,8 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
         if (!done.ok()) return done.status();
         outcome = *done;
         return absl::OkStatus();
-      });
+      };
+  std::unique_ptr<actors::TrainerActor> trainer = actors::TrainerActor::create(*rt->actors, step_fn);
   while (state.step < config.train.steps) {
     const int64_t it = state.step;
     lr = learning_rate(config.scheduler, config.optimizer, it);
