@@ -24,6 +24,7 @@ using invalidate_atom = caf::atom_constant<caf::atom("invalid")>;  // homes are 
 using updated_atom = caf::atom_constant<caf::atom("updated")>;     // a chunk's home is current
 using preload_atom = caf::atom_constant<caf::atom("preload")>;     // read optimizer state ahead
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;       // drop what was read ahead
+using upload_atom = caf::atom_constant<caf::atom("upload")>;       // host -> device slot
 
 // A chunk index of the model (ChunkLayout order).
 using chunk_index = uint64_t;
@@ -40,6 +41,13 @@ using address = uint64_t;
 using nvme_swap_actor = caf::typed_actor<
     caf::replies_to<read_atom, uint64_t, uint64_t, address>::with<int, std::string>,
     caf::reacts_to<io_done_atom, uint64_t, int, std::string>>;
+
+// uploader: copies a chunk from host memory into its device slot (a DMA on a
+// GPU backend, a memcpy on the CPU one), off the shard, which stays free to
+// answer fetches meanwhile.
+//   (upload, chunk, device destination, host source, bytes) -> (code, message)
+using uploader_actor = caf::typed_actor<
+    caf::replies_to<upload_atom, chunk_index, address, address, uint64_t>::with<int, std::string>>;
 
 // param_shard: owns the device slots of streamed parameter chunks and their
 // residency. fetch replies with the slot's address once the chunk is there,

@@ -86,6 +86,7 @@ struct ShardState {
   std::deque<std::pair<chunk_index, Reply>> blocked;  // fetches waiting for a slot
   std::unique_ptr<memory::ResidencyTable> residency;  // each chunk's device copy
   nvme_swap_actor swap;
+  uploader_actor uploader;
   bool open = true;  // prefetches are taken only between begin_step and invalidate
   // Chunks whose home is being rewritten (invalidate .. updated): never loaded,
   // and a prefetch asked for meanwhile is kept until the update lands.
@@ -184,17 +185,30 @@ std::optional<int> slot_for(ShardState& s, chunk_index c, Evict evict) {
 void finish_load(ShardPointer self, chunk_index c, const absl::Status& status);
 void drain_blocked(ShardPointer self);
 
-// Copies the chunk from host memory into its slot (a DMA on a GPU backend).
-absl::Status upload(ShardState& s, chunk_index c, const std::byte* host) {
-  trace::Scope span(trace::Lane::kCopyIn, "upload", static_cast<int64_t>(c));
-  ChunkSlot& cs = s.chunks[c];
-  kernels::Backend& backend = *s.setup.backend;
-  if (absl::Status st = backend.copy_to_device(s.setup.slots[cs.slot], host,
-                                               s.setup.chunks[c].bytes, kernels::Stream::kUpload);
-      !st.ok()) {
-    return st;
-  }
-  return backend.synchronize(kernels::Stream::kUpload);
+uploader_actor::behavior_type uploader(uploader_actor::pointer self, kernels::Backend* backend) {
+  (void)self;
+  return {[=](upload_atom, chunk_index c, address dst, address src,
+              uint64_t bytes) -> caf::result<int, std::string> {
+    trace::Scope span(trace::Lane::kCopyIn, "upload", static_cast<int64_t>(c));
+    absl::Status st = backend->copy_to_device(reinterpret_cast<void*>(dst),
+                                              reinterpret_cast<const void*>(src), bytes,
+                                              kernels::Stream::kUpload);
+    if (st.ok()) st = backend->synchronize(kernels::Stream::kUpload);
+    return {code_of(st), std::string(st.message())};
+  }};
+}
+
+// Copies chunk c from host memory into its slot, then finishes its load.
+void start_upload(ShardPointer self, chunk_index c, const std::byte* host) {
+  ShardState& s = self->state;
+  const address dst = reinterpret_cast<address>(s.setup.slots[s.chunks[c].slot]);
+  self->request(s.uploader, caf::infinite, upload_atom::value, c, dst,
+                reinterpret_cast<address>(host), static_cast<uint64_t>(s.setup.chunks[c].bytes))
+      .then([=](int code, std::string message) {
+        finish_load(self, c,
+                    code == 0 ? absl::OkStatus()
+                              : absl::Status(static_cast<absl::StatusCode>(code), message));
+      });
 }
 
 void start_load(ShardPointer self, chunk_index c, int slot) {
@@ -207,7 +221,7 @@ void start_load(ShardPointer self, chunk_index c, int slot) {
   const ChunkHome& home = s.setup.chunks[c];
   if (home.host != nullptr || s.cache_valid[c]) {
     move(s, c, Residency::kOnHost, Residency::kUploading);
-    finish_load(self, c, upload(s, c, home.host != nullptr ? home.host : home.cache));
+    start_upload(self, c, home.host != nullptr ? home.host : home.cache);
     return;
   }
   move(s, c, Residency::kOnNvme, Residency::kReading);
@@ -228,9 +242,7 @@ void start_load(ShardPointer self, chunk_index c, int slot) {
         const ChunkHome& h = st.setup.chunks[c];
         // Not when the home is being rewritten: the bytes read are the old ones.
         if (h.cache != nullptr && !st.stale[c]) st.cache_valid[c] = true;
-        finish_load(
-            self, c,
-            upload(st, c, h.cache != nullptr ? h.cache : st.setup.staging[st.chunks[c].slot]));
+        start_upload(self, c, h.cache != nullptr ? h.cache : st.setup.staging[st.chunks[c].slot]);
       });
 }
 
@@ -314,7 +326,7 @@ void drain_blocked(ShardPointer self) {
 }
 
 param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup setup,
-                                             nvme_swap_actor swap) {
+                                             nvme_swap_actor swap, uploader_actor uploader) {
   ShardState& s = self->state;
   s.chunks.resize(setup.chunks.size());
   s.stale.assign(setup.chunks.size(), false);
@@ -338,6 +350,7 @@ param_shard_actor::behavior_type param_shard(ShardPointer self, StreamerSetup se
   }
   s.setup = std::move(setup);
   s.swap = std::move(swap);
+  s.uploader = std::move(uploader);
   return {[=](fetch_atom, chunk_index c) -> caf::result<address, int, std::string, bool> {
             ShardState& st = self->state;
             ++st.fetches;
@@ -535,6 +548,7 @@ struct ParamStreamer::Impl {
   ActorSystem* system = nullptr;
   std::unique_ptr<caf::scoped_actor> self;  // the model's thread
   nvme_swap_actor swap;
+  uploader_actor uploader;
   param_shard_actor shard;
   prefetch_actor prefetch;
   std::shared_ptr<PrefetchProbe> probe = std::make_shared<PrefetchProbe>();
@@ -571,7 +585,9 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
   const size_t ahead = setup.slots.empty() ? 0 : setup.slots.size() - 1;
   // Detached: submitting to the engine blocks while its queue depth is reached.
   impl->swap = system.spawn<caf::detached>(nvme_swap);
-  impl->shard = system.spawn(param_shard, std::move(setup), impl->swap);
+  // Detached: a copy blocks its thread for the chunk's bytes.
+  impl->uploader = system.spawn<caf::detached>(uploader, setup.backend);
+  impl->shard = system.spawn(param_shard, std::move(setup), impl->swap, impl->uploader);
   impl->prefetch = system.spawn(prefetcher, impl->shard, ahead, bucket, std::move(elements),
                                        std::move(own), impl->probe);
   return std::unique_ptr<ParamStreamer>(new ParamStreamer(std::move(impl)));
@@ -580,16 +596,18 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
 ParamStreamer::~ParamStreamer() {
   invalidate();  // no load in flight once this returns
   for (const caf::actor_addr& a :
-       {impl_->prefetch.address(), impl_->shard.address(), impl_->swap.address()}) {
+       {impl_->prefetch.address(), impl_->shard.address(), impl_->swap.address(),
+        impl_->uploader.address()}) {
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   }
   // The system may be shared: wait for these actors alone.
-  (*impl_->self)->wait_for(impl_->prefetch, impl_->shard, impl_->swap);
+  (*impl_->self)->wait_for(impl_->prefetch, impl_->shard, impl_->swap, impl_->uploader);
   impl_->self.reset();
   // A system ends once no handle to its actors remains.
   impl_->prefetch = nullptr;
   impl_->shard = nullptr;
   impl_->swap = nullptr;
+  impl_->uploader = nullptr;
   impl_->own_system.reset();
 }
 
@@ -599,12 +617,12 @@ absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
   absl::Status status;
   address slot = 0;
   bool ready = false;
-  // The fetch goes out first: the prefetches the access triggers then queue
-  // behind it at the shard, instead of an upload delaying its reply.
+  // The access that triggers the next prefetch is sent once the reply is in:
+  // that chunk's upload then runs beside the model's compute, not beside this
+  // round trip (on two cores it would delay the reply by the whole copy).
   auto reply =
       (*impl_->self)
           ->request(impl_->shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c));
-  caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
   std::move(reply).receive(
           [&](address a, int code, std::string message, bool was_ready) {
             slot = a;
@@ -617,6 +635,7 @@ absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
   const uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
+  caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
   // A chunk already on the device: the whole round trip was messaging.
   if (ready) {
     impl_->hit_ns += ns;
