@@ -304,7 +304,14 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
       << "  least budget     " << bytes_text(static_cast<double>(plan.device_min_bytes))
       << (plan.slot_bytes > 0 ? " (one parameter slot)\n" : "\n");
   out << "host pool: " << bytes_text(static_cast<double>(plan.host_class_bytes)) << " of classes + "
-      << bytes_text(static_cast<double>(plan.host_staging_bytes)) << " of staging + "
+      << bytes_text(static_cast<double>(plan.host_staging_bytes)) << " of staging"
+      << (plan.optimizer_sets > 0
+              ? absl::StrFormat(" (optimizer state of %d chunks read ahead, %d buffers each; "
+                                "offload_optimizer.buffer_count %d)",
+                                plan.optimizer_sets, plan.optimizer_set_buffers,
+                                p.optimizer_buffer_count)
+              : std::string())
+      << " + "
       << bytes_text(static_cast<double>(plan.host_cache_bytes)) << " of NVMe parameters cached ("
       << plan.cached_chunks << " chunks, offload_param.max_in_cpu) = "
       << bytes_text(static_cast<double>(plan.host_bytes));
@@ -347,11 +354,18 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
       const bool persistent = c < plan.persistent.size() && plan.persistent[c];
       read_bytes += persistent ? bytes : gas * (c == 0 ? 3.0 : 2.0) * bytes;
     }
-    if (shared) read_bytes += total;  // the optimizer reads the master copy
-    write_bytes += total;             // the updated weights
+    // The updated weights of a cached chunk stay in its cache (the optimizer
+    // reads and updates them there); the others are read by the optimizer
+    // when they are its master copy, and written back.
+    double uncached = 0;
+    for (size_t c = plan.cached_chunks; c < layouts.size(); ++c) {
+      uncached += static_cast<double>(layouts[c].bytes());
+    }
+    if (shared) read_bytes += uncached;
+    write_bytes += uncached;
   }
   if (p.optimizer == Tier::kNvme) {
-    const double copies = shared ? 2 : 3;  // m, v (and the master when separate)
+    const double copies = shared ? 2 : 3;  // m, v (and the master when separate, above if shared)
     read_bytes += copies * total;
     write_bytes += copies * total;
   }
