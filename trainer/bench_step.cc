@@ -61,17 +61,22 @@ absl::Status passes(Runtime& rt, const Config& config, const Tokens& tokens) {
 }
 
 // Compute alone: the same passes with every chunk resident and no budget.
-absl::StatusOr<double> compute_alone(const Config& config, const Tokens& tokens, int steps) {
+absl::StatusOr<Runtime> compute_alone_runtime(const Config& config) {
   Config resident = config;
   resident.zero = ZeroConfig{};
   resident.memory = MemoryConfig{};
   absl::StatusOr<Runtime> rt = make_runtime(resident, /*with_optimizer=*/false);
   if (!rt.ok()) return rt.status();
   if (absl::Status s = rt->model->init_random(config.model.seed); !s.ok()) return s;
+  return rt;
+}
+
+absl::StatusOr<double> compute_alone(Runtime& rt, const Config& config, const Tokens& tokens,
+                                     int passes_wanted) {
   absl::Status failed;
-  absl::StatusOr<double> seconds = bench::median_seconds(steps, [&] {
-    failed.Update(rt->model->zero_grad());
-    failed.Update(passes(*rt, config, tokens));
+  absl::StatusOr<double> seconds = bench::median_seconds(passes_wanted, [&] {
+    failed.Update(rt.model->zero_grad());
+    failed.Update(passes(rt, config, tokens));
   });
   if (!failed.ok()) return failed;
   return seconds;
@@ -157,7 +162,6 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
                             tier_name(rt->placement.params), tier_name(rt->placement.optimizer))
           : std::string("every tensor on the device"));
 
-  // Two warm-up steps (the first teaches the prefetcher the order), then the timed ones.
   // The real step: the trainer actor runs train_step, as `dsinf train` does.
   std::unique_ptr<actors::TrainerActor> trainer =
       actors::TrainerActor::create(*rt->actors, [&](int64_t index) -> absl::Status {
@@ -166,27 +170,56 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
                  std::copy(tokens.targets.begin(), tokens.targets.end(), out);
                }).status();
       });
-  std::vector<double> step_seconds;
+  absl::StatusOr<Runtime> resident = compute_alone_runtime(config);
+  if (!resident.ok()) return resident.status();
+
+  // Two warm-up steps (the first teaches the prefetcher the order), then
+  // kRounds rounds of `steps` timed steps, each round followed by as many
+  // compute-alone passes: this VM's speed drifts over seconds, so each round
+  // sets a step against compute measured beside it. A round's steps include
+  // their last optimizer run to its end (its overlap with a next step is not
+  // counted), so the step time errs high. step_s and compute_s are medians
+  // over the rounds; the last step is traced.
+  constexpr int kRounds = 3;
+  std::vector<double> round_step_s, round_compute_s;
   std::vector<trace::Span> spans;
   nvme::EngineStats before, after;
-  for (int i = 0; i < 2 + options.steps; ++i) {
-    const bool traced = i == 1 + options.steps;
-    if (traced) {
-      if (rt->offload) before = rt->offload->nvme_stats();
-      trace::begin_capture();
-    }
+  int index = 0;
+  for (; index < 2; ++index) {
     const auto t0 = std::chrono::steady_clock::now();
-    absl::Status s = trainer->step(i);
-    const double seconds = seconds_between(t0, std::chrono::steady_clock::now());
-    if (traced) {
-      spans = trace::end_capture();
-      if (rt->offload) after = rt->offload->nvme_stats();
-    }
-    if (!s.ok()) return s;
-    if (i >= 2) step_seconds.push_back(seconds);
-    log << absl::StrFormat("  step %d: %.3f s%s\n", i + 1, seconds, i < 2 ? " (warm-up)" : "");
+    if (absl::Status s = trainer->step(index); !s.ok()) return s;
+    log << absl::StrFormat("  step %d: %.3f s (warm-up)\n", index + 1,
+                           seconds_between(t0, std::chrono::steady_clock::now()));
   }
-  const double step_s = bench::median(step_seconds);
+  for (int round = 0; round < kRounds; ++round) {
+    const auto round_start = std::chrono::steady_clock::now();
+    for (int i = 0; i < options.steps; ++i, ++index) {
+      const bool traced = round == kRounds - 1 && i == options.steps - 1;
+      if (traced) {
+        if (rt->offload) before = rt->offload->nvme_stats();
+        trace::begin_capture();
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      absl::Status s = trainer->step(index);
+      const double seconds = seconds_between(t0, std::chrono::steady_clock::now());
+      if (traced) {
+        spans = trace::end_capture();
+        if (rt->offload) after = rt->offload->nvme_stats();
+      }
+      if (!s.ok()) return s;
+      log << absl::StrFormat("  step %d: %.3f s\n", index + 1, seconds);
+    }
+    if (absl::Status s = rt->settle(); !s.ok()) return s;
+    round_step_s.push_back(seconds_between(round_start, std::chrono::steady_clock::now()) /
+                           options.steps);
+    absl::StatusOr<double> alone = compute_alone(*resident, config, tokens, options.steps);
+    if (!alone.ok()) return alone.status();
+    round_compute_s.push_back(*alone);
+    log << absl::StrFormat("  round %d: %.3f s a step, compute alone %.3f s\n", round + 1,
+                           round_step_s.back(), round_compute_s.back());
+  }
+  const double step_s = bench::median(round_step_s);
+  const double compute_s = bench::median(round_compute_s);
 
   // What the traced step moved, and each lane's busy time in it.
   const std::vector<memory::ChunkLayout>& layouts = rt->model->layouts();
@@ -204,8 +237,6 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
 
   log << "measuring each resource alone\n";
   const int alone_passes = std::max(2, options.steps);
-  absl::StatusOr<double> compute = compute_alone(config, tokens, alone_passes);
-  if (!compute.ok()) return compute.status();
   absl::StatusOr<double> adam = adam_alone(layouts, alone_passes);
   if (!adam.ok()) return adam.status();
   absl::StatusOr<double> copy_in = copies_alone(copied_in, alone_passes);
@@ -218,7 +249,7 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   if (!nvme.ok()) return nvme.status();
   if (!note.empty()) log << "note: " << note << "\n";
 
-  const double cpu_s = *compute + *copy_in + *copy_out + *adam;
+  const double cpu_s = compute_s + *copy_in + *copy_out + *adam;
   struct Bound {
     const char* name;
     double seconds;
@@ -246,7 +277,7 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
 
   bench::TextTable table({"resource", "alone (s)", "busy in step (s)", "moved per step"});
   auto lane_busy = [&](trace::Lane l) { return busy[static_cast<int>(l)]; };
-  table.add_row({"compute", bench::format_fixed(*compute, 3),
+  table.add_row({"compute", bench::format_fixed(compute_s, 3),
                  bench::format_fixed(lane_busy(trace::Lane::kCompute), 3), ""});
   size_t in_bytes = 0, out_bytes = 0;
   for (size_t b : copied_in) in_bytes += b;
@@ -267,12 +298,12 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
                  bench::format_bytes(write_bytes)});
   log << table.render();
   log << absl::StrFormat(
-      "step %.3f s (median of %d) | bound %.3f s: %s | ratio %.2f | model waited %.3f s for "
-      "chunks | trace %s\n",
-      step_s, options.steps, bound.seconds, bound.name, step_s / bound.seconds,
+      "step %.3f s (median of %d rounds of %d) | bound %.3f s: %s | ratio %.2f | model waited "
+      "%.3f s for chunks | trace %s\n",
+      step_s, kRounds, options.steps, bound.seconds, bound.name, step_s / bound.seconds,
       lane_busy(trace::Lane::kWait), trace_path);
 
-  json components = {{"compute_s", *compute},      {"copy_in_s", *copy_in},
+  json components = {{"compute_s", compute_s},      {"copy_in_s", *copy_in},
                      {"copy_out_s", *copy_out},    {"adam_s", *adam},
                      {"nvme_read_s", nvme->first}, {"nvme_write_s", nvme->second}};
   json busy_json = json::object();

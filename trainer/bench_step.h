@@ -3,10 +3,15 @@
 //
 // It runs the config's runtime (placement, budgets, actors) on generated
 // tokens, without reading data or writing checkpoints, and reports:
-//   step_s      the median time of the timed steps;
+//   step_s      the time of a step: the median over 3 rounds of `steps` steps
+//               each (a round counts its last optimizer run to its end), each
+//               round followed by `steps` compute-alone passes, so that step
+//               and compute are measured side by side on a machine whose
+//               speed drifts;
 //   components  each resource's busy time for one step, measured alone on
 //               this machine: compute (forward + backward of the step's
-//               micro-batches with every chunk resident), copy in / copy out
+//               micro-batches with every chunk resident; the median of the
+//               rounds'), copy in / copy out
 //               (memcpy of the bytes the step moved host -> device and back),
 //               CPU Adam (the fused step over every parameter), NVMe read and
 //               NVMe write (the bytes the step read and wrote, through a fresh
@@ -27,7 +32,7 @@
 namespace dsinf::trainer {
 
 struct BenchStepOptions {
-  int steps = 3;           // timed steps, after two warm-up steps
+  int steps = 10;          // timed steps per round, after two warm-up steps
   std::string trace_path;  // empty: <train.output_dir>/step-trace.json
   bool json = false;
 };

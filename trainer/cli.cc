@@ -78,8 +78,10 @@ constexpr const char* kBenchStepUsage =
     R"(usage: dsinf bench step CONFIG [--steps N] [--trace FILE] [--json]
 
 Runs the config's training step (its placement, budgets and actors) on
-generated tokens, without data or checkpoints: two warm-up steps, then N timed
-ones (default 3). Measures each resource alone -- compute, copy in, copy out,
+generated tokens, without data or checkpoints: two warm-up steps, then 3
+rounds of N timed steps (default 10), each followed by N compute-alone passes
+(the step time and compute are medians over the rounds, measured side by
+side). Measures each resource alone -- compute, copy in, copy out,
 CPU Adam, NVMe read, NVMe write -- and prints the step time, the bound (the
 slowest independent resource; on the CPU backend compute, copies and Adam
 share the cores and count as one), their ratio, and writes a Chrome/Perfetto

@@ -83,6 +83,8 @@ class OffloadState final : public ChunkSource,
 
   // ---- the optimizer ----
   absl::Status zero_grads();
+  // Waits for the optimizer's run of the last step to end; its error, if any.
+  absl::Status settle() { return wait_optimizer(); }
   // The step's last micro-batch begins: the optimizer starts reading the state
   // of the first chunks it will update (optimizer state on NVMe only).
   void preload_optimizer_state();

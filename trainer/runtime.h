@@ -47,6 +47,8 @@ struct Runtime {
     optimizer->step(*model, lr, grad_scale);
     return absl::OkStatus();
   }
+  // Waits until the last step's work is done (the optimizer actor's run).
+  absl::Status settle() { return offload ? offload->settle() : absl::OkStatus(); }
   size_t host_pool_peak_bytes() const { return offload ? offload->host_peak_bytes() : 0; }
   size_t host_pool_bytes() const { return offload ? offload->host_in_use_bytes() : 0; }
   size_t nvme_bytes() const { return offload ? offload->nvme_bytes() : 0; }
