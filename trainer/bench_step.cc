@@ -179,7 +179,8 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   // sets a step against compute measured beside it. A round's steps include
   // their last optimizer run to its end (its overlap with a next step is not
   // counted), so the step time errs high. step_s and compute_s are medians
-  // over the rounds; the last step is traced.
+  // over the rounds. Then one step more and a traced one: the trace covers a
+  // step with the previous step's optimizer run beside it, as in training.
   constexpr int kRounds = 3;
   std::vector<double> round_step_s, round_compute_s;
   std::vector<trace::Span> spans;
@@ -194,20 +195,10 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   for (int round = 0; round < kRounds; ++round) {
     const auto round_start = std::chrono::steady_clock::now();
     for (int i = 0; i < options.steps; ++i, ++index) {
-      const bool traced = round == kRounds - 1 && i == options.steps - 1;
-      if (traced) {
-        if (rt->offload) before = rt->offload->nvme_stats();
-        trace::begin_capture();
-      }
       const auto t0 = std::chrono::steady_clock::now();
-      absl::Status s = trainer->step(index);
-      const double seconds = seconds_between(t0, std::chrono::steady_clock::now());
-      if (traced) {
-        spans = trace::end_capture();
-        if (rt->offload) after = rt->offload->nvme_stats();
-      }
-      if (!s.ok()) return s;
-      log << absl::StrFormat("  step %d: %.3f s\n", index + 1, seconds);
+      if (absl::Status s = trainer->step(index); !s.ok()) return s;
+      log << absl::StrFormat("  step %d: %.3f s\n", index + 1,
+                             seconds_between(t0, std::chrono::steady_clock::now()));
     }
     if (absl::Status s = rt->settle(); !s.ok()) return s;
     round_step_s.push_back(seconds_between(round_start, std::chrono::steady_clock::now()) /
@@ -220,6 +211,22 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   }
   const double step_s = bench::median(round_step_s);
   const double compute_s = bench::median(round_compute_s);
+  for (int i = 0; i < 2; ++i, ++index) {
+    const bool traced = i == 1;
+    if (traced) {
+      if (rt->offload) before = rt->offload->nvme_stats();
+      trace::begin_capture();
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::Status s = trainer->step(index);
+    const double seconds = seconds_between(t0, std::chrono::steady_clock::now());
+    if (traced) {
+      spans = trace::end_capture();
+      if (rt->offload) after = rt->offload->nvme_stats();
+    }
+    if (!s.ok()) return s;
+    log << absl::StrFormat("  step %d: %.3f s%s\n", index + 1, seconds, traced ? " (traced)" : "");
+  }
 
   // What the traced step moved, and each lane's busy time in it.
   const std::vector<memory::ChunkLayout>& layouts = rt->model->layouts();
