@@ -43,22 +43,14 @@ struct Tokens {
       targets.push_back(static_cast<int32_t>((i * 40503u + 7) % static_cast<uint32_t>(V)));
     }
   }
-};
-
-// Forward and backward of one step's micro-batches.
-absl::Status passes(Runtime& rt, const Config& config, const Tokens& tokens) {
-  GPT2& model = *rt.model;
-  // (Forward and backward only: compute measured alone, with no optimizer.)
-  const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
-  const int64_t gas = config.gradient_accumulation_steps;
-  const float dloss = 1.0f / static_cast<float>(int64_t{B} * config.model.n_positions * gas);
-  for (int64_t micro = 0; micro < gas; ++micro) {
-    absl::StatusOr<float> loss = model.forward(tokens.inputs.data(), tokens.targets.data(), B);
-    if (!loss.ok()) return loss.status();
-    if (absl::Status s = model.backward(dloss); !s.ok()) return s;
+  // Every micro-batch gets the same windows.
+  NextBatch next_batch() const {
+    return [this](int32_t* in, int32_t* out) {
+      std::copy(inputs.begin(), inputs.end(), in);
+      std::copy(targets.begin(), targets.end(), out);
+    };
   }
-  return absl::OkStatus();
-}
+};
 
 // Compute alone: the same passes with every chunk resident and no budget.
 absl::StatusOr<Runtime> compute_alone_runtime(const Config& config) {
@@ -75,8 +67,7 @@ absl::StatusOr<double> compute_alone(Runtime& rt, const Config& config, const To
                                      int passes_wanted) {
   absl::Status failed;
   absl::StatusOr<double> seconds = bench::median_seconds(passes_wanted, [&] {
-    failed.Update(rt.model->zero_grad());
-    failed.Update(passes(rt, config, tokens));
+    failed.Update(forward_backward(rt, config, tokens.next_batch()).status());
   });
   if (!failed.ok()) return failed;
   return seconds;
@@ -165,10 +156,7 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   // The real step: the trainer actor runs train_step, as `dsinf train` does.
   std::unique_ptr<actors::TrainerActor> trainer =
       actors::TrainerActor::create(*rt->actors, [&](int64_t index) -> absl::Status {
-        return train_step(*rt, config, index, config.optimizer.lr, [&](int32_t* in, int32_t* out) {
-                 std::copy(tokens.inputs.begin(), tokens.inputs.end(), in);
-                 std::copy(tokens.targets.begin(), tokens.targets.end(), out);
-               }).status();
+        return train_step(*rt, config, index, config.optimizer.lr, tokens.next_batch()).status();
       });
   absl::StatusOr<Runtime> resident = compute_alone_runtime(config);
   if (!resident.ok()) return resident.status();

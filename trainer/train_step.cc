@@ -9,12 +9,18 @@
 
 namespace dsinf::trainer {
 
-absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_t index, double lr,
-                                       const NextBatch& next_batch) {
-  using Clock = std::chrono::steady_clock;
-  auto seconds_since = [](Clock::time_point t) {
-    return std::chrono::duration<double>(Clock::now() - t).count();
-  };
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+absl::StatusOr<StepOutcome> forward_backward(Runtime& rt, const Config& config,
+                                             const NextBatch& next_batch) {
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
   const int64_t T = config.model.n_positions;
   const int64_t gas = config.gradient_accumulation_steps;
@@ -37,6 +43,15 @@ absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_
     out.backward_s += seconds_since(t0);
     loss_sum += *loss;
   }
+  out.loss = loss_sum / static_cast<double>(gas);
+  return out;
+}
+
+absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_t index, double lr,
+                                       const NextBatch& next_batch) {
+  absl::StatusOr<StepOutcome> passes = forward_backward(rt, config, next_batch);
+  if (!passes.ok()) return passes.status();
+  StepOutcome out = *passes;
   const auto t0 = Clock::now();
   absl::StatusOr<double> norm = rt.grad_norm();
   if (!norm.ok()) return norm.status();
@@ -50,7 +65,6 @@ absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_
     return s;
   }
   out.update_s = seconds_since(t0);
-  out.loss = loss_sum / static_cast<double>(gas);
   out.norm = *norm;
   return out;
 }

@@ -23,8 +23,15 @@ struct StepOutcome {
   double forward_s = 0, backward_s = 0, update_s = 0;
 };
 
-// `index` is the 0-based step (for messages); `lr` its learning rate. A
-// non-finite norm is an error that names output_dir's last checkpoint.
+// The gradients reset, then forward and backward over the step's
+// micro-batches (the last one starts the optimizer's read-ahead): a step up to
+// its norm. Fills loss, forward_s and backward_s.
+absl::StatusOr<StepOutcome> forward_backward(Runtime& rt, const Config& config,
+                                             const NextBatch& next_batch);
+
+// forward_backward, the norm and the update. `index` is the 0-based step (for
+// messages); `lr` its learning rate. A non-finite norm is an error that names
+// output_dir's last checkpoint.
 absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_t index, double lr,
                                        const NextBatch& next_batch);
 
