@@ -69,12 +69,11 @@ using prefetch_actor =
 //   preload: start reading the next step's optimizer state (it needs no gradient)
 //   (step, lr, optimizer step, gradient scale): Adam over every chunk
 //   cancel: drop the state read ahead (no step follows)
-using optimizer_actor =
-    caf::typed_actor<caf::reacts_to<preload_atom>, caf::reacts_to<step_atom, double, int64_t, float>,
-                     caf::reacts_to<cancel_atom>>;
+using optimizer_actor = caf::typed_actor<caf::reacts_to<preload_atom>,
+                                         caf::reacts_to<step_atom, double, int64_t, float>,
+                                         caf::reacts_to<cancel_atom>>;
 
 // trainer: runs training step `index` (forward, backward, norm, update).
-using trainer_actor =
-    caf::typed_actor<caf::replies_to<step_atom, int64_t>::with<int, std::string>>;
+using trainer_actor = caf::typed_actor<caf::replies_to<step_atom, int64_t>::with<int, std::string>>;
 
 }  // namespace dsinf::actors

@@ -190,9 +190,9 @@ uploader_actor::behavior_type uploader(uploader_actor::pointer self, kernels::Ba
   return {[=](upload_atom, chunk_index c, address dst, address src,
               uint64_t bytes) -> caf::result<int, std::string> {
     trace::Scope span(trace::Lane::kCopyIn, "upload", static_cast<int64_t>(c));
-    absl::Status st = backend->copy_to_device(reinterpret_cast<void*>(dst),
-                                              reinterpret_cast<const void*>(src), bytes,
-                                              kernels::Stream::kUpload);
+    absl::Status st =
+        backend->copy_to_device(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src),
+                                bytes, kernels::Stream::kUpload);
     if (st.ok()) st = backend->synchronize(kernels::Stream::kUpload);
     return {code_of(st), std::string(st.message())};
   }};
@@ -589,15 +589,14 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
   impl->uploader = system.spawn<caf::detached>(uploader, setup.backend);
   impl->shard = system.spawn(param_shard, std::move(setup), impl->swap, impl->uploader);
   impl->prefetch = system.spawn(prefetcher, impl->shard, ahead, bucket, std::move(elements),
-                                       std::move(own), impl->probe);
+                                std::move(own), impl->probe);
   return std::unique_ptr<ParamStreamer>(new ParamStreamer(std::move(impl)));
 }
 
 ParamStreamer::~ParamStreamer() {
   invalidate();  // no load in flight once this returns
-  for (const caf::actor_addr& a :
-       {impl_->prefetch.address(), impl_->shard.address(), impl_->swap.address(),
-        impl_->uploader.address()}) {
+  for (const caf::actor_addr& a : {impl_->prefetch.address(), impl_->shard.address(),
+                                   impl_->swap.address(), impl_->uploader.address()}) {
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   }
   // The system may be shared: wait for these actors alone.
@@ -624,14 +623,14 @@ absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
       (*impl_->self)
           ->request(impl_->shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c));
   std::move(reply).receive(
-          [&](address a, int code, std::string message, bool was_ready) {
-            slot = a;
-            ready = was_ready;
-            if (code != 0) status = absl::Status(static_cast<absl::StatusCode>(code), message);
-          },
-          [&](caf::error& e) {
-            status = absl::InternalError(absl::StrCat("param_shard: ", caf::to_string(e)));
-          });
+      [&](address a, int code, std::string message, bool was_ready) {
+        slot = a;
+        ready = was_ready;
+        if (code != 0) status = absl::Status(static_cast<absl::StatusCode>(code), message);
+      },
+      [&](caf::error& e) {
+        status = absl::InternalError(absl::StrCat("param_shard: ", caf::to_string(e)));
+      });
   const uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "actors/trainer.h"
 #include "bench/nvme_io.h"
 #include "bench/report.h"
 #include "bench/timing.h"
@@ -21,7 +22,6 @@
 #include "trainer/optimizer.h"
 #include "trainer/runtime.h"
 #include "trainer/train_step.h"
-#include "actors/trainer.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -298,7 +298,7 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
       step_s, kRounds, options.steps, bound.seconds, bound.name, step_s / bound.seconds,
       lane_busy(trace::Lane::kWait), trace_path);
 
-  json components = {{"compute_s", compute_s},      {"copy_in_s", *copy_in},
+  json components = {{"compute_s", compute_s},     {"copy_in_s", *copy_in},
                      {"copy_out_s", *copy_out},    {"adam_s", *adam},
                      {"nvme_read_s", nvme->first}, {"nvme_write_s", nvme->second}};
   json busy_json = json::object();

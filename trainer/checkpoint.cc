@@ -212,8 +212,8 @@ BackgroundSave::BackgroundSave() = default;
 bool BackgroundSave::ended() const { return worker_ != nullptr && worker_->ended.load(); }
 
 void BackgroundSave::start(const std::string& output_dir, const ModelConfig& model,
-                           const std::vector<memory::ChunkLayout>& layouts,
-                           CheckpointState& chunks, const TrainState& state) {
+                           const std::vector<memory::ChunkLayout>& layouts, CheckpointState& chunks,
+                           const TrainState& state) {
   DSINF_CHECK_MSG(worker_ == nullptr, "a background save is still in progress");
   chunks.begin_snapshot();
   // Training goes on: everything of the snapshot's step is taken now.
@@ -224,13 +224,14 @@ void BackgroundSave::start(const std::string& output_dir, const ModelConfig& mod
   const int pace_ms = pace != nullptr ? std::atoi(pace) : 0;
   worker_ = std::make_unique<Worker>();
   Worker* worker = worker_.get();
-  worker->thread = std::thread([worker, output_dir, model, layouts, &chunks, state,
-                                optimizer_steps, pace_ms] {
-    worker->result = write_checkpoint(output_dir, model, layouts, chunks, state, optimizer_steps,
-                                      /*snapshot=*/true, pace_ms);
-    chunks.end_snapshot();
-    worker->ended.store(true);
-  });
+  worker->thread =
+      std::thread([worker, output_dir, model, layouts, &chunks, state, optimizer_steps, pace_ms] {
+        worker->result =
+            write_checkpoint(output_dir, model, layouts, chunks, state, optimizer_steps,
+                             /*snapshot=*/true, pace_ms);
+        chunks.end_snapshot();
+        worker->ended.store(true);
+      });
 }
 
 absl::StatusOr<std::string> BackgroundSave::finish() {

@@ -491,9 +491,8 @@ absl::Status OffloadState::read_snapshot(int cls, size_t c, std::byte* host) {
     // The run of the snapshot's own step must be over, its writes included;
     // later runs wait for this reader (wait_snapshot), so this cannot stall.
     std::unique_lock<std::mutex> lock(mu_);
-    updated_cv_.wait(lock, [&] {
-      return finished_step_ >= snapshot_step_ || !optimizer_error_.ok();
-    });
+    updated_cv_.wait(lock,
+                     [&] { return finished_step_ >= snapshot_step_ || !optimizer_error_.ok(); });
     if (!optimizer_error_.ok()) return optimizer_error_;
   }
   return read_home(cls, c, host);

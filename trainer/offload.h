@@ -224,7 +224,7 @@ class OffloadState final : public ChunkSource,
   size_t snapshot_read_ = 0;
   int64_t snapshot_wait_ns_ = 0;
   std::condition_variable snapshot_cv_;
-  std::vector<bool> grads_fresh_;      // per chunk: not yet accumulated into this step
+  std::vector<bool> grads_fresh_;  // per chunk: not yet accumulated into this step
   // Last, so it stops (and its reads drain) before the stores and buffers go.
   std::unique_ptr<actors::ParamStreamer> streamer_;
 };

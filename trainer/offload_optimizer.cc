@@ -1,8 +1,8 @@
 // The offload runtime's optimizer: the step on its own thread, the per-chunk
 // gates the next step waits on, and the pipelined swap I/O for state on NVMe.
+#include <chrono>
 #include <cmath>
 #include <cstring>
-#include <chrono>
 #include <future>
 
 #include "absl/strings/str_cat.h"

@@ -311,9 +311,9 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
                                 plan.optimizer_sets, plan.optimizer_set_buffers,
                                 p.optimizer_buffer_count)
               : std::string())
-      << " + "
-      << bytes_text(static_cast<double>(plan.host_cache_bytes)) << " of NVMe parameters cached ("
-      << plan.cached_chunks << " chunks, offload_param.max_in_cpu) = "
+      << " + " << bytes_text(static_cast<double>(plan.host_cache_bytes))
+      << " of NVMe parameters cached (" << plan.cached_chunks
+      << " chunks, offload_param.max_in_cpu) = "
       << bytes_text(static_cast<double>(plan.host_bytes));
   if (plan.host_bytes > 0) {
     out << ", " << (p.pin_memory ? "pinned" : "pageable") << " (" << pin_key(p) << " "

@@ -22,9 +22,8 @@ absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
       GPT2::create(rt.backend.get(), config.model, micro_batch, /*resident_chunks=*/false);
   if (!model.ok()) return model.status();
   rt.model = *std::move(model);
-  absl::StatusOr<std::unique_ptr<OffloadState>> offload =
-      OffloadState::create(rt.backend.get(), config, rt.placement, rt.plan, layouts,
-                           rt.actors.get());
+  absl::StatusOr<std::unique_ptr<OffloadState>> offload = OffloadState::create(
+      rt.backend.get(), config, rt.placement, rt.plan, layouts, rt.actors.get());
   if (!offload.ok()) return offload.status();
   rt.offload = *std::move(offload);
   rt.model->set_chunk_source(rt.offload.get());

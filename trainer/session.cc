@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "actors/trainer.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/adam.h"
 #include "nlohmann/json.hpp"
@@ -20,13 +21,12 @@
 #include "trainer/gpt2.h"
 #include "trainer/monitor.h"
 #include "trainer/offload.h"
-#include "trainer/train_step.h"
-#include "actors/trainer.h"
 #include "trainer/optimizer.h"
 #include "trainer/placement.h"
 #include "trainer/runtime.h"
 #include "trainer/safetensors.h"
 #include "trainer/scheduler.h"
+#include "trainer/train_step.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -386,15 +386,14 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
   StepOutcome outcome;
   double lr = 0;
   auto step_fn = [&](int64_t index) -> absl::Status {
-        absl::StatusOr<StepOutcome> done =
-            train_step(*rt, config, index, lr, [&](int32_t* in, int32_t* out) {
-              sampler.next_batch(B, in, out);
-            });
-        if (!done.ok()) return done.status();
-        outcome = *done;
-        return absl::OkStatus();
-      };
-  std::unique_ptr<actors::TrainerActor> trainer = actors::TrainerActor::create(*rt->actors, step_fn);
+    absl::StatusOr<StepOutcome> done = train_step(
+        *rt, config, index, lr, [&](int32_t* in, int32_t* out) { sampler.next_batch(B, in, out); });
+    if (!done.ok()) return done.status();
+    outcome = *done;
+    return absl::OkStatus();
+  };
+  std::unique_ptr<actors::TrainerActor> trainer =
+      actors::TrainerActor::create(*rt->actors, step_fn);
   while (state.step < config.train.steps) {
     const int64_t it = state.step;
     lr = learning_rate(config.scheduler, config.optimizer, it);
@@ -479,8 +478,8 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
       if (chunks.saves_in_background() && !last && !interrupted) {
         background.start(config.train.output_dir, config.model, model.layouts(), chunks, state);
       } else {
-        absl::StatusOr<std::string> saved = save_checkpoint(config.train.output_dir, config.model,
-                                                            model.layouts(), chunks, state);
+        absl::StatusOr<std::string> saved =
+            save_checkpoint(config.train.output_dir, config.model, model.layouts(), chunks, state);
         if (!saved.ok()) return saved.status();
         log << "saved checkpoint " << *saved << "\n";
       }

@@ -188,8 +188,7 @@ TEST(OffloadFault, NvmeFaultStopsTrainingAndTheSameCommandResumesBitIdentical) {
   SCOPED_TRACE("checksum mismatch");
   const std::optional<FaultRun> in_save =
       find_fault(dir, config_path, out, "bitflip", after_ckpt2, 4, [](const FaultRun& r) {
-        return r.stopped() && r.says("checksum mismatch") && r.has(2) && r.steps == 4 &&
-               !r.has(4);
+        return r.stopped() && r.says("checksum mismatch") && r.has(2) && r.steps == 4 && !r.has(4);
       });
   ASSERT_TRUE(in_save) << "no flipped bit lands in the save of ckpt-00000004";
   expect_clean_stop_and_exact_resume(dir, config_path, *in_save, expected);

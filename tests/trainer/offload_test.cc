@@ -84,8 +84,8 @@ TEST(Offload, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
   for (const auto& [params, cached, buffers] :
        {std::tuple{"nvme", true, 2}, std::tuple{"nvme", true, 16}, std::tuple{"nvme", false, 9},
         std::tuple{"none", true, 6}}) {
-    const std::string name = std::string("buffers_p") + params + (cached ? "" : "_uncached") +
-                             "_" + std::to_string(buffers);
+    const std::string name = std::string("buffers_p") + params + (cached ? "" : "_uncached") + "_" +
+                             std::to_string(buffers);
     SCOPED_TRACE(name);
     json config = base_config(dir, dir / name, 4);
     json param = offload(params, dir / "swap");
