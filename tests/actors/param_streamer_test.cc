@@ -216,6 +216,9 @@ TEST(ParamStreamer, AChunkWithItsOwnSlotIsLoadedOnceAndAgainOnlyAfterAnUpdate) {
   f.fill(5, 105.0f);
   f.streamer->updated(5, /*cached=*/false);
   EXPECT_EQ(f.streamer->stats().loads, before + 1);
+  // The copy runs in the uploader actor; a fetch returns once it has landed,
+  // and only then may the test change the home behind the streamer's back.
+  f.visit(5, 105.0f);
   for (size_t c = 0; c < 5; ++c) {
     f.fill(c, 100.0f + static_cast<float>(c));
     f.streamer->updated(c, /*cached=*/false);
