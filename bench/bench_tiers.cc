@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/benchmarks.h"
+#include "bench/device_bandwidth.h"
 #include "bench/host_bandwidth.h"
 #include "bench/interrupt.h"
 #include "bench/nvme_io.h"
@@ -25,7 +26,8 @@ constexpr const char* kName = "tiers";
 constexpr uint64_t kDefaultNvmeBytes = uint64_t{1} << 30;
 constexpr uint64_t kQuickNvmeBytes = uint64_t{64} << 20;
 constexpr uint64_t kQuickArrayBytes = uint64_t{16} << 20;
-constexpr const char* kNoDevice = "n/a (CUDA backend not built)";
+constexpr uint64_t kDefaultDeviceBytes = uint64_t{256} << 20;
+constexpr uint64_t kQuickDeviceBytes = uint64_t{16} << 20;
 
 constexpr const char* kUsage = R"(usage: dsinf bench tiers [options]
 
@@ -35,7 +37,11 @@ same run:
   host memory    a[i] += s*b[i] over float arrays far larger than the
                  last-level cache, all cores, 12 bytes per element
   host copy      memcpy pageable <-> aligned buffers, bytes counted once
-  host<->device  once the CUDA backend is built
+  host<->device  the CUDA backend's copies (upload and download streams)
+                 from pinned and from pageable memory; the pinned rows are
+                 also compared with a plain cudaMemcpyAsync loop on
+                 cudaHostAlloc memory, measured in the same run. n/a when
+                 there is no CUDA device or the backend was not built
   NVMe           O_DIRECT write and read at the configured aio settings,
                  when --path or the config's nvme_path names a directory
 
@@ -46,6 +52,7 @@ options:
   --engine auto|uring|threads I/O engine for the NVMe rows (default auto)
   --array-bytes BYTES         bytes per host array (default 256M, at least 4x the
                               last-level cache, at most 1/8 of available memory)
+  --device-bytes BYTES        bytes per host<->device copy (default 256M)
   --passes N                  timed passes after one warm-up; medians (default 5)
   --quick                     small arrays, 2 passes, a 64M NVMe file: a smoke test,
                               not a measurement
@@ -55,6 +62,7 @@ options:
 
 struct TiersPlan {
   HostOptions host;
+  uint64_t device_bytes = kDefaultDeviceBytes;
   std::optional<NvmeRun> nvme;  // nullopt: not measured, for `nvme_reason`
   std::string nvme_path;
   std::string nvme_reason;
@@ -73,7 +81,10 @@ absl::StatusOr<TiersPlan> make_plan(const Options& o) {
   absl::StatusOr<int64_t> passes = o.integer("--passes", quick ? 2 : 5, 1, 1000);
   absl::StatusOr<uint64_t> size =
       o.bytes("--size", quick ? kQuickNvmeBytes : kDefaultNvmeBytes, 4096, uint64_t{1} << 50);
-  for (const absl::Status& s : {array_bytes.status(), passes.status(), size.status()}) {
+  absl::StatusOr<uint64_t> device_bytes = o.bytes(
+      "--device-bytes", quick ? kQuickDeviceBytes : kDefaultDeviceBytes, 4096, uint64_t{1} << 40);
+  for (const absl::Status& s :
+       {array_bytes.status(), passes.status(), size.status(), device_bytes.status()}) {
     if (!s.ok()) return s;
   }
   if (*size % nvme::kDirectIoAlignment != 0) {
@@ -82,6 +93,7 @@ absl::StatusOr<TiersPlan> make_plan(const Options& o) {
   }
   plan.host.array_bytes = *array_bytes / sizeof(float) * sizeof(float);
   plan.host.passes = static_cast<int>(*passes);
+  plan.device_bytes = *device_bytes;
 
   NvmeSettings settings;
   if (std::optional<std::string> config = o.text("--config")) {
@@ -112,6 +124,7 @@ std::string ratio(double gbps, double ceiling_gbps) {
 }
 
 void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth& host,
+                 const std::optional<DeviceBandwidth>& device, const std::string& device_reason,
                  const std::optional<NvmeResult>& nvme) {
   const double ceiling = host.update_gbps;
   TextTable table({"tier", "direction", "GB/s", "vs host memory", "how"});
@@ -124,8 +137,32 @@ void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth
                  ratio(host.pageable_to_aligned_gbps, ceiling), copy_how});
   table.add_row({"host copy", "aligned -> pageable", format_fixed(host.aligned_to_pageable_gbps, 2),
                  ratio(host.aligned_to_pageable_gbps, ceiling), copy_how});
-  table.add_row({"host<->device", "host -> device", "n/a", "", kNoDevice});
-  table.add_row({"host<->device", "device -> host", "n/a", "", kNoDevice});
+  if (device) {
+    const std::string how =
+        absl::StrCat(device->device, ", ", format_bytes(device->bytes), " copies, ", device->copies,
+                     " a pass, median of ", device->passes);
+    auto vs_ceiling = [](double gbps, double ceiling_gbps) {
+      return absl::StrCat(format_fixed(gbps / ceiling_gbps, 2), "x a cudaMemcpyAsync loop (",
+                          format_fixed(ceiling_gbps, 2), " GB/s); ");
+    };
+    table.add_row({"host<->device", "host -> device, pinned",
+                   format_fixed(device->h2d_pinned_gbps, 2),
+                   ratio(device->h2d_pinned_gbps, ceiling),
+                   vs_ceiling(device->h2d_pinned_gbps, device->ceiling_h2d_gbps) + how});
+    table.add_row({"host<->device", "device -> host, pinned",
+                   format_fixed(device->d2h_pinned_gbps, 2),
+                   ratio(device->d2h_pinned_gbps, ceiling),
+                   vs_ceiling(device->d2h_pinned_gbps, device->ceiling_d2h_gbps) + how});
+    table.add_row({"host<->device", "host -> device, pageable",
+                   format_fixed(device->h2d_pageable_gbps, 2),
+                   ratio(device->h2d_pageable_gbps, ceiling), how});
+    table.add_row({"host<->device", "device -> host, pageable",
+                   format_fixed(device->d2h_pageable_gbps, 2),
+                   ratio(device->d2h_pageable_gbps, ceiling), how});
+  } else {
+    table.add_row({"host<->device", "host -> device", "n/a", "", device_reason});
+    table.add_row({"host<->device", "device -> host", "n/a", "", device_reason});
+  }
   if (nvme) {
     const std::string how = absl::StrCat(
         "engine ", nvme->engine, ", block_size ", format_bytes(nvme->options.block_size),
@@ -146,6 +183,19 @@ void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth
                << format_bytes(last_level_cache_bytes())
                << "): host memory figures are cache figures\n";
   }
+}
+
+nlohmann::ordered_json device_json(const DeviceBandwidth& d) {
+  return {{"name", d.device},
+          {"bytes", d.bytes},
+          {"h2d_pinned_gbps", round_significant(d.h2d_pinned_gbps, 4)},
+          {"d2h_pinned_gbps", round_significant(d.d2h_pinned_gbps, 4)},
+          {"h2d_pageable_gbps", round_significant(d.h2d_pageable_gbps, 4)},
+          {"d2h_pageable_gbps", round_significant(d.d2h_pageable_gbps, 4)},
+          {"ceiling_h2d_gbps", round_significant(d.ceiling_h2d_gbps, 4)},
+          {"ceiling_d2h_gbps", round_significant(d.ceiling_d2h_gbps, 4)},
+          {"h2d_vs_ceiling", round_significant(d.h2d_pinned_gbps / d.ceiling_h2d_gbps, 3)},
+          {"d2h_vs_ceiling", round_significant(d.d2h_pinned_gbps / d.ceiling_d2h_gbps, 3)}};
 }
 
 // Written next to FILE and renamed over it, so a reader never sees half a file.
@@ -171,10 +221,11 @@ absl::Status write_json_file(const std::string& path, const nlohmann::ordered_js
 
 int tiers_main(const std::vector<std::string>& args) {
   int exit_code = kExitOk;
-  const std::optional<TiersPlan> plan = plan_from_args(
-      kName, kUsage, args,
-      {"--config", "--path", "--size", "--engine", "--array-bytes", "--passes", "--out"},
-      {"--quick", "--json", "--help"}, make_plan, &exit_code);
+  const std::optional<TiersPlan> plan =
+      plan_from_args(kName, kUsage, args,
+                     {"--config", "--path", "--size", "--engine", "--array-bytes", "--device-bytes",
+                      "--passes", "--out"},
+                     {"--quick", "--json", "--help"}, make_plan, &exit_code);
   if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;
@@ -195,6 +246,12 @@ int tiers_main(const std::vector<std::string>& args) {
   absl::StatusOr<HostBandwidth> host = measure_host(plan->host);
   if (!host.ok()) return report_failure(kName, host.status());
 
+  std::string device_reason;
+  out.progress(absl::StrCat("host<->device: ", format_bytes(plan->device_bytes), " copies"));
+  absl::StatusOr<std::optional<DeviceBandwidth>> device =
+      measure_device(plan->device_bytes, plan->host.passes, &device_reason);
+  if (!device.ok()) return report_failure(kName, device.status());
+
   std::optional<NvmeResult> nvme;
   if (plan->nvme) {
     out.progress(
@@ -205,7 +262,7 @@ int tiers_main(const std::vector<std::string>& args) {
     if (!measured.ok()) return report_failure(kName, measured.status());
     nvme = *measured;
   }
-  print_table(out, *plan, *host, nvme);
+  print_table(out, *plan, *host, *device, device_reason, nvme);
 
   nlohmann::ordered_json result = {
       {"host_update_gbps", round_significant(host->update_gbps, 4)},
@@ -213,7 +270,9 @@ int tiers_main(const std::vector<std::string>& args) {
        {{"pageable_to_aligned_gbps", round_significant(host->pageable_to_aligned_gbps, 4)},
         {"aligned_to_pageable_gbps", round_significant(host->aligned_to_pageable_gbps, 4)}}},
       {"nvme", nvme ? to_json(*nvme) : nlohmann::ordered_json(nullptr)},
-      {"device", nullptr},
+      {"device", *device ? device_json(**device) : nlohmann::ordered_json(nullptr)},
+      {"device_reason",
+       *device ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(device_reason)},
       {"host_array_bytes", host->array_bytes},
       {"host_threads", host->threads}};
   if (!plan->out_path.empty()) {

@@ -45,6 +45,22 @@ class Backend {
   // Device memory is host memory (the CPU backend): host code may read a
   // device buffer in place instead of copying it out first.
   virtual bool device_memory_is_host() const { return false; }
+  // Device memory the backend holds outside the arena budget for its own
+  // kernels (matmul and attention workspaces), fixed at creation.
+  virtual size_t workspace_bytes() const { return 0; }
+
+  // ---- host memory the device copies from and to ----
+  // Pins [base, base + bytes) (page aligned) for direct DMA, once at start-up
+  // (the host pool); unregister before freeing it. A no-op where copies are
+  // plain memcpy (the CPU backend).
+  virtual absl::Status register_host_memory(void* base, size_t bytes) { return absl::OkStatus(); }
+  virtual void unregister_host_memory(void* base) {}
+  // Page-locked host memory the backend allocates itself (cudaHostAlloc):
+  // what its copies run fastest from. kUnimplemented where there is none.
+  virtual absl::StatusOr<void*> allocate_pinned_host(size_t bytes) {
+    return absl::UnimplementedError(name() + " has no pinned host memory");
+  }
+  virtual void release_pinned_host(void* ptr) {}
 
   // ---- memory: the backend's arena, with a hard byte budget ----
   virtual absl::StatusOr<void*> allocate(size_t bytes) = 0;  // page aligned, zero filled
@@ -111,11 +127,49 @@ class Backend {
                          const AdamHyper& hyper) = 0;
 };
 
+// The precision of the operands of matrix products (matmul and attention's
+// two products): tensors are stored in fp32 and accumulated in fp32 either
+// way; with kBf16 / kFp16 each operand is rounded (to nearest even) to that
+// type first, as tensor cores do. Everything else computes in fp32.
+enum class Precision : int { kFp32 = 0, kBf16 = 1, kFp16 = 2 };
+const char* precision_name(Precision p);
+
 struct BackendOptions {
-  size_t device_budget_bytes = 0;  // 0: no budget
+  size_t device_budget_bytes = 0;  // 0: no budget (the CUDA backend: most of the free memory)
+  Precision matmul_precision = Precision::kFp32;
+  int device_index = 0;  // CUDA device ordinal
+  // Scratch for attention's backward, held outside the budget (CUDA): the
+  // model's attention_scratch_bytes(T, NH) does every head of a window at once.
+  size_t attention_scratch_bytes = size_t{16} << 20;
 };
 
-// The fp32 reference backend; always available.
+// The fp32 reference backend; always available. With a reduced
+// matmul_precision it rounds the matmul operands as the GPU does.
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+
+// ---- the CUDA backend (kernels/cuda; built when nvcc was found) ----
+struct CudaDeviceInfo {
+  int index = 0;
+  std::string name;  // e.g. "NVIDIA H100 80GB HBM3"
+  int sm_major = 0, sm_minor = 0;
+  int multiprocessors = 0;
+  double clock_ghz = 0;  // maximum SM clock
+  size_t total_bytes = 0, free_bytes = 0;
+  // Dense tensor-core peak for bf16/fp16 operands with fp32 accumulation, from
+  // the SM count, clock and the architecture's per-SM rate; 0 when unknown.
+  double peak_bf16_tflops = 0;
+};
+// Whether this binary was built with the CUDA backend.
+bool cuda_built();
+// The device at `index`: kUnavailable when CUDA is not built, there is no
+// driver or no such device (the message says which).
+absl::StatusOr<CudaDeviceInfo> cuda_device_info(int index);
+// kUnavailable as above; kResourceExhausted when the arena cannot be reserved.
+absl::StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const BackendOptions& options);
+// The ceiling a backend's copies are compared with: a plain loop of
+// `iterations` cudaMemcpyAsync of `bytes` on one stream between cudaHostAlloc
+// memory and the device, timed by events; GB/s (1e9 bytes/s).
+absl::StatusOr<double> cuda_copy_ceiling_gbps(int device_index, size_t bytes, int iterations,
+                                              bool to_device);
 
 }  // namespace dsinf::kernels

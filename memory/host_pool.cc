@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <iterator>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -60,9 +59,10 @@ absl::StatusOr<std::unique_ptr<HostPool>> HostPool::create(std::string name, siz
 }
 
 HostPool::HostPool(std::string name, std::byte* base, size_t budget_bytes)
-    : name_(std::move(name)), base_(base), budget_bytes_(budget_bytes) {
-  free_bytes_by_offset_.emplace(0, budget_bytes);
-}
+    : name_(std::move(name)),
+      base_(base),
+      budget_bytes_(budget_bytes),
+      region_(budget_bytes, kChunkAlignment, Region::Fit::kFirst) {}
 
 HostPool::~HostPool() {
   // munmap also drops the lock of a pinned region.
@@ -71,27 +71,15 @@ HostPool::~HostPool() {
 
 absl::StatusOr<std::byte*> HostPool::allocate(size_t bytes) {
   // Compare before rounding so a huge request cannot overflow align_up.
-  const bool can_fit = bytes <= budget_bytes_;
-  const size_t rounded = can_fit ? align_up(std::max<size_t>(bytes, 1), kChunkAlignment) : bytes;
+  const size_t rounded = bytes <= budget_bytes_ ? region_.rounded(bytes) : bytes;
   std::lock_guard<std::mutex> lock(mu_);
-  if (can_fit) {
-    // First fit by address keeps live blocks packed toward the start.
-    for (auto it = free_bytes_by_offset_.begin(); it != free_bytes_by_offset_.end(); ++it) {
-      if (it->second < rounded) continue;
-      const size_t offset = it->first;
-      const size_t rest_bytes = it->second - rounded;
-      free_bytes_by_offset_.erase(it);
-      if (rest_bytes > 0) free_bytes_by_offset_.emplace(offset + rounded, rest_bytes);
-      live_bytes_by_offset_.emplace(offset, rounded);
-      in_use_bytes_ += rounded;
-      peak_bytes_ = std::max(peak_bytes_, in_use_bytes_);
-      return base_ + offset;
-    }
-  }
-  return absl::ResourceExhaustedError(
-      absl::StrCat(name_, " host pool exhausted: ", bytes, " bytes requested (", rounded,
-                   " after rounding to pages) with ", in_use_bytes_, " of ", budget_bytes_,
-                   " bytes in use; largest free block ", largest_free_locked(), " bytes"));
+  // First fit by address keeps live blocks packed toward the start.
+  absl::StatusOr<size_t> offset = region_.allocate(bytes);
+  if (offset.ok()) return base_ + *offset;
+  return absl::ResourceExhaustedError(absl::StrCat(
+      name_, " host pool exhausted: ", bytes, " bytes requested (", rounded,
+      " after rounding to pages) with ", region_.stats().in_use_bytes, " of ", budget_bytes_,
+      " bytes in use; largest free block ", region_.largest_free(), " bytes"));
 }
 
 absl::StatusOr<std::byte*> HostPool::allocate_zeroed(size_t bytes) {
@@ -106,46 +94,19 @@ void HostPool::release(std::byte* ptr) {
                   "release of a pointer outside this host pool");
   const size_t offset = static_cast<size_t>(ptr - base_);
   std::lock_guard<std::mutex> lock(mu_);
-  auto live = live_bytes_by_offset_.find(offset);
-  DSINF_CHECK_MSG(live != live_bytes_by_offset_.end(),
+  const bool released = region_.release(offset).has_value();
+  DSINF_CHECK_MSG(released,
                   "release of a pointer this host pool did not hand out, or a double release");
-  size_t start = offset;
-  size_t bytes = live->second;
-  live_bytes_by_offset_.erase(live);
-  in_use_bytes_ -= bytes;
-
-  // Merge with the free neighbours so free space never stays split.
-  auto next = free_bytes_by_offset_.lower_bound(offset);
-  if (next != free_bytes_by_offset_.end() && next->first == offset + bytes) {
-    bytes += next->second;
-    next = free_bytes_by_offset_.erase(next);
-  }
-  if (next != free_bytes_by_offset_.begin()) {
-    auto prev = std::prev(next);
-    DSINF_CHECK(prev->first + prev->second <= start);
-    if (prev->first + prev->second == start) {
-      start = prev->first;
-      bytes += prev->second;
-      free_bytes_by_offset_.erase(prev);
-    }
-  }
-  free_bytes_by_offset_.emplace(start, bytes);
 }
 
 ArenaStats HostPool::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return ArenaStats{in_use_bytes_, peak_bytes_, budget_bytes_};
+  return region_.stats();
 }
 
 size_t HostPool::largest_free_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return largest_free_locked();
-}
-
-size_t HostPool::largest_free_locked() const {
-  size_t largest = 0;
-  for (const auto& [offset, bytes] : free_bytes_by_offset_) largest = std::max(largest, bytes);
-  return largest;
+  return region_.largest_free();
 }
 
 }  // namespace dsinf::memory

@@ -4,15 +4,14 @@
 #pragma once
 
 #include <cstddef>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include "absl/status/statusor.h"
 #include "memory/aligned_buffer.h"
 #include "memory/arena.h"
+#include "memory/region.h"
 
 namespace dsinf::memory {
 
@@ -57,7 +56,6 @@ class HostPool {
 
  private:
   HostPool(std::string name, std::byte* base, size_t budget_bytes);
-  size_t largest_free_locked() const;
 
   const std::string name_;
   std::byte* const base_;
@@ -66,11 +64,8 @@ class HostPool {
   std::string pin_failure_;
 
   mutable std::mutex mu_;
-  // Free ranges by offset, never adjacent: release() merges neighbours.
-  std::map<size_t, size_t> free_bytes_by_offset_;
-  std::unordered_map<size_t, size_t> live_bytes_by_offset_;
-  size_t in_use_bytes_ = 0;
-  size_t peak_bytes_ = 0;
+  // The bookkeeping of the blocks (first fit, kChunkAlignment), under mu_.
+  Region region_;
 };
 
 }  // namespace dsinf::memory

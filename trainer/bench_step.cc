@@ -145,6 +145,7 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   absl::StatusOr<Runtime> rt = make_runtime(config, /*with_optimizer=*/true);
   if (!rt.ok()) return rt.status();
   if (absl::Status s = rt->model->init_random(config.model.seed); !s.ok()) return s;
+  log << absl::StrFormat("device %s\n", rt->device_description);
   log << absl::StrFormat(
       "bench step %s: %d parameters, batch %d = %d x %d, %s\n", config.source_path,
       rt->model->num_parameters(), config.train_batch_size, B, config.gradient_accumulation_steps,
@@ -298,6 +299,32 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
       step_s, kRounds, options.steps, bound.seconds, bound.name, step_s / bound.seconds,
       lane_busy(trace::Lane::kWait), trace_path);
 
+  // Model FLOPs (PaLM's accounting, as MFU is usually reported): per token
+  // 6 x parameters for the matrix products forward and backward, plus
+  // 12 x layers x channels x positions for attention's two products; the
+  // recomputation of activation checkpointing is not counted.
+  const double T = static_cast<double>(config.model.n_positions);
+  const double flops_per_token =
+      6.0 * static_cast<double>(rt->model->num_parameters()) +
+      12.0 * config.model.n_layer * static_cast<double>(config.model.n_embd) * T;
+  const double tokens_per_s = static_cast<double>(config.train_batch_size) * T / step_s;
+  const double tflops = flops_per_token * tokens_per_s / 1e12;
+  double peak_tflops = 0;
+  std::string peak_source = "no tensor-core peak for the " + rt->backend->name() + " backend";
+  if (rt->backend->name() == "cuda") {
+    absl::StatusOr<kernels::CudaDeviceInfo> info = kernels::cuda_device_info(config.device.index);
+    if (info.ok() && info->peak_bf16_tflops > 0) {
+      peak_tflops = info->peak_bf16_tflops;
+      peak_source = absl::StrFormat("%s dense bf16 peak %.1f TFLOP/s", info->name, peak_tflops);
+    }
+  }
+  const double mfu = peak_tflops > 0 ? tflops / peak_tflops : 0;
+  log << absl::StrFormat("%.0f tokens/s | %.3f TFLOP/s achieved (%.0f FLOP a token) | MFU %s\n",
+                         tokens_per_s, tflops, flops_per_token,
+                         peak_tflops > 0
+                             ? absl::StrFormat("%.1f%% of the %s", 100 * mfu, peak_source)
+                             : "n/a: " + peak_source);
+
   json components = {{"compute_s", compute_s},     {"copy_in_s", *copy_in},
                      {"copy_out_s", *copy_out},    {"adam_s", *adam},
                      {"nvme_read_s", nvme->first}, {"nvme_write_s", nvme->second}};
@@ -318,6 +345,12 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
                         {"nvme_read", read_bytes},
                         {"nvme_write", write_bytes}}},
                       {"steps", options.steps},
+                      {"device", rt->device_description},
+                      {"tokens_per_s", tokens_per_s},
+                      {"flops_per_token", flops_per_token},
+                      {"tflops", tflops},
+                      {"peak_tflops", peak_tflops > 0 ? json(peak_tflops) : json(nullptr)},
+                      {"mfu", peak_tflops > 0 ? json(mfu) : json(nullptr)},
                       {"trace", trace_path}}
                      .dump()
               << "\n";

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -161,18 +162,26 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
       chunks.snapshot_chunk_read(c);
     }
   }
-  const json header = {{"format", "dsinf-checkpoint"},
-                       {"version", kFormatVersion},
-                       {"model", model_shape(model_config)},
-                       {"state",
-                        {{"step", state.step},
-                         {"samples", state.samples},
-                         {"epoch", state.sampler.epoch},
-                         {"cursor", state.sampler.cursor},
-                         {"last_loss", state.last_loss},
-                         {"data_tokens", state.data_tokens},
-                         {"optimizer_steps", optimizer_steps}}},
-                       {"sections", sections}};
+  json header = {{"format", "dsinf-checkpoint"},
+                 {"version", kFormatVersion},
+                 {"model", model_shape(model_config)},
+                 {"state",
+                  {{"step", state.step},
+                   {"samples", state.samples},
+                   {"epoch", state.sampler.epoch},
+                   {"cursor", state.sampler.cursor},
+                   {"last_loss", state.last_loss},
+                   {"data_tokens", state.data_tokens},
+                   {"optimizer_steps", optimizer_steps},
+                   {"skipped_steps", state.skipped_steps}}},
+                 {"sections", sections}};
+  if (state.loss_scaler.has_value()) {
+    const LossScalerState& ls = *state.loss_scaler;
+    header["state"]["loss_scaler"] = {{"scale", ls.scale},
+                                      {"iter", ls.iter},
+                                      {"last_overflow_iter", ls.last_overflow_iter},
+                                      {"hysteresis", ls.hysteresis}};
+  }
   const std::string header_text = header.dump();
   std::string tail = header_text;
   put_le(&tail, writer->bytes_written(), 8);
@@ -385,6 +394,23 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
     state.last_loss = st.at("last_loss").get<double>();
     state.data_tokens = st.at("data_tokens").get<uint64_t>();
     optimizer_steps = st.at("optimizer_steps").get<int64_t>();
+    // Written since fp16 loss scaling; older checkpoints have neither.
+    state.skipped_steps = st.value("skipped_steps", int64_t{0});
+    if (st.contains("loss_scaler")) {
+      const json& ls = st.at("loss_scaler");
+      LossScalerState scaler;
+      scaler.scale = ls.at("scale").get<double>();
+      scaler.iter = ls.at("iter").get<int64_t>();
+      scaler.last_overflow_iter = ls.at("last_overflow_iter").get<int64_t>();
+      scaler.hysteresis = ls.at("hysteresis").get<int64_t>();
+      if (!(scaler.scale > 0) || !std::isfinite(scaler.scale) || scaler.hysteresis < 0) {
+        return bad("state.loss_scaler holds an impossible scale or hysteresis");
+      }
+      state.loss_scaler = scaler;
+    }
+    if (state.skipped_steps < 0 || state.skipped_steps > state.step) {
+      return bad("state.skipped_steps is outside 0..step");
+    }
     for (const json& s : header.at("sections")) {
       const std::string cls = s.at("class").get<std::string>();
       const int index = cls == "param" ? 0 : cls == "m" ? 1 : cls == "v" ? 2 : -1;

@@ -22,6 +22,7 @@
 #include "memory/chunk_layout.h"
 #include "trainer/config.h"
 #include "trainer/data.h"
+#include "trainer/loss_scaler.h"
 
 namespace dsinf::trainer {
 
@@ -32,8 +33,10 @@ struct TrainState {
   int64_t step = 0;     // optimizer steps completed
   int64_t samples = 0;  // training windows consumed
   SamplerState sampler;
-  double last_loss = 0;      // mean loss of the last step
-  uint64_t data_tokens = 0;  // size of the training data when saved (a warning if it changes)
+  double last_loss = 0;       // mean loss of the last step
+  uint64_t data_tokens = 0;   // size of the training data when saved (a warning if it changes)
+  int64_t skipped_steps = 0;  // steps whose update an fp16 overflow skipped
+  std::optional<LossScalerState> loss_scaler;  // fp16 runs
 };
 
 // What a checkpoint holds of the model and optimizer, wherever those bytes live

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <climits>
@@ -51,8 +52,6 @@ constexpr absl::string_view kReusePerChunk =
     "reuse distance";
 constexpr absl::string_view kSingleProcess =
     "accepted but not acted on: dsinf runs one process, there is nothing to communicate";
-constexpr absl::string_view kComputesInFp32 =
-    "accepted but not acted on in this build: the CPU backend computes in fp32";
 constexpr absl::string_view kIgnored = "accepted but ignored by dsinf";
 
 std::string json_quoted(const std::string& s) { return Json(s).dump(); }
@@ -181,7 +180,6 @@ void read_fp16(ObjectReader& top, Fp16Config* f) {
   r.read_number("min_loss_scale", kPositive, &f->min_loss_scale);
   bool auto_cast = false;
   if (r.read_bool("auto_cast", &auto_cast)) r.warn("auto_cast", kIgnored);
-  if (f->enabled) r.warn("enabled", kComputesInFp32);
 }
 
 // "bf16", or DeepSpeed's older alias "bfloat16"; the name used, for messages.
@@ -193,7 +191,6 @@ std::string read_bf16(ObjectReader& top, bool* enabled) {
   ObjectReader r = top.object(name);
   r.allow_only({"enabled"});
   r.read_bool("enabled", enabled);
-  if (*enabled) r.warn("enabled", kComputesInFp32);
   return name;
 }
 
@@ -341,9 +338,8 @@ void read_ignored_sections(ObjectReader& top) {
 void read_model(ObjectReader& top, ModelConfig* m) {
   ObjectReader r = top.object("model");
   if (!r.present()) top.fail("model", "required section is missing");
-  r.allow_only(
-      {"type", "n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "init_from", "seed",
-       "activation_checkpointing"});
+  r.allow_only({"type", "n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "init_from",
+                "seed", "activation_checkpointing"});
   size_t type = 0;
   r.read_enum("type", {"gpt2"}, /*ignore_case=*/false, &type);
   r.read_int_as("n_layer", 1, kMaxModelDim, &m->n_layer);
@@ -388,6 +384,22 @@ void read_memory(ObjectReader& top, MemoryConfig* m) {
   r.allow_only({"device_budget_bytes", "host_budget_bytes"});
   r.read_int_as("device_budget_bytes", 0, kNoMax, &m->device_budget_bytes);
   r.read_int_as("host_budget_bytes", 0, kNoMax, &m->host_budget_bytes);
+}
+
+void read_device(ObjectReader& top, DeviceConfig* d) {
+  // Read raw: "auto" is this key's own value here, not the Hugging Face placeholder.
+  const Json* value = top.find("device");
+  if (value == nullptr) return;
+  if (!value->is_string()) {
+    top.fail("device", "must be a string: \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
+    return;
+  }
+  absl::StatusOr<DeviceConfig> parsed = parse_device(value->get<std::string>());
+  if (!parsed.ok()) {
+    top.fail("device", parsed.status().message());
+    return;
+  }
+  *d = *parsed;
 }
 
 // world size 1: train_batch_size = micro batch * accumulation steps.
@@ -578,7 +590,8 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
                   "model",
                   "data",
                   "train",
-                  "memory"});
+                  "memory",
+                  "device"});
   resolve_batch(top, &c);
   read_optimizer(top, &c.optimizer);
   read_scheduler(top, c.optimizer.lr, &c.scheduler);
@@ -596,6 +609,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
   read_data(top, &c.data);
   read_train(top, &c.train);
   read_memory(top, &c.memory);
+  read_device(top, &c.device);
   if (!diag.ok()) return diag.status();
 
   check_zero(&diag, c.zero);
@@ -608,6 +622,28 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
   if (!diag.ok()) return diag.status();
   loaded.warnings = diag.take_warnings();
   return loaded;
+}
+
+absl::StatusOr<DeviceConfig> parse_device(const std::string& text) {
+  DeviceConfig d;
+  d.name = text;
+  const bool digits =
+      text.size() > 5 && text.size() <= 8 &&
+      std::all_of(text.begin() + 5, text.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  if (text == "auto") {
+    d.kind = DeviceKind::kAuto;
+  } else if (text == "cpu") {
+    d.kind = DeviceKind::kCpu;
+  } else if (text == "cuda") {
+    d.kind = DeviceKind::kCuda;
+  } else if (absl::StartsWith(text, "cuda:") && digits) {
+    d.kind = DeviceKind::kCuda;
+    d.index = std::stoi(text.substr(5));
+  } else {
+    return absl::InvalidArgumentError("must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (got " +
+                                      json_quoted(text) + ")");
+  }
+  return d;
 }
 
 absl::StatusOr<LoadedConfig> load_config(const std::string& path) {

@@ -139,6 +139,14 @@ struct MemoryConfig {
   uint64_t host_budget_bytes = 0;
 };
 
+// Which backend runs the model: the top-level "device" key (a dsinf key).
+enum class DeviceKind { kAuto, kCpu, kCuda };
+struct DeviceConfig {
+  DeviceKind kind = DeviceKind::kAuto;
+  int index = 0;              // cuda:N
+  std::string name = "auto";  // as written
+};
+
 struct Config {
   std::string source_path;  // the file it was read from
 
@@ -160,6 +168,7 @@ struct Config {
   DataConfig data;
   TrainConfig train;
   MemoryConfig memory;
+  DeviceConfig device;
 };
 
 struct LoadedConfig {
@@ -172,6 +181,9 @@ struct LoadedConfig {
 // kNotFound (the config file itself is missing), with a one-line message that
 // starts with the file name and names the JSON path of the offending key.
 absl::StatusOr<LoadedConfig> load_config(const std::string& path);
+// The "device" key's value: "auto", "cpu", "cuda" or "cuda:N"; kInvalidArgument
+// saying what is accepted otherwise.
+absl::StatusOr<DeviceConfig> parse_device(const std::string& text);
 // Same, from text already in memory; `source_name` is used in messages.
 // Relative paths in the config are relative to the working directory.
 absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::string& source_name);

@@ -93,6 +93,7 @@ OffloadState::~OffloadState() {
   // The swap stores drain their I/O before the engine goes away.
   param_swap_.reset();
   optimizer_swap_.reset();
+  if (pool_registered_) backend_->unregister_host_memory(pool_->base());
 }
 
 absl::StatusOr<std::unique_ptr<OffloadState>> OffloadState::create(
@@ -153,6 +154,14 @@ absl::Status OffloadState::allocate(const MemoryPlan& plan) {
         memory::HostPool::create("host", budget, placement_.pin_memory);
     if (!pool.ok()) return pool.status();
     pool_ = std::move(*pool);
+    // pin_memory: registered with the backend for direct DMA (cudaHostRegister;
+    // nothing on the CPU backend).
+    if (placement_.pin_memory) {
+      if (absl::Status s = backend_->register_host_memory(pool_->base(), pool_->size()); !s.ok()) {
+        return s;
+      }
+      pool_registered_ = true;
+    }
   }
   staging_.assign(kNumStaging, nullptr);
   auto stage = [&](Staging which) -> absl::Status {

@@ -91,6 +91,8 @@ class OffloadState final : public ChunkSource,
   absl::StatusOr<double> grad_norm();
   // Adam with `lr`, gradients multiplied by grad_scale (the clip coefficient).
   absl::Status step(double lr, float grad_scale);
+  // The step is skipped (an fp16 overflow): state read ahead for it is dropped.
+  absl::Status skip_step();
 
   // ---- CheckpointState: master weights, m and v ----
   absl::Status read_class(int cls, size_t c, std::byte* host) override;
@@ -198,6 +200,7 @@ class OffloadState final : public ChunkSource,
   Placement placement_;
   std::vector<memory::ChunkLayout> layouts_;
   std::unique_ptr<memory::HostPool> pool_;
+  bool pool_registered_ = false;  // with the backend, for DMA
   std::unique_ptr<nvme::IoEngine> engine_;
   std::unique_ptr<nvme::SwapStore> param_swap_, optimizer_swap_;
   ClassHome params_, grads_, master_, m_, v_;

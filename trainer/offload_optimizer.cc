@@ -289,6 +289,11 @@ absl::StatusOr<double> OffloadState::grad_norm() {
   return std::sqrt(sum);
 }
 
+absl::Status OffloadState::skip_step() {
+  if (optimizer_actor_) optimizer_actor_->cancel();
+  return wait_optimizer();
+}
+
 absl::Status OffloadState::step(double lr, float grad_scale) {
   if (absl::Status s = wait_optimizer(); !s.ok()) return s;
   // No parameter chunk may be read while the optimizer rewrites the homes.

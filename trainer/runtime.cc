@@ -1,8 +1,71 @@
 #include "trainer/runtime.h"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace dsinf::trainer {
+
+kernels::Precision matmul_precision(const Config& config) {
+  if (config.fp16.enabled) return kernels::Precision::kFp16;
+  if (config.bf16_enabled) return kernels::Precision::kBf16;
+  return kernels::Precision::kFp32;
+}
+
+absl::StatusOr<BackendChoice> make_backend(const Config& config) {
+  DeviceConfig device = config.device;
+  std::string origin = config.source_path + ": device";
+  if (const char* env = std::getenv("DSINF_DEVICE"); env != nullptr && env[0] != '\0') {
+    absl::StatusOr<DeviceConfig> parsed = parse_device(env);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("DSINF_DEVICE: ", parsed.status().message()));
+    }
+    device = *parsed;
+    origin = "DSINF_DEVICE";
+  }
+  kernels::BackendOptions options;
+  options.device_budget_bytes = config.memory.device_budget_bytes;
+  options.matmul_precision = matmul_precision(config);
+  options.device_index = device.index;
+  // Attention's backward does every head of a window at once.
+  const size_t T = static_cast<size_t>(config.model.n_positions);
+  options.attention_scratch_bytes =
+      static_cast<size_t>(config.model.n_head) * T * T * sizeof(float);
+  const std::string precision = kernels::precision_name(options.matmul_precision);
+  BackendChoice choice;
+  auto use_cpu = [&](const std::string& why) {
+    choice.backend = kernels::make_cpu_backend(options);
+    choice.description = absl::StrCat("cpu (", why, "; matmul operands ", precision, ")");
+  };
+  if (device.kind == DeviceKind::kCpu) {
+    use_cpu(absl::StrCat("device \"cpu\" from ", origin == "DSINF_DEVICE" ? origin : "the config"));
+    return choice;
+  }
+  absl::StatusOr<kernels::CudaDeviceInfo> info = kernels::cuda_device_info(device.index);
+  if (!info.ok()) {
+    if (device.kind == DeviceKind::kCuda) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          origin, ": \"", device.name, "\" asks for a CUDA device, but ", info.status().message()));
+    }
+    use_cpu(absl::StrCat("auto: ", info.status().message()));
+    return choice;
+  }
+  absl::StatusOr<std::unique_ptr<kernels::Backend>> cuda = kernels::make_cuda_backend(options);
+  if (!cuda.ok()) {
+    return absl::Status(cuda.status().code(),
+                        absl::StrCat(origin, ": ", device.name, ": ", cuda.status().message()));
+  }
+  choice.backend = *std::move(cuda);
+  choice.description =
+      absl::StrFormat("cuda:%d %s (sm_%d%d, %d SMs, %.1f GiB; %s%s; matmul operands %s)",
+                      info->index, info->name, info->sm_major, info->sm_minor,
+                      info->multiprocessors, static_cast<double>(info->total_bytes) / (1 << 30),
+                      device.kind == DeviceKind::kAuto ? "auto" : "asked for by ",
+                      device.kind == DeviceKind::kAuto ? "" : origin, precision);
+  return choice;
+}
+
 namespace {
 
 // The offload runtime's half of make_runtime.
@@ -16,8 +79,10 @@ absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
         absl::StrCat(config.source_path, ": ", plan.status().message()));
   }
   rt.plan = *plan;
-  rt.backend =
-      kernels::make_cpu_backend({.device_budget_bytes = config.memory.device_budget_bytes});
+  absl::StatusOr<BackendChoice> backend = make_backend(config);
+  if (!backend.ok()) return backend.status();
+  rt.backend = std::move(backend->backend);
+  rt.device_description = backend->description;
   absl::StatusOr<std::unique_ptr<GPT2>> model =
       GPT2::create(rt.backend.get(), config.model, micro_batch, /*resident_chunks=*/false);
   if (!model.ok()) return model.status();
@@ -48,6 +113,7 @@ absl::Status check_resident_budget(const Config& config, bool with_optimizer) {
 
 absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) {
   Runtime rt;
+  rt.loss_scaler = LossScaler(config);
   rt.actors = std::make_unique<actors::ActorSystem>();
   rt.placement = place(config);
   if (!rt.placement.all_on_device()) {
@@ -57,7 +123,11 @@ absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) 
   if (absl::Status s = check_resident_budget(config, with_optimizer); !s.ok()) return s;
   const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
   const uint64_t budget = config.memory.device_budget_bytes;
-  rt.backend = kernels::make_cpu_backend({.device_budget_bytes = budget});
+  (void)budget;
+  absl::StatusOr<BackendChoice> backend = make_backend(config);
+  if (!backend.ok()) return backend.status();
+  rt.backend = std::move(backend->backend);
+  rt.device_description = backend->description;
   absl::StatusOr<std::unique_ptr<GPT2>> model =
       GPT2::create(rt.backend.get(), config.model, micro_batch);
   if (!model.ok()) return model.status();

@@ -13,6 +13,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/gpt2.h"
+#include "trainer/loss_scaler.h"
 #include "trainer/offload.h"
 #include "trainer/optimizer.h"
 #include "trainer/placement.h"
@@ -20,9 +21,12 @@
 namespace dsinf::trainer {
 
 struct Runtime {
-  // First, so it goes last: every actor below lives in it.
+  // fp16's loss scale (1 and inert otherwise); restored from checkpoints.
+  LossScaler loss_scaler;
+  // First of the rest, so it goes last: every actor below lives in it.
   std::unique_ptr<actors::ActorSystem> actors;
   std::unique_ptr<kernels::Backend> backend;
+  std::string device_description;  // the backend chosen and why, for the log
   std::unique_ptr<GPT2> model;
   std::unique_ptr<Optimizer> optimizer;  // resident, train only
   std::unique_ptr<OffloadState> offload;
@@ -47,6 +51,8 @@ struct Runtime {
     optimizer->step(*model, lr, grad_scale);
     return absl::OkStatus();
   }
+  // No update this step (an fp16 overflow).
+  absl::Status skip_step() { return offload ? offload->skip_step() : absl::OkStatus(); }
   // Waits until the last step's work is done (the optimizer actor's run).
   absl::Status settle() { return offload ? offload->settle() : absl::OkStatus(); }
   size_t host_pool_peak_bytes() const { return offload ? offload->host_peak_bytes() : 0; }
@@ -56,6 +62,19 @@ struct Runtime {
 
 // kInvalidArgument naming the config and the budget key when it cannot fit.
 absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer);
+
+// The matmul operand precision fp16 / bf16 ask for.
+kernels::Precision matmul_precision(const Config& config);
+
+// The backend config.device (or the environment's DSINF_DEVICE, same syntax)
+// names: "auto" takes CUDA when it was built and device 0 is usable, else the
+// CPU. kInvalidArgument naming the key when "cuda" is asked for and there is
+// none.
+struct BackendChoice {
+  std::unique_ptr<kernels::Backend> backend;
+  std::string description;  // e.g. "cuda:0 NVIDIA H100 ... (auto; ...)"
+};
+absl::StatusOr<BackendChoice> make_backend(const Config& config);
 
 // With every class on the device: whether memory.device_budget_bytes holds the
 // model, its activations and (with_optimizer) Adam's state; the error names the

@@ -293,6 +293,11 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
         load_checkpoint(**latest, config.model, model.layouts(), rt->checkpoint_state());
     if (!restored.ok()) return restored.status();
     state = *restored;
+    // The scale continues where the saved run left it (a run saved without
+    // fp16, or before dsinf kept it, starts the configured scale afresh).
+    if (rt->loss_scaler.enabled() && state.loss_scaler.has_value()) {
+      rt->loss_scaler.restore(*state.loss_scaler);
+    }
     rt->weights_source = **latest;
     // A save interrupted by a crash left its temporary; it can never complete.
     for (const std::string& name : remove_stale_temporaries(config.train.output_dir)) {
@@ -317,9 +322,9 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
       (tokens->size() + eval_tokens.size() + 2 * static_cast<size_t>(B) * T) * sizeof(int32_t);
 
   log << absl::StrFormat(
-      "dsinf %s | backend %s, CPU Adam %s | gpt2 %d layers, %d heads, %d channels, %d positions, "
+      "dsinf %s | device %s | CPU Adam %s | gpt2 %d layers, %d heads, %d channels, %d positions, "
       "vocab %d: %d parameters\n",
-      DSINF_VERSION, rt->backend->name(), kernels::cpu::isa_name(kernels::cpu::best_isa()),
+      DSINF_VERSION, rt->device_description, kernels::cpu::isa_name(kernels::cpu::best_isa()),
       config.model.n_layer, config.model.n_head, config.model.n_embd, T, config.model.vocab_size,
       model.num_parameters());
   if (rt->offload) {
@@ -396,8 +401,21 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
       actors::TrainerActor::create(*rt->actors, step_fn);
   while (state.step < config.train.steps) {
     const int64_t it = state.step;
-    lr = learning_rate(config.scheduler, config.optimizer, it);
+    // As DeepSpeed: a skipped (fp16 overflow) step does not advance the schedule.
+    lr = learning_rate(config.scheduler, config.optimizer, it - state.skipped_steps);
     if (absl::Status s = trainer->step(it); !s.ok()) return s;
+    if (outcome.skipped) {
+      ++state.skipped_steps;
+      log << absl::StrFormat("step %d: %s\n", it + 1, outcome.overflow_message);
+      if (options.json) {
+        emit_json({{"event", "overflow"},
+                   {"step", it + 1},
+                   {"attempted_loss_scale", outcome.loss_scale},
+                   {"loss_scale", rt->loss_scaler.scale()},
+                   {"skipped_steps", state.skipped_steps}});
+      }
+    }
+    if (rt->loss_scaler.enabled()) state.loss_scaler = rt->loss_scaler.state();
     const double norm = outcome.norm;
     time_fwd += outcome.forward_s;
     time_bwd += outcome.backward_s;
@@ -411,6 +429,10 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
     for (auto& monitor : *monitors) {
       status.Update(monitor->write({{"Train/Samples/train_loss", state.last_loss, state.samples},
                                     {"Train/Samples/lr", lr, state.samples}}));
+      if (rt->loss_scaler.enabled()) {
+        status.Update(
+            monitor->write({{"Train/Samples/loss_scale", outcome.loss_scale, state.samples}}));
+      }
     }
     if (!status.ok()) return status;
 
@@ -423,17 +445,23 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
                          static_cast<double>(config.train.steps - state.step);
       const memory::ArenaStats device = rt->backend->memory_stats();
       log << absl::StrFormat(
-          "step %*d/%d | loss %.4f | lr %.3e | %.0f tok/s | elapsed %s | eta %s | device %s host "
+          "step %*d/%d | loss %.4f | lr %.3e%s | %.0f tok/s | elapsed %s | eta %s | device %s host "
           "%s nvme %s\n",
           static_cast<int>(std::to_string(config.train.steps).size()), state.step,
-          config.train.steps, state.last_loss, lr, tokens_per_s, format_duration(elapsed),
-          format_duration(eta), format_bytes(static_cast<double>(device.in_use_bytes)),
+          config.train.steps, state.last_loss, lr,
+          rt->loss_scaler.enabled() ? absl::StrFormat(" | loss scale %.0f (%d skipped)",
+                                                      rt->loss_scaler.scale(), state.skipped_steps)
+                                    : std::string(),
+          tokens_per_s, format_duration(elapsed), format_duration(eta),
+          format_bytes(static_cast<double>(device.in_use_bytes)),
           format_bytes(static_cast<double>(host_bytes + rt->host_pool_bytes())),
           format_bytes(static_cast<double>(rt->nvme_bytes())));
       json line = {{"event", "step"},
                    {"step", state.step},
                    {"loss", state.last_loss},
                    {"lr", lr},
+                   {"loss_scale", rt->loss_scaler.scale()},
+                   {"skipped_steps", state.skipped_steps},
                    {"tokens_per_s", tokens_per_s},
                    {"grad_norm", norm},
                    {"elapsed_s", elapsed},
@@ -525,6 +553,7 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
          {"steps", state.step},
          {"steps_run", steps_run},
          {"final_loss", state.last_loss},
+         {"skipped_steps", state.skipped_steps},
          {"elapsed_s", elapsed},
          {"tokens_per_s", elapsed > 0 ? steps_run * config.train_batch_size * T / elapsed : 0.0},
          {"interrupted", interrupted},

@@ -36,10 +36,10 @@ absl::StatusOr<StepOutcome> forward_backward(Runtime& rt, const Config& config,
     if (!loss.ok()) return loss.status();
     out.forward_s += seconds_since(t0);
     t0 = Clock::now();
-    // Mean over the tokens of every micro-batch of the step.
-    if (absl::Status s = rt.model->backward(1.0f / static_cast<float>(B * T * gas)); !s.ok()) {
-      return s;
-    }
+    // Mean over the tokens of every micro-batch of the step, times fp16's loss scale.
+    const float dloss =
+        static_cast<float>(rt.loss_scaler.scale() / static_cast<double>(B * T * gas));
+    if (absl::Status s = rt.model->backward(dloss); !s.ok()) return s;
     out.backward_s += seconds_since(t0);
     loss_sum += *loss;
   }
@@ -53,19 +53,36 @@ absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_
   if (!passes.ok()) return passes.status();
   StepOutcome out = *passes;
   const auto t0 = Clock::now();
-  absl::StatusOr<double> norm = rt.grad_norm();
-  if (!norm.ok()) return norm.status();
-  if (!std::isfinite(*norm)) {
+  absl::StatusOr<double> scaled_norm = rt.grad_norm();
+  if (!scaled_norm.ok()) return scaled_norm.status();
+  const bool overflow = !std::isfinite(*scaled_norm);
+  if (overflow && !rt.loss_scaler.enabled()) {
     return absl::InternalError(absl::StrFormat(
         "step %d: the gradient norm is %f: training diverged (lower optimizer.params.lr or "
         "raise warmup); the last checkpoint in %s is intact",
-        index + 1, *norm, config.train.output_dir));
+        index + 1, *scaled_norm, config.train.output_dir));
   }
-  if (absl::Status s = rt.step(lr, clip_coefficient(*norm, config.gradient_clipping)); !s.ok()) {
-    return s;
+  const double scale = rt.loss_scaler.scale();
+  absl::StatusOr<LossScaler::Outcome> scaled = rt.loss_scaler.update(overflow);
+  if (!scaled.ok()) {
+    // Like divergence, a failure of the run, not of its input.
+    return absl::InternalError(absl::StrFormat("step %d: %s; the last checkpoint in %s is intact",
+                                               index + 1, scaled.status().message(),
+                                               config.train.output_dir));
   }
+  out.loss_scale = scale;
+  out.norm = *scaled_norm / scale;
+  if (scaled->skip) {
+    if (absl::Status s = rt.skip_step(); !s.ok()) return s;
+    out.skipped = true;
+    out.overflow_message = scaled->message;
+    out.update_s = seconds_since(t0);
+    return out;
+  }
+  // The loss scale is divided out with the clip coefficient, in Adam's first multiply.
+  const double grad_scale = clip_coefficient(out.norm, config.gradient_clipping) / scale;
+  if (absl::Status s = rt.step(lr, static_cast<float>(grad_scale)); !s.ok()) return s;
   out.update_s = seconds_since(t0);
-  out.norm = *norm;
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "trainer/config.h"
@@ -18,8 +19,11 @@ namespace dsinf::trainer {
 using NextBatch = std::function<void(int32_t* inputs, int32_t* targets)>;
 
 struct StepOutcome {
-  double loss = 0;  // mean over the micro-batches
-  double norm = 0;  // the global gradient norm before clipping
+  double loss = 0;        // mean over the micro-batches
+  double norm = 0;        // the global gradient norm before clipping (loss scale divided out)
+  double loss_scale = 1;  // fp16's scale the step ran with
+  bool skipped = false;   // fp16 overflow: no update (overflow_message says why)
+  std::string overflow_message;
   double forward_s = 0, backward_s = 0, update_s = 0;
 };
 
@@ -30,8 +34,10 @@ absl::StatusOr<StepOutcome> forward_backward(Runtime& rt, const Config& config,
                                              const NextBatch& next_batch);
 
 // forward_backward, the norm and the update. `index` is the 0-based step (for
-// messages); `lr` its learning rate. A non-finite norm is an error that names
-// output_dir's last checkpoint.
+// messages); `lr` its learning rate. With fp16 the loss is scaled by
+// rt.loss_scaler and an overflow skips the update (the outcome says so);
+// otherwise a non-finite norm is an error that names output_dir's last
+// checkpoint.
 absl::StatusOr<StepOutcome> train_step(Runtime& rt, const Config& config, int64_t index, double lr,
                                        const NextBatch& next_batch);
 

@@ -2,26 +2,56 @@
 // arena; the interface is asynchronous but this backend completes every copy and
 // op before the call returns, so events are only counters and stream_wait has
 // nothing to order.
+//
+// With a reduced matmul precision the operands of matmul_forward/backward are
+// rounded to bf16/fp16 (as tensor cores read them; fp16 overflows to infinity)
+// before the fp32 products, so fp16's loss-scale overflow happens here as on a
+// GPU. Attention's products stay fp32 on this backend.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/adam.h"
+#include "kernels/cpu/half.h"
 #include "kernels/cpu/ops.h"
 #include "memory/arena.h"
 
 namespace dsinf::kernels {
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kBf16:
+      return "bf16";
+    case Precision::kFp16:
+      return "fp16";
+  }
+  return "?";
+}
+
 namespace {
+
+// x rounded to `p` and back: the value a tensor core multiplies.
+float round_to(Precision p, float x) {
+  if (p == Precision::kBf16) return cpu::bf16_to_float(cpu::float_to_bf16(x));
+  if (p == Precision::kFp16) return cpu::f16_to_float(cpu::float_to_f16(x));
+  return x;
+}
 
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& options)
-      : arena_("device", options.device_budget_bytes) {}
+      : arena_("device", options.device_budget_bytes), precision_(options.matmul_precision) {}
 
   std::string name() const override { return "cpu"; }
   bool device_memory_is_host() const override { return true; }
@@ -78,11 +108,40 @@ class CpuBackend : public Backend {
   }
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                       int C, int OC) override {
-    cpu::matmul_forward(out, inp, weight, bias, N, C, OC);
+    if (precision_ == Precision::kFp32) {
+      cpu::matmul_forward(out, inp, weight, bias, N, C, OC);
+      return;
+    }
+    const size_t nc = static_cast<size_t>(N) * C, oc = static_cast<size_t>(OC) * C;
+    std::vector<float>& r = rounded(nc + oc);
+    round_into(r.data(), inp, nc);
+    round_into(r.data() + nc, weight, oc);
+    cpu::matmul_forward(out, r.data(), r.data() + nc, bias, N, C, OC);
   }
   void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, int N, int C, int OC) override {
-    cpu::matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    if (precision_ == Precision::kFp32) {
+      cpu::matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+      return;
+    }
+    // dbias sums the gradient as it is (fp32 on a GPU too); only the products' operands round.
+    const size_t no = static_cast<size_t>(N) * OC, nc = static_cast<size_t>(N) * C;
+    const size_t oc = static_cast<size_t>(OC) * C;
+    std::vector<float>& r = rounded(no + nc + oc);
+    round_into(r.data(), dout, no);
+    round_into(r.data() + no, inp, nc);
+    round_into(r.data() + no + nc, weight, oc);
+    cpu::matmul_backward(dinp, dweight, nullptr, r.data(), r.data() + no, r.data() + no + nc, N, C,
+                         OC);
+    if (dbias == nullptr) return;
+    // The unrounded gradient's column sums, each over the rows in order, as
+    // cpu::matmul_backward adds them.
+    tbb::parallel_for(tbb::blocked_range<int>(0, OC, 64), [&](const tbb::blocked_range<int>& r) {
+      for (int n = 0; n < N; ++n) {
+        const float* dout_n = dout + static_cast<size_t>(n) * OC;
+        for (int o = r.begin(); o < r.end(); ++o) dbias[o] += dout_n[o];
+      }
+    });
   }
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                          int NH) override {
@@ -123,6 +182,22 @@ class CpuBackend : public Backend {
   }
 
  private:
+  // This thread's scratch for rounded operands (ops run on one thread at a time
+  // per caller; the buffer only grows to the largest product's operands).
+  static std::vector<float>& rounded(size_t n) {
+    thread_local std::vector<float> buffer;
+    if (buffer.size() < n) buffer.resize(n);
+    return buffer;
+  }
+  void round_into(float* dst, const float* src, size_t n) const {
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, n, 1 << 14),
+                      [&](const tbb::blocked_range<size_t>& r) {
+                        for (size_t i = r.begin(); i < r.end(); ++i) {
+                          dst[i] = round_to(precision_, src[i]);
+                        }
+                      });
+  }
+
   static absl::Status copy(void* dst, const void* src, size_t bytes) {
     if (bytes == 0) return absl::OkStatus();
     if (dst == nullptr || src == nullptr) {
@@ -133,6 +208,7 @@ class CpuBackend : public Backend {
   }
 
   memory::Arena arena_;
+  const Precision precision_;
   std::atomic<Event> last_event_{0};
 };
 

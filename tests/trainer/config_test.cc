@@ -284,16 +284,17 @@ TEST(ConfigTest, WarningsOnlyForPresentKeysNotActedOn) {
   })");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   for (const char* key :
-       {"optimizer.params.torch_adam", "fp16.enabled", "fp16.auto_cast",
-        "zero_optimization.sub_group_size", "zero_optimization.reduce_bucket_size",
-        "zero_optimization.overlap_comm", "wandb.enabled", "checkpoint"}) {
+       {"optimizer.params.torch_adam", "fp16.auto_cast", "zero_optimization.sub_group_size",
+        "zero_optimization.reduce_bucket_size", "zero_optimization.overlap_comm", "wandb.enabled",
+        "checkpoint"}) {
     EXPECT_TRUE(has_warning(*loaded, key)) << key;
   }
   for (const char* key :
        {"memory.device_budget_bytes", "zero_optimization.stage3_max_reuse_distance",
         "zero_optimization.stage3_max_live_parameters", "zero_optimization.contiguous_gradients",
-        "bf16.enabled", "zero_optimization.stage", "zero_optimization.offload_param",
-        "zero_optimization.offload_optimizer", "aio", "memory.host_budget_bytes"}) {
+        "fp16.enabled", "bf16.enabled", "zero_optimization.stage",
+        "zero_optimization.offload_param", "zero_optimization.offload_optimizer", "aio",
+        "memory.host_budget_bytes"}) {
     EXPECT_FALSE(has_warning(*loaded, key)) << key;
   }
   for (const std::string& w : loaded->warnings) {

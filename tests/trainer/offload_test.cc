@@ -64,7 +64,7 @@ TEST(Offload, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
   }
   // Parameters on NVMe with no host cache (offload_param.max_in_cpu 0): every
   // visit reads its chunk from NVMe.
-  for (const std::string& optimizer : {"nvme", "cpu"}) {
+  for (const std::string optimizer : {"nvme", "cpu"}) {
     const std::string name = "uncached_o" + optimizer;
     SCOPED_TRACE(name);
     json config = base_config(dir, dir / name, 4);

@@ -1,0 +1,123 @@
+// Training on the CUDA backend through the CLI, against the CPU reference:
+// 20 steps of a small GPT-2 give the CPU's loss curve within each precision's
+// tolerance, and the offload runtime on the GPU under a device budget gives
+// the GPU's in-memory losses. Every test skips when there is no CUDA device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "tests/test_util.h"
+#include "tests/trainer/train_util.h"
+
+namespace dsinf::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class GpuTrain : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<kernels::CudaDeviceInfo> info = kernels::cuda_device_info(0);
+    if (!info.ok()) GTEST_SKIP() << "no CUDA device: " << info.status().message();
+  }
+};
+
+CommandResult train(const TempDir& dir, const std::string& name, const json& config) {
+  const std::string path = dir / (name + ".json");
+  write_text(path, config.dump(2));
+  return run_command("env -u DSINF_DEVICE " + dsinf_binary() + " train " + path + " --json",
+                     dir.path());
+}
+
+std::vector<double> losses(const CommandResult& r) {
+  std::vector<double> out;
+  for (const json& line : json_lines(r.out)) {
+    if (line.value("event", "") == "step") out.push_back(line["loss"].get<double>());
+  }
+  return out;
+}
+
+// A 4-layer GPT-2 with accumulation and clipping, every step printed.
+json small(const TempDir& dir, const std::string& out, const std::string& device,
+           const std::string& precision, int steps) {
+  json c = base_config(dir, out, steps);
+  c["model"] = {
+      {"n_layer", 4}, {"n_head", 4}, {"n_embd", 128}, {"n_positions", 64}, {"vocab_size", 256}};
+  c["train_micro_batch_size_per_gpu"] = 4;
+  c["device"] = device;
+  if (precision == "bf16") c["bf16"] = {{"enabled", true}};
+  if (precision == "fp16") c["fp16"] = {{"enabled", true}, {"initial_scale_power", 16}};
+  return c;
+}
+
+void expect_curves_close(const std::vector<double>& got, const std::vector<double>& want,
+                         double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_LE(std::abs(got[i] - want[i]), tol * std::abs(want[i]))
+        << "step " << i + 1 << ": " << got[i] << " vs " << want[i];
+  }
+}
+
+TEST_F(GpuTrain, TwentyStepsFollowTheCpuLossCurve) {
+  TempDir dir;
+  // fp32 products: only summation order differs. bf16/fp16 round the
+  // products' operands on both backends; the GPU also rounds attention's.
+  for (const auto& [precision, tol] :
+       {std::pair{"fp32", 1e-3}, std::pair{"bf16", 2e-2}, std::pair{"fp16", 2e-2}}) {
+    SCOPED_TRACE(precision);
+    const std::string p = precision;
+    const CommandResult cpu = train(dir, "cpu_" + p, small(dir, dir / ("cpu_" + p), "cpu", p, 20));
+    const CommandResult gpu = train(dir, "gpu_" + p, small(dir, dir / ("gpu_" + p), "cuda", p, 20));
+    ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+    ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+    EXPECT_NE(gpu.err.find("device cuda:0"), std::string::npos) << gpu.err;
+    const std::vector<double> want = losses(cpu), got = losses(gpu);
+    expect_curves_close(got, want, tol);
+    // It learned: the last loss is well below the first.
+    ASSERT_EQ(got.size(), 20u);
+    EXPECT_LT(got.back(), got.front() - 0.3);
+  }
+}
+
+TEST_F(GpuTrain, OffloadUnderADeviceBudgetMatchesTheInMemoryRun) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  const CommandResult resident =
+      train(dir, "resident", small(dir, dir / "resident", "cuda", "bf16", 8));
+  ASSERT_EQ(resident.exit_code, 0) << resident.err;
+  const std::vector<double> want = losses(resident);
+  for (const auto& [params, optimizer] :
+       {std::pair{"cpu", "cpu"}, std::pair{"nvme", "nvme"}, std::pair{"none", "cpu"}}) {
+    const std::string name = std::string("p") + params + "_o" + optimizer;
+    SCOPED_TRACE(name);
+    json c = small(dir, dir / name, "cuda", "bf16", 8);
+    c["zero_optimization"] = {{"stage", 3},
+                              {"offload_param", offload(params, dir / "swap")},
+                              {"offload_optimizer", offload(optimizer, dir / "swap")}};
+    // Two layers' working set and the activations, not the whole model.
+    c["memory"] = {{"device_budget_bytes", 48 << 20}};
+    const CommandResult r = train(dir, name, c);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    expect_curves_close(losses(r), want, 1e-2);
+  }
+}
+
+TEST_F(GpuTrain, Fp16OverflowsAreSkippedOnTheGpu) {
+  TempDir dir;
+  json c = small(dir, dir / "fp16", "cuda", "fp16", 8);
+  c["fp16"]["initial_scale_power"] = 40;
+  c["fp16"]["hysteresis"] = 1;
+  const CommandResult r = train(dir, "fp16", c);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(summary(r)["skipped_steps"].get<int>(), 0) << r.out;
+  EXPECT_NE(r.err.find("OVERFLOW! Skipping step"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dsinf::testing

@@ -1,0 +1,317 @@
+// Mixed precision on the CPU backend: DeepSpeed's loss-scaler semantics step
+// by step; fp16 runs through the CLI whose gradients really overflow (the CPU
+// backend rounds matmul operands to fp16, as tensor cores do), skipping
+// exactly those steps, resuming and offloading bit-identically; bf16 acting on
+// the numbers; and the "device" key.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/half.h"
+#include "tests/test_util.h"
+#include "tests/trainer/train_util.h"
+#include "trainer/config.h"
+#include "trainer/loss_scaler.h"
+
+namespace dsinf::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using trainer::Config;
+using trainer::LossScaler;
+
+Config fp16_config(double loss_scale, int power, int64_t window, int hysteresis,
+                   bool consecutive = false, double min_scale = 1) {
+  Config c;
+  c.fp16.enabled = true;
+  c.fp16.loss_scale = loss_scale;
+  c.fp16.initial_scale_power = power;
+  c.fp16.loss_scale_window = window;
+  c.fp16.hysteresis = hysteresis;
+  c.fp16.consecutive_hysteresis = consecutive;
+  c.fp16.min_loss_scale = min_scale;
+  return c;
+}
+
+// Feeds the overflow pattern ('o' overflow, '.' clean) and returns the scale
+// after each step.
+std::vector<double> scales(LossScaler& s, const std::string& pattern) {
+  std::vector<double> out;
+  for (char ch : pattern) {
+    absl::StatusOr<LossScaler::Outcome> o = s.update(ch == 'o');
+    EXPECT_TRUE(o.ok()) << o.status();
+    if (!o.ok()) break;
+    EXPECT_EQ(o->skip, ch == 'o');
+    EXPECT_EQ(o->message.empty(), ch != 'o');
+    out.push_back(s.scale());
+  }
+  return out;
+}
+
+TEST(LossScaler, HalvesAfterHysteresisOverflowsAndDoublesAfterACleanWindow) {
+  LossScaler s(fp16_config(0, 4, 3, 2));
+  EXPECT_TRUE(s.enabled());
+  EXPECT_TRUE(s.dynamic());
+  EXPECT_EQ(s.scale(), 16);
+  // First overflow spends the hysteresis (2 -> 1), the second halves; after
+  // that, hysteresis stays 1 (restored only when the scale grows), so the next
+  // overflow halves at once. Three clean steps after the last overflow double.
+  EXPECT_EQ(scales(s, "oo.o...."), (std::vector<double>{16, 8, 8, 4, 4, 4, 8, 8}));
+  EXPECT_EQ(s.state().iter, 8);
+  EXPECT_EQ(s.state().last_overflow_iter, 3);
+  // The doubling restored the hysteresis: one overflow is absorbed again.
+  EXPECT_EQ(scales(s, "oo"), (std::vector<double>{8, 4}));
+}
+
+TEST(LossScaler, ConsecutiveHysteresisRestoresAfterEveryCleanStep) {
+  LossScaler s(fp16_config(0, 4, 1000, 2, /*consecutive=*/true));
+  EXPECT_EQ(scales(s, "o.o.o.oo"), (std::vector<double>{16, 16, 16, 16, 16, 16, 16, 8}));
+}
+
+TEST(LossScaler, GrowsEveryWindowWithoutOverflows) {
+  LossScaler s(fp16_config(0, 0, 2, 1));
+  EXPECT_EQ(scales(s, "......"), (std::vector<double>{1, 2, 2, 4, 4, 8}));
+}
+
+TEST(LossScaler, NeverGoesBelowTheMinimumAndFailsOverflowingThere) {
+  LossScaler s(fp16_config(0, 3, 1000, 1, false, /*min_scale=*/2));
+  EXPECT_EQ(scales(s, "oo"), (std::vector<double>{4, 2}));
+  absl::StatusOr<LossScaler::Outcome> o = s.update(true);
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(o.status().message().find("fp16.min_loss_scale"), std::string::npos);
+  // A minimum that is not a power of two is reached by the max().
+  LossScaler t(fp16_config(0, 3, 1000, 1, false, /*min_scale=*/3));
+  EXPECT_EQ(scales(t, "oo"), (std::vector<double>{4, 3}));
+}
+
+TEST(LossScaler, StaticScaleSkipsOverflowsButNeverChanges) {
+  LossScaler s(fp16_config(128, 16, 2, 2));
+  EXPECT_FALSE(s.dynamic());
+  EXPECT_EQ(scales(s, "o..o...."), std::vector<double>(8, 128));
+}
+
+TEST(LossScaler, WithoutFp16TheScaleIsOneAndNothingIsSkipped) {
+  LossScaler s{Config()};
+  EXPECT_FALSE(s.enabled());
+  absl::StatusOr<LossScaler::Outcome> o = s.update(true);
+  ASSERT_TRUE(o.ok());
+  EXPECT_FALSE(o->skip);
+  EXPECT_EQ(s.scale(), 1);
+}
+
+TEST(CpuBackendPrecision, MatmulOperandsRoundLikeTensorCores) {
+  const int N = 3, C = 5, OC = 4;
+  std::vector<float> inp(N * C), weight(OC * C), bias(OC);
+  for (size_t i = 0; i < inp.size(); ++i) inp[i] = 1.0f + 1e-3f * static_cast<float>(i) / 3.0f;
+  for (size_t i = 0; i < weight.size(); ++i)
+    weight[i] = 0.5f - 1e-3f * static_cast<float>(i) / 7.0f;
+  for (int o = 0; o < OC; ++o) bias[o] = 0.25f * static_cast<float>(o);
+  auto run = [&](kernels::Precision p, const std::vector<float>& a, const std::vector<float>& w) {
+    std::unique_ptr<kernels::Backend> b = kernels::make_cpu_backend({.matmul_precision = p});
+    std::vector<float> out(N * OC, -1.0f);
+    b->matmul_forward(out.data(), a.data(), w.data(), bias.data(), N, C, OC);
+    return out;
+  };
+  auto rounded = [](const std::vector<float>& x, bool bf16) {
+    std::vector<float> r(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      r[i] = bf16 ? kernels::cpu::bf16_to_float(kernels::cpu::float_to_bf16(x[i]))
+                  : kernels::cpu::f16_to_float(kernels::cpu::float_to_f16(x[i]));
+    }
+    return r;
+  };
+  const std::vector<float> fp32 = run(kernels::Precision::kFp32, inp, weight);
+  const std::vector<float> bf16 = run(kernels::Precision::kBf16, inp, weight);
+  EXPECT_EQ(bf16, run(kernels::Precision::kFp32, rounded(inp, true), rounded(weight, true)));
+  EXPECT_NE(bf16, fp32);
+  EXPECT_EQ(run(kernels::Precision::kFp16, inp, weight),
+            run(kernels::Precision::kFp32, rounded(inp, false), rounded(weight, false)));
+  // fp16 overflows to infinity past 65504, as a GPU's fp16 operand does.
+  std::vector<float> big = inp;
+  big[0] = 70000.0f;
+  EXPECT_TRUE(std::isinf(run(kernels::Precision::kFp16, big, weight)[0]));
+  EXPECT_TRUE(std::isfinite(run(kernels::Precision::kBf16, big, weight)[0]));
+}
+
+// ---- through the CLI ----
+
+CommandResult train(const TempDir& dir, const std::string& name, const json& config,
+                    const std::string& env = "") {
+  const std::string path = dir / (name + ".json");
+  write_text(path, config.dump(2));
+  // env: "NAME=value" for this command only; ctest's DSINF_DEVICE=cpu is removed
+  // so the config's key is what these runs see.
+  return run_command(
+      "env -u DSINF_DEVICE " + env + " " + dsinf_binary() + " train " + path + " --json",
+      dir.path());
+}
+
+std::vector<json> events(const CommandResult& r, const std::string& kind) {
+  std::vector<json> out;
+  for (const json& line : json_lines(r.out)) {
+    if (line.value("event", "") == kind) out.push_back(line);
+  }
+  return out;
+}
+
+// A scale of 2^30 overflows this model's fp16 gradients; the scaler halves it
+// (after a hysteresis of 2) until they fit.
+json fp16_run(const TempDir& dir, const std::string& out, int steps) {
+  json c = base_config(dir, out, steps);
+  c["fp16"] = {
+      {"enabled", true}, {"initial_scale_power", 30}, {"loss_scale_window", 3}, {"hysteresis", 2}};
+  return c;
+}
+
+TEST(MixedPrecision, Fp16OverflowsSkipTheirStepsAsDeepSpeedDoes) {
+  TempDir dir;
+  const CommandResult r = train(dir, "fp16", fp16_run(dir, dir / "fp16", 12));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<json> overflows = events(r, "overflow");
+  const std::vector<json> steps = events(r, "step");
+  ASSERT_EQ(steps.size(), 12u);
+  ASSERT_GE(overflows.size(), 3u) << r.out;
+  // The first two overflows come at steps 1 and 2: the first spends the
+  // hysteresis and keeps 2^30, the second halves it.
+  EXPECT_EQ(overflows[0]["step"], 1);
+  EXPECT_EQ(overflows[0]["attempted_loss_scale"], std::ldexp(1.0, 30));
+  EXPECT_EQ(overflows[0]["loss_scale"], std::ldexp(1.0, 30));
+  EXPECT_EQ(overflows[1]["step"], 2);
+  EXPECT_EQ(overflows[1]["loss_scale"], std::ldexp(1.0, 29));
+  EXPECT_NE(r.err.find("step 1: OVERFLOW! Skipping step. Attempted loss scale: 1073741824, but "
+                       "hysteresis is 2. Reducing hysteresis to 1"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("step 2: OVERFLOW! Skipping step. Attempted loss scale: 1073741824, "
+                       "reducing to 536870912"),
+            std::string::npos);
+  const int64_t skipped = static_cast<int64_t>(overflows.size());
+  EXPECT_EQ(summary(r)["skipped_steps"], skipped);
+  EXPECT_LT(skipped, 12) << "no step was applied";
+  // The schedule stands still over skipped steps: the first applied step has
+  // the learning rate of an fp32 run's first step.
+  json fp32 = base_config(dir, dir / "fp32", 1);
+  const CommandResult f = train(dir, "fp32", fp32);
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  const double first_lr = events(f, "step").at(0)["lr"];
+  const int first_applied = overflows.back()["step"].get<int>() + 1;
+  if (static_cast<size_t>(skipped) == static_cast<size_t>(first_applied - 1)) {
+    EXPECT_EQ(steps.at(first_applied - 1)["lr"], first_lr);
+  }
+  // Every skipped step's line reports the scale after it; the monitor's series
+  // is the scale each step ran with.
+  EXPECT_EQ(steps[1]["loss_scale"], std::ldexp(1.0, 29));
+  EXPECT_EQ(steps[11]["skipped_steps"], skipped);
+}
+
+TEST(MixedPrecision, Fp16RunResumesBitIdenticalAcrossItsOverflows) {
+  TempDir dir;
+  ASSERT_EQ(train(dir, "straight", fp16_run(dir, dir / "a", 8)).exit_code, 0);
+  // Stopped at step 2, between overflows: the scale, hysteresis and skipped
+  // count come back from the checkpoint.
+  ASSERT_EQ(train(dir, "first", fp16_run(dir, dir / "b", 2)).exit_code, 0);
+  const CommandResult resumed = train(dir, "second", fp16_run(dir, dir / "b", 8));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const std::string a = checkpoint(dir / "a", 8);
+  ASSERT_GT(a.size(), 4096u);
+  EXPECT_TRUE(a == checkpoint(dir / "b", 8));
+}
+
+TEST(MixedPrecision, Fp16OffloadedRunsMatchTheInMemoryRunBitForBit) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  ASSERT_EQ(train(dir, "resident", fp16_run(dir, dir / "resident", 6)).exit_code, 0);
+  const std::string expected = checkpoint(dir / "resident", 6);
+  ASSERT_GT(expected.size(), 4096u);
+  // NVMe optimizer state is read ahead during the last micro-batch: a skipped
+  // step drops what was read.
+  for (const auto& [params, optimizer] :
+       {std::pair{"none", "cpu"}, std::pair{"nvme", "nvme"}, std::pair{"cpu", "nvme"}}) {
+    const std::string name = std::string("p") + params + "_o" + optimizer;
+    SCOPED_TRACE(name);
+    json c = fp16_run(dir, dir / name, 6);
+    c["zero_optimization"] = {{"stage", 3},
+                              {"offload_param", offload(params, dir / "swap")},
+                              {"offload_optimizer", offload(optimizer, dir / "swap")}};
+    const CommandResult r = train(dir, name, c);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_GT(summary(r)["skipped_steps"].get<int>(), 0);
+    EXPECT_TRUE(checkpoint(dir / name, 6) == expected)
+        << "checkpoint differs from the resident run";
+  }
+}
+
+TEST(MixedPrecision, OverflowAtTheMinimumScaleEndsTheRunKeepingTheCheckpoint) {
+  TempDir dir;
+  json c = fp16_run(dir, dir / "out", 6);
+  c["fp16"]["min_loss_scale"] = std::ldexp(1.0, 29);
+  c["fp16"]["hysteresis"] = 1;
+  const CommandResult r = train(dir, "min", c);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("fp16.min_loss_scale"), std::string::npos) << r.err;
+  EXPECT_TRUE(checkpoint(dir / "out", 6).empty());
+}
+
+TEST(MixedPrecision, Bf16RoundsTheProductsAndStillTrains) {
+  TempDir dir;
+  const CommandResult f = train(dir, "fp32", base_config(dir, dir / "fp32", 4));
+  json c = base_config(dir, dir / "bf16", 4);
+  c["bf16"] = {{"enabled", true}};
+  const CommandResult b = train(dir, "bf16", c);
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(b.err.find("not acted on"), std::string::npos) << b.err;
+  const double lf = summary(f)["final_loss"], lb = summary(b)["final_loss"];
+  EXPECT_NE(lf, lb);
+  EXPECT_NEAR(lb, lf, 0.02 * lf);
+  EXPECT_EQ(summary(b)["skipped_steps"], 0);
+  EXPECT_NE(b.err.find("matmul operands bf16"), std::string::npos) << b.err;
+}
+
+TEST(Device, TheKeyAndTheEnvironmentChooseTheBackend) {
+  TempDir dir;
+  json c = base_config(dir, dir / "cpu", 1);
+  c["device"] = "cpu";
+  const CommandResult cpu = train(dir, "cpu", c);
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  EXPECT_NE(cpu.err.find("device cpu (device \"cpu\" from the config"), std::string::npos)
+      << cpu.err;
+
+  c["device"] = "gpu";
+  const CommandResult bad = train(dir, "bad", c);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("device"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("\"cuda:N\""), std::string::npos) << bad.err;
+
+  c["device"] = "auto";
+  c["train"]["output_dir"] = dir / "env";
+  const CommandResult env = train(dir, "env", c, "DSINF_DEVICE=cpu");
+  ASSERT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_NE(env.err.find("device cpu (device \"cpu\" from DSINF_DEVICE"), std::string::npos)
+      << env.err;
+  const CommandResult env_bad = train(dir, "env", c, "DSINF_DEVICE=tpu");
+  EXPECT_EQ(env_bad.exit_code, 2);
+  EXPECT_NE(env_bad.err.find("DSINF_DEVICE"), std::string::npos) << env_bad.err;
+
+  // Asking for CUDA where there is none is refused, naming the key, before
+  // anything is written.
+  if (!kernels::cuda_device_info(0).ok()) {
+    c["device"] = "cuda";
+    c["train"]["output_dir"] = dir / "cuda";
+    const CommandResult cuda = train(dir, "cuda", c);
+    EXPECT_EQ(cuda.exit_code, 2);
+    EXPECT_NE(cuda.err.find(": device: \"cuda\" asks for a CUDA device"), std::string::npos)
+        << cuda.err;
+    EXPECT_FALSE(fs::exists(dir / "cuda"));
+  }
+}
+
+}  // namespace
+}  // namespace dsinf::testing
