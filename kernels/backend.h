@@ -141,6 +141,10 @@ struct BackendOptions {
   // Scratch for attention's backward, held outside the budget (CUDA): the
   // model's attention_scratch_bytes(T, NH) does every head of a window at once.
   size_t attention_scratch_bytes = size_t{16} << 20;
+  // CPU backend, a test mode: copies run as late as a GPU's could (see
+  // cpu_backend.cc), so code that uses a copy before waiting for it fails here
+  // too. Training sets it from DSINF_CPU_DEFER_COPIES=1.
+  bool defer_copies = false;
 };
 
 // The fp32 reference backend; always available. With a reduced

@@ -32,11 +32,16 @@ absl::StatusOr<BackendChoice> make_backend(const Config& config) {
   const size_t T = static_cast<size_t>(config.model.n_positions);
   options.attention_scratch_bytes =
       static_cast<size_t>(config.model.n_head) * T * T * sizeof(float);
+  // A test mode of the CPU backend: copies complete as late as a GPU's could.
+  if (const char* defer = std::getenv("DSINF_CPU_DEFER_COPIES"); defer != nullptr) {
+    options.defer_copies = std::string(defer) == "1";
+  }
   const std::string precision = kernels::precision_name(options.matmul_precision);
   BackendChoice choice;
   auto use_cpu = [&](const std::string& why) {
     choice.backend = kernels::make_cpu_backend(options);
-    choice.description = absl::StrCat("cpu (", why, "; matmul operands ", precision, ")");
+    choice.description = absl::StrCat("cpu (", why, "; matmul operands ", precision,
+                                      options.defer_copies ? "; copies deferred" : "", ")");
   };
   if (device.kind == DeviceKind::kCpu) {
     use_cpu(absl::StrCat("device \"cpu\" from ", origin == "DSINF_DEVICE" ? origin : "the config"));

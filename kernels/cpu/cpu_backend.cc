@@ -7,12 +7,22 @@
 // rounded to bf16/fp16 (as tensor cores read them; fp16 overflows to infinity)
 // before the fp32 products, so fp16's loss-scale overflow happens here as on a
 // GPU. Attention's products stay fp32 on this backend.
+//
+// With BackendOptions::defer_copies (a test mode) copies and fills are queued
+// per stream and run as late as a GPU could run them: when an event recorded
+// after them is waited on, before a later op on the compute stream (ops
+// themselves run at once, on the compute stream), or when work on another
+// stream that stream_wait()ed for them comes due. Device memory is then not
+// host memory for the caller. Code that touches a buffer before its copy's
+// event completed computes other numbers in this mode, as it would on a GPU.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,10 +61,12 @@ float round_to(Precision p, float x) {
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& options)
-      : arena_("device", options.device_budget_bytes), precision_(options.matmul_precision) {}
+      : arena_("device", options.device_budget_bytes),
+        precision_(options.matmul_precision),
+        defer_(options.defer_copies) {}
 
   std::string name() const override { return "cpu"; }
-  bool device_memory_is_host() const override { return true; }
+  bool device_memory_is_host() const override { return !defer_; }
 
   absl::StatusOr<void*> allocate(size_t bytes) override {
     absl::StatusOr<std::byte*> ptr = arena_.allocate(bytes);
@@ -66,48 +78,77 @@ class CpuBackend : public Backend {
 
   absl::Status copy_to_device(void* dst_device, const void* src_host, size_t bytes,
                               Stream stream) override {
-    return copy(dst_device, src_host, bytes);
+    return copy(dst_device, src_host, bytes, stream);
   }
   absl::Status copy_to_host(void* dst_host, const void* src_device, size_t bytes,
                             Stream stream) override {
-    return copy(dst_host, src_device, bytes);
+    return copy(dst_host, src_device, bytes, stream);
   }
   absl::Status fill_zero(void* dst_device, size_t bytes, Stream stream) override {
     if (bytes == 0) return absl::OkStatus();
     if (dst_device == nullptr) return absl::InvalidArgumentError("fill_zero of a null pointer");
+    if (defer_) {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      queues_[static_cast<int>(stream)].push_back({Item::kFill, dst_device, nullptr, bytes, 0});
+      return absl::OkStatus();
+    }
     std::memset(dst_device, 0, bytes);
     return absl::OkStatus();
   }
 
-  Event record(Stream stream) override { return ++last_event_; }
-  void stream_wait(Stream stream, Event event) override {}
+  Event record(Stream stream) override {
+    if (!defer_) return ++last_event_;
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    const Event e = ++last_event_;
+    queues_[static_cast<int>(stream)].push_back({Item::kMarker, nullptr, nullptr, 0, e});
+    return e;
+  }
+  void stream_wait(Stream stream, Event event) override {
+    if (!defer_) return;
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    const int q = queue_of(event);
+    // Pending on another stream: this stream's later work runs after it.
+    if (q >= 0 && q != static_cast<int>(stream)) {
+      queues_[static_cast<int>(stream)].push_back({Item::kDependency, nullptr, nullptr, 0, event});
+    }
+  }
   absl::Status wait(Event event) override {
     if (event == 0 || event > last_event_.load()) {
       return absl::InvalidArgumentError(
           absl::StrCat("wait on event ", event, " that was never recorded"));
     }
-    return absl::OkStatus();  // all work completed synchronously
+    if (defer_) {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      const int q = queue_of(event);
+      if (q >= 0) run_until(q, event);
+    }
+    return absl::OkStatus();  // every op completed before its call returned
   }
 
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B,
                        int T, int C) override {
+    before_op();
     cpu::encoder_forward(out, inp, wte, wpe, B, T, C);
   }
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B,
                         int T, int C) override {
+    before_op();
     cpu::encoder_backward(dwte, dwpe, dout, inp, B, T, C);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                          const float* weight, const float* bias, int N, int C) override {
+    before_op();
     cpu::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
   }
   void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, const float* weight, const float* mean,
                           const float* rstd, int N, int C) override {
+    before_op();
     cpu::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
   }
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                       int C, int OC) override {
+    before_op();
     if (precision_ == Precision::kFp32) {
       cpu::matmul_forward(out, inp, weight, bias, N, C, OC);
       return;
@@ -120,6 +161,7 @@ class CpuBackend : public Backend {
   }
   void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, int N, int C, int OC) override {
+    before_op();
     if (precision_ == Precision::kFp32) {
       cpu::matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
       return;
@@ -145,33 +187,44 @@ class CpuBackend : public Backend {
   }
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                          int NH) override {
+    before_op();
     cpu::attention_forward(out, att, qkv, B, T, C, NH);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
                           int T, int C, int NH) override {
+    before_op();
     cpu::attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
   }
   void gelu_forward(float* out, const float* inp, size_t n) override {
+    before_op();
     cpu::gelu_forward(out, inp, n);
   }
   void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override {
+    before_op();
     cpu::gelu_backward(dinp, inp, dout, n);
   }
   void residual_forward(float* out, const float* a, const float* b, size_t n) override {
+    before_op();
     cpu::residual_forward(out, a, b, n);
   }
   void softmax_crossentropy(float* losses, float* dlogits, const float* logits,
                             const int32_t* targets, int N, int V, float dloss) override {
+    before_op();
     cpu::softmax_crossentropy(losses, dlogits, logits, targets, N, V, dloss);
   }
-  void scale(float* x, float s, size_t n) override { cpu::scale(x, s, n); }
+  void scale(float* x, float s, size_t n) override {
+    before_op();
+    cpu::scale(x, s, n);
+  }
   // The vectorised kernels of cpu/adam.h: the same bits as cpu::sum_squares and
   // cpu::adam_step, at memory speed.
   double sum_squares(const float* x, size_t n) override {
+    before_op();
     return cpu::grad_stats(x, cpu::DType::kF32, n).sum_squares;
   }
   void adam_step(float* params, const float* grads, float* m, float* v, size_t n,
                  const AdamHyper& hyper) override {
+    before_op();
     cpu::AdamBuffers buffers;
     buffers.n = n;
     buffers.params = params;
@@ -198,18 +251,73 @@ class CpuBackend : public Backend {
                       });
   }
 
-  static absl::Status copy(void* dst, const void* src, size_t bytes) {
+  absl::Status copy(void* dst, const void* src, size_t bytes, Stream stream) {
     if (bytes == 0) return absl::OkStatus();
     if (dst == nullptr || src == nullptr) {
       return absl::InvalidArgumentError("copy with a null pointer");
+    }
+    if (defer_) {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      queues_[static_cast<int>(stream)].push_back({Item::kCopy, dst, src, bytes, 0});
+      return absl::OkStatus();
     }
     std::memcpy(dst, src, bytes);
     return absl::OkStatus();
   }
 
+  // ---- defer_copies ----
+  struct Item {
+    enum Kind { kCopy, kFill, kMarker, kDependency } kind;
+    void* dst;
+    const void* src;
+    size_t bytes;
+    Event event;  // kMarker: recorded here; kDependency: the other stream's event to run first
+  };
+
+  // An op runs now, on the compute stream: what was queued there before it first.
+  void before_op() {
+    if (!defer_) return;
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    run_until(static_cast<int>(Stream::kCompute), 0);
+  }
+  // The queue holding `event`'s marker; -1 when it already ran.
+  int queue_of(Event event) const {
+    for (int q = 0; q < kNumStreams; ++q) {
+      for (const Item& item : queues_[q]) {
+        if (item.kind == Item::kMarker && item.event == event) return q;
+      }
+    }
+    return -1;
+  }
+  // Runs queue q in order through `event`'s marker (0: all of it).
+  void run_until(int q, Event event) {
+    std::deque<Item>& queue = queues_[q];
+    while (!queue.empty()) {
+      const Item item = queue.front();
+      queue.pop_front();
+      switch (item.kind) {
+        case Item::kCopy:
+          std::memcpy(item.dst, item.src, item.bytes);
+          break;
+        case Item::kFill:
+          std::memset(item.dst, 0, item.bytes);
+          break;
+        case Item::kDependency:
+          if (const int other = queue_of(item.event); other >= 0) run_until(other, item.event);
+          break;
+        case Item::kMarker:
+          if (event != 0 && item.event == event) return;
+          break;
+      }
+    }
+  }
+
   memory::Arena arena_;
   const Precision precision_;
+  const bool defer_;
   std::atomic<Event> last_event_{0};
+  std::mutex queue_mu_;  // defer_copies: the queues, and running them
+  std::deque<Item> queues_[kNumStreams];
 };
 
 }  // namespace
