@@ -14,9 +14,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "kernels/cuda/ops.h"
@@ -394,15 +398,22 @@ class Matmul {
     }
     cublasLtMatmulHeuristicResult_t result{};
     int count = 0;
-    OPS_RETURN_IF_ERROR(
-        blas_status(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()),
-                                                   op_, a_, b_, c_, c_, pref_, 1, &result, &count),
-                    "cublasLtMatmulAlgoGetHeuristic"));
-    if (count < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
+    // No algorithm for the problem comes back as CUBLAS_STATUS_NOT_SUPPORTED:
+    // reported with the shape below, like an empty result.
+    const cublasStatus_t found =
+        cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()), op_, a_, b_,
+                                       c_, c_, pref_, 1, &result, &count);
+    if (found != CUBLAS_STATUS_NOT_SUPPORTED) {
+      OPS_RETURN_IF_ERROR(blas_status(found, "cublasLtMatmulAlgoGetHeuristic"));
+    }
+    if (found != CUBLAS_STATUS_SUCCESS || count < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
       return absl::InternalError(
           std::string("cuBLASLt cublasLtMatmulAlgoGetHeuristic found no algorithm for M=") +
           std::to_string(g.M) + " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K) +
-          " batch=" + std::to_string(g.batch) + " precision=" + precision_name(precision));
+          " batch=" + std::to_string(g.batch) + " trans_a=" + std::to_string(g.trans_a) +
+          " trans_b=" + std::to_string(g.trans_b) + " align=" + std::to_string(align_a) + "/" +
+          std::to_string(align_b) + "/" + std::to_string(align_c) +
+          " precision=" + precision_name(precision));
     }
     algo_ = result.algo;
     return absl::OkStatus();
@@ -445,6 +456,13 @@ class Matmul {
   cublasLtMatmulPreference_t pref_ = nullptr;
   cublasLtMatmulAlgo_t algo_{};
 };
+
+// The planned product for a Gemm shape, from blas.plans() (planned on first use).
+// Past kMaxPlans distinct shapes the cache starts over (a run uses a few
+// dozen), so memory stays bounded; a caller's plan lives while it holds it.
+absl::StatusOr<std::shared_ptr<const Matmul>> planned(const Blas& blas, Precision precision,
+                                                      const Gemm& g, uint32_t align_a,
+                                                      uint32_t align_b, uint32_t align_c);
 
 // ---------------------------------------------------------- attention --
 
@@ -598,9 +616,55 @@ absl::StatusOr<std::unique_ptr<Blas>> Blas::create(void* workspace, size_t works
   return std::unique_ptr<Blas>(new Blas(handle, workspace, workspace_bytes));
 }
 
+struct Blas::Plans {
+  using Key = std::array<int64_t, 16>;
+  std::mutex mu;
+  std::map<Key, std::shared_ptr<const Matmul>> by_key;
+};
+
+Blas::Blas(void* handle, void* workspace, size_t bytes)
+    : handle_(handle), workspace_(workspace), workspace_bytes_(bytes), plans_(new Plans) {}
+
 Blas::~Blas() {
+  plans_.reset();  // the descriptors before the handle
   if (handle_ != nullptr) (void)cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
 }
+
+namespace {
+
+constexpr size_t kMaxPlans = 256;
+
+absl::StatusOr<std::shared_ptr<const Matmul>> planned(const Blas& blas, Precision precision,
+                                                      const Gemm& g, uint32_t align_a,
+                                                      uint32_t align_b, uint32_t align_c) {
+  const Blas::Plans::Key key = {static_cast<int64_t>(precision),
+                                g.trans_a,
+                                g.trans_b,
+                                g.M,
+                                g.N,
+                                g.K,
+                                g.lda,
+                                g.ldb,
+                                g.ldc,
+                                g.batch,
+                                g.stride_a,
+                                g.stride_b,
+                                g.stride_c,
+                                align_a,
+                                align_b,
+                                align_c};
+  Blas::Plans& plans = blas.plans();
+  std::lock_guard<std::mutex> lock(plans.mu);
+  if (auto it = plans.by_key.find(key); it != plans.by_key.end()) return it->second;
+  auto mm = std::make_shared<Matmul>();
+  OPS_RETURN_IF_ERROR(mm->init(blas, precision, g, align_a, align_b, align_c));
+  // Callers hold their plans while they use them: starting over frees none in use.
+  if (plans.by_key.size() >= kMaxPlans) plans.by_key.clear();
+  plans.by_key.emplace(key, mm);
+  return std::shared_ptr<const Matmul>(std::move(mm));
+}
+
+}  // namespace
 
 // ------------------------------------------------------------- encoder --
 
@@ -677,9 +741,11 @@ absl::Status matmul_forward(Blas& blas, Precision precision, float* out, const f
         cuda_status(cudaMemsetAsync(out, 0, total * sizeof(float), st), "cudaMemsetAsync (out)"));
   } else {
     // out (N,OC) = inp (N,C) @ weight^T, weight stored (OC,C): trans_b.
-    Matmul mm;
-    OPS_RETURN_IF_ERROR(mm.init(blas, precision, make_gemm(false, true, N, OC, C, C, C, OC),
-                                alignment(inp, C), alignment(weight, C), alignment(out, OC)));
+    absl::StatusOr<std::shared_ptr<const Matmul>> mm_plan =
+        planned(blas, precision, make_gemm(false, true, N, OC, C, C, C, OC), alignment(inp, C),
+                alignment(weight, C), alignment(out, OC));
+    OPS_RETURN_IF_ERROR(mm_plan.status());
+    const Matmul& mm = **mm_plan;
     OPS_RETURN_IF_ERROR(mm.run(blas, 1.0f, inp, weight, 0.0f, out, st));
   }
   if (bias == nullptr) return absl::OkStatus();
@@ -699,16 +765,20 @@ absl::Status matmul_backward(Blas& blas, Precision precision, float* dinp, float
   const cudaStream_t st = as_stream(stream);
   {
     // dinp (N,C) += dout (N,OC) @ weight (OC,C).
-    Matmul mm;
-    OPS_RETURN_IF_ERROR(mm.init(blas, precision, make_gemm(false, false, N, C, OC, OC, C, C),
-                                alignment(dout, OC), alignment(weight, C), alignment(dinp, C)));
+    absl::StatusOr<std::shared_ptr<const Matmul>> mm_plan =
+        planned(blas, precision, make_gemm(false, false, N, C, OC, OC, C, C), alignment(dout, OC),
+                alignment(weight, C), alignment(dinp, C));
+    OPS_RETURN_IF_ERROR(mm_plan.status());
+    const Matmul& mm = **mm_plan;
     OPS_RETURN_IF_ERROR(mm.run(blas, 1.0f, dout, weight, 1.0f, dinp, st));
   }
   {
     // dweight (OC,C) += dout^T @ inp (N,C), dout stored (N,OC): trans_a.
-    Matmul mm;
-    OPS_RETURN_IF_ERROR(mm.init(blas, precision, make_gemm(true, false, OC, C, N, OC, C, C),
-                                alignment(dout, OC), alignment(inp, C), alignment(dweight, C)));
+    absl::StatusOr<std::shared_ptr<const Matmul>> mm_plan =
+        planned(blas, precision, make_gemm(true, false, OC, C, N, OC, C, C), alignment(dout, OC),
+                alignment(inp, C), alignment(dweight, C));
+    OPS_RETURN_IF_ERROR(mm_plan.status());
+    const Matmul& mm = **mm_plan;
     OPS_RETURN_IF_ERROR(mm.run(blas, 1.0f, dout, inp, 1.0f, dweight, st));
   }
   if (dbias == nullptr) return absl::OkStatus();
@@ -733,10 +803,11 @@ absl::Status attention_forward(Blas& blas, Precision precision, float* out, floa
 
   // Per b, batched over the NH heads (head h at +h*hs in qkv/out, +h*T*T in att):
   // scores_h (T,T) = q_h (T,hs) @ k_h^T * (1/sqrt(hs)), k_h stored (T,hs): trans_b.
-  Matmul scores;
-  OPS_RETURN_IF_ERROR(scores.init(blas, precision,
-                                  make_gemm(false, true, T, T, hs, C3, C3, T, NH, hs, hs, TT),
-                                  alignment(qkv, hs), alignment(qkv + C, hs), alignment(att, T)));
+  absl::StatusOr<std::shared_ptr<const Matmul>> scores_plan =
+      planned(blas, precision, make_gemm(false, true, T, T, hs, C3, C3, T, NH, hs, hs, TT),
+              alignment(qkv, hs), alignment(qkv + C, hs), alignment(att, T));
+  OPS_RETURN_IF_ERROR(scores_plan.status());
+  const Matmul& scores = **scores_plan;
   for (int b = 0; b < B; ++b) {
     const float* q = qkv + b * qkv_window;
     OPS_RETURN_IF_ERROR(scores.run(blas, inv_sqrt_hs, q, q + C, 0.0f, att + b * att_window, st));
@@ -745,10 +816,11 @@ absl::Status attention_forward(Blas& blas, Precision precision, float* out, floa
   causal_softmax_kernel<<<row_blocks(rows), kThreads, 0, st>>>(att, T, rows);
   OPS_RETURN_IF_ERROR(launch_status("launch of causal_softmax_kernel"));
   // out_h (T,hs) = att_h (T,T) @ v_h (T,hs); zeros above the diagonal keep it causal.
-  Matmul av;
-  OPS_RETURN_IF_ERROR(
-      av.init(blas, precision, make_gemm(false, false, T, hs, T, T, C3, C, NH, TT, hs, hs),
-              alignment(att, T), alignment(qkv + int64_t{2} * C, hs), alignment(out, hs)));
+  absl::StatusOr<std::shared_ptr<const Matmul>> av_plan =
+      planned(blas, precision, make_gemm(false, false, T, hs, T, T, C3, C, NH, TT, hs, hs),
+              alignment(att, T), alignment(qkv + int64_t{2} * C, hs), alignment(out, hs));
+  OPS_RETURN_IF_ERROR(av_plan.status());
+  const Matmul& av = **av_plan;
   for (int b = 0; b < B; ++b) {
     OPS_RETURN_IF_ERROR(av.run(blas, 1.0f, att + b * att_window,
                                qkv + b * qkv_window + int64_t{2} * C, 0.0f, out + b * out_window,
@@ -786,25 +858,29 @@ absl::Status attention_backward(Blas& blas, Precision precision, float* dqkv, co
   // Heads [h_begin, h_begin + groups*g) in groups of g, for every b.
   const auto run_heads = [&](int g, int h_begin, int groups) -> absl::Status {
     // dv_h (T,hs) += att_h^T @ dout_h, att_h stored (T,T): trans_a.
-    Matmul dv;
-    OPS_RETURN_IF_ERROR(
-        dv.init(blas, precision, make_gemm(true, false, T, hs, T, T, C, C3, g, TT, hs, hs),
-                alignment(att, T), alignment(dout, hs), alignment(dqkv + 2 * C, hs)));
+    absl::StatusOr<std::shared_ptr<const Matmul>> dv_plan =
+        planned(blas, precision, make_gemm(true, false, T, hs, T, T, C, C3, g, TT, hs, hs),
+                alignment(att, T), alignment(dout, hs), alignment(dqkv + 2 * C, hs));
+    OPS_RETURN_IF_ERROR(dv_plan.status());
+    const Matmul& dv = **dv_plan;
     // datt_h (T,T) = dout_h (T,hs) @ v_h^T, v_h stored (T,hs): trans_b.
-    Matmul datt;
-    OPS_RETURN_IF_ERROR(
-        datt.init(blas, precision, make_gemm(false, true, T, T, hs, C, C3, T, g, hs, hs, TT),
-                  alignment(dout, hs), alignment(qkv + 2 * C, hs), alignment(scratch, T)));
+    absl::StatusOr<std::shared_ptr<const Matmul>> datt_plan =
+        planned(blas, precision, make_gemm(false, true, T, T, hs, C, C3, T, g, hs, hs, TT),
+                alignment(dout, hs), alignment(qkv + 2 * C, hs), alignment(scratch, T));
+    OPS_RETURN_IF_ERROR(datt_plan.status());
+    const Matmul& datt = **datt_plan;
     // dq_h (T,hs) += dscore_h (T,T) @ k_h (T,hs).
-    Matmul dq;
-    OPS_RETURN_IF_ERROR(
-        dq.init(blas, precision, make_gemm(false, false, T, hs, T, T, C3, C3, g, TT, hs, hs),
-                alignment(scratch, T), alignment(qkv + C, hs), alignment(dqkv, hs)));
+    absl::StatusOr<std::shared_ptr<const Matmul>> dq_plan =
+        planned(blas, precision, make_gemm(false, false, T, hs, T, T, C3, C3, g, TT, hs, hs),
+                alignment(scratch, T), alignment(qkv + C, hs), alignment(dqkv, hs));
+    OPS_RETURN_IF_ERROR(dq_plan.status());
+    const Matmul& dq = **dq_plan;
     // dk_h (T,hs) += dscore_h^T @ q_h (T,hs), dscore_h stored (T,T): trans_a.
-    Matmul dk;
-    OPS_RETURN_IF_ERROR(
-        dk.init(blas, precision, make_gemm(true, false, T, hs, T, T, C3, C3, g, TT, hs, hs),
-                alignment(scratch, T), alignment(qkv, hs), alignment(dqkv + C, hs)));
+    absl::StatusOr<std::shared_ptr<const Matmul>> dk_plan =
+        planned(blas, precision, make_gemm(true, false, T, hs, T, T, C3, C3, g, TT, hs, hs),
+                alignment(scratch, T), alignment(qkv, hs), alignment(dqkv + C, hs));
+    OPS_RETURN_IF_ERROR(dk_plan.status());
+    const Matmul& dk = **dk_plan;
     const int64_t rows = int64_t{g} * T;
     for (int b = 0; b < B; ++b) {
       for (int k = 0; k < groups; ++k) {

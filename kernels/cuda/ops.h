@@ -42,12 +42,18 @@ class Blas {
   void* workspace() const { return workspace_; }
   size_t workspace_bytes() const { return workspace_bytes_; }
 
+  // The products planned so far (descriptors and the chosen algorithm), by
+  // shape, strides, alignments and precision: a training step repeats a few
+  // dozen shapes, so each is planned once (ops.cu; bounded).
+  struct Plans;
+  Plans& plans() const { return *plans_; }
+
  private:
-  Blas(void* handle, void* workspace, size_t bytes)
-      : handle_(handle), workspace_(workspace), workspace_bytes_(bytes) {}
+  Blas(void* handle, void* workspace, size_t bytes);
   void* handle_;
   void* workspace_;
   size_t workspace_bytes_;
+  std::unique_ptr<Plans> plans_;
 };
 
 // cuBLASLt's own workspace, at the front of Blas::workspace().

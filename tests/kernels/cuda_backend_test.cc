@@ -230,7 +230,8 @@ class CudaBackendTest : public ::testing::Test {
 struct EncoderShape {
   int B, T, C, V;
 };
-constexpr EncoderShape kEncoderShapes[] = {{2, 64, 96, 1000}, {3, 7, 33, 50}};
+// C = 300: more than one block of channels in encoder_backward's dwte kernel.
+constexpr EncoderShape kEncoderShapes[] = {{2, 64, 96, 1000}, {3, 7, 33, 50}, {2, 5, 300, 40}};
 
 TEST_F(CudaBackendTest, EncoderForwardIsBitIdentical) {
   std::mt19937 rng(1);
@@ -590,14 +591,19 @@ TEST_P(CudaProductsTest, AttentionBackward) {
   }
 }
 
-// Scratch for one (T,T) block only: the heads go through it in groups.
+// Scratch for fewer (T,T) blocks than heads: the heads go through it in
+// groups. NH - 1 blocks: one batched group of NH - 1 heads, then the remainder
+// (a single head, unbatched); 1 block: every head alone.
 TEST_P(CudaProductsTest, AttentionBackwardInHeadGroups) {
   const AttentionShape s = kAttentionShapes[0];
-  gpu_.reset();
-  open(GetParam(), cuda::attention_scratch_bytes(s.T, 1));
-  if (IsSkipped() || HasFatalFailure()) return;
-  attention_backward_case(gpu(), cpu(), GetParam(), s, attention_backward_tolerance(GetParam()),
-                          16);
+  for (int blocks : {s.NH - 1, 1}) {
+    gpu_.reset();
+    open(GetParam(), cuda::attention_scratch_bytes(s.T, blocks));
+    if (IsSkipped() || HasFatalFailure()) return;
+    SCOPED_TRACE("scratch blocks " + std::to_string(blocks));
+    attention_backward_case(gpu(), cpu(), GetParam(), s, attention_backward_tolerance(GetParam()),
+                            16);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaProductsTest,

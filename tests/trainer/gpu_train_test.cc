@@ -51,7 +51,8 @@ json small(const TempDir& dir, const std::string& out, const std::string& device
   c["train_micro_batch_size_per_gpu"] = 4;
   c["device"] = device;
   if (precision == "bf16") c["bf16"] = {{"enabled", true}};
-  if (precision == "fp16") c["fp16"] = {{"enabled", true}, {"initial_scale_power", 16}};
+  // A scale far from overflow on either backend, so both skip the same (no) steps.
+  if (precision == "fp16") c["fp16"] = {{"enabled", true}, {"initial_scale_power", 10}};
   return c;
 }
 
