@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/nvme_io.h"
 #include "bench/report.h"
+#include "kernels/backend.h"
 #include "memory/chunk_layout.h"
 #include "trainer/gpt2.h"
 #include "trainer/optimizer.h"
@@ -416,6 +417,15 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
              seconds_text(pred.step_s), seconds_text(pred.cpu_s), pred.bound,
              seconds_text(pred.serial_s))
       << "  bandwidths  " << source_text << "\n";
+  // The model above is the CPU backend's (compute and Adam share the cores).
+  const bool on_cuda = config.device.kind == DeviceKind::kCuda ||
+                       (config.device.kind == DeviceKind::kAuto &&
+                        kernels::cuda_device_info(config.device.index).ok());
+  if (on_cuda) {
+    out << "  note        this prediction models the CPU backend; for a run on a CUDA device "
+           "(device \""
+        << config.device.name << "\") measure the step with dsinf bench step instead\n";
+  }
 
   if (options.json) {
     ojson class_list = ojson::array();

@@ -682,5 +682,36 @@ INSTANTIATE_TEST_SUITE_P(Rules, ConfigErrorTest, ::testing::ValuesIn(kErrorCases
                            return std::string(info.param.name);
                          });
 
+TEST(ConfigTest, DeviceKey) {
+  const absl::StatusOr<LoadedConfig> base = parse_patched("{}");
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_EQ(base->config.device.kind, DeviceKind::kAuto);
+  struct Case {
+    const char* text;
+    DeviceKind kind;
+    int index;
+  };
+  for (const Case& c : {Case{"auto", DeviceKind::kAuto, 0}, Case{"cpu", DeviceKind::kCpu, 0},
+                        Case{"cuda", DeviceKind::kCuda, 0}, Case{"cuda:3", DeviceKind::kCuda, 3}}) {
+    const absl::StatusOr<LoadedConfig> loaded =
+        parse_patched(std::string(R"({"device": ")") + c.text + "\"}");
+    ASSERT_TRUE(loaded.ok()) << c.text << ": " << loaded.status();
+    EXPECT_EQ(loaded->config.device.kind, c.kind) << c.text;
+    EXPECT_EQ(loaded->config.device.index, c.index) << c.text;
+    EXPECT_EQ(loaded->config.device.name, c.text);
+  }
+  for (const char* bad :
+       {R"("gpu")", R"("cuda:")", R"("cuda:x")", R"("cuda:123456")", R"("CPU")", "1", "true"}) {
+    const absl::StatusOr<LoadedConfig> loaded =
+        parse_patched(std::string(R"({"device": )") + bad + "}");
+    ASSERT_FALSE(loaded.ok()) << bad;
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(loaded.status().message().find("device"), std::string::npos)
+        << loaded.status().message();
+    EXPECT_NE(loaded.status().message().find("\"cuda:N\""), std::string::npos)
+        << loaded.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace dsinf::trainer

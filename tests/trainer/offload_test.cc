@@ -317,6 +317,18 @@ TEST(Offload, BenchStepReportsStepBoundComponentsAndTrace) {
   EXPECT_GT(result["bytes_per_step"]["nvme_read"].get<uint64_t>(), 0u);
   EXPECT_GT(result["bytes_per_step"]["nvme_write"].get<uint64_t>(), 0u);
   EXPECT_EQ(result["trace"], trace);
+  // Throughput: tokens/s from the step, model FLOPs a token (6 x 47392
+  // parameters + 12 x 3 layers x 32 channels x 32 positions), TFLOP/s; no MFU
+  // without a GPU's peak.
+  const double step_s = result["step_s"];
+  const double tokens = 2.0 * 2 * 32;  // batch 2 x 2 micro-batches x 32 positions
+  EXPECT_DOUBLE_EQ(result["tokens_per_s"].get<double>(), tokens / step_s);
+  EXPECT_EQ(result["flops_per_token"].get<double>(), 6.0 * 47392 + 12.0 * 3 * 32 * 32);
+  EXPECT_DOUBLE_EQ(result["tflops"].get<double>(),
+                   result["flops_per_token"].get<double>() * tokens / step_s / 1e12);
+  if (result["device"].get<std::string>().rfind("cpu", 0) == 0) {
+    EXPECT_TRUE(result["mfu"].is_null());
+  }
   const json events = json::parse(read_text(trace))["traceEvents"];
   std::set<int> lanes;
   for (const json& e : events) {
