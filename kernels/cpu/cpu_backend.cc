@@ -6,7 +6,7 @@
 // With a reduced matmul precision the operands of matmul_forward/backward are
 // rounded to bf16/fp16 (as tensor cores read them; fp16 overflows to infinity)
 // before the fp32 products, so fp16's loss-scale overflow happens here as on a
-// GPU. Attention's products stay fp32 on this backend.
+// GPU, attention's two products included.
 //
 // With BackendOptions::defer_copies (a test mode) copies and fills are queued
 // per stream and run as late as a GPU could run them: when an event recorded
@@ -188,12 +188,29 @@ class CpuBackend : public Backend {
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                          int NH) override {
     before_op();
-    cpu::attention_forward(out, att, qkv, B, T, C, NH);
+    if (precision_ == Precision::kFp32) {
+      cpu::attention_forward(out, att, qkv, B, T, C, NH);
+      return;
+    }
+    // q, k and v are only ever product operands: rounded once, up front.
+    const size_t n = static_cast<size_t>(B) * T * 3 * C;
+    std::vector<float>& r = rounded(n);
+    round_into(r.data(), qkv, n);
+    cpu::attention_forward(out, att, r.data(), B, T, C, NH, precision_);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
                           int T, int C, int NH) override {
     before_op();
-    cpu::attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
+    if (precision_ == Precision::kFp32) {
+      cpu::attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
+      return;
+    }
+    // dout, q, k and v are only ever product operands here.
+    const size_t n = static_cast<size_t>(B) * T * 3 * C, no = static_cast<size_t>(B) * T * C;
+    std::vector<float>& r = rounded(n + no);
+    round_into(r.data(), qkv, n);
+    round_into(r.data() + n, dout, no);
+    cpu::attention_backward(dqkv, r.data() + n, r.data(), att, B, T, C, NH, precision_);
   }
   void gelu_forward(float* out, const float* inp, size_t n) override {
     before_op();

@@ -10,10 +10,19 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/half.h"
 #include "memory/check.h"
 
 namespace dsinf::kernels::cpu {
 namespace {
+
+// x as a product reads it in precision p (rounded to nearest even).
+template <typename Real>
+Real operand(Precision p, Real x) {
+  if (p == Precision::kBf16) return Real(bf16_to_float(float_to_bf16(static_cast<float>(x))));
+  if (p == Precision::kFp16) return Real(f16_to_float(float_to_f16(static_cast<float>(x))));
+  return x;
+}
 
 // Work (elements or multiply-adds) below which a range is not split into tasks, so tiny shapes
 // stay serial and a task always amortises its scheduling cost.
@@ -288,7 +297,8 @@ void matmul_backward(Real* dinp, Real* dweight, NoDeduce<Real*> dbias, const Rea
 }
 
 template <typename Real>
-void attention_forward(Real* out, Real* att, const Real* qkv, int B, int T, int C, int NH) {
+void attention_forward(Real* out, Real* att, const Real* qkv, int B, int T, int C, int NH,
+                       Precision operands) {
   DSINF_CHECK_MSG(NH > 0 && C % NH == 0, "C must be a multiple of NH");
   const int hs = C / NH;
   const Real scale = Real(1.0 / std::sqrt(static_cast<double>(hs)));
@@ -317,7 +327,7 @@ void attention_forward(Real* out, Real* att, const Real* qkv, int B, int T, int 
     Real* out_h = out + (static_cast<size_t>(b) * T + t) * C + h * hs;
     for (int i = 0; i < hs; ++i) out_h[i] = 0;
     for (int t2 = 0; t2 <= t; ++t2)
-      axpy(out_h, att_row[t2], qkv_head(qkv, b, t2, 2, h, T, C, hs), hs);
+      axpy(out_h, operand(operands, att_row[t2]), qkv_head(qkv, b, t2, 2, h, T, C, hs), hs);
   };
   parallel_over(static_cast<size_t>(B) * NH * T, static_cast<size_t>(T) * hs,
                 [&](size_t i0, size_t i1) {
@@ -327,7 +337,7 @@ void attention_forward(Real* out, Real* att, const Real* qkv, int B, int T, int 
 
 template <typename Real>
 void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Real* att, int B,
-                        int T, int C, int NH) {
+                        int T, int C, int NH, Precision operands) {
   DSINF_CHECK_MSG(NH > 0 && C % NH == 0, "C must be a multiple of NH");
   const int hs = C / NH;
   const Real scale = Real(1.0 / std::sqrt(static_cast<double>(hs)));
@@ -343,7 +353,7 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
       // out = att @ v
       for (int t2 = 0; t2 <= t; ++t2) {
         datt[t2] = dot(qkv_head(qkv, b, t2, 2, h, T, C, hs), dout_h, hs);
-        axpy(qkv_head(dqkv, b, t2, 2, h, T, C, hs), att_row[t2], dout_h, hs);
+        axpy(qkv_head(dqkv, b, t2, 2, h, T, C, hs), operand(operands, att_row[t2]), dout_h, hs);
       }
       // att = softmax(scores): dscore = att * (datt - sum(att * datt))
       const Real att_datt = dot(att_row, datt.data(), t + 1);
@@ -352,8 +362,9 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
       const Real* q = qkv_head(qkv, b, t, 0, h, T, C, hs);
       Real* dq = qkv_head(dqkv, b, t, 0, h, T, C, hs);
       for (int t2 = 0; t2 <= t; ++t2) {
-        axpy(dq, datt[t2], qkv_head(qkv, b, t2, 1, h, T, C, hs), hs);
-        axpy(qkv_head(dqkv, b, t2, 1, h, T, C, hs), datt[t2], q, hs);
+        const Real dscore = operand(operands, datt[t2]);
+        axpy(dq, dscore, qkv_head(qkv, b, t2, 1, h, T, C, hs), hs);
+        axpy(qkv_head(dqkv, b, t2, 1, h, T, C, hs), dscore, q, hs);
       }
     }
   };
@@ -504,9 +515,9 @@ void adam_step(Real* params, const Real* grads, Real* m, Real* v, size_t n,
   template void matmul_forward<Real>(Real*, const Real*, const Real*, const Real*, int, int, int); \
   template void matmul_backward<Real>(Real*, Real*, Real*, const Real*, const Real*, const Real*,  \
                                       int, int, int);                                              \
-  template void attention_forward<Real>(Real*, Real*, const Real*, int, int, int, int);            \
+  template void attention_forward<Real>(Real*, Real*, const Real*, int, int, int, int, Precision); \
   template void attention_backward<Real>(Real*, const Real*, const Real*, const Real*, int, int,   \
-                                         int, int);                                                \
+                                         int, int, Precision);                                     \
   template void gelu_forward<Real>(Real*, const Real*, size_t);                                    \
   template void gelu_backward<Real>(Real*, const Real*, const Real*, size_t);                      \
   template void residual_forward<Real>(Real*, const Real*, const Real*, size_t);                   \

@@ -66,13 +66,19 @@ void matmul_backward(Real* dinp, Real* dweight, NoDeduce<Real*> dbias, const Rea
 // v at [2C,3C); head h uses channels [h*hs,(h+1)*hs) of each, hs = C/NH. out (B,T,C);
 // att (B,NH,T,T) the softmax probabilities of scores q.k/sqrt(hs) over t2 <= t, exact
 // zeros above the diagonal.
+// `operands` (a reduced precision) rounds att where it multiplies v, as a GPU's
+// bf16/fp16 product reads it; q, k, v are the caller's to round (they are only
+// ever product operands). Real float only for a reduced precision.
 template <typename Real>
-void attention_forward(Real* out, Real* att, const Real* qkv, int B, int T, int C, int NH);
+void attention_forward(Real* out, Real* att, const Real* qkv, int B, int T, int C, int NH,
+                       Precision operands = Precision::kFp32);
 
 // dqkv (B,T,3C) += from dout (B,T,C); qkv (B,T,3C); att (B,NH,T,T) from attention_forward.
+// `operands` rounds att and d(score) where they are product operands (the
+// softmax gradient itself stays in Real); dout, q, k, v are the caller's to round.
 template <typename Real>
 void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Real* att, int B,
-                        int T, int C, int NH);
+                        int T, int C, int NH, Precision operands = Precision::kFp32);
 
 // out (n) = 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x^3))), x = inp (n). tanh is evaluated
 // from one exp (see ops.cc), equal to std::tanh to a few ulp.

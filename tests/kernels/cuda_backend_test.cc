@@ -16,12 +16,13 @@
 // gets 1e-4: three chained products and a softmax backward whose subtraction
 // (datt - sum(att * datt)) cancels, which magnifies the orders' differences.
 // Reduced precision (bf16/fp16 operands, fp32 accumulation): the CPU rounds
-// matmul operands as the GPU does, but keeps attention's products in fp32, so
-// attention inputs are made representable in the reduced type (then the GPU's
-// rounding of q, k, v and dout is exact) and what remains is its rounding of
-// att and of the softmax gradient: 1e-2 (bf16 keeps 8 bits, so ~4e-3 relative
-// per rounded operand), 2e-2 for attention_backward, which rounds twice in a
-// chain.
+// every product operand as the GPU does (matmuls, and attention's q, k, v,
+// dout, att and softmax gradient), and the attention inputs here are also
+// made representable in the reduced type. Both round the same values only
+// where their fp32 intermediates agree to the last bit, so an operand that
+// falls near a rounding boundary can round one way on each: 1e-2 (bf16 keeps
+// 8 bits, ~4e-3 relative per operand), 2e-2 for attention_backward, which
+// rounds twice in a chain.
 #include <gtest/gtest.h>
 
 #include <algorithm>
