@@ -3,8 +3,6 @@
 // them, every fp32 operation written as an explicitly rounded intrinsic
 // (__fmul_rn & co. are never contracted into FMAs nor approximated), and the
 // bf16/fp16 conversions of kernels/cpu/half.h reproduced with integer ops.
-#include "kernels/cuda/adam.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -14,33 +12,21 @@
 #include <string>
 
 #include "kernels/cpu/adam_kernels.h"  // StepScalars and step_scalars(), shared with the CPU
+#include "kernels/cuda/adam.h"
+#include "kernels/cuda/check.h"
 
 namespace dsinf::kernels::cuda {
 namespace {
 
 using cpu::DType;
-using cpu::adam_detail::StepScalars;
 using cpu::adam_detail::step_scalars;
+using cpu::adam_detail::StepScalars;
 
-constexpr int kThreads = 256;          // a multiple of 32: warp reductions need full warps
-constexpr int kMaxStepBlocks = 4096;   // ~4 waves of resident blocks on an H100
-constexpr size_t kVec = 4;             // elements per vector access (16 B fp32, 8 B 16-bit)
+constexpr int kThreads = 256;         // a multiple of 32: warp reductions need full warps
+constexpr int kMaxStepBlocks = 4096;  // ~4 waves of resident blocks on an H100
+constexpr size_t kVec = 4;            // elements per vector access (16 B fp32, 8 B 16-bit)
 
 // ---------------------------------------------------------------- errors --
-
-absl::Status cuda_status(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  // Consume the error we report, so a later launch check does not report it again
-  // (sticky errors, which poison the context, stay anyway).
-  (void)cudaGetLastError();
-  return absl::InternalError(std::string("CUDA ") + what + " failed: " + cudaGetErrorName(err) +
-                             ": " + cudaGetErrorString(err));
-}
-
-// A launch reports a bad configuration (or no device) only through cudaGetLastError.
-absl::Status launch_status(const char* kernel) {
-  return cuda_status(cudaGetLastError(), kernel);
-}
 
 absl::Status check_pointer(const void* p, size_t align, const char* name) {
   if (p == nullptr) return absl::InvalidArgumentError(std::string(name) + " is null");
@@ -73,7 +59,7 @@ __device__ __forceinline__ float bf16_to_float(uint32_t h) { return __uint_as_fl
 // Not __float2bfloat16_rn: half.h flushes fp32 subnormals to a signed zero.
 __device__ __forceinline__ uint32_t float_to_bf16(float f) {
   const uint32_t x = __float_as_uint(f);
-  if ((x & 0x7f800000u) == 0) return (x >> 16) & 0x8000u;                  // 0, subnormal
+  if ((x & 0x7f800000u) == 0) return (x >> 16) & 0x8000u;                       // 0, subnormal
   if ((x & 0x7fffffffu) > 0x7f800000u) return ((x >> 16) | 0x0040u) & 0xffffu;  // NaN
   return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
 }
@@ -214,7 +200,8 @@ __global__ void __launch_bounds__(kThreads) adam_kernel(StepArgs a, StepScalars 
     load4<S>(a.m, i, m0);
     load4<S>(a.v, i, v0);
 #pragma unroll
-    for (size_t j = 0; j < kVec; ++j) adam_update(s, p0[j], g[j], m0[j], v0[j], p1[j], m1[j], v1[j], bad);
+    for (size_t j = 0; j < kVec; ++j)
+      adam_update(s, p0[j], g[j], m0[j], v0[j], p1[j], m1[j], v1[j], bad);
     store4<DType::kF32>(a.params, i, p1);
     store4<S>(a.m, i, m1);
     store4<S>(a.v, i, v1);
@@ -251,7 +238,8 @@ template <size_t N>
 void vector_split(size_t n, const Array (&arrays)[N], size_t* head, size_t* nvec) {
   const auto addr = [](const Array& a) { return reinterpret_cast<uintptr_t>(a.ptr); };
   const size_t first_vec_bytes = kVec * arrays[0].bytes;
-  size_t h = (first_vec_bytes - addr(arrays[0]) % first_vec_bytes) % first_vec_bytes / arrays[0].bytes;
+  size_t h =
+      (first_vec_bytes - addr(arrays[0]) % first_vec_bytes) % first_vec_bytes / arrays[0].bytes;
   bool aligned = h <= n;
   for (const Array& a : arrays) {
     if (a.ptr != nullptr && (addr(a) + h * a.bytes) % (kVec * a.bytes) != 0) aligned = false;
@@ -323,7 +311,8 @@ __global__ void __launch_bounds__(kThreads)
   partial[threadIdx.x] = sum;
   __syncthreads();
   for (int half = kThreads / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) partial[threadIdx.x] = __dadd_rn(partial[threadIdx.x], partial[threadIdx.x + half]);
+    if (threadIdx.x < half)
+      partial[threadIdx.x] = __dadd_rn(partial[threadIdx.x], partial[threadIdx.x + half]);
     __syncthreads();
   }
   if (threadIdx.x == 0) stats->block_sums[blockIdx.x] = partial[0];
@@ -332,21 +321,24 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // One block: the block sums in a fixed order, added to the accumulator.
-__global__ void __launch_bounds__(kThreads) stats_finish_kernel(DeviceGradStats* stats, int blocks) {
+__global__ void __launch_bounds__(kThreads)
+    stats_finish_kernel(DeviceGradStats* stats, int blocks) {
   double sum = 0;
   for (int b = threadIdx.x; b < blocks; b += kThreads) sum = __dadd_rn(sum, stats->block_sums[b]);
   __shared__ double partial[kThreads];
   partial[threadIdx.x] = sum;
   __syncthreads();
   for (int half = kThreads / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) partial[threadIdx.x] = __dadd_rn(partial[threadIdx.x], partial[threadIdx.x + half]);
+    if (threadIdx.x < half)
+      partial[threadIdx.x] = __dadd_rn(partial[threadIdx.x], partial[threadIdx.x + half]);
     __syncthreads();
   }
   if (threadIdx.x == 0) stats->sum_squares = __dadd_rn(stats->sum_squares, partial[0]);
 }
 
 template <DType D>
-absl::Status launch_stats(const void* grads, size_t n, cudaStream_t stream, DeviceGradStats* stats) {
+absl::Status launch_stats(const void* grads, size_t n, cudaStream_t stream,
+                          DeviceGradStats* stats) {
   const Array arrays[] = {{grads, cpu::dtype_bytes(D)}};
   size_t head, nvec;
   vector_split(n, arrays, &head, &nvec);
@@ -359,8 +351,8 @@ absl::Status launch_stats(const void* grads, size_t n, cudaStream_t stream, Devi
 
 }  // namespace
 
-absl::Status fused_adam_step(const cpu::AdamBuffers& b, const AdamHyper& hyper,
-                             StreamHandle stream, unsigned long long* nonfinite_counter) {
+absl::Status fused_adam_step(const cpu::AdamBuffers& b, const AdamHyper& hyper, StreamHandle stream,
+                             unsigned long long* nonfinite_counter) {
   if (hyper.bias_correction && hyper.step < 1) {
     return absl::InvalidArgumentError("Adam steps are 1-based");
   }
@@ -423,8 +415,9 @@ absl::Status grad_stats(const void* grads, DType dtype, size_t n, StreamHandle s
 
 absl::Status reset_counter(unsigned long long* counter, StreamHandle stream) {
   if (absl::Status s = check_pointer(counter, 8, "counter"); !s.ok()) return s;
-  return cuda_status(cudaMemsetAsync(counter, 0, sizeof(*counter), static_cast<cudaStream_t>(stream)),
-                     "cudaMemsetAsync (counter)");
+  return cuda_status(
+      cudaMemsetAsync(counter, 0, sizeof(*counter), static_cast<cudaStream_t>(stream)),
+      "cudaMemsetAsync (counter)");
 }
 
 absl::Status reset_grad_stats(DeviceGradStats* stats, StreamHandle stream) {
@@ -439,9 +432,9 @@ absl::StatusOr<uint64_t> read_counter(const unsigned long long* counter, StreamH
   if (absl::Status s = check_pointer(counter, 8, "counter"); !s.ok()) return s;
   const auto st = static_cast<cudaStream_t>(stream);
   unsigned long long value = 0;
-  if (absl::Status s = cuda_status(cudaMemcpyAsync(&value, counter, sizeof(value),
-                                                   cudaMemcpyDeviceToHost, st),
-                                   "cudaMemcpyAsync (counter)");
+  if (absl::Status s =
+          cuda_status(cudaMemcpyAsync(&value, counter, sizeof(value), cudaMemcpyDeviceToHost, st),
+                      "cudaMemcpyAsync (counter)");
       !s.ok()) {
     return s;
   }
@@ -459,9 +452,9 @@ absl::StatusOr<cpu::GradStats> read_grad_stats(const DeviceGradStats* stats, Str
     unsigned long long nonfinite;
   } host{};
   static_assert(offsetof(DeviceGradStats, block_sums) == sizeof(host));
-  if (absl::Status s = cuda_status(
-          cudaMemcpyAsync(&host, stats, sizeof(host), cudaMemcpyDeviceToHost, st),
-          "cudaMemcpyAsync (grad stats)");
+  if (absl::Status s =
+          cuda_status(cudaMemcpyAsync(&host, stats, sizeof(host), cudaMemcpyDeviceToHost, st),
+                      "cudaMemcpyAsync (grad stats)");
       !s.ok()) {
     return s;
   }

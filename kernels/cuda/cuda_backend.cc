@@ -51,6 +51,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/adam.h"
 #include "kernels/cuda/adam.h"
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
 #include "memory/aligned_buffer.h"
 #include "memory/arena.h"
@@ -66,25 +67,8 @@ constexpr size_t kBudgetMargin = size_t{1} << 30;  // left free when the budget 
 constexpr size_t kBudgetGranule = size_t{2} << 20;
 constexpr size_t kWorkspaceAlignment = 256;
 
-#define DSINF_CUDA_RETURN_IF_ERROR(expr)      \
-  do {                                        \
-    if (absl::Status _s = (expr); !_s.ok()) { \
-      return _s;                              \
-    }                                         \
-  } while (0)
-
-std::string error_text(cudaError_t err) {
-  return absl::StrCat(cudaGetErrorName(err), ": ", cudaGetErrorString(err));
-}
-
-// kInternal naming the call; OK for cudaSuccess.
-absl::Status cuda_status(cudaError_t err, absl::string_view what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  // Consume the error we report, so a later launch check on this thread does
-  // not report it again (errors that poison the context stay anyway).
-  (void)cudaGetLastError();
-  return absl::InternalError(absl::StrCat("CUDA ", what, " failed: ", error_text(err)));
-}
+using cuda::cuda_status;
+using cuda::error_text;
 
 // As cuda_status, but running out of memory is kResourceExhausted.
 absl::Status alloc_status(cudaError_t err, absl::string_view what) {

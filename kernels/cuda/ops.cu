@@ -23,6 +23,7 @@
 #include <mutex>
 #include <string>
 
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
 
 namespace dsinf::kernels::cuda {
@@ -45,17 +46,6 @@ constexpr int kTokenClasses = 64;
 
 // ---------------------------------------------------------------- errors --
 
-absl::Status cuda_status(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  // Consume the error we report, so a later launch check does not report it again.
-  (void)cudaGetLastError();
-  return absl::InternalError(std::string("CUDA ") + what + " failed: " + cudaGetErrorName(err) +
-                             ": " + cudaGetErrorString(err));
-}
-
-// A launch reports a bad configuration (or no device) only through cudaGetLastError.
-absl::Status launch_status(const char* kernel) { return cuda_status(cudaGetLastError(), kernel); }
-
 absl::Status blas_status(cublasStatus_t st, const char* what) {
   if (st == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
   return absl::InternalError(std::string("cuBLASLt ") + what + " failed: " +
@@ -63,13 +53,6 @@ absl::Status blas_status(cublasStatus_t st, const char* what) {
 }
 
 absl::Status invalid(const std::string& what) { return absl::InvalidArgumentError(what); }
-
-#define OPS_RETURN_IF_ERROR(expr)             \
-  do {                                        \
-    if (absl::Status _s = (expr); !_s.ok()) { \
-      return _s;                              \
-    }                                         \
-  } while (0)
 
 cudaStream_t as_stream(StreamHandle s) { return static_cast<cudaStream_t>(s); }
 
@@ -352,9 +335,9 @@ class Matmul {
   absl::Status init(const Blas& blas, Precision precision, const Gemm& g, uint32_t align_a,
                     uint32_t align_b, uint32_t align_c) {
     cublasComputeType_t compute;
-    OPS_RETURN_IF_ERROR(compute_type(precision, &compute));
-    OPS_RETURN_IF_ERROR(blas_status(cublasLtMatmulDescCreate(&op_, compute, CUDA_R_32F),
-                                    "cublasLtMatmulDescCreate"));
+    DSINF_CUDA_RETURN_IF_ERROR(compute_type(precision, &compute));
+    DSINF_CUDA_RETURN_IF_ERROR(blas_status(cublasLtMatmulDescCreate(&op_, compute, CUDA_R_32F),
+                                           "cublasLtMatmulDescCreate"));
     // Column-major: D (N,M) = opA(our B) (N,K) @ opB(our A) (K,M).
     // Our B read column-major is B^T: stored (K,N) row-major it is the (N,K)
     // column-major matrix op(B)^T itself (no transpose); stored (N,K) (trans_b)
@@ -363,26 +346,26 @@ class Matmul {
     // (K,M) (trans_a) it is (M,K) column-major = op(A), transposed by cuBLAS.
     const int32_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int32_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    OPS_RETURN_IF_ERROR(blas_status(
+    DSINF_CUDA_RETURN_IF_ERROR(blas_status(
         cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)),
         "cublasLtMatmulDescSetAttribute (TRANSA)"));
-    OPS_RETURN_IF_ERROR(blas_status(
+    DSINF_CUDA_RETURN_IF_ERROR(blas_status(
         cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)),
         "cublasLtMatmulDescSetAttribute (TRANSB)"));
     // Layouts describe the stored matrices (before the op), column-major (rows, cols, ld).
     const uint64_t M = static_cast<uint64_t>(g.M);
     const uint64_t N = static_cast<uint64_t>(g.N);
     const uint64_t K = static_cast<uint64_t>(g.K);
-    OPS_RETURN_IF_ERROR(
+    DSINF_CUDA_RETURN_IF_ERROR(
         make_layout(&a_, g.trans_b ? K : N, g.trans_b ? N : K, g.ldb, g.batch, g.stride_b));
-    OPS_RETURN_IF_ERROR(
+    DSINF_CUDA_RETURN_IF_ERROR(
         make_layout(&b_, g.trans_a ? M : K, g.trans_a ? K : M, g.lda, g.batch, g.stride_a));
-    OPS_RETURN_IF_ERROR(make_layout(&c_, N, M, g.ldc, g.batch, g.stride_c));
+    DSINF_CUDA_RETURN_IF_ERROR(make_layout(&c_, N, M, g.ldc, g.batch, g.stride_c));
 
-    OPS_RETURN_IF_ERROR(
+    DSINF_CUDA_RETURN_IF_ERROR(
         blas_status(cublasLtMatmulPreferenceCreate(&pref_), "cublasLtMatmulPreferenceCreate"));
     const uint64_t ws = kBlasWorkspaceBytes;
-    OPS_RETURN_IF_ERROR(
+    DSINF_CUDA_RETURN_IF_ERROR(
         blas_status(cublasLtMatmulPreferenceSetAttribute(
                         pref_, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
                     "cublasLtMatmulPreferenceSetAttribute (MAX_WORKSPACE_BYTES)"));
@@ -392,9 +375,10 @@ class Matmul {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     for (int i = 0; i < 4; ++i) {
-      OPS_RETURN_IF_ERROR(blas_status(cublasLtMatmulPreferenceSetAttribute(
-                                          pref_, align_attrs[i], &aligns[i], sizeof(aligns[i])),
-                                      "cublasLtMatmulPreferenceSetAttribute (MIN_ALIGNMENT)"));
+      DSINF_CUDA_RETURN_IF_ERROR(
+          blas_status(cublasLtMatmulPreferenceSetAttribute(pref_, align_attrs[i], &aligns[i],
+                                                           sizeof(aligns[i])),
+                      "cublasLtMatmulPreferenceSetAttribute (MIN_ALIGNMENT)"));
     }
     cublasLtMatmulHeuristicResult_t result{};
     int count = 0;
@@ -404,7 +388,7 @@ class Matmul {
         cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(blas.handle()), op_, a_, b_,
                                        c_, c_, pref_, 1, &result, &count);
     if (found != CUBLAS_STATUS_NOT_SUPPORTED) {
-      OPS_RETURN_IF_ERROR(blas_status(found, "cublasLtMatmulAlgoGetHeuristic"));
+      DSINF_CUDA_RETURN_IF_ERROR(blas_status(found, "cublasLtMatmulAlgoGetHeuristic"));
     }
     if (found != CUBLAS_STATUS_SUCCESS || count < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
       return absl::InternalError(
@@ -433,15 +417,16 @@ class Matmul {
  private:
   static absl::Status make_layout(cublasLtMatrixLayout_t* layout, uint64_t rows, uint64_t cols,
                                   int64_t ld, int batch, int64_t stride) {
-    OPS_RETURN_IF_ERROR(blas_status(cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, rows, cols, ld),
-                                    "cublasLtMatrixLayoutCreate"));
+    DSINF_CUDA_RETURN_IF_ERROR(
+        blas_status(cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, rows, cols, ld),
+                    "cublasLtMatrixLayoutCreate"));
     if (batch > 1) {
       const int32_t count = batch;
-      OPS_RETURN_IF_ERROR(
+      DSINF_CUDA_RETURN_IF_ERROR(
           blas_status(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
                                                        &count, sizeof(count)),
                       "cublasLtMatrixLayoutSetAttribute (BATCH_COUNT)"));
-      OPS_RETURN_IF_ERROR(blas_status(
+      DSINF_CUDA_RETURN_IF_ERROR(blas_status(
           cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
                                            &stride, sizeof(stride)),
           "cublasLtMatrixLayoutSetAttribute (STRIDED_BATCH_OFFSET)"));
@@ -612,7 +597,7 @@ absl::StatusOr<std::unique_ptr<Blas>> Blas::create(void* workspace, size_t works
     return invalid("Blas workspace is not 256-byte aligned");
   }
   cublasLtHandle_t handle = nullptr;
-  OPS_RETURN_IF_ERROR(blas_status(cublasLtCreate(&handle), "cublasLtCreate"));
+  DSINF_CUDA_RETURN_IF_ERROR(blas_status(cublasLtCreate(&handle), "cublasLtCreate"));
   return std::unique_ptr<Blas>(new Blas(handle, workspace, workspace_bytes));
 }
 
@@ -657,7 +642,7 @@ absl::StatusOr<std::shared_ptr<const Matmul>> planned(const Blas& blas, Precisio
   std::lock_guard<std::mutex> lock(plans.mu);
   if (auto it = plans.by_key.find(key); it != plans.by_key.end()) return it->second;
   auto mm = std::make_shared<Matmul>();
-  OPS_RETURN_IF_ERROR(mm->init(blas, precision, g, align_a, align_b, align_c));
+  DSINF_CUDA_RETURN_IF_ERROR(mm->init(blas, precision, g, align_a, align_b, align_c));
   // Callers hold their plans while they use them: starting over frees none in use.
   if (plans.by_key.size() >= kMaxPlans) plans.by_key.clear();
   plans.by_key.emplace(key, mm);
@@ -689,7 +674,7 @@ absl::Status encoder_backward(float* dwte, float* dwpe, const float* dout, const
   const cudaStream_t st = as_stream(stream);
   encoder_backward_wpe_kernel<<<grid_for(static_cast<size_t>(T) * C), kThreads, 0, st>>>(dwpe, dout,
                                                                                          B, T, C);
-  OPS_RETURN_IF_ERROR(launch_status("launch of encoder_backward_wpe_kernel"));
+  DSINF_CUDA_RETURN_IF_ERROR(launch_status("launch of encoder_backward_wpe_kernel"));
   const dim3 grid(static_cast<unsigned>((C + kThreads - 1) / kThreads), kTokenClasses);
   encoder_backward_wte_kernel<<<grid, kThreads, 0, st>>>(dwte, dout, inp, static_cast<int>(tokens),
                                                          C);
@@ -722,7 +707,7 @@ absl::Status layernorm_backward(float* dinp, float* dweight, float* dbias, const
   const cudaStream_t st = as_stream(stream);
   layernorm_backward_kernel<<<row_blocks(N), kThreads, 0, st>>>(dinp, dout, inp, weight, mean, rstd,
                                                                 N, C);
-  OPS_RETURN_IF_ERROR(launch_status("launch of layernorm_backward_kernel"));
+  DSINF_CUDA_RETURN_IF_ERROR(launch_status("launch of layernorm_backward_kernel"));
   return launch_column_sums<true>(dbias, dweight, dout, inp, mean, rstd, N, C, st);
 }
 
@@ -737,16 +722,16 @@ absl::Status matmul_forward(Blas& blas, Precision precision, float* out, const f
   const cudaStream_t st = as_stream(stream);
   const size_t total = static_cast<size_t>(N) * OC;
   if (C == 0) {
-    OPS_RETURN_IF_ERROR(
+    DSINF_CUDA_RETURN_IF_ERROR(
         cuda_status(cudaMemsetAsync(out, 0, total * sizeof(float), st), "cudaMemsetAsync (out)"));
   } else {
     // out (N,OC) = inp (N,C) @ weight^T, weight stored (OC,C): trans_b.
     absl::StatusOr<std::shared_ptr<const Matmul>> mm_plan =
         planned(blas, precision, make_gemm(false, true, N, OC, C, C, C, OC), alignment(inp, C),
                 alignment(weight, C), alignment(out, OC));
-    OPS_RETURN_IF_ERROR(mm_plan.status());
+    DSINF_CUDA_RETURN_IF_ERROR(mm_plan.status());
     const Matmul& mm = **mm_plan;
-    OPS_RETURN_IF_ERROR(mm.run(blas, 1.0f, inp, weight, 0.0f, out, st));
+    DSINF_CUDA_RETURN_IF_ERROR(mm.run(blas, 1.0f, inp, weight, 0.0f, out, st));
   }
   if (bias == nullptr) return absl::OkStatus();
   add_bias_kernel<<<grid_for(total), kThreads, 0, st>>>(out, bias, total, OC);
@@ -768,18 +753,18 @@ absl::Status matmul_backward(Blas& blas, Precision precision, float* dinp, float
     absl::StatusOr<std::shared_ptr<const Matmul>> mm_plan =
         planned(blas, precision, make_gemm(false, false, N, C, OC, OC, C, C), alignment(dout, OC),
                 alignment(weight, C), alignment(dinp, C));
-    OPS_RETURN_IF_ERROR(mm_plan.status());
+    DSINF_CUDA_RETURN_IF_ERROR(mm_plan.status());
     const Matmul& mm = **mm_plan;
-    OPS_RETURN_IF_ERROR(mm.run(blas, 1.0f, dout, weight, 1.0f, dinp, st));
+    DSINF_CUDA_RETURN_IF_ERROR(mm.run(blas, 1.0f, dout, weight, 1.0f, dinp, st));
   }
   {
     // dweight (OC,C) += dout^T @ inp (N,C), dout stored (N,OC): trans_a.
     absl::StatusOr<std::shared_ptr<const Matmul>> mm_plan =
         planned(blas, precision, make_gemm(true, false, OC, C, N, OC, C, C), alignment(dout, OC),
                 alignment(inp, C), alignment(dweight, C));
-    OPS_RETURN_IF_ERROR(mm_plan.status());
+    DSINF_CUDA_RETURN_IF_ERROR(mm_plan.status());
     const Matmul& mm = **mm_plan;
-    OPS_RETURN_IF_ERROR(mm.run(blas, 1.0f, dout, inp, 1.0f, dweight, st));
+    DSINF_CUDA_RETURN_IF_ERROR(mm.run(blas, 1.0f, dout, inp, 1.0f, dweight, st));
   }
   if (dbias == nullptr) return absl::OkStatus();
   return launch_column_sums<false>(dbias, nullptr, dout, nullptr, nullptr, nullptr, N, OC, st);
@@ -789,7 +774,7 @@ absl::Status matmul_backward(Blas& blas, Precision precision, float* dinp, float
 
 absl::Status attention_forward(Blas& blas, Precision precision, float* out, float* att,
                                const float* qkv, int B, int T, int C, int NH, StreamHandle stream) {
-  OPS_RETURN_IF_ERROR(check_attention_shape(B, T, C, NH));
+  DSINF_CUDA_RETURN_IF_ERROR(check_attention_shape(B, T, C, NH));
   if (B == 0 || T == 0 || C == 0) return absl::OkStatus();
   if (!out || !att || !qkv) return invalid("attention_forward: null tensor");
   const cudaStream_t st = as_stream(stream);
@@ -806,25 +791,26 @@ absl::Status attention_forward(Blas& blas, Precision precision, float* out, floa
   absl::StatusOr<std::shared_ptr<const Matmul>> scores_plan =
       planned(blas, precision, make_gemm(false, true, T, T, hs, C3, C3, T, NH, hs, hs, TT),
               alignment(qkv, hs), alignment(qkv + C, hs), alignment(att, T));
-  OPS_RETURN_IF_ERROR(scores_plan.status());
+  DSINF_CUDA_RETURN_IF_ERROR(scores_plan.status());
   const Matmul& scores = **scores_plan;
   for (int b = 0; b < B; ++b) {
     const float* q = qkv + b * qkv_window;
-    OPS_RETURN_IF_ERROR(scores.run(blas, inv_sqrt_hs, q, q + C, 0.0f, att + b * att_window, st));
+    DSINF_CUDA_RETURN_IF_ERROR(
+        scores.run(blas, inv_sqrt_hs, q, q + C, 0.0f, att + b * att_window, st));
   }
   const int64_t rows = int64_t{B} * NH * T;
   causal_softmax_kernel<<<row_blocks(rows), kThreads, 0, st>>>(att, T, rows);
-  OPS_RETURN_IF_ERROR(launch_status("launch of causal_softmax_kernel"));
+  DSINF_CUDA_RETURN_IF_ERROR(launch_status("launch of causal_softmax_kernel"));
   // out_h (T,hs) = att_h (T,T) @ v_h (T,hs); zeros above the diagonal keep it causal.
   absl::StatusOr<std::shared_ptr<const Matmul>> av_plan =
       planned(blas, precision, make_gemm(false, false, T, hs, T, T, C3, C, NH, TT, hs, hs),
               alignment(att, T), alignment(qkv + int64_t{2} * C, hs), alignment(out, hs));
-  OPS_RETURN_IF_ERROR(av_plan.status());
+  DSINF_CUDA_RETURN_IF_ERROR(av_plan.status());
   const Matmul& av = **av_plan;
   for (int b = 0; b < B; ++b) {
-    OPS_RETURN_IF_ERROR(av.run(blas, 1.0f, att + b * att_window,
-                               qkv + b * qkv_window + int64_t{2} * C, 0.0f, out + b * out_window,
-                               st));
+    DSINF_CUDA_RETURN_IF_ERROR(av.run(blas, 1.0f, att + b * att_window,
+                                      qkv + b * qkv_window + int64_t{2} * C, 0.0f,
+                                      out + b * out_window, st));
   }
   return absl::OkStatus();
 }
@@ -832,7 +818,7 @@ absl::Status attention_forward(Blas& blas, Precision precision, float* out, floa
 absl::Status attention_backward(Blas& blas, Precision precision, float* dqkv, const float* dout,
                                 const float* qkv, const float* att, int B, int T, int C, int NH,
                                 StreamHandle stream) {
-  OPS_RETURN_IF_ERROR(check_attention_shape(B, T, C, NH));
+  DSINF_CUDA_RETURN_IF_ERROR(check_attention_shape(B, T, C, NH));
   if (B == 0 || T == 0 || C == 0) return absl::OkStatus();
   if (!dqkv || !dout || !qkv || !att) return invalid("attention_backward: null tensor");
   const cudaStream_t st = as_stream(stream);
@@ -861,25 +847,25 @@ absl::Status attention_backward(Blas& blas, Precision precision, float* dqkv, co
     absl::StatusOr<std::shared_ptr<const Matmul>> dv_plan =
         planned(blas, precision, make_gemm(true, false, T, hs, T, T, C, C3, g, TT, hs, hs),
                 alignment(att, T), alignment(dout, hs), alignment(dqkv + 2 * C, hs));
-    OPS_RETURN_IF_ERROR(dv_plan.status());
+    DSINF_CUDA_RETURN_IF_ERROR(dv_plan.status());
     const Matmul& dv = **dv_plan;
     // datt_h (T,T) = dout_h (T,hs) @ v_h^T, v_h stored (T,hs): trans_b.
     absl::StatusOr<std::shared_ptr<const Matmul>> datt_plan =
         planned(blas, precision, make_gemm(false, true, T, T, hs, C, C3, T, g, hs, hs, TT),
                 alignment(dout, hs), alignment(qkv + 2 * C, hs), alignment(scratch, T));
-    OPS_RETURN_IF_ERROR(datt_plan.status());
+    DSINF_CUDA_RETURN_IF_ERROR(datt_plan.status());
     const Matmul& datt = **datt_plan;
     // dq_h (T,hs) += dscore_h (T,T) @ k_h (T,hs).
     absl::StatusOr<std::shared_ptr<const Matmul>> dq_plan =
         planned(blas, precision, make_gemm(false, false, T, hs, T, T, C3, C3, g, TT, hs, hs),
                 alignment(scratch, T), alignment(qkv + C, hs), alignment(dqkv, hs));
-    OPS_RETURN_IF_ERROR(dq_plan.status());
+    DSINF_CUDA_RETURN_IF_ERROR(dq_plan.status());
     const Matmul& dq = **dq_plan;
     // dk_h (T,hs) += dscore_h^T @ q_h (T,hs), dscore_h stored (T,T): trans_a.
     absl::StatusOr<std::shared_ptr<const Matmul>> dk_plan =
         planned(blas, precision, make_gemm(true, false, T, hs, T, T, C3, C3, g, TT, hs, hs),
                 alignment(scratch, T), alignment(qkv, hs), alignment(dqkv + C, hs));
-    OPS_RETURN_IF_ERROR(dk_plan.status());
+    DSINF_CUDA_RETURN_IF_ERROR(dk_plan.status());
     const Matmul& dk = **dk_plan;
     const int64_t rows = int64_t{g} * T;
     for (int b = 0; b < B; ++b) {
@@ -889,20 +875,20 @@ absl::Status attention_backward(Blas& blas, Precision precision, float* dqkv, co
         float* dq_ptr = dqkv + b * qkv_window + int64_t{h0} * hs;  // dk at +C, dv at +2C
         const float* dout_h = dout + b * out_window + int64_t{h0} * hs;
         const float* att_h = att + b * att_window + int64_t{h0} * TT;
-        OPS_RETURN_IF_ERROR(dv.run(blas, 1.0f, att_h, dout_h, 1.0f, dq_ptr + 2 * C, st));
-        OPS_RETURN_IF_ERROR(datt.run(blas, 1.0f, dout_h, q + 2 * C, 0.0f, scratch, st));
+        DSINF_CUDA_RETURN_IF_ERROR(dv.run(blas, 1.0f, att_h, dout_h, 1.0f, dq_ptr + 2 * C, st));
+        DSINF_CUDA_RETURN_IF_ERROR(datt.run(blas, 1.0f, dout_h, q + 2 * C, 0.0f, scratch, st));
         causal_softmax_backward_kernel<<<row_blocks(rows), kThreads, 0, st>>>(scratch, att_h, T,
                                                                               rows, inv_sqrt_hs);
-        OPS_RETURN_IF_ERROR(launch_status("launch of causal_softmax_backward_kernel"));
-        OPS_RETURN_IF_ERROR(dq.run(blas, 1.0f, scratch, q + C, 1.0f, dq_ptr, st));
-        OPS_RETURN_IF_ERROR(dk.run(blas, 1.0f, scratch, q, 1.0f, dq_ptr + C, st));
+        DSINF_CUDA_RETURN_IF_ERROR(launch_status("launch of causal_softmax_backward_kernel"));
+        DSINF_CUDA_RETURN_IF_ERROR(dq.run(blas, 1.0f, scratch, q + C, 1.0f, dq_ptr, st));
+        DSINF_CUDA_RETURN_IF_ERROR(dk.run(blas, 1.0f, scratch, q, 1.0f, dq_ptr + C, st));
       }
     }
     return absl::OkStatus();
   };
-  OPS_RETURN_IF_ERROR(run_heads(group, 0, NH / group));
+  DSINF_CUDA_RETURN_IF_ERROR(run_heads(group, 0, NH / group));
   if (NH % group != 0) {
-    OPS_RETURN_IF_ERROR(run_heads(NH % group, NH / group * group, 1));
+    DSINF_CUDA_RETURN_IF_ERROR(run_heads(NH % group, NH / group * group, 1));
   }
   return absl::OkStatus();
 }
@@ -953,4 +939,4 @@ absl::Status scale(float* x, float s, size_t n, StreamHandle stream) {
 
 }  // namespace dsinf::kernels::cuda
 
-#undef OPS_RETURN_IF_ERROR
+#undef DSINF_CUDA_RETURN_IF_ERROR
