@@ -211,7 +211,9 @@ json fp16_run(const TempDir& dir, const std::string& out, int steps) {
 
 TEST(MixedPrecision, Fp16OverflowsSkipTheirStepsAsDeepSpeedDoes) {
   TempDir dir;
-  const CommandResult r = train(dir, "fp16", fp16_run(dir, dir / "fp16", 12));
+  json config = fp16_run(dir, dir / "fp16", 12);
+  config["csv_monitor"] = {{"enabled", true}, {"output_path", dir / "monitor"}, {"job_name", "j"}};
+  const CommandResult r = train(dir, "fp16", config);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::vector<json> overflows = events(r, "overflow");
   const std::vector<json> steps = events(r, "step");
@@ -248,6 +250,11 @@ TEST(MixedPrecision, Fp16OverflowsSkipTheirStepsAsDeepSpeedDoes) {
   // is the scale each step ran with.
   EXPECT_EQ(steps[1]["loss_scale"], std::ldexp(1.0, 29));
   EXPECT_EQ(steps[11]["skipped_steps"], skipped);
+  // DeepSpeed's series: the scale each step ran with, over samples seen (4 a step).
+  const std::string csv = read_text(dir / "monitor/j/Train_Samples_loss_scale.csv");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,loss_scale");
+  EXPECT_NE(csv.find("\n4,1073741824.0\n8,1073741824.0\n12,536870912.0\n"), std::string::npos)
+      << csv;
 }
 
 TEST(MixedPrecision, Fp16RunResumesBitIdenticalAcrossItsOverflows) {
