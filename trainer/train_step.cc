@@ -37,8 +37,9 @@ absl::StatusOr<StepOutcome> forward_backward(Runtime& rt, const Config& config,
     out.forward_s += seconds_since(t0);
     t0 = Clock::now();
     // Mean over the tokens of every micro-batch of the step, times fp16's loss scale.
+    // (A power-of-two scale multiplies exactly: without fp16 this is 1/(B*T*gas) as ever.)
     const float dloss =
-        static_cast<float>(rt.loss_scaler.scale() / static_cast<double>(B * T * gas));
+        1.0f / static_cast<float>(B * T * gas) * static_cast<float>(rt.loss_scaler.scale());
     if (absl::Status s = rt.model->backward(dloss); !s.ok()) return s;
     out.backward_s += seconds_since(t0);
     loss_sum += *loss;
