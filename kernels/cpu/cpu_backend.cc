@@ -31,7 +31,6 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/adam.h"
-#include "kernels/cpu/half.h"
 #include "kernels/cpu/ops.h"
 #include "memory/arena.h"
 
@@ -50,13 +49,6 @@ const char* precision_name(Precision p) {
 }
 
 namespace {
-
-// x rounded to `p` and back: the value a tensor core multiplies.
-float round_to(Precision p, float x) {
-  if (p == Precision::kBf16) return cpu::bf16_to_float(cpu::float_to_bf16(x));
-  if (p == Precision::kFp16) return cpu::f16_to_float(cpu::float_to_f16(x));
-  return x;
-}
 
 class CpuBackend : public Backend {
  public:
@@ -175,15 +167,7 @@ class CpuBackend : public Backend {
     round_into(r.data() + no + nc, weight, oc);
     cpu::matmul_backward(dinp, dweight, nullptr, r.data(), r.data() + no, r.data() + no + nc, N, C,
                          OC);
-    if (dbias == nullptr) return;
-    // The unrounded gradient's column sums, each over the rows in order, as
-    // cpu::matmul_backward adds them.
-    tbb::parallel_for(tbb::blocked_range<int>(0, OC, 64), [&](const tbb::blocked_range<int>& r) {
-      for (int n = 0; n < N; ++n) {
-        const float* dout_n = dout + static_cast<size_t>(n) * OC;
-        for (int o = r.begin(); o < r.end(); ++o) dbias[o] += dout_n[o];
-      }
-    });
+    if (dbias != nullptr) cpu::bias_backward(dbias, dout, N, OC);  // the unrounded gradient's
   }
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                          int NH) override {
@@ -263,7 +247,7 @@ class CpuBackend : public Backend {
     tbb::parallel_for(tbb::blocked_range<size_t>(0, n, 1 << 14),
                       [&](const tbb::blocked_range<size_t>& r) {
                         for (size_t i = r.begin(); i < r.end(); ++i) {
-                          dst[i] = round_to(precision_, src[i]);
+                          dst[i] = cpu::round_operand(precision_, src[i]);
                         }
                       });
   }

@@ -10,18 +10,15 @@
 #include <limits>
 #include <vector>
 
-#include "kernels/cpu/half.h"
 #include "memory/check.h"
 
 namespace dsinf::kernels::cpu {
 namespace {
 
-// x as a product reads it in precision p (rounded to nearest even).
+// round_operand for Real (a reduced precision rounds through float; kFp32 leaves x as it is).
 template <typename Real>
 Real operand(Precision p, Real x) {
-  if (p == Precision::kBf16) return Real(bf16_to_float(float_to_bf16(static_cast<float>(x))));
-  if (p == Precision::kFp16) return Real(f16_to_float(float_to_f16(static_cast<float>(x))));
-  return x;
+  return p == Precision::kFp32 ? x : Real(round_operand(p, static_cast<float>(x)));
 }
 
 // Work (elements or multiply-adds) below which a range is not split into tasks, so tiny shapes
@@ -287,7 +284,11 @@ void matmul_backward(Real* dinp, Real* dweight, NoDeduce<Real*> dbias, const Rea
   if (N == 0 || C == 0 || OC == 0) return;
   tiled_gemm(false, false, N, C, OC, dout, OC, weight, C, Real(1), dinp, C);
   tiled_gemm(true, false, OC, C, N, dout, OC, inp, C, Real(1), dweight, C);
-  if (dbias == nullptr) return;
+  if (dbias != nullptr) bias_backward(dbias, dout, N, OC);
+}
+
+template <typename Real>
+void bias_backward(Real* dbias, const Real* dout, int N, int OC) {
   parallel_over_columns(OC, N, [&](size_t o0, size_t o1) {
     for (size_t n = 0; n < static_cast<size_t>(N); ++n) {
       const Real* dout_n = dout + n * OC;
@@ -515,6 +516,7 @@ void adam_step(Real* params, const Real* grads, Real* m, Real* v, size_t n,
   template void matmul_forward<Real>(Real*, const Real*, const Real*, const Real*, int, int, int); \
   template void matmul_backward<Real>(Real*, Real*, Real*, const Real*, const Real*, const Real*,  \
                                       int, int, int);                                              \
+  template void bias_backward<Real>(Real*, const Real*, int, int);                                 \
   template void attention_forward<Real>(Real*, Real*, const Real*, int, int, int, int, Precision); \
   template void attention_backward<Real>(Real*, const Real*, const Real*, const Real*, int, int,   \
                                          int, int, Precision);                                     \

@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/half.h"
 
 namespace dsinf::kernels::cpu {
 
@@ -61,6 +62,19 @@ void matmul_forward(Real* out, const Real* inp, const Real* weight, NoDeduce<con
 template <typename Real>
 void matmul_backward(Real* dinp, Real* dweight, NoDeduce<Real*> dbias, const Real* dout,
                      const Real* inp, const Real* weight, int N, int C, int OC);
+
+// dbias (OC) += column sums of dout (N,OC), each over the rows in order: matmul_backward's bias
+// gradient on its own.
+template <typename Real>
+void bias_backward(Real* dbias, const Real* dout, int N, int OC);
+
+// x as a product's operand reads it in precision p: rounded to nearest even to bf16 or fp16
+// (fp16 overflows to infinity) and back, as tensor cores read it; x itself for kFp32.
+inline float round_operand(Precision p, float x) {
+  if (p == Precision::kBf16) return bf16_to_float(float_to_bf16(x));
+  if (p == Precision::kFp16) return f16_to_float(float_to_f16(x));
+  return x;
+}
 
 // Causal multi-head self-attention. qkv (B,T,3C) holds q at channels [0,C), k at [C,2C),
 // v at [2C,3C); head h uses channels [h*hs,(h+1)*hs) of each, hs = C/NH. out (B,T,C);
