@@ -134,6 +134,13 @@ class Backend {
 enum class Precision : int { kFp32 = 0, kBf16 = 1, kFp16 = 2 };
 const char* precision_name(Precision p);
 
+// Scratch attention's backward needs to do all NH heads of one window at
+// once: one (NH,T,T) fp32 block (the CUDA backend does fewer heads at a time
+// with less, at least one (T,T) block).
+inline size_t attention_scratch_bytes(int T, int NH) {
+  return static_cast<size_t>(NH) * static_cast<size_t>(T) * static_cast<size_t>(T) * sizeof(float);
+}
+
 struct BackendOptions {
   size_t device_budget_bytes = 0;  // 0: no budget (the CUDA backend: most of the free memory)
   Precision matmul_precision = Precision::kFp32;

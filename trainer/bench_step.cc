@@ -311,12 +311,10 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   const double tflops = flops_per_token * tokens_per_s / 1e12;
   double peak_tflops = 0;
   std::string peak_source = "no tensor-core peak for the " + rt->backend->name() + " backend";
-  if (rt->backend->name() == "cuda") {
-    absl::StatusOr<kernels::CudaDeviceInfo> info = kernels::cuda_device_info(config.device.index);
-    if (info.ok() && info->peak_bf16_tflops > 0) {
-      peak_tflops = info->peak_bf16_tflops;
-      peak_source = absl::StrFormat("%s dense bf16 peak %.1f TFLOP/s", info->name, peak_tflops);
-    }
+  if (rt->cuda_device && rt->cuda_device->peak_bf16_tflops > 0) {
+    peak_tflops = rt->cuda_device->peak_bf16_tflops;
+    peak_source =
+        absl::StrFormat("%s dense bf16 peak %.1f TFLOP/s", rt->cuda_device->name, peak_tflops);
   }
   const double mfu = peak_tflops > 0 ? tflops / peak_tflops : 0;
   log << absl::StrFormat("%.0f tokens/s | %.3f TFLOP/s achieved (%.0f FLOP a token) | MFU %s\n",

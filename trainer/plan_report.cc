@@ -174,6 +174,9 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
     if (!parsed.ok()) return parsed.status();
     file_tiers = *parsed;
   }
+  // So is a bad DSINF_DEVICE, as train would refuse it.
+  absl::StatusOr<ChosenDevice> chosen = chosen_device(config);
+  if (!chosen.ok()) return chosen.status();
   const ModelConfig& m = config.model;
   const std::vector<memory::ChunkLayout> layouts = GPT2::make_layouts(m);
   size_t params = 0, total = 0, largest = 0;
@@ -418,13 +421,14 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
              seconds_text(pred.serial_s))
       << "  bandwidths  " << source_text << "\n";
   // The model above is the CPU backend's (compute and Adam share the cores).
-  const bool on_cuda = config.device.kind == DeviceKind::kCuda ||
-                       (config.device.kind == DeviceKind::kAuto &&
-                        kernels::cuda_device_info(config.device.index).ok());
+  const DeviceConfig& device = chosen->device;
+  const bool on_cuda =
+      device.kind == DeviceKind::kCuda ||
+      (device.kind == DeviceKind::kAuto && kernels::cuda_device_info(device.index).ok());
   if (on_cuda) {
     out << "  note        this prediction models the CPU backend; for a run on a CUDA device "
            "(device \""
-        << config.device.name << "\") measure the step with dsinf bench step instead\n";
+        << device.name << "\") measure the step with dsinf bench step instead\n";
   }
 
   if (options.json) {

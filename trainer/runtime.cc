@@ -13,25 +13,29 @@ kernels::Precision matmul_precision(const Config& config) {
   return kernels::Precision::kFp32;
 }
 
-absl::StatusOr<BackendChoice> make_backend(const Config& config) {
-  DeviceConfig device = config.device;
-  std::string origin = config.source_path + ": device";
+absl::StatusOr<ChosenDevice> chosen_device(const Config& config) {
   if (const char* env = std::getenv("DSINF_DEVICE"); env != nullptr && env[0] != '\0') {
     absl::StatusOr<DeviceConfig> parsed = parse_device(env);
     if (!parsed.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("DSINF_DEVICE: ", parsed.status().message()));
     }
-    device = *parsed;
-    origin = "DSINF_DEVICE";
+    return ChosenDevice{*parsed, "DSINF_DEVICE"};
   }
+  return ChosenDevice{config.device, config.source_path + ": device"};
+}
+
+absl::StatusOr<BackendChoice> make_backend(const Config& config) {
+  absl::StatusOr<ChosenDevice> chosen = chosen_device(config);
+  if (!chosen.ok()) return chosen.status();
+  const DeviceConfig& device = chosen->device;
+  const std::string& origin = chosen->origin;
   kernels::BackendOptions options;
   options.device_budget_bytes = config.memory.device_budget_bytes;
   options.matmul_precision = matmul_precision(config);
   options.device_index = device.index;
   // Attention's backward does every head of a window at once.
-  const size_t T = static_cast<size_t>(config.model.n_positions);
-  options.attention_scratch_bytes =
-      static_cast<size_t>(config.model.n_head) * T * T * sizeof(float);
+  options.attention_scratch_bytes = kernels::attention_scratch_bytes(
+      static_cast<int>(config.model.n_positions), static_cast<int>(config.model.n_head));
   // A test mode of the CPU backend: copies complete as late as a GPU's could.
   if (const char* defer = std::getenv("DSINF_CPU_DEFER_COPIES"); defer != nullptr) {
     options.defer_copies = std::string(defer) == "1";
@@ -62,6 +66,7 @@ absl::StatusOr<BackendChoice> make_backend(const Config& config) {
                         absl::StrCat(origin, ": ", device.name, ": ", cuda.status().message()));
   }
   choice.backend = *std::move(cuda);
+  choice.cuda_device = *info;
   choice.description =
       absl::StrFormat("cuda:%d %s (sm_%d%d, %d SMs, %.1f GiB; %s%s; matmul operands %s)",
                       info->index, info->name, info->sm_major, info->sm_minor,
@@ -72,6 +77,16 @@ absl::StatusOr<BackendChoice> make_backend(const Config& config) {
 }
 
 namespace {
+
+// The backend into rt, after the checks that need none passed.
+absl::Status attach_backend(const Config& config, Runtime& rt) {
+  absl::StatusOr<BackendChoice> backend = make_backend(config);
+  if (!backend.ok()) return backend.status();
+  rt.backend = std::move(backend->backend);
+  rt.device_description = std::move(backend->description);
+  rt.cuda_device = std::move(backend->cuda_device);
+  return absl::OkStatus();
+}
 
 // The offload runtime's half of make_runtime.
 absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
@@ -84,10 +99,7 @@ absl::Status make_offload_runtime(const Config& config, Runtime& rt) {
         absl::StrCat(config.source_path, ": ", plan.status().message()));
   }
   rt.plan = *plan;
-  absl::StatusOr<BackendChoice> backend = make_backend(config);
-  if (!backend.ok()) return backend.status();
-  rt.backend = std::move(backend->backend);
-  rt.device_description = backend->description;
+  if (absl::Status s = attach_backend(config, rt); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<GPT2>> model =
       GPT2::create(rt.backend.get(), config.model, micro_batch, /*resident_chunks=*/false);
   if (!model.ok()) return model.status();
@@ -127,12 +139,7 @@ absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer) 
   }
   if (absl::Status s = check_resident_budget(config, with_optimizer); !s.ok()) return s;
   const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
-  const uint64_t budget = config.memory.device_budget_bytes;
-  (void)budget;
-  absl::StatusOr<BackendChoice> backend = make_backend(config);
-  if (!backend.ok()) return backend.status();
-  rt.backend = std::move(backend->backend);
-  rt.device_description = backend->description;
+  if (absl::Status s = attach_backend(config, rt); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<GPT2>> model =
       GPT2::create(rt.backend.get(), config.model, micro_batch);
   if (!model.ok()) return model.status();

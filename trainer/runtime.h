@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,7 +27,8 @@ struct Runtime {
   // First of the rest, so it goes last: every actor below lives in it.
   std::unique_ptr<actors::ActorSystem> actors;
   std::unique_ptr<kernels::Backend> backend;
-  std::string device_description;  // the backend chosen and why, for the log
+  std::string device_description;                      // the backend chosen and why, for the log
+  std::optional<kernels::CudaDeviceInfo> cuda_device;  // the GPU it runs on, if any
   std::unique_ptr<GPT2> model;
   std::unique_ptr<Optimizer> optimizer;  // resident, train only
   std::unique_ptr<OffloadState> offload;
@@ -66,13 +68,22 @@ absl::StatusOr<Runtime> make_runtime(const Config& config, bool with_optimizer);
 // The matmul operand precision fp16 / bf16 ask for.
 kernels::Precision matmul_precision(const Config& config);
 
-// The backend config.device (or the environment's DSINF_DEVICE, same syntax)
-// names: "auto" takes CUDA when it was built and device 0 is usable, else the
-// CPU. kInvalidArgument naming the key when "cuda" is asked for and there is
-// none.
+// The device a run asks for: config.device, unless the environment's
+// DSINF_DEVICE (same syntax) overrides it; kInvalidArgument for a bad
+// DSINF_DEVICE.
+struct ChosenDevice {
+  DeviceConfig device;
+  std::string origin;  // "<config>: device" or "DSINF_DEVICE", for messages
+};
+absl::StatusOr<ChosenDevice> chosen_device(const Config& config);
+
+// The backend chosen_device() names: "auto" takes CUDA when it was built and
+// the device is usable, else the CPU. kInvalidArgument naming the key when
+// "cuda" is asked for and there is none.
 struct BackendChoice {
   std::unique_ptr<kernels::Backend> backend;
-  std::string description;  // e.g. "cuda:0 NVIDIA H100 ... (auto; ...)"
+  std::string description;                             // e.g. "cuda:0 NVIDIA H100 ... (auto; ...)"
+  std::optional<kernels::CudaDeviceInfo> cuda_device;  // the GPU it runs on
 };
 absl::StatusOr<BackendChoice> make_backend(const Config& config);
 

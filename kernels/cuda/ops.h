@@ -58,12 +58,8 @@ class Blas {
 
 // cuBLASLt's own workspace, at the front of Blas::workspace().
 inline constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
-// Scratch attention_backward needs behind it for all NH heads of one window at
-// once: one (NH,T,T) fp32 block. With less it does the heads in groups; it
-// needs at least one (T,T) block.
-inline size_t attention_scratch_bytes(int T, int NH) {
-  return static_cast<size_t>(NH) * static_cast<size_t>(T) * static_cast<size_t>(T) * sizeof(float);
-}
+// The scratch attention_backward uses behind it (backend.h's).
+using kernels::attention_scratch_bytes;
 
 absl::Status encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe,
                              int B, int T, int C, StreamHandle stream);
