@@ -53,6 +53,7 @@ constexpr absl::string_view kReusePerChunk =
 constexpr absl::string_view kSingleProcess =
     "accepted but not acted on: dsinf runs one process, there is nothing to communicate";
 constexpr absl::string_view kIgnored = "accepted but ignored by dsinf";
+constexpr absl::string_view kDeviceValues = "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"";
 
 std::string json_quoted(const std::string& s) { return Json(s).dump(); }
 
@@ -391,7 +392,7 @@ void read_device(ObjectReader& top, DeviceConfig* d) {
   const Json* value = top.find("device");
   if (value == nullptr) return;
   if (!value->is_string()) {
-    top.fail("device", "must be a string: \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
+    top.fail("device", absl::StrCat("must be a string: ", kDeviceValues));
     return;
   }
   absl::StatusOr<DeviceConfig> parsed = parse_device(value->get<std::string>());
@@ -640,8 +641,8 @@ absl::StatusOr<DeviceConfig> parse_device(const std::string& text) {
     d.kind = DeviceKind::kCuda;
     d.index = std::stoi(text.substr(5));
   } else {
-    return absl::InvalidArgumentError("must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (got " +
-                                      json_quoted(text) + ")");
+    return absl::InvalidArgumentError(
+        absl::StrCat("must be ", kDeviceValues, " (got ", json_quoted(text), ")"));
   }
   return d;
 }
