@@ -1,6 +1,5 @@
 #include "bench/device_bandwidth.h"
 
-#include <chrono>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -14,25 +13,19 @@ namespace {
 
 constexpr int kCopies = 8;  // a pass: this many back-to-back copies, then one wait
 
-using Clock = std::chrono::steady_clock;
-
-// The median GB/s of `passes` passes of kCopies copies through `copy` on
-// `stream`, after one untimed pass.
+// GB/s of kCopies back-to-back copies through `copy` on `stream` and one wait,
+// from the median pass of `passes` after an untimed one (bench/timing.h).
 template <typename Copy>
 absl::StatusOr<double> backend_gbps(kernels::Backend& backend, kernels::Stream stream, size_t bytes,
                                     int passes, Copy&& copy) {
-  std::vector<double> gbps;
-  for (int pass = 0; pass <= passes; ++pass) {
-    if (interrupted()) return absl::CancelledError("interrupted");
-    const auto start = Clock::now();
-    for (int i = 0; i < kCopies; ++i) {
-      if (absl::Status s = copy(); !s.ok()) return s;
-    }
-    if (absl::Status s = backend.wait(backend.record(stream)); !s.ok()) return s;
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (pass > 0) gbps.push_back(static_cast<double>(bytes) * kCopies / seconds / 1e9);
-  }
-  return median(gbps);
+  absl::Status status;
+  absl::StatusOr<double> seconds = median_seconds(passes, [&] {
+    for (int i = 0; i < kCopies && status.ok(); ++i) status.Update(copy());
+    if (status.ok()) status.Update(backend.wait(backend.record(stream)));
+  });
+  if (!seconds.ok()) return seconds.status();
+  if (!status.ok()) return status;
+  return static_cast<double>(bytes) * kCopies / *seconds / 1e9;
 }
 
 }  // namespace
