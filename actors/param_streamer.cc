@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "actors/messages.h"
 #include "actors/system.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "memory/residency.h"
-#include "memory/trace.h"
+#include "memory/util/trace.h"
 
 namespace dsinf::actors {
 namespace {

@@ -15,7 +15,8 @@
 #include "bench/benchmarks.h"
 #include "bench/host_bandwidth.h"
 #include "bench/interrupt.h"
-#include "bench/options.h"
+#include "memory/util/args.h"
+#include "memory/util/format.h"
 #include "bench/report.h"
 #include "bench/timing.h"
 #include "kernels/cpu/adam.h"
@@ -77,7 +78,7 @@ struct AdamPlan {
   bool json = false;
 };
 
-absl::StatusOr<AdamPlan> make_plan(const Options& o) {
+absl::StatusOr<AdamPlan> make_plan(const Args& o) {
   AdamPlan plan;
   plan.json = o.flag("--json");
   const bool quick = o.flag("--quick");
@@ -126,7 +127,7 @@ struct Arrays {
       absl::StatusOr<memory::AlignedBuffer> b = memory::AlignedBuffer::allocate(bytes);
       if (!b.ok()) {
         return absl::ResourceExhaustedError(
-            absl::StrCat("cannot allocate ", format_bytes(20 * n), " for ", n,
+            absl::StrCat("cannot allocate ", util::format_bytes(20 * n), " for ", n,
                          " parameters (lower --params): ", b.status().message()));
       }
       a.buffers.push_back(std::move(*b));
@@ -367,7 +368,7 @@ int adam_main(const std::vector<std::string>& args) {
   TextTable table(
       {"step", "Mparams/s", "GB/s (28 B/param)", "vs ceiling", "bytes moved/param", "how"});
   table.add_row({"ceiling", "", format_fixed(ceiling, 2), "1.00", "",
-                 absl::StrCat("a += s*b, 2 x ", format_bytes(plan->ceiling.array_bytes), ", ",
+                 absl::StrCat("a += s*b, 2 x ", util::format_bytes(plan->ceiling.array_bytes), ", ",
                               threads, " threads, 12 B/element")});
   nlohmann::ordered_json result = {{"ceiling_gbps", round_significant(ceiling, 4)}};
   for (size_t i = 0; i < figures.size(); ++i) {

@@ -19,27 +19,15 @@ benchmarks:
          naive) against the host memory ceiling measured in the same run
 
 dsinf bench <benchmark> --help lists its options. Exit status: 0 ok,
-1 failure (I/O error, data read back wrong), 2 bad option, config or path,
-130 interrupted (the benchmark files were removed).
+1 internal failure, 2 bad option, config or path, or a disk that is full,
+fails or returns wrong data, 130 interrupted (the benchmark files were removed).
 )";
 
 }  // namespace
 
 int report_failure(const std::string& name, const absl::Status& status) {
   std::cerr << "dsinf: bench " << name << ": " << status.message() << "\n";
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-      return kExitOk;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kPermissionDenied:
-      return kExitBadInput;
-    case absl::StatusCode::kCancelled:
-      return kExitInterrupted;
-    default:
-      return kExitFailure;
-  }
+  return util::exit_code(status);
 }
 
 int usage_error(const std::string& name, const std::string& message) {

@@ -11,7 +11,8 @@
 #include "bench/benchmarks.h"
 #include "bench/interrupt.h"
 #include "bench/nvme_io.h"
-#include "bench/options.h"
+#include "memory/util/args.h"
+#include "memory/util/format.h"
 #include "bench/report.h"
 
 namespace dsinf::bench {
@@ -66,7 +67,7 @@ absl::Status multiple_of_sector(const std::string& name, uint64_t bytes) {
                                                  " (O_DIRECT alignment)"));
 }
 
-absl::StatusOr<Plan> make_plan(const Options& o) {
+absl::StatusOr<Plan> make_plan(const Args& o) {
   Plan plan;
   plan.json = o.flag("--json");
   NvmeSettings settings;
@@ -128,7 +129,7 @@ absl::StatusOr<Plan> make_plan(const Options& o) {
 }
 
 std::string describe(const nvme::EngineOptions& o) {
-  return absl::StrCat("block_size ", format_bytes(o.block_size), " queue_depth ", o.queue_depth,
+  return absl::StrCat("block_size ", util::format_bytes(o.block_size), " queue_depth ", o.queue_depth,
                       " intra_op_parallelism ", o.intra_op_parallelism);
 }
 
@@ -144,7 +145,7 @@ void print_table(const Reporter& out, const std::vector<NvmeResult>& results, do
   if (sweep) header.push_back("min vs best");
   TextTable table(header);
   for (const NvmeResult& r : results) {
-    std::vector<std::string> row = {format_bytes(r.options.block_size),
+    std::vector<std::string> row = {util::format_bytes(r.options.block_size),
                                     absl::StrCat(r.options.queue_depth),
                                     absl::StrCat(r.options.intra_op_parallelism),
                                     format_fixed(r.read_gbps, 3),
@@ -202,7 +203,7 @@ int nvme_main(const std::vector<std::string>& args) {
       [](const NvmeResult& a, const NvmeResult& b) { return min_gbps(a) < min_gbps(b); });
   const int repeat = plan->base.repeat;
   out.text() << absl::StrCat(
-      format_bytes(plan->base.size_bytes), " file in ", plan->path, ", O_DIRECT, engine ",
+      util::format_bytes(plan->base.size_bytes), " file in ", plan->path, ", O_DIRECT, engine ",
       best->engine, repeat > 1 ? absl::StrCat(", medians of ", repeat, " runs") : "", ":\n");
   print_table(out, results, min_gbps(*best));
   if (!plan->sweep) {

@@ -16,7 +16,8 @@
 #include "bench/host_bandwidth.h"
 #include "bench/interrupt.h"
 #include "bench/nvme_io.h"
-#include "bench/options.h"
+#include "memory/util/args.h"
+#include "memory/util/format.h"
 #include "bench/report.h"
 
 namespace dsinf::bench {
@@ -70,7 +71,7 @@ struct TiersPlan {
   bool json = false;
 };
 
-absl::StatusOr<TiersPlan> make_plan(const Options& o) {
+absl::StatusOr<TiersPlan> make_plan(const Args& o) {
   TiersPlan plan;
   plan.json = o.flag("--json");
   plan.out_path = o.text("--out").value_or("");
@@ -129,9 +130,9 @@ void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth
   const double ceiling = host.update_gbps;
   TextTable table({"tier", "direction", "GB/s", "vs host memory", "how"});
   table.add_row({"host memory", "update a += s*b", format_fixed(host.update_gbps, 2), "1.00",
-                 absl::StrCat("2 x ", format_bytes(host.array_bytes), " float arrays, ",
+                 absl::StrCat("2 x ", util::format_bytes(host.array_bytes), " float arrays, ",
                               host.threads, " threads, 12 B/element, median of ", host.passes)});
-  const std::string copy_how = absl::StrCat(format_bytes(host.array_bytes),
+  const std::string copy_how = absl::StrCat(util::format_bytes(host.array_bytes),
                                             " memcpy in parallel slices, bytes counted once");
   table.add_row({"host copy", "pageable -> aligned", format_fixed(host.pageable_to_aligned_gbps, 2),
                  ratio(host.pageable_to_aligned_gbps, ceiling), copy_how});
@@ -139,7 +140,7 @@ void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth
                  ratio(host.aligned_to_pageable_gbps, ceiling), copy_how});
   if (device) {
     const std::string how =
-        absl::StrCat(device->device, ", ", format_bytes(device->bytes), " copies, ", device->copies,
+        absl::StrCat(device->device, ", ", util::format_bytes(device->bytes), " copies, ", device->copies,
                      " a pass, median of ", device->passes);
     auto vs_ceiling = [](double gbps, double ceiling_gbps) {
       return absl::StrCat(format_fixed(gbps / ceiling_gbps, 2), "x a cudaMemcpyAsync loop (",
@@ -165,9 +166,9 @@ void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth
   }
   if (nvme) {
     const std::string how = absl::StrCat(
-        "engine ", nvme->engine, ", block_size ", format_bytes(nvme->options.block_size),
+        "engine ", nvme->engine, ", block_size ", util::format_bytes(nvme->options.block_size),
         ", queue_depth ", nvme->options.queue_depth, ", intra_op_parallelism ",
-        nvme->options.intra_op_parallelism, ", ", format_bytes(nvme->size_bytes), " file in ",
+        nvme->options.intra_op_parallelism, ", ", util::format_bytes(nvme->size_bytes), " file in ",
         plan.nvme_path);
     table.add_row({"NVMe", "write", format_fixed(nvme->write_gbps, 2),
                    ratio(nvme->write_gbps, ceiling), how});
@@ -180,7 +181,7 @@ void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth
   out.text() << table.render();
   if (host.array_bytes < 4 * last_level_cache_bytes()) {
     out.text() << "note: the host arrays are not much larger than the last-level cache ("
-               << format_bytes(last_level_cache_bytes())
+               << util::format_bytes(last_level_cache_bytes())
                << "): host memory figures are cache figures\n";
   }
 }
@@ -241,13 +242,13 @@ int tiers_main(const std::vector<std::string>& args) {
       out.progress("warning: " + warning);
     }
   }
-  out.progress(absl::StrCat("host memory: 2 x ", format_bytes(plan->host.array_bytes), " arrays, ",
+  out.progress(absl::StrCat("host memory: 2 x ", util::format_bytes(plan->host.array_bytes), " arrays, ",
                             plan->host.passes, " passes"));
   absl::StatusOr<HostBandwidth> host = measure_host(plan->host);
   if (!host.ok()) return report_failure(kName, host.status());
 
   std::string device_reason;
-  out.progress(absl::StrCat("host<->device: ", format_bytes(plan->device_bytes), " copies"));
+  out.progress(absl::StrCat("host<->device: ", util::format_bytes(plan->device_bytes), " copies"));
   absl::StatusOr<std::optional<DeviceBandwidth>> device =
       measure_device(plan->device_bytes, plan->host.passes, &device_reason);
   if (!device.ok()) return report_failure(kName, device.status());
@@ -255,7 +256,7 @@ int tiers_main(const std::vector<std::string>& args) {
   std::optional<NvmeResult> nvme;
   if (plan->nvme) {
     out.progress(
-        absl::StrCat("NVMe: ", format_bytes(plan->nvme->size_bytes), " file in ", plan->nvme_path));
+        absl::StrCat("NVMe: ", util::format_bytes(plan->nvme->size_bytes), " file in ", plan->nvme_path));
     std::string note;
     absl::StatusOr<NvmeResult> measured = measure_nvme(*dir, *plan->nvme, &note);
     if (!note.empty()) out.progress("note: " + note);

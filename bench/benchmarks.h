@@ -10,14 +10,16 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "bench/options.h"
+#include "memory/util/args.h"
+#include "memory/util/exit_code.h"
 
 namespace dsinf::bench {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;   // I/O error, data read back wrong, out of memory
-inline constexpr int kExitBadInput = 2;  // bad option, config or --path, too little free space
-inline constexpr int kExitInterrupted = 130;
+using util::Args;
+using util::kExitBadInput;
+using util::kExitFailure;
+using util::kExitInterrupted;
+using util::kExitOk;
 
 // args follow the benchmark's name on the command line.
 int nvme_main(const std::vector<std::string>& args);
@@ -30,15 +32,15 @@ int report_failure(const std::string& name, const absl::Status& status);
 int usage_error(const std::string& name, const std::string& message);
 
 // The start every benchmark shares: parse `args` against its options, answer
-// --help with `usage`, and build its plan with make_plan(const Options&) ->
+// --help with `usage`, and build its plan with make_plan(const Args&) ->
 // absl::StatusOr<Plan>. Returns the plan, or nullopt with *exit_code set when
 // the command ends here (help shown, or a bad command line or config).
 template <typename MakePlan>
 auto plan_from_args(const std::string& name, const char* usage,
                     const std::vector<std::string>& args, const std::set<std::string>& valued,
                     const std::set<std::string>& flags, MakePlan&& make_plan, int* exit_code)
-    -> std::optional<typename decltype(make_plan(std::declval<const Options&>()))::value_type> {
-  absl::StatusOr<Options> options = Options::parse(args, valued, flags);
+    -> std::optional<typename decltype(make_plan(std::declval<const Args&>()))::value_type> {
+  absl::StatusOr<Args> options = Args::parse(args, {valued, flags});
   if (!options.ok()) {
     *exit_code = usage_error(name, std::string(options.status().message()));
     return std::nullopt;

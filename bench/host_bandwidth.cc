@@ -16,7 +16,8 @@
 #include <vector>
 
 #include "bench/interrupt.h"
-#include "bench/options.h"
+#include "memory/util/args.h"
+#include "memory/util/format.h"
 #include "bench/timing.h"
 #include "kernels/cpu/adam.h"
 #include "memory/aligned_buffer.h"
@@ -118,7 +119,7 @@ size_t last_level_cache_bytes() {
       std::ifstream(index.path() / "level") >> level;
       std::ifstream(index.path() / "size") >> size_text;
       std::ifstream(index.path() / "shared_cpu_list") >> shared;
-      std::optional<uint64_t> bytes = parse_byte_count(size_text);
+      std::optional<uint64_t> bytes = util::parse_byte_count(size_text);
       if (level <= 0 || !bytes || level < top_level) continue;
       if (level > top_level) instances.clear();
       top_level = level;

@@ -181,10 +181,10 @@ absl::StatusOr<PassTiming> run_pass(nvme::IoEngine& engine, nvme::FileId file, I
 absl::Status create_preallocated(const std::string& path, uint64_t size_bytes) {
   ::unlink(path.c_str());
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return nvme::io_errno_status(errno, IoOp::kWrite, path);
+  if (fd < 0) return util::errno_status(errno, path, nvme::direction(IoOp::kWrite));
   absl::Status status;
   if (::fallocate(fd, 0, 0, static_cast<off_t>(size_bytes)) != 0 && errno != EOPNOTSUPP) {
-    status = nvme::io_errno_status(errno, IoOp::kWrite, absl::StrCat(path, ": fallocate"));
+    status = util::errno_status(errno, absl::StrCat(path, ": fallocate"), nvme::direction(IoOp::kWrite));
   }
   ::close(fd);
   return status;

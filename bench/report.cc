@@ -68,13 +68,4 @@ std::string format_fixed(double value, int decimals) {
   return absl::StrFormat("%.*f", decimals, value);
 }
 
-std::string format_bytes(uint64_t bytes) {
-  constexpr const char* kSuffixes[] = {"T", "G", "M", "K"};
-  for (int i = 0; i < 4; ++i) {
-    const uint64_t unit = uint64_t{1} << (10 * (4 - i));
-    if (bytes >= unit && bytes % unit == 0) return absl::StrCat(bytes / unit, kSuffixes[i]);
-  }
-  return absl::StrCat(bytes);
-}
-
 }  // namespace dsinf::bench

@@ -44,7 +44,5 @@ class Reporter {
 double round_significant(double value, int digits);
 // "1.234" style, for GB/s and seconds per GB in tables.
 std::string format_fixed(double value, int decimals);
-// 131072 -> "128K", 1048576 -> "1M", 1073741824 -> "1G"; other counts in bytes.
-std::string format_bytes(uint64_t bytes);
 
 }  // namespace dsinf::bench

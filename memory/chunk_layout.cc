@@ -1,7 +1,7 @@
 #include "memory/chunk_layout.h"
 
 #include "memory/aligned_buffer.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 
 namespace dsinf::memory {
 

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "memory/aligned_buffer.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 
 namespace dsinf::memory {
 

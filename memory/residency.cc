@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 
 namespace dsinf::memory {
 namespace {

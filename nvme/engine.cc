@@ -30,35 +30,6 @@ absl::Status validate_request(const IoRequest& request) {
   return absl::OkStatus();
 }
 
-absl::Status io_errno_status(int err, IoOp op, const std::string& context) {
-  const char* what = op == IoOp::kRead ? "read" : "write";
-  const std::string message = absl::StrCat(context, ": ", what, " failed: ", std::strerror(err));
-  switch (err) {
-    case EINVAL:
-      return absl::InvalidArgumentError(
-          absl::StrCat(message, " (the device refused the request's alignment or size)"));
-    case EBADF:
-      return absl::InvalidArgumentError(message);
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(message);
-    case EIO:
-    case ENODATA:
-      return op == IoOp::kRead ? absl::DataLossError(message) : absl::UnavailableError(message);
-    case EAGAIN:
-    case EBUSY:
-    case EINTR:
-      return absl::UnavailableError(message);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
 namespace internal {
 
 absl::StatusOr<int> open_direct(const std::string& path, bool create) {

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "memory/aligned_buffer.h"
+#include "memory/util/errno_status.h"
 
 namespace dsinf::nvme {
 
@@ -98,8 +99,10 @@ class IoEngine {
 // The checks every engine applies in submit(): alignment of buffer, offset and
 // size, a non-empty size. Returns kInvalidArgument naming what is misaligned.
 absl::Status validate_request(const IoRequest& request);
-// errno of a failed I/O as the status codes listed at IoResult.
-absl::Status io_errno_status(int err, IoOp op, const std::string& context);
+// The errno map's direction for an I/O operation (memory/util/errno_status.h).
+inline util::IoDirection direction(IoOp op) {
+  return op == IoOp::kRead ? util::IoDirection::kRead : util::IoDirection::kWrite;
+}
 
 enum class EngineKind { kAuto, kUring, kThreads };
 

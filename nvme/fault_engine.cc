@@ -24,7 +24,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 
 namespace dsinf::nvme {
 namespace {
@@ -215,8 +215,8 @@ class FaultEngineImpl : public FaultEngine {
   // EIO or ENOSPC without performing the I/O: a failed write must not land.
   absl::Status submit_failure(const IoRequest& request, Fault fault, IoCallback done) {
     const int err = fault == Fault::kEio ? EIO : ENOSPC;
-    IoResult result{io_errno_status(err, request.op,
-                                    absl::StrCat("offset ", request.offset, " (injected fault)")),
+    IoResult result{util::errno_status(err, absl::StrCat("offset ", request.offset, " (injected fault)"),
+                                       direction(request.op)),
                     0};
     begin_request();
     count(fault);

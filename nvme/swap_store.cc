@@ -33,8 +33,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "memory/check.h"
-#include "nvme/crc32c.h"
+#include "memory/util/check.h"
+#include "memory/util/crc32c.h"
 
 namespace dsinf::nvme {
 namespace {
@@ -254,7 +254,7 @@ absl::Status SwapStore::Impl::create_files() {
       if (err == ENOSPC || err == EDQUOT || err == EFBIG) {
         return absl::ResourceExhaustedError(absl::StrCat(what, ": ", std::strerror(err)));
       }
-      return io_errno_status(err, IoOp::kWrite, what);
+      return util::errno_status(err, what, direction(IoOp::kWrite));
     }
   }
   return absl::OkStatus();
@@ -265,7 +265,7 @@ std::vector<uint32_t> SwapStore::Impl::checksums(const std::byte* data, size_t b
   std::vector<uint32_t> crcs;
   crcs.reserve((bytes + block - 1) / block);
   for (size_t at = 0; at < bytes; at += block) {
-    crcs.push_back(crc32c(data + at, std::min(block, bytes - at)));
+    crcs.push_back(util::crc32c(data + at, std::min(block, bytes - at)));
   }
   return crcs;
 }
@@ -380,7 +380,7 @@ absl::Status SwapStore::read(ChunkId id, std::byte* data, IoCallback done) {
     } else {
       for (size_t k = 0; k < crcs->size(); ++k) {
         const size_t at = k * block;
-        if (crc32c(data + at, std::min(block, e.bytes - at)) != (*crcs)[k]) {
+        if (util::crc32c(data + at, std::min(block, e.bytes - at)) != (*crcs)[k]) {
           result.status =
               absl::DataLossError(absl::StrCat("checksum mismatch in chunk ", id, ", block ", k,
                                                " of ", e.file, " (offset ", e.offset + at, ")"));

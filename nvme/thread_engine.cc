@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "nvme/engine.h"
 #include "nvme/engine_internal.h"
 
@@ -67,7 +67,7 @@ class ThreadEngine : public IoEngine {
     }
     const int rc = ::close(fds_[file]);
     fds_[file] = -1;
-    if (rc != 0) return io_errno_status(errno, IoOp::kWrite, paths_[file]);
+    if (rc != 0) return util::errno_status(errno, paths_[file], direction(IoOp::kWrite));
     return absl::OkStatus();
   }
 
@@ -155,7 +155,7 @@ class ThreadEngine : public IoEngine {
           ++*resubmits;
           continue;
         }
-        return io_errno_status(err, piece.op, absl::StrCat("offset ", piece.offset + done));
+        return util::errno_status(err, absl::StrCat("offset ", piece.offset + done), direction(piece.op));
       }
       if (n == 0) {
         return absl::OutOfRangeError(

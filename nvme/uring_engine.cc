@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "nvme/engine.h"
 #include "nvme/engine_internal.h"
 
@@ -424,7 +424,7 @@ class Ring {
         ready_.push_back(index);
         return;
       }
-      finish(index, io_errno_status(-res, piece.op, shared_->describe(slot.work.file, offset)));
+      finish(index, util::errno_status(-res, shared_->describe(slot.work.file, offset), direction(piece.op)));
       return;
     }
     DSINF_CHECK(static_cast<size_t>(res) <= piece.bytes - slot.done_bytes);
@@ -559,7 +559,7 @@ class UringEngine : public IoEngine {
     }
     for (auto& ring : rings_) ring->unregister_file(file);
     if (::close(fd) != 0) {
-      return io_errno_status(errno, IoOp::kWrite, shared_.describe(file, 0));
+      return util::errno_status(errno, shared_.describe(file, 0), direction(IoOp::kWrite));
     }
     return absl::OkStatus();
   }

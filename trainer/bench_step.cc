@@ -17,7 +17,8 @@
 #include "bench/timing.h"
 #include "kernels/cpu/adam.h"
 #include "memory/aligned_buffer.h"
-#include "memory/trace.h"
+#include "memory/util/trace.h"
+#include "memory/util/format.h"
 #include "nlohmann/json.hpp"
 #include "trainer/optimizer.h"
 #include "trainer/runtime.h"
@@ -280,18 +281,18 @@ absl::Status run_bench_step(const LoadedConfig& loaded, const BenchStepOptions& 
   for (size_t b : copied_out) out_bytes += b;
   table.add_row({"copy in", bench::format_fixed(*copy_in, 3),
                  bench::format_fixed(lane_busy(trace::Lane::kCopyIn), 3),
-                 bench::format_bytes(in_bytes)});
+                 util::format_bytes(in_bytes)});
   table.add_row({"copy out", bench::format_fixed(*copy_out, 3),
                  bench::format_fixed(lane_busy(trace::Lane::kCopyOut), 3),
-                 bench::format_bytes(out_bytes)});
+                 util::format_bytes(out_bytes)});
   table.add_row({"cpu adam", bench::format_fixed(*adam, 3),
                  bench::format_fixed(lane_busy(trace::Lane::kAdam), 3), ""});
   table.add_row({"nvme read", bench::format_fixed(nvme->first, 3),
                  bench::format_fixed(lane_busy(trace::Lane::kNvmeRead), 3),
-                 bench::format_bytes(read_bytes)});
+                 util::format_bytes(read_bytes)});
   table.add_row({"nvme write", bench::format_fixed(nvme->second, 3),
                  bench::format_fixed(lane_busy(trace::Lane::kNvmeWrite), 3),
-                 bench::format_bytes(write_bytes)});
+                 util::format_bytes(write_bytes)});
   log << table.render();
   log << absl::StrFormat(
       "step %.3f s (median of %d rounds of %d) | bound %.3f s: %s | ratio %.2f | model waited "

@@ -21,10 +21,10 @@
 #include "absl/strings/str_format.h"
 #include "kernels/backend.h"
 #include "memory/aligned_buffer.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "nlohmann/json.hpp"
-#include "nvme/crc32c.h"
-#include "trainer/atomic_file.h"
+#include "memory/util/crc32c.h"
+#include "memory/util/atomic_file.h"
 #include "trainer/gpt2.h"
 #include "trainer/optimizer.h"
 
@@ -130,7 +130,7 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
                                              int64_t optimizer_steps, bool snapshot,
                                              int pace_ms = 0) {
   const std::string path = (fs::path(output_dir) / checkpoint_name(state.step)).string();
-  absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::open(path);
+  absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
   std::string head(kMagic, 8);
   head.resize(memory::kChunkAlignment, '\0');
@@ -154,7 +154,7 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
                               {"chunk", c},
                               {"offset", writer->bytes_written()},
                               {"bytes", bytes},
-                              {"crc32c", nvme::crc32c(staging->data(), bytes)}});
+                              {"crc32c", util::crc32c(staging->data(), bytes)}});
       if (absl::Status s = writer->write(staging->data(), bytes); !s.ok()) return s;
     }
     if (snapshot) {
@@ -186,14 +186,14 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
   std::string tail = header_text;
   put_le(&tail, writer->bytes_written(), 8);
   put_le(&tail, header_text.size(), 8);
-  put_le(&tail, nvme::crc32c(header_text.data(), header_text.size()), 4);
+  put_le(&tail, util::crc32c(header_text.data(), header_text.size()), 4);
   tail.append(kMagic, 8);
   if (absl::Status s = writer->write(tail); !s.ok()) return s;
   if (absl::Status s = writer->commit(); !s.ok()) return s;
 
   // The pointer goes last: until it is replaced, the previous checkpoint stays the newest.
-  absl::StatusOr<AtomicFileWriter> latest =
-      AtomicFileWriter::open((fs::path(output_dir) / "latest").string());
+  absl::StatusOr<util::AtomicFileWriter> latest =
+      util::AtomicFileWriter::open((fs::path(output_dir) / "latest").string());
   if (!latest.ok()) return latest.status();
   if (absl::Status s = latest->write(checkpoint_name(state.step) + "\n"); !s.ok()) return s;
   if (absl::Status s = latest->commit(); !s.ok()) return s;
@@ -366,7 +366,7 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
   std::string header_text(header_bytes, '\0');
   if (absl::Status s = file.read(header_offset, header_text.data(), header_bytes); !s.ok())
     return s;
-  if (nvme::crc32c(header_text.data(), header_text.size()) != header_crc) {
+  if (util::crc32c(header_text.data(), header_text.size()) != header_crc) {
     return absl::DataLossError(absl::StrCat(path, ": header checksum mismatch (file corrupted)"));
   }
   const json header = json::parse(header_text, nullptr, /*allow_exceptions=*/false);
@@ -450,7 +450,7 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
   for (const Section& s : sections) {
     if (s.cls != kParamClass && !chunks.has_optimizer()) continue;
     if (absl::Status st = file.read(s.offset, staging->data(), s.bytes); !st.ok()) return st;
-    if (nvme::crc32c(staging->data(), s.bytes) != s.crc) {
+    if (util::crc32c(staging->data(), s.bytes) != s.crc) {
       return absl::DataLossError(absl::StrCat(path, ": checksum mismatch in section ",
                                               kClasses[s.cls], " of chunk ", s.chunk,
                                               " (file corrupted)"));

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "bench/bench_main.h"
+#include "memory/util/exit_code.h"
 #include "trainer/bench_step.h"
 #include "trainer/config.h"
 #include "trainer/plan_report.h"
@@ -15,10 +16,9 @@
 namespace dsinf::trainer {
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitInternal = 1;
-constexpr int kExitBadInput = 2;
-constexpr int kExitInterrupted = 130;
+using util::exit_code;
+using util::kExitBadInput;
+using util::kExitOk;
 
 constexpr const char* kUsage = R"(usage: dsinf <command> [options]
 
@@ -49,25 +49,6 @@ options:
 exit status: 0 ok, 1 internal failure, 2 bad input (config, data, checkpoint, disk),
 130 interrupted (a checkpoint was saved; run again to resume)
 )";
-
-int exit_code(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-      return kExitOk;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kDataLoss:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kUnavailable:        // a disk write failed (EIO)
-    case absl::StatusCode::kResourceExhausted:  // a disk or a memory budget is full
-      return kExitBadInput;
-    case absl::StatusCode::kCancelled:
-      return kExitInterrupted;
-    default:
-      return kExitInternal;
-  }
-}
 
 int usage_error(const std::string& message) {
   std::cerr << "dsinf: " << message << "\n(see dsinf --help)\n";

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "trainer/rng.h"
 
 namespace dsinf::trainer {

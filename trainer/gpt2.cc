@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "memory/check.h"
-#include "memory/trace.h"
+#include "memory/util/check.h"
+#include "memory/util/trace.h"
 #include "trainer/rng.h"
 
 namespace dsinf::trainer {

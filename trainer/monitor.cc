@@ -19,8 +19,9 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "nvme/crc32c.h"
-#include "trainer/atomic_file.h"
+#include "memory/util/crc32c.h"
+#include "memory/util/atomic_file.h"
+#include "memory/util/errno_status.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -44,7 +45,7 @@ absl::Status make_dirs(const std::string& dir) {
     if (is_directory(prefix)) continue;
     struct stat st;
     const int why = (err == EEXIST && ::stat(prefix.c_str(), &st) == 0) ? ENOTDIR : err;
-    return errno_status(why, absl::StrCat(dir, ": cannot create directory ", prefix));
+    return util::errno_status(why, absl::StrCat(dir, ": cannot create directory ", prefix));
   }
   return absl::OkStatus();
 }
@@ -53,7 +54,7 @@ absl::Status flush_file(std::FILE* f, const std::string& path) {
   if (std::fflush(f) != 0 || std::ferror(f)) {
     const int err = errno != 0 ? errno : EIO;
     std::clearerr(f);
-    return errno_status(err, absl::StrCat(path, ": write"));
+    return util::errno_status(err, absl::StrCat(path, ": write"));
   }
   return absl::OkStatus();
 }
@@ -63,7 +64,7 @@ absl::Status write_bytes(std::FILE* f, const std::string& bytes, const std::stri
   if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) {
     const int err = errno != 0 ? errno : EIO;
     std::clearerr(f);
-    return errno_status(err, absl::StrCat(path, ": write"));
+    return util::errno_status(err, absl::StrCat(path, ": write"));
   }
   return absl::OkStatus();
 }
@@ -168,9 +169,9 @@ class CsvMonitor final : public Monitor {
     Series series;
     series.path = absl::StrCat(dir_, "/", file_name, ".csv");
     series.file.reset(std::fopen(series.path.c_str(), "ae"));
-    if (series.file == nullptr) return errno_status(errno, series.path);
+    if (series.file == nullptr) return util::errno_status(errno, series.path);
     struct stat st;
-    if (::fstat(::fileno(series.file.get()), &st) != 0) return errno_status(errno, series.path);
+    if (::fstat(::fileno(series.file.get()), &st) != 0) return util::errno_status(errno, series.path);
     if (st.st_size == 0) {  // new series: header; a resumed one keeps its own
       const size_t slash = name.rfind('/');
       const std::string column = slash == std::string::npos ? name : name.substr(slash + 1);
@@ -268,9 +269,9 @@ std::string tfrecord_frame(const std::string& data) {
   std::string out;
   out.reserve(data.size() + 16);
   put_le(out, data.size(), 8);
-  put_le(out, nvme::crc32c_mask(nvme::crc32c(out.data(), 8)), 4);
+  put_le(out, util::crc32c_mask(util::crc32c(out.data(), 8)), 4);
   out += data;
-  put_le(out, nvme::crc32c_mask(nvme::crc32c(data.data(), data.size())), 4);
+  put_le(out, util::crc32c_mask(util::crc32c(data.data(), data.size())), 4);
   return out;
 }
 
@@ -310,12 +311,12 @@ absl::StatusOr<std::unique_ptr<Monitor>> make_tensorboard_monitor(const std::str
     const std::string path = suffix == 0 ? base : absl::StrCat(base, ".", suffix);
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 && errno == EEXIST) continue;
-    if (fd < 0) return errno_status(errno, path);
+    if (fd < 0) return util::errno_status(errno, path);
     FilePtr file(::fdopen(fd, "w"));
     if (file == nullptr) {
       const int err = errno;
       ::close(fd);
-      return errno_status(err, path);
+      return util::errno_status(err, path);
     }
     auto monitor = std::make_unique<TensorBoardMonitor>(path, std::move(file));
     if (absl::Status s = monitor->write_record(tf_event_file_version(wall_time_now())); !s.ok()) {

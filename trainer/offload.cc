@@ -5,8 +5,8 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
-#include "memory/check.h"
-#include "memory/trace.h"
+#include "memory/util/check.h"
+#include "memory/util/trace.h"
 #include "nvme/fault_engine.h"
 
 namespace dsinf::trainer {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "memory/util/format.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -18,18 +19,6 @@ Tier tier_of(OffloadDevice device) {
       break;
   }
   return Tier::kDevice;
-}
-
-// "815104 bytes (796.0 KiB)": exact for the config, readable for people.
-std::string mib(size_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  int unit = 0;
-  while (value >= 1024 && unit < 4) {
-    value /= 1024;
-    ++unit;
-  }
-  return absl::StrCat(bytes, " bytes (", absl::StrFormat("%.1f %s", value, units[unit]), ")");
 }
 
 }  // namespace
@@ -128,15 +117,15 @@ absl::StatusOr<MemoryPlan> plan_memory(const Config& config, const Placement& p,
   const uint64_t budget = config.memory.device_budget_bytes;
   if (budget > 0 && plan.device_min_bytes > budget) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "memory.device_budget_bytes: ", mib(budget),
-        " cannot hold what one layer needs: ", mib(activation_bytes), " of activations, ",
-        mib(plan.resident_bytes), " of chunks kept on the device",
+        "memory.device_budget_bytes: ", util::format_bytes_exact(budget),
+        " cannot hold what one layer needs: ", util::format_bytes_exact(activation_bytes), " of activations, ",
+        util::format_bytes_exact(plan.resident_bytes), " of chunks kept on the device",
         plan.persistent_chunks > 0
-            ? absl::StrCat(", ", mib(plan.persistent_bytes), " of ", plan.persistent_chunks,
+            ? absl::StrCat(", ", util::format_bytes_exact(plan.persistent_bytes), " of ", plan.persistent_chunks,
                            " parameter chunks below zero_optimization."
                            "stage3_param_persistence_threshold")
             : "",
-        shared_chunks > 0 ? absl::StrCat(" and one ", mib(plan.slot_bytes), " parameter slot") : "",
+        shared_chunks > 0 ? absl::StrCat(" and one ", util::format_bytes_exact(plan.slot_bytes), " parameter slot") : "",
         "; the least budget that trains this config is ", plan.device_min_bytes));
   }
   plan.slots = 0;
@@ -176,9 +165,9 @@ absl::StatusOr<MemoryPlan> plan_memory(const Config& config, const Placement& p,
     plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
     if (host_budget > 0 && plan.host_bytes > host_budget) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "memory.host_budget_bytes: ", mib(host_budget), " cannot hold ",
-          mib(plan.host_class_bytes), " of chunks kept on the host and ",
-          mib(plan.host_staging_bytes),
+          "memory.host_budget_bytes: ", util::format_bytes_exact(host_budget), " cannot hold ",
+          util::format_bytes_exact(plan.host_class_bytes), " of chunks kept on the host and ",
+          util::format_bytes_exact(plan.host_staging_bytes),
           " of staging buffers; the least budget that trains this config is ", plan.host_bytes));
     }
     plan.host_cache_bytes = 0;

@@ -21,6 +21,7 @@
 #include "bench/report.h"
 #include "kernels/backend.h"
 #include "memory/chunk_layout.h"
+#include "memory/util/format.h"
 #include "trainer/gpt2.h"
 #include "trainer/optimizer.h"
 #include "trainer/placement.h"
@@ -34,26 +35,6 @@ namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
 constexpr double kAdamBytesPerParam = 28;
-
-// "815104 (796.0 KiB)": exact for the config, readable for people.
-std::string bytes_text(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = bytes;
-  int unit = 0;
-  while (value >= 1024 && unit < 4) {
-    value /= 1024;
-    ++unit;
-  }
-  const std::string exact = absl::StrFormat("%.0f", bytes);
-  if (unit == 0) return absl::StrCat(exact, " B");
-  return absl::StrCat(exact, " (", absl::StrFormat("%.1f %s", value, units[unit]), ")");
-}
-
-std::string seconds_text(double s) {
-  if (s >= 1) return absl::StrFormat("%.3f s", s);
-  if (s >= 1e-3) return absl::StrFormat("%.3f ms", s * 1e3);
-  return absl::StrFormat("%.3f us", s * 1e6);
-}
 
 // ---- NVMe swap per path ----
 
@@ -111,8 +92,8 @@ std::vector<std::string> free_space_warnings(const std::vector<PathSwap>& swaps)
     if (need > *first->free_bytes) {
       warnings.push_back(absl::StrCat(
           "the file system of ", first->path, " has ",
-          bytes_text(static_cast<double>(*first->free_bytes)), " free but the swap needs ",
-          bytes_text(static_cast<double>(need)), ": train would stop with exit status 2"));
+          util::format_bytes_exact(*first->free_bytes), " free but the swap needs ",
+          util::format_bytes_exact(need), ": train would stop with exit status 2"));
     }
   }
   return warnings;
@@ -238,7 +219,7 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
         limit.rlim_cur < plan.host_bytes && !can_lock_unlimited()) {
       warnings.push_back(absl::StrCat(
           pin_key(p), " is true but RLIMIT_MEMLOCK is ",
-          bytes_text(static_cast<double>(limit.rlim_cur)),
+          util::format_bytes_exact(limit.rlim_cur),
           ", below the host pool: the pool will likely stay pageable (raise `ulimit -l`)"));
     }
   }
@@ -249,7 +230,7 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
       "model gpt2: %d layers, %d heads, %d channels, %d positions, vocab %d: %d parameters in %d "
       "chunks, %s per class (chunks page-aligned)\n",
       m.n_layer, m.n_head, m.n_embd, m.n_positions, m.vocab_size, params, layouts.size(),
-      bytes_text(static_cast<double>(total)));
+      util::format_bytes_exact(total));
   out << absl::StrFormat(
       "placement: zero stage %d | params on %s | gradients on %s | optimizer on %s%s\n",
       config.zero.stage, tier_name(p.params), tier_name(p.grads), tier_name(p.optimizer),
@@ -257,7 +238,7 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   {
     bench::TextTable table({"class", "tier", "bytes"});
     for (const ClassRow& c : classes) {
-      table.add_row({c.label, tier_name(c.tier), bytes_text(static_cast<double>(c.bytes))});
+      table.add_row({c.label, tier_name(c.tier), util::format_bytes_exact(c.bytes)});
     }
     out << "\n" << table.render();
   }
@@ -265,28 +246,28 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   const size_t device_budget = config.memory.device_budget_bytes;
   {
     bench::TextTable table({"tier", "bytes", "budget"});
-    table.add_row({"device", bytes_text(static_cast<double>(plan.device_bytes)),
-                   device_budget ? bytes_text(static_cast<double>(device_budget)) : "none"});
-    table.add_row({"host", bytes_text(static_cast<double>(plan.host_bytes)),
-                   host_budget ? bytes_text(static_cast<double>(host_budget)) : "none"});
-    table.add_row({"nvme", bytes_text(static_cast<double>(plan.nvme_bytes)),
+    table.add_row({"device", util::format_bytes_exact(plan.device_bytes),
+                   device_budget ? util::format_bytes_exact(device_budget) : "none"});
+    table.add_row({"host", util::format_bytes_exact(plan.host_bytes),
+                   host_budget ? util::format_bytes_exact(host_budget) : "none"});
+    table.add_row({"nvme", util::format_bytes_exact(plan.nvme_bytes),
                    swaps.empty() ? "none" : "free space"});
     out << "\n" << table.render();
   }
   out << "\ndevice:\n"
-      << "  activations      " << bytes_text(static_cast<double>(activations))
+      << "  activations      " << util::format_bytes_exact(activations)
       << (m.activation_checkpointing ? " with activation_checkpointing ("
                                      : " without activation_checkpointing (")
-      << bytes_text(static_cast<double>(m.activation_checkpointing ? act_without : act_with))
+      << util::format_bytes_exact(m.activation_checkpointing ? act_without : act_with)
       << (m.activation_checkpointing ? " without)" : " with it)")
       << ", incl. one gradient visit buffer\n"
-      << "  resident chunks  " << bytes_text(static_cast<double>(plan.resident_bytes)) << "\n";
+      << "  resident chunks  " << util::format_bytes_exact(plan.resident_bytes) << "\n";
   if (plan.slot_bytes > 0) {
     out << absl::StrFormat(
         "  parameter slots  %d x %s = %s (offload_param.buffer_count %d; "
         "stage3_max_live_parameters %d allows %d of %d elements)\n",
-        plan.slots, bytes_text(static_cast<double>(plan.slot_bytes)),
-        bytes_text(static_cast<double>(plan.slots * plan.slot_bytes)), p.param_buffer_count,
+        plan.slots, util::format_bytes_exact(plan.slot_bytes),
+        util::format_bytes_exact(plan.slots * plan.slot_bytes), p.param_buffer_count,
         p.param_max_live, static_cast<size_t>(p.param_max_live) / plan.slot_elements,
         plan.slot_elements);
   } else if (plan.persistent_chunks > 0) {
@@ -299,40 +280,40 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
         "  persistent       %d chunks below stage3_param_persistence_threshold %d elements, "
         "a slot each: %s\n",
         plan.persistent_chunks, p.param_persistence_threshold,
-        bytes_text(static_cast<double>(plan.persistent_bytes)));
+        util::format_bytes_exact(plan.persistent_bytes));
   }
-  out << "  total            " << bytes_text(static_cast<double>(plan.device_bytes)) << "\n"
+  out << "  total            " << util::format_bytes_exact(plan.device_bytes) << "\n"
       << "  budget           "
-      << (device_budget ? bytes_text(static_cast<double>(device_budget)) : std::string("none"))
+      << (device_budget ? util::format_bytes_exact(device_budget) : std::string("none"))
       << " (memory.device_budget_bytes)\n"
-      << "  least budget     " << bytes_text(static_cast<double>(plan.device_min_bytes))
+      << "  least budget     " << util::format_bytes_exact(plan.device_min_bytes)
       << (plan.slot_bytes > 0 ? " (one parameter slot)\n" : "\n");
-  out << "host pool: " << bytes_text(static_cast<double>(plan.host_class_bytes)) << " of classes + "
-      << bytes_text(static_cast<double>(plan.host_staging_bytes)) << " of staging"
+  out << "host pool: " << util::format_bytes_exact(plan.host_class_bytes) << " of classes + "
+      << util::format_bytes_exact(plan.host_staging_bytes) << " of staging"
       << (plan.optimizer_sets > 0
               ? absl::StrFormat(" (optimizer state of %d chunks read ahead, %d buffers each; "
                                 "offload_optimizer.buffer_count %d)",
                                 plan.optimizer_sets, plan.optimizer_set_buffers,
                                 p.optimizer_buffer_count)
               : std::string())
-      << " + " << bytes_text(static_cast<double>(plan.host_cache_bytes))
+      << " + " << util::format_bytes_exact(plan.host_cache_bytes)
       << " of NVMe parameters cached (" << plan.cached_chunks
       << " chunks, offload_param.max_in_cpu) = "
-      << bytes_text(static_cast<double>(plan.host_bytes));
+      << util::format_bytes_exact(plan.host_bytes);
   if (plan.host_bytes > 0) {
     out << ", " << (p.pin_memory ? "pinned" : "pageable") << " (" << pin_key(p) << " "
         << (p.pin_memory ? "true" : "false") << ")";
   }
   out << "; budget "
-      << (host_budget ? bytes_text(static_cast<double>(host_budget)) : std::string("none"))
+      << (host_budget ? util::format_bytes_exact(host_budget) : std::string("none"))
       << " (memory.host_budget_bytes)\n";
   if (swaps.empty()) {
     out << "nvme swap: none\n";
   } else {
     for (const PathSwap& s : swaps) {
-      out << "nvme swap: " << bytes_text(static_cast<double>(s.bytes)) << " in " << s.path
+      out << "nvme swap: " << util::format_bytes_exact(s.bytes) << " in " << s.path
           << (s.free_bytes
-                  ? absl::StrCat(" (", bytes_text(static_cast<double>(*s.free_bytes)), " free)")
+                  ? absl::StrCat(" (", util::format_bytes_exact(*s.free_bytes), " free)")
                   : std::string(" (free space unknown)"))
           << "\n";
     }
@@ -392,10 +373,10 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
                      const std::optional<double>& s) {
     if (bytes == 0) return absl::StrFormat("  %-11s nothing on NVMe\n", what);
     if (!s) {
-      return absl::StrFormat("  %-11s %s per step, %s\n", what, bytes_text(bytes), bw->nvme_reason);
+      return absl::StrFormat("  %-11s %s per step, %s\n", what, util::format_bytes_exact(static_cast<uint64_t>(bytes)), bw->nvme_reason);
     }
-    return absl::StrFormat("  %-11s %s per step / %.3g GB/s = %s\n", what, bytes_text(bytes), *gbps,
-                           seconds_text(*s));
+    return absl::StrFormat("  %-11s %s per step / %.3g GB/s = %s\n", what, util::format_bytes_exact(static_cast<uint64_t>(bytes)), *gbps,
+                           util::format_seconds(*s));
   };
   const std::string source_text = bw->source == "file" ? absl::StrCat("from --tiers ", bw->where)
                                   : bw->source == "cache"
@@ -404,21 +385,21 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   out << "\npredicted step time (a prediction from measured bandwidths, not a measurement):\n"
       << absl::StrFormat("  compute     %g x %d params x %.0f tokens / %.3g GFLOP/s = %s%s\n",
                          in.flops_per_param_token, params, in.tokens_per_step, in.cpu_gflops,
-                         seconds_text(pred.compute_s),
+                         util::format_seconds(pred.compute_s),
                          bw->cpu_source == "measured"
                              ? " (512^3 matmul timed now; peak rate, so a lower bound)"
                              : " (peak matmul rate, so a lower bound)")
       << absl::StrFormat(
              "  cpu adam    28 B x %d params / %.3g GB/s host memory = %s (memory-bound: dsinf "
              "bench adam)\n",
-             params, in.host_update_gbps, seconds_text(pred.adam_s))
+             params, in.host_update_gbps, util::format_seconds(pred.adam_s))
       << io_line("nvme read", read_bytes, in.nvme_read_gbps, pred.nvme_read_s)
       << io_line("nvme write", write_bytes, in.nvme_write_gbps, pred.nvme_write_s)
       << absl::StrFormat(
              "  step        %s overlapped (max of cpu %s = compute + adam, nvme read, nvme "
              "write): bound by %s; %s serial (sum)\n",
-             seconds_text(pred.step_s), seconds_text(pred.cpu_s), pred.bound,
-             seconds_text(pred.serial_s))
+             util::format_seconds(pred.step_s), util::format_seconds(pred.cpu_s), pred.bound,
+             util::format_seconds(pred.serial_s))
       << "  bandwidths  " << source_text << "\n";
   // The model above is the CPU backend's (compute and Adam share the cores).
   const DeviceConfig& device = chosen->device;

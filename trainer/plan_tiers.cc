@@ -17,7 +17,8 @@
 #include "bench/nvme_io.h"
 #include "bench/report.h"
 #include "kernels/backend.h"
-#include "trainer/atomic_file.h"
+#include "memory/util/atomic_file.h"
+#include "memory/util/format.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -69,14 +70,14 @@ absl::StatusOr<std::string> read_file(const std::string& path, const std::string
   return text.str();
 }
 
-// Atomically (AtomicFileWriter), so a reader never sees half a file.
+// Atomically (util::AtomicFileWriter), so a reader never sees half a file.
 absl::Status write_cache(const std::string& path, const ojson& json) {
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
   if (ec)
     return absl::UnavailableError(
         absl::StrCat("cannot create ", fs::path(path).parent_path().string(), ": ", ec.message()));
-  absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::open(path);
+  absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
   if (absl::Status s = writer->write(json.dump(2) + "\n"); !s.ok()) return s;
   return writer->commit();
@@ -220,7 +221,7 @@ absl::StatusOr<Bandwidths> resolve_bandwidths(const Config& config, const PlanOp
     // The cache may lack NVMe figures the placement needs: measure them now.
     const std::string dir = nvme_measure_path(config);
     if (uses_nvme && !bw.tiers.nvme_read_gbps && !dir.empty()) {
-      log << "measuring NVMe in " << dir << " (" << bench::format_bytes(kQuickNvmeBytes)
+      log << "measuring NVMe in " << dir << " (" << util::format_bytes(kQuickNvmeBytes)
           << " O_DIRECT file)\n";
       absl::StatusOr<bench::NvmeResult> nvme = measure_nvme_quick(config, dir, log);
       if (nvme.ok()) {

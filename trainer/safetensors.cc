@@ -14,7 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
-#include "trainer/atomic_file.h"
+#include "memory/util/atomic_file.h"
+#include "memory/util/errno_status.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -58,12 +59,12 @@ absl::Status invalid(const std::string& path, const std::string& what, const std
 
 absl::Status read_whole_file(const std::string& path, std::vector<char>& out) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno_status(errno, path);
+  if (fd < 0) return util::errno_status(errno, path);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return errno_status(err, path);
+    return util::errno_status(err, path);
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -77,7 +78,7 @@ absl::Status read_whole_file(const std::string& path, std::vector<char>& out) {
     if (n < 0) {
       const int err = errno;
       ::close(fd);
-      return errno_status(err, absl::StrCat(path, ": read"));
+      return util::errno_status(err, absl::StrCat(path, ": read"));
     }
     if (n == 0) break;  // shrank under us; validated as a short file below
     done += static_cast<size_t>(n);
@@ -323,7 +324,7 @@ absl::Status write_safetensors(const std::string& path, const std::vector<Tensor
                                const std::map<std::string, std::string>& metadata) {
   absl::StatusOr<std::string> header = build_header(tensors, metadata, path);
   if (!header.ok()) return header.status();
-  absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::open(path);
+  absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
   char len[8];
   store_le64(header->size(), len);

@@ -15,6 +15,7 @@
 #include "actors/trainer.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/adam.h"
+#include "memory/util/format.h"
 #include "nlohmann/json.hpp"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
@@ -42,25 +43,6 @@ extern "C" void on_interrupt(int) { g_interrupted.store(true); }
 std::ostream& human(const RunOptions& options) { return options.json ? std::cerr : std::cout; }
 
 void emit_json(const json& object) { std::cout << object.dump() << std::endl; }
-
-std::string format_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  return u == 0 ? absl::StrFormat("%.0f %s", bytes, units[u])
-                : absl::StrFormat("%.1f %s", bytes, units[u]);
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  if (s < 60) return absl::StrFormat("%ds", s);
-  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
-}
 
 // model.init_from into the model; errors name the key.
 absl::Status load_init_from(const Config& config, GPT2& model) {
@@ -193,7 +175,7 @@ absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
       {"dsinf_weights", rt->weights_source}};
   if (absl::Status s = write_safetensors(out_path, to_write, metadata); !s.ok()) return s;
   human(options) << absl::StrFormat("exported %d tensors (%s) from %s to %s\n", to_write.size(),
-                                    format_bytes(static_cast<double>(bytes)), rt->weights_source,
+                                    util::format_bytes(bytes), rt->weights_source,
                                     out_path);
   if (options.json) {
     emit_json({{"file", out_path},
@@ -333,9 +315,9 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
         "zero stage %d: params on %s, gradients on %s, optimizer on %s | device: %s activations, "
         "%s resident, %d parameter slots of %s | host pool %s | nvme %s\n",
         config.zero.stage, tier_name(rt->placement.params), tier_name(rt->placement.grads),
-        tier_name(rt->placement.optimizer), format_bytes(plan.activation_bytes),
-        format_bytes(plan.resident_bytes), plan.slots, format_bytes(plan.slot_bytes),
-        format_bytes(plan.host_bytes), format_bytes(plan.nvme_bytes));
+        tier_name(rt->placement.optimizer), util::format_bytes(plan.activation_bytes),
+        util::format_bytes(plan.resident_bytes), plan.slots, util::format_bytes(plan.slot_bytes),
+        util::format_bytes(plan.host_bytes), util::format_bytes(plan.nvme_bytes));
   }
   log << absl::StrFormat(
       "data %s: %d tokens, %d windows | batch %d = %d x %d accumulation | weights: %s\n",
@@ -452,10 +434,10 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
           rt->loss_scaler.enabled() ? absl::StrFormat(" | loss scale %.0f (%d skipped)",
                                                       rt->loss_scaler.scale(), state.skipped_steps)
                                     : std::string(),
-          tokens_per_s, format_duration(elapsed), format_duration(eta),
-          format_bytes(static_cast<double>(device.in_use_bytes)),
-          format_bytes(static_cast<double>(host_bytes + rt->host_pool_bytes())),
-          format_bytes(static_cast<double>(rt->nvme_bytes())));
+          tokens_per_s, util::format_duration(elapsed), util::format_duration(eta),
+          util::format_bytes(device.in_use_bytes),
+          util::format_bytes(host_bytes + rt->host_pool_bytes()),
+          util::format_bytes(rt->nvme_bytes()));
       json line = {{"event", "step"},
                    {"step", state.step},
                    {"loss", state.last_loss},
@@ -523,8 +505,8 @@ absl::Status train_loop(const LoadedConfig& loaded, const RunOptions& options) {
   const int64_t steps_run = state.step - first_step;
   log << absl::StrFormat("%s at step %d: loss %.4f, %d steps in %s, peak device %s\n",
                          interrupted ? "interrupted" : "done", state.step, state.last_loss,
-                         steps_run, format_duration(elapsed),
-                         format_bytes(static_cast<double>(rt->backend->memory_stats().peak_bytes)));
+                         steps_run, util::format_duration(elapsed),
+                         util::format_bytes(rt->backend->memory_stats().peak_bytes));
   json streaming = nullptr;
   if (rt->offload && rt->placement.params != Tier::kDevice) {
     // The actors' cost: a fetch of a chunk already on the device is one round

@@ -9,7 +9,7 @@
 
 #include "kernels/cpu/adam_kernels.h"
 #include "kernels/cpu/ops.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
 #include "oneapi/tbb/parallel_reduce.h"

@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "memory/check.h"
+#include "memory/util/check.h"
 
 namespace dsinf::kernels::cpu {
 namespace {

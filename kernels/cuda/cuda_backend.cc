@@ -55,7 +55,7 @@
 #include "kernels/cuda/ops.h"
 #include "memory/aligned_buffer.h"
 #include "memory/arena.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "memory/region.h"
 
 namespace dsinf::kernels {

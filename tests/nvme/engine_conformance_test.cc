@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "memory/aligned_buffer.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 #include "nvme/engine.h"
 #include "nvme/fault_engine.h"
 #include "tests/test_util.h"

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "nvme/crc32c.h"
+#include "memory/util/crc32c.h"
 #include "tests/test_util.h"
 #include "tests/trainer/train_util.h"
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
-#include "memory/check.h"
+#include "memory/util/check.h"
 
 namespace dsinf::trainer {
 namespace {

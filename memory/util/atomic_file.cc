@@ -1,4 +1,4 @@
-#include "trainer/atomic_file.h"
+#include "memory/util/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,29 +11,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "memory/util/errno_status.h"
 
-namespace dsinf::trainer {
-
-absl::Status errno_status(int err, const std::string& context) {
-  const std::string message = absl::StrCat(context, ": ", std::strerror(err));
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(message);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(message);
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case ENOTDIR:
-    case EISDIR:
-      return absl::FailedPreconditionError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
+namespace dsinf::util {
 
 absl::Status sync_parent_dir(const std::string& path) {
   const std::string parent = std::filesystem::path(path).parent_path().string();
@@ -95,4 +75,4 @@ absl::Status AtomicFileWriter::commit() {
   return sync_parent_dir(path_);
 }
 
-}  // namespace dsinf::trainer
+}  // namespace dsinf::util

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace dsinf::nvme {
+namespace dsinf::util {
 
 // Extends `crc` (0 to start) over `bytes` bytes of `data`.
 uint32_t crc32c_extend(uint32_t crc, const void* data, size_t bytes);
@@ -24,4 +24,4 @@ bool crc32c_hardware_available();
 // TensorBoard's / LevelDB's masked form of a CRC32C.
 inline uint32_t crc32c_mask(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
 
-}  // namespace dsinf::nvme
+}  // namespace dsinf::util

@@ -1,4 +1,4 @@
-#include "memory/trace.h"
+#include "memory/util/trace.h"
 
 #include <algorithm>
 #include <mutex>

@@ -1,4 +1,4 @@
-#include "nvme/crc32c.h"
+#include "memory/util/crc32c.h"
 
 #include <array>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <nmmintrin.h>
 #endif
 
-namespace dsinf::nvme {
+namespace dsinf::util {
 
 namespace {
 
@@ -118,4 +118,4 @@ uint32_t crc32c_extend(uint32_t crc, const void* data, size_t bytes) {
   return extend(crc, data, bytes);
 }
 
-}  // namespace dsinf::nvme
+}  // namespace dsinf::util

@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace dsinf::trainer {
+namespace dsinf::util {
 
 class AtomicFileWriter {
  public:
@@ -35,13 +35,7 @@ class AtomicFileWriter {
   bool committed_ = false;
 };
 
-// errno of a failed file operation as a status a caller can act on, with the
-// message "<context>: <strerror>": ENOSPC/EDQUOT/EFBIG kResourceExhausted,
-// EACCES/EPERM/EROFS kPermissionDenied, ENOENT kNotFound, ENOTDIR/EISDIR
-// kFailedPrecondition, anything else kInternal.
-absl::Status errno_status(int err, const std::string& context);
-
 // fsync of the directory holding `path`, so a rename in it is durable.
 absl::Status sync_parent_dir(const std::string& path);
 
-}  // namespace dsinf::trainer
+}  // namespace dsinf::util

@@ -1,4 +1,4 @@
-#include "nvme/crc32c.h"
+#include "memory/util/crc32c.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace dsinf::nvme {
+namespace dsinf::util {
 namespace {
 
 // Bit-at-a-time reference, independent of both implementations under test.
@@ -112,4 +112,4 @@ TEST(Crc32c, MaskKnownValues) {
 }
 
 }  // namespace
-}  // namespace dsinf::nvme
+}  // namespace dsinf::util

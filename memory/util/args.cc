@@ -1,4 +1,4 @@
-#include "bench/options.h"
+#include "memory/util/args.h"
 
 #include <cctype>
 #include <limits>
@@ -6,25 +6,27 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-namespace dsinf::bench {
+namespace dsinf::util {
 
-absl::StatusOr<Options> Options::parse(const std::vector<std::string>& args,
-                                       const std::set<std::string>& valued,
-                                       const std::set<std::string>& flags) {
-  Options options;
+absl::StatusOr<Args> Args::parse(const std::vector<std::string>& args, const Spec& spec) {
+  Args parsed;
   for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (!arg.starts_with("--")) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
+    const std::string& arg = args[i] == "-h" ? std::string("--help") : args[i];
+    if (!arg.starts_with("-")) {
+      if (parsed.positional_.size() >= spec.max_positional) {
+        return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
+      }
+      parsed.positional_.push_back(arg);
+      continue;
     }
     const size_t eq = arg.find('=');
     const std::string name = arg.substr(0, eq);
-    if (flags.count(name) != 0) {
+    if (spec.flags.count(name) != 0) {
       if (eq != std::string::npos) {
         return absl::InvalidArgumentError(absl::StrCat(name, " takes no value"));
       }
-      options.values_[name] = "";
-    } else if (valued.count(name) != 0) {
+      parsed.values_[name] = "";
+    } else if (spec.valued.count(name) != 0) {
       std::string value;
       if (eq != std::string::npos) {
         value = arg.substr(eq + 1);
@@ -34,15 +36,15 @@ absl::StatusOr<Options> Options::parse(const std::vector<std::string>& args,
         return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
       }
       if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-      options.values_[name] = value;
+      parsed.values_[name] = value;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown option '", name, "'"));
     }
   }
-  return options;
+  return parsed;
 }
 
-std::optional<std::string> Options::text(const std::string& name) const {
+std::optional<std::string> Args::text(const std::string& name) const {
   auto it = values_.find(name);
   if (it == values_.end()) return std::nullopt;
   return it->second;
@@ -54,9 +56,13 @@ std::optional<uint64_t> parse_byte_count(const std::string& text) {
   if (digits == 0) return std::nullopt;
   uint64_t value = 0;
   if (!absl::SimpleAtoi(text.substr(0, digits), &value)) return std::nullopt;
-  const std::string suffix = text.substr(digits);
+  // "128 KiB" as format_bytes writes it reads back too.
+  const size_t suffix_at = digits < text.size() && text[digits] == ' ' && digits + 1 < text.size()
+                               ? digits + 1
+                               : digits;
+  const std::string suffix = text.substr(suffix_at);
   int shift = 0;
-  if (suffix.empty()) {
+  if (suffix.empty() || suffix == "B") {
     shift = 0;
   } else if (suffix == "K" || suffix == "KiB" || suffix == "k") {
     shift = 10;
@@ -73,7 +79,7 @@ std::optional<uint64_t> parse_byte_count(const std::string& text) {
   return value << shift;
 }
 
-absl::StatusOr<uint64_t> Options::bytes(const std::string& name, uint64_t fallback,
+absl::StatusOr<uint64_t> Args::bytes(const std::string& name, uint64_t fallback,
                                         uint64_t min_bytes, uint64_t max_bytes) const {
   const std::optional<std::string> given = text(name);
   if (!given) return fallback;
@@ -89,7 +95,7 @@ absl::StatusOr<uint64_t> Options::bytes(const std::string& name, uint64_t fallba
   return *value;
 }
 
-absl::StatusOr<int64_t> Options::integer(const std::string& name, int64_t fallback,
+absl::StatusOr<int64_t> Args::integer(const std::string& name, int64_t fallback,
                                          int64_t min_value, int64_t max_value) const {
   const std::optional<std::string> given = text(name);
   if (!given) return fallback;
@@ -105,4 +111,4 @@ absl::StatusOr<int64_t> Options::integer(const std::string& name, int64_t fallba
   return value;
 }
 
-}  // namespace dsinf::bench
+}  // namespace dsinf::util
