@@ -1,56 +1,42 @@
-// The optimizer actor: a detached CAF actor (its handlers wait on swap I/O, so
-// it has a thread of its own) that runs the optimizer's work beside the
-// trainer. Messages are handled one at a time in the order sent, so a preload
-// sent while the previous step's run is still going starts when that ends.
+// The optimizer actor: Adam over every trainable chunk, in one loop whatever
+// the placement -- the fused CPU Adam on host state, the backend's Adam on
+// device state, or the CPU Adam on state it streams from NVMe through staging
+// sets -- and the new weights to the working copy's home.
 //
-// The work itself lives with the state it updates (trainer/offload.h); the
-// actor owns the thread, the mailbox and the count of messages not yet done,
-// which the trainer waits on before it reads or rewrites optimizer state.
+// It owns its pipeline: for state on NVMe it reads each chunk's m, v and
+// master weights ahead into the staging sets (from `preload`, as the step's
+// last micro-batch begins, since reading needs no gradient), runs Adam on a
+// chunk as soon as its reads are in, and writes a set back only when that set
+// is wanted for a later chunk or every chunk is updated. Every swap request is
+// a message to the nvme_swap actor and every completion a reply: nothing
+// waits. Each chunk's update is reported to the runtime's gates (the next
+// step's per-chunk gate) and to the param_shard (its home is current).
+//
+// Detached: Adam itself is long compute, kept off the scheduler threads the
+// event-based actors share. Commands run one at a time in the order sent; a
+// command is over (ChunkGates::command_done) once its I/O has drained.
 #pragma once
 
-#include <condition_variable>
-#include <cstdint>
-#include <memory>
-#include <mutex>
-
-#include "absl/status/statusor.h"
+#include "actors/messages.h"
+#include "actors/runtime/chunk_gates.h"
+#include "actors/runtime/chunk_store.h"
+#include "actors/runtime/spec.h"
+#include "kernels/backend.h"
 
 namespace dsinf::actors {
 
 class ActorSystem;
 
-class OptimizerWork {
- public:
-  virtual ~OptimizerWork() = default;
-  // Start reading optimizer state ahead of the step (no gradient needed yet).
-  virtual void preload() = 0;
-  // Adam over every chunk with these scalars; errors are the work's to keep.
-  virtual void run(double lr, int64_t step, float grad_scale) = 0;
-  // Drop what preload read; nothing is in flight when this returns.
-  virtual void cancel() = 0;
+struct OptimizerSetup {
+  kernels::Backend* backend = nullptr;
+  ChunkStore* store = nullptr;
+  ChunkGates* gates = nullptr;
+  nvme_swap_actor swap;     // null when nothing lives on NVMe
+  param_shard_actor shard;  // null when the parameters stay on the device
+  AdamSpec adam;
 };
 
-class OptimizerActor {
- public:
-  // Spawns the actor in `system` (null: a system of its own); `work` and the
-  // system outlive it.
-  static absl::StatusOr<std::unique_ptr<OptimizerActor>> create(OptimizerWork* work,
-                                                                ActorSystem* system);
-  ~OptimizerActor();  // every message sent is handled, then the actor stops
-  OptimizerActor(const OptimizerActor&) = delete;
-  OptimizerActor& operator=(const OptimizerActor&) = delete;
-
-  void preload();
-  void step(double lr, int64_t step, float grad_scale);
-  void cancel();
-  // Blocks until every message sent so far has been handled.
-  void wait_idle();
-
-  struct Impl;
-
- private:
-  explicit OptimizerActor(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-};
+// The store, the gates and the backend outlive the actor.
+optimizer_actor spawn_optimizer(ActorSystem& system, OptimizerSetup setup);
 
 }  // namespace dsinf::actors

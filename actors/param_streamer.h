@@ -1,13 +1,9 @@
-// Streams parameter chunks to the device ahead of the model, with three
-// actors (messages.h): nvme_swap owns the swap I/O and turns completions into
-// replies; param_shard owns the device slots and each chunk's residency and
-// serves fetch/release; prefetch learns the order in which the model touches
-// chunks in the first step and then keeps the next ones moving within the slot
-// budget and the prefetch bucket, relearning (and saying so) when the order
-// changes. A chunk with a slot of its own stays on the device once loaded.
-//
-// The model's thread calls acquire()/release() and blocks in acquire() only
-// when the chunk is not on the device yet; no actor blocks.
+// The model thread's side of parameter streaming: acquire() asks the
+// param_shard actor for a chunk and blocks (the model thread's per-chunk
+// gate) only when it is not on the device yet; every access goes on to the
+// prefetch actor, which keeps the next chunks loading. The streamer spawns
+// the param_shard, prefetch and uploader actors and stops them when it goes;
+// swap reads go through the runtime's nvme_swap actor (or one of its own).
 #pragma once
 
 #include <cstddef>
@@ -16,37 +12,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "actors/messages.h"
+#include "actors/param_shard.h"
 #include "kernels/backend.h"
-#include "nvme/swap_store.h"
 
 namespace dsinf::actors {
-
-// Where one chunk's parameters live between uses: a host block, or a swap chunk.
-struct ChunkHome {
-  const std::byte* host = nullptr;  // when not null
-  nvme::SwapStore* swap = nullptr;  // else: chunk `swap_id` of this store
-  uint32_t swap_id = 0;
-  // With a swap home: a host copy kept between uses (offload_param.max_in_cpu),
-  // filled by the first read or by the optimizer; null when not cached.
-  std::byte* cache = nullptr;
-  size_t bytes = 0;  // page-padded chunk size
-  // The chunk's elements (its tensors and the padding between them): what the
-  // prefetch bucket counts.
-  uint64_t elements = 0;
-  // A device slot of its own (zero_optimization.stage3_param_persistence_threshold),
-  // at least `bytes`: once loaded the chunk stays there, never evicted; when its
-  // home changes (invalidate) it is uploaded again as soon as updated() says the
-  // home is current. Null: the chunk is streamed through the shared slots.
-  float* own_slot = nullptr;
-  // Its NVMe read buffer (`bytes`) when the home is a swap chunk without a cache.
-  std::byte* own_staging = nullptr;
-};
 
 class ActorSystem;
 
 struct StreamerSetup {
   ActorSystem* system = nullptr;  // where the actors live (null: a system of their own)
   kernels::Backend* backend = nullptr;
+  nvme_swap_actor swap;  // null: the streamer spawns its own
   std::vector<ChunkHome> chunks;
   std::vector<float*> slots;        // shared device slots, each at least the largest
                                     // chunk without a slot of its own (none: every chunk has one)
@@ -87,13 +64,15 @@ class ParamStreamer {
   // A training step begins (the prefetcher's order is per step).
   void begin_step();
   // Before the homes change: waits until no load is in flight, forgets every
-  // chunk on the device, and loads nothing until updated(c) says chunk c's home
-  // is current again (a fetch of such a chunk must wait for that by itself).
-  // With mark_stale false the chunks stay loadable (homes rewritten between
-  // steps, e.g. by a checkpoint load, each followed by updated()).
+  // chunk on the device, and loads nothing until an `updated` message says
+  // chunk c's home is current again (a fetch of such a chunk waits for that by
+  // itself). With mark_stale false the chunks stay loadable (homes rewritten
+  // between steps, e.g. by a checkpoint load, each followed by updated()).
   void invalidate(bool mark_stale = true);
   // Chunk c's home is current; with `cached`, its host cache holds it too.
   void updated(size_t c, bool cached);
+  // The shard, for actors that tell it of updates themselves (the optimizer).
+  const param_shard_actor& shard() const;
   StreamerStats stats();
 
   struct Impl;

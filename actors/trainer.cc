@@ -1,59 +1,107 @@
 #include "actors/trainer.h"
 
-#include <string>
+#include <chrono>
+#include <cmath>
 
-#include "actors/messages.h"
+#include "absl/strings/str_format.h"
+#include "actors/runtime/runtime.h"
 #include "actors/system.h"
-#include "caf/all.hpp"
+#include "memory/util/check.h"
 
 namespace dsinf::actors {
-
-struct TrainerActor::Impl {
-  std::unique_ptr<caf::scoped_actor> self;  // the session's thread
-  trainer_actor actor;
-};
-
 namespace {
 
-trainer_actor::behavior_type trainer(trainer_actor::pointer self, TrainerActor::StepFn step) {
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The gradients reset, then forward and backward over the step's
+// micro-batches: a step up to its norm. Fills loss, forward_s and backward_s.
+absl::Status forward_backward(Runtime& rt, const StepRequest& request, StepOutcome& out) {
+  const StepSpec& spec = rt.spec().step;
+  const int B = spec.micro_batch;
+  const int64_t gas = spec.gradient_accumulation;
+  const size_t window = request.inputs.size() / static_cast<size_t>(gas);
+  DSINF_CHECK(request.inputs.size() == request.targets.size() && window * gas == request.inputs.size());
+  const int64_t T = static_cast<int64_t>(window) / B;
+  rt.begin_step();
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < gas; ++micro) {
+    if (micro == gas - 1 && request.update) rt.last_micro_batch();
+    auto t0 = Clock::now();
+    absl::StatusOr<float> loss = rt.model().forward(request.inputs.data() + micro * window,
+                                                    request.targets.data() + micro * window, B);
+    if (!loss.ok()) return loss.status();
+    out.forward_s += seconds_since(t0);
+    t0 = Clock::now();
+    // Mean over the tokens of every micro-batch of the step, times fp16's loss scale.
+    // (A power-of-two scale multiplies exactly: without fp16 this is 1/(B*T*gas) as ever.)
+    const float dloss =
+        1.0f / static_cast<float>(B * T * gas) * static_cast<float>(rt.loss_scaler().scale());
+    if (absl::Status s = rt.model().backward(dloss); !s.ok()) return s;
+    out.backward_s += seconds_since(t0);
+    loss_sum += *loss;
+  }
+  out.loss = loss_sum / static_cast<double>(gas);
+  return absl::OkStatus();
+}
+
+// The norm, fp16's overflow check, and the update or its skip. With fp16 an
+// overflow skips the update (the outcome says so); otherwise a non-finite
+// norm is an error that names the last checkpoint's directory.
+absl::Status norm_and_update(Runtime& rt, const StepRequest& request, StepOutcome& out) {
+  const StepSpec& spec = rt.spec().step;
+  const auto t0 = Clock::now();
+  absl::StatusOr<double> scaled_norm = rt.grad_norm();
+  if (!scaled_norm.ok()) return scaled_norm.status();
+  const bool overflow = !std::isfinite(*scaled_norm);
+  LossScaler& scaler = rt.loss_scaler();
+  if (overflow && !scaler.enabled()) {
+    return absl::InternalError(absl::StrFormat(
+        "step %d: the gradient norm is %f: training diverged (lower optimizer.params.lr or "
+        "raise warmup); the last checkpoint in %s is intact",
+        request.index + 1, *scaled_norm, spec.checkpoint_dir));
+  }
+  const double scale = scaler.scale();
+  absl::StatusOr<LossScaler::Outcome> scaled = scaler.update(overflow);
+  if (!scaled.ok()) {
+    // Like divergence, a failure of the run, not of its input.
+    return absl::InternalError(absl::StrFormat("step %d: %s; the last checkpoint in %s is intact",
+                                               request.index + 1, scaled.status().message(),
+                                               spec.checkpoint_dir));
+  }
+  out.loss_scale = scale;
+  out.norm = *scaled_norm / scale;
+  if (scaled->skip) {
+    if (absl::Status s = rt.skip_update(); !s.ok()) return s;
+    out.skipped = true;
+    out.overflow_message = scaled->message;
+    out.update_s = seconds_since(t0);
+    return absl::OkStatus();
+  }
+  // The loss scale is divided out with the clip coefficient, in Adam's first multiply.
+  const double grad_scale = clip_coefficient(out.norm, spec.gradient_clipping) / scale;
+  if (absl::Status s = rt.update(request.lr, static_cast<float>(grad_scale)); !s.ok()) return s;
+  out.update_s = seconds_since(t0);
+  return absl::OkStatus();
+}
+
+trainer_actor::behavior_type trainer(trainer_actor::pointer self, Runtime* rt) {
   (void)self;
-  return {
-      [step](step_atom, int64_t index) -> caf::result<int, std::string> {
-        const absl::Status s = step(index);
-        return {static_cast<int>(s.code()), std::string(s.message())};
-      },
-  };
+  return {[rt](step_atom, const StepRequest& request) -> caf::result<StepOutcome, absl::Status> {
+    StepOutcome out;
+    absl::Status status = forward_backward(*rt, request, out);
+    if (status.ok() && request.update) status = norm_and_update(*rt, request, out);
+    return {out, status};
+  }};
 }
 
 }  // namespace
 
-TrainerActor::TrainerActor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-
-std::unique_ptr<TrainerActor> TrainerActor::create(ActorSystem& system, StepFn step) {
-  auto impl = std::make_unique<Impl>();
-  impl->self = std::make_unique<caf::scoped_actor>(system.get());
-  impl->actor = system.get().spawn<caf::detached>(trainer, std::move(step));
-  return std::unique_ptr<TrainerActor>(new TrainerActor(std::move(impl)));
-}
-
-TrainerActor::~TrainerActor() {
-  caf::anon_send_exit(impl_->actor, caf::exit_reason::user_shutdown);
-  (*impl_->self)->wait_for(impl_->actor);
-}
-
-absl::Status TrainerActor::step(int64_t index) {
-  absl::Status status;
-  (*impl_->self)
-      ->request(impl_->actor, caf::infinite, step_atom::value, index)
-      .receive(
-          [&](int code, const std::string& message) {
-            status = absl::Status(static_cast<absl::StatusCode>(code), message);
-          },
-          [&](caf::error& e) {
-            status = absl::InternalError("the trainer actor failed: " +
-                                         (*impl_->self)->system().render(e));
-          });
-  return status;
+trainer_actor spawn_trainer(ActorSystem& system, Runtime* runtime) {
+  return system.get().spawn<caf::detached>(trainer, runtime);
 }
 
 }  // namespace dsinf::actors

@@ -1,37 +1,19 @@
-// The trainer actor: a detached CAF actor (it blocks in the model's fetches
-// and in the optimizer's gates, so it has a thread of its own) that drives
-// forward, backward and step. Each (step, index) message runs one training
-// step; the session sends them one at a time and logs, evaluates and saves in
-// between.
+// The trainer actor: runs each training step -- the gradients reset, forward
+// and backward over the step's micro-batches (the last one starts the
+// optimizer's read-ahead of its NVMe state), the global norm, fp16's overflow
+// check and loss scale, the clip coefficient, and the hand-off of the update
+// to the optimizer actor -- and replies with what the step did. Detached: it
+// is the model thread, which blocks in its per-chunk gates and fetches.
 #pragma once
 
-#include <cstdint>
-#include <functional>
-#include <memory>
-
-#include "absl/status/statusor.h"
+#include "actors/messages.h"
 
 namespace dsinf::actors {
 
 class ActorSystem;
+class Runtime;
 
-class TrainerActor {
- public:
-  using StepFn = std::function<absl::Status(int64_t index)>;
-  // Spawns the actor in `system`, which outlives it; `step` runs on its thread.
-  static std::unique_ptr<TrainerActor> create(ActorSystem& system, StepFn step);
-  ~TrainerActor();
-  TrainerActor(const TrainerActor&) = delete;
-  TrainerActor& operator=(const TrainerActor&) = delete;
-
-  // Runs step `index` on the trainer and waits for its outcome.
-  absl::Status step(int64_t index);
-
-  struct Impl;
-
- private:
-  explicit TrainerActor(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-};
+// `runtime` outlives the actor.
+trainer_actor spawn_trainer(ActorSystem& system, Runtime* runtime);
 
 }  // namespace dsinf::actors

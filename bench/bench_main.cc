@@ -36,7 +36,7 @@ int usage_error(const std::string& name, const std::string& message) {
   return kExitBadInput;
 }
 
-int bench_main(const std::vector<std::string>& args) {
+int bench_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings) {
   if (args.empty()) {
     std::cerr << kUsage;
     return kExitBadInput;
@@ -47,8 +47,8 @@ int bench_main(const std::vector<std::string>& args) {
     std::cout << kUsage;
     return kExitOk;
   }
-  if (name == "nvme") return nvme_main(rest);
-  if (name == "tiers") return tiers_main(rest);
+  if (name == "nvme") return nvme_main(rest, load_settings);
+  if (name == "tiers") return tiers_main(rest, load_settings);
   if (name == "adam") return adam_main(rest);
   std::cerr << "dsinf: bench: unknown benchmark '" << name
             << "' (expected nvme, tiers or adam; see dsinf bench --help)\n";

@@ -67,12 +67,12 @@ absl::Status multiple_of_sector(const std::string& name, uint64_t bytes) {
                                                  " (O_DIRECT alignment)"));
 }
 
-absl::StatusOr<Plan> make_plan(const Args& o) {
+absl::StatusOr<Plan> make_plan(const Args& o, const NvmeSettingsLoader& load_settings) {
   Plan plan;
   plan.json = o.flag("--json");
   NvmeSettings settings;
   if (std::optional<std::string> config = o.text("--config")) {
-    absl::StatusOr<NvmeSettings> loaded = settings_from_config(*config);
+    absl::StatusOr<NvmeSettings> loaded = load_settings(*config);
     if (!loaded.ok()) return loaded.status();
     settings = *loaded;
   }
@@ -160,13 +160,14 @@ void print_table(const Reporter& out, const std::vector<NvmeResult>& results, do
 
 }  // namespace
 
-int nvme_main(const std::vector<std::string>& args) {
+int nvme_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings) {
   int exit_code = kExitOk;
   const std::optional<Plan> plan =
       plan_from_args(kName, kUsage, args,
                      {"--path", "--size", "--block-size", "--queue-depth", "--intra-op-parallelism",
                       "--engine", "--config", "--repeat"},
-                     {"--json", "--help"}, make_plan, &exit_code);
+                     {"--json", "--help"},
+                     [&](const Args& o) { return make_plan(o, load_settings); }, &exit_code);
   if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;

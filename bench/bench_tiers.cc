@@ -71,7 +71,7 @@ struct TiersPlan {
   bool json = false;
 };
 
-absl::StatusOr<TiersPlan> make_plan(const Args& o) {
+absl::StatusOr<TiersPlan> make_plan(const Args& o, const NvmeSettingsLoader& load_settings) {
   TiersPlan plan;
   plan.json = o.flag("--json");
   plan.out_path = o.text("--out").value_or("");
@@ -98,7 +98,7 @@ absl::StatusOr<TiersPlan> make_plan(const Args& o) {
 
   NvmeSettings settings;
   if (std::optional<std::string> config = o.text("--config")) {
-    absl::StatusOr<NvmeSettings> loaded = settings_from_config(*config);
+    absl::StatusOr<NvmeSettings> loaded = load_settings(*config);
     if (!loaded.ok()) return loaded.status();
     settings = *loaded;
   }
@@ -220,13 +220,14 @@ absl::Status write_json_file(const std::string& path, const nlohmann::ordered_js
 
 }  // namespace
 
-int tiers_main(const std::vector<std::string>& args) {
+int tiers_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings) {
   int exit_code = kExitOk;
   const std::optional<TiersPlan> plan =
       plan_from_args(kName, kUsage, args,
                      {"--config", "--path", "--size", "--engine", "--array-bytes", "--device-bytes",
                       "--passes", "--out"},
-                     {"--quick", "--json", "--help"}, make_plan, &exit_code);
+                     {"--quick", "--json", "--help"},
+                     [&](const Args& o) { return make_plan(o, load_settings); }, &exit_code);
   if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "bench/nvme_io.h"
 #include "memory/util/args.h"
 #include "memory/util/exit_code.h"
 
@@ -22,8 +23,8 @@ using util::kExitInterrupted;
 using util::kExitOk;
 
 // args follow the benchmark's name on the command line.
-int nvme_main(const std::vector<std::string>& args);
-int tiers_main(const std::vector<std::string>& args);
+int nvme_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings);
+int tiers_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings);
 int adam_main(const std::vector<std::string>& args);
 
 // Prints "dsinf: bench <name>: <message>" on stderr and returns the exit code for `status`.

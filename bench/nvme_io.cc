@@ -24,7 +24,6 @@
 #include "bench/report.h"
 #include "bench/timing.h"
 #include "memory/aligned_buffer.h"
-#include "trainer/config.h"
 
 namespace dsinf::bench {
 namespace {
@@ -240,33 +239,6 @@ absl::StatusOr<nvme::EngineKind> parse_engine_kind(const std::string& text,
   if (text == "threads") return nvme::EngineKind::kThreads;
   return absl::InvalidArgumentError(
       absl::StrCat(key, ": expected auto, uring or threads, got '", text, "'"));
-}
-
-absl::StatusOr<NvmeSettings> settings_from_config(const std::string& config_path) {
-  absl::StatusOr<trainer::LoadedConfig> loaded = trainer::load_config(config_path);
-  if (!loaded.ok()) return loaded.status();
-  const trainer::Config& c = loaded->config;
-  if (c.aio.queue_depth > INT_MAX || c.aio.intra_op_parallelism > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config_path, ": aio.queue_depth and aio.intra_op_parallelism must fit an int"));
-  }
-  NvmeSettings settings;
-  settings.engine.block_size = static_cast<size_t>(c.aio.block_size);
-  settings.engine.queue_depth = static_cast<int>(c.aio.queue_depth);
-  settings.engine.intra_op_parallelism = static_cast<int>(c.aio.intra_op_parallelism);
-  settings.engine.single_submit = c.aio.single_submit;
-  settings.engine.overlap_events = c.aio.overlap_events;
-  absl::StatusOr<nvme::EngineKind> kind = parse_engine_kind(c.aio.engine, "aio.engine");
-  if (!kind.ok()) return kind.status();
-  settings.kind = *kind;
-  const auto& optimizer_paths = c.zero.offload_optimizer.nvme_path;
-  const auto& param_paths = c.zero.offload_param.nvme_path;
-  if (!optimizer_paths.empty()) {
-    settings.path = optimizer_paths.front();
-  } else if (!param_paths.empty()) {
-    settings.path = param_paths.front();
-  }
-  return settings;
 }
 
 absl::StatusOr<ScratchDir> ScratchDir::create(const std::string& parent, uint64_t needed_bytes) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,8 +24,10 @@ struct NvmeSettings {
 
 // "auto", "uring" or "threads"; kInvalidArgument naming `key` otherwise.
 absl::StatusOr<nvme::EngineKind> parse_engine_kind(const std::string& text, const std::string& key);
-// Loads and validates the config as `dsinf train` would (kInvalidArgument or kNotFound).
-absl::StatusOr<NvmeSettings> settings_from_config(const std::string& config_path);
+// The NVMe settings of a config file (`--config FILE`): the front reads and
+// validates it as `dsinf train` would (kInvalidArgument or kNotFound); the
+// benchmarks only receive what it says.
+using NvmeSettingsLoader = std::function<absl::StatusOr<NvmeSettings>(const std::string& path)>;
 
 // A private directory <parent>/dsinf-bench-<pid> for the benchmark file,
 // removed with its contents when the object dies (also on error or Ctrl-C).

@@ -1,7 +1,8 @@
 // The layout of one chunk: named tensors packed into one flat buffer. A chunk
 // is the unit that moves between tiers, so its tensors are views at fixed
 // offsets, each aligned for vector loads, and the whole chunk is a multiple of
-// the page size.
+// the page size. A chunk is trainable (it gets gradients, master weights and
+// Adam state) or frozen (its working parameters only: read, never written back).
 #pragma once
 
 #include <cstddef>
@@ -34,10 +35,13 @@ class ChunkLayout {
   size_t numel_padded() const { return numel_padded_; }
   // Bytes a buffer for this chunk needs (page-aligned).
   size_t bytes() const;
+  bool trainable() const { return trainable_; }
+  void set_trainable(bool trainable) { trainable_ = trainable; }
 
  private:
   size_t elem_bytes_;
   size_t numel_padded_ = 0;
+  bool trainable_ = true;
   std::vector<TensorSlot> tensors_;
 };
 

@@ -7,7 +7,7 @@
 
 #include "bench/report.h"
 #include "tests/test_util.h"
-#include "trainer/config.h"
+#include "trainer/config/config.h"
 
 namespace dsinf::testing {
 namespace {

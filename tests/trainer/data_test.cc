@@ -1,6 +1,6 @@
 // Token data: byte-level text, directories in sorted order, token shards and
 // their validation, and the seeded window sampler.
-#include "trainer/data.h"
+#include "trainer/data/data.h"
 
 #include <algorithm>
 #include <set>

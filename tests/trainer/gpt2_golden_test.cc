@@ -4,8 +4,9 @@
 
 #include "kernels/backend.h"
 #include "tests/test_util.h"
-#include "trainer/gpt2.h"
-#include "trainer/safetensors.h"
+#include "trainer/models/gpt2/gpt2.h"
+#include "trainer/models/safetensors.h"
+#include "tests/trainer/models/device_chunks.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -38,11 +39,14 @@ TEST_P(Gpt2GoldenTest, LossAndEveryGradientMatchPyTorch) {
   config.n_positions = shape.n_positions;
   config.vocab_size = shape.vocab;
   auto backend = kernels::make_cpu_backend({});
-  auto model = GPT2::create(backend.get(), config, shape.batch);
+  const Gpt2Model def(config);
+  testing::DeviceChunks chunks(backend.get(), def.layouts());
+  auto model = Gpt2Program::create(backend.get(), config, shape.batch);
   ASSERT_TRUE(model.ok()) << model.status();
+  (*model)->set_chunk_source(&chunks);
   auto weights = SafetensorsFile::open(dir / "weights.safetensors");
   ASSERT_TRUE(weights.ok()) << weights.status();
-  ASSERT_TRUE((*model)->load_hf(*weights).ok());
+  ASSERT_TRUE(def.load_hf(*weights, chunks).ok());
 
   auto expected = SafetensorsFile::open(dir / "expected.safetensors");
   ASSERT_TRUE(expected.ok()) << expected.status();
@@ -52,7 +56,7 @@ TEST_P(Gpt2GoldenTest, LossAndEveryGradientMatchPyTorch) {
   std::vector<int32_t> inputs(inputs64->begin(), inputs64->end());
   std::vector<int32_t> targets(targets64->begin(), targets64->end());
 
-  ASSERT_TRUE((*model)->zero_grad().ok());
+  ASSERT_TRUE(chunks.zero_grads().ok());
   auto loss = (*model)->forward(inputs.data(), targets.data(), shape.batch);
   ASSERT_TRUE(loss.ok()) << loss.status();
   auto expected_loss = expected->read_f32("loss", {1});
@@ -60,7 +64,7 @@ TEST_P(Gpt2GoldenTest, LossAndEveryGradientMatchPyTorch) {
   EXPECT_NEAR(*loss, (*expected_loss)[0], 1e-5 * std::abs((*expected_loss)[0]));
   ASSERT_TRUE((*model)->backward(1.0f / static_cast<float>(inputs.size())).ok());
 
-  auto grads = (*model)->export_hf(/*gradients=*/true);
+  auto grads = def.export_hf(chunks, /*gradients=*/true);
   ASSERT_TRUE(grads.ok());
   ASSERT_EQ(grads->size(), 4u + 12u * shape.n_layer);
   for (const HostTensor& g : *grads) {

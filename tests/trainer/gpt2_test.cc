@@ -1,7 +1,7 @@
 // GPT-2's layer program: activation checkpointing changes memory, not numbers,
 // and a chunk source that keeps parameters and gradients off the device gives
 // the same loss and gradients, bit for bit, as the resident chunks.
-#include "trainer/gpt2.h"
+#include "trainer/models/gpt2/gpt2.h"
 
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@
 
 #include "kernels/backend.h"
 #include "memory/util/check.h"
+#include "tests/trainer/models/device_chunks.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -39,7 +40,7 @@ Batch make_batch(int B, int T, int seed) {
 }
 
 // Two micro-batches of forward and backward (gradient accumulation); the losses.
-std::vector<float> run_two_micro_batches(GPT2& model, int B) {
+std::vector<float> run_two_micro_batches(Gpt2Program& model, int B) {
   std::vector<float> losses;
   for (int micro = 0; micro < 2; ++micro) {
     const Batch batch = make_batch(B, model.config().n_positions, micro);
@@ -51,9 +52,10 @@ std::vector<float> run_two_micro_batches(GPT2& model, int B) {
   return losses;
 }
 
-std::vector<std::vector<float>> all_chunks(GPT2& model, bool gradients, ChunkSource& source) {
+std::vector<std::vector<float>> all_chunks(Gpt2Program& model, bool gradients,
+                                           actors::ChunkSource& source) {
   std::vector<std::vector<float>> out;
-  for (size_t c = 0; c < model.num_chunks(); ++c) {
+  for (size_t c = 0; c < model.layouts().size(); ++c) {
     out.emplace_back(model.layouts()[c].numel_padded());
     EXPECT_TRUE(source.read_chunk(c, gradients, out.back().data()).ok());
   }
@@ -63,15 +65,17 @@ std::vector<std::vector<float>> all_chunks(GPT2& model, bool gradients, ChunkSou
 std::vector<std::vector<float>> resident_gradients(const ModelConfig& config, int B,
                                                    std::vector<float>* losses) {
   auto backend = kernels::make_cpu_backend({});
-  auto model = GPT2::create(backend.get(), config, B);
+  testing::DeviceChunks chunks(backend.get(), Gpt2Model::make_layouts(config));
+  auto model = Gpt2Program::create(backend.get(), config, B);
   EXPECT_TRUE(model.ok());
-  EXPECT_TRUE((*model)->init_random(3).ok());
-  EXPECT_TRUE((*model)->zero_grad().ok());
+  (*model)->set_chunk_source(&chunks);
+  EXPECT_TRUE(Gpt2Model(config).init_random(3, chunks).ok());
+  EXPECT_TRUE(chunks.zero_grads().ok());
   *losses = run_two_micro_batches(**model, B);
   std::vector<std::vector<float>> out;
-  for (size_t c = 0; c < (*model)->num_chunks(); ++c) {
+  for (size_t c = 0; c < chunks.chunks(); ++c) {
     out.emplace_back((*model)->layouts()[c].numel_padded());
-    std::memcpy(out.back().data(), (*model)->grad_chunk(c), out.back().size() * sizeof(float));
+    std::memcpy(out.back().data(), chunks.grad_chunk(c), out.back().size() * sizeof(float));
   }
   return out;
 }
@@ -88,17 +92,17 @@ TEST(Gpt2, ActivationCheckpointingGivesTheSameLossesAndGradients) {
 TEST(Gpt2, CheckpointedActivationMemoryGrowsByOneLayerOutputPerLayer) {
   const int B = 4;
   const size_t layer_output = static_cast<size_t>(B) * 16 * 32 * sizeof(float);
-  const size_t ckpt4 = GPT2::activation_bytes_needed(small_config(4, true), B);
-  const size_t ckpt8 = GPT2::activation_bytes_needed(small_config(8, true), B);
+  const size_t ckpt4 = Gpt2Program::activation_bytes_needed(small_config(4, true), B);
+  const size_t ckpt8 = Gpt2Program::activation_bytes_needed(small_config(8, true), B);
   EXPECT_EQ(ckpt8 - ckpt4, 4 * memory::align_up(layer_output, memory::kChunkAlignment));
-  const size_t plain4 = GPT2::activation_bytes_needed(small_config(4, false), B);
-  const size_t plain8 = GPT2::activation_bytes_needed(small_config(8, false), B);
+  const size_t plain4 = Gpt2Program::activation_bytes_needed(small_config(4, false), B);
+  const size_t plain8 = Gpt2Program::activation_bytes_needed(small_config(8, false), B);
   EXPECT_GT(plain8 - plain4, 10 * (ckpt8 - ckpt4));
 }
 
 // Parameters and gradient accumulators in host vectors; a parameter visits the
 // device only between acquire and release, in a slot from the backend's arena.
-class HostChunks final : public ChunkSource {
+class HostChunks final : public actors::ChunkSource {
  public:
   HostChunks(kernels::Backend* backend, const std::vector<memory::ChunkLayout>& layouts)
       : backend_(backend), layouts_(layouts) {
@@ -164,19 +168,19 @@ TEST(Gpt2, ParametersStreamedFromHostGiveTheResidentResultsBitForBit) {
     const auto resident = resident_gradients(config, B, &resident_losses);
 
     // A budget that holds the activations and one chunk, far less than the model.
-    const size_t activations = GPT2::activation_bytes_needed(config, B);
+    const size_t activations = Gpt2Program::activation_bytes_needed(config, B);
     size_t largest = 0, all_chunks_bytes = 0;
-    for (const auto& l : GPT2::make_layouts(config)) {
+    for (const auto& l : Gpt2Model::make_layouts(config)) {
       largest = std::max(largest, l.bytes());
       all_chunks_bytes += 2 * l.bytes();
     }
     auto backend = kernels::make_cpu_backend({.device_budget_bytes = activations + largest});
     ASSERT_LT(activations + largest, activations + all_chunks_bytes);
-    auto model = GPT2::create(backend.get(), config, B, /*resident_chunks=*/false);
+    auto model = Gpt2Program::create(backend.get(), config, B);
     ASSERT_TRUE(model.ok()) << model.status();
     HostChunks host(backend.get(), (*model)->layouts());
     (*model)->set_chunk_source(&host);
-    ASSERT_TRUE((*model)->init_random(3).ok());
+    ASSERT_TRUE(Gpt2Model(config).init_random(3, host).ok());
     EXPECT_EQ(run_two_micro_batches(**model, B), resident_losses);
     const auto streamed = all_chunks(**model, true, host);
     for (size_t c = 0; c < resident.size(); ++c) EXPECT_EQ(streamed[c], resident[c]) << c;

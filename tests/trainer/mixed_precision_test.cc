@@ -16,8 +16,8 @@
 #include "kernels/cpu/half.h"
 #include "tests/test_util.h"
 #include "tests/trainer/train_util.h"
-#include "trainer/config.h"
-#include "trainer/loss_scaler.h"
+#include "trainer/config/config.h"
+#include "actors/runtime/loss_scaler.h"
 
 namespace dsinf::testing {
 namespace {
@@ -25,18 +25,19 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using trainer::Config;
-using trainer::LossScaler;
+using actors::LossScaler;
+using actors::LossScaleSpec;
 
-Config fp16_config(double loss_scale, int power, int64_t window, int hysteresis,
-                   bool consecutive = false, double min_scale = 1) {
-  Config c;
-  c.fp16.enabled = true;
-  c.fp16.loss_scale = loss_scale;
-  c.fp16.initial_scale_power = power;
-  c.fp16.loss_scale_window = window;
-  c.fp16.hysteresis = hysteresis;
-  c.fp16.consecutive_hysteresis = consecutive;
-  c.fp16.min_loss_scale = min_scale;
+LossScaleSpec fp16_config(double loss_scale, int power, int64_t window, int hysteresis,
+                          bool consecutive = false, double min_scale = 1) {
+  LossScaleSpec c;
+  c.enabled = true;
+  c.loss_scale = loss_scale;
+  c.initial_scale_power = power;
+  c.loss_scale_window = window;
+  c.hysteresis = hysteresis;
+  c.consecutive_hysteresis = consecutive;
+  c.min_loss_scale = min_scale;
   return c;
 }
 
@@ -99,7 +100,7 @@ TEST(LossScaler, StaticScaleSkipsOverflowsButNeverChanges) {
 }
 
 TEST(LossScaler, WithoutFp16TheScaleIsOneAndNothingIsSkipped) {
-  LossScaler s{Config()};
+  LossScaler s{LossScaleSpec()};
   EXPECT_FALSE(s.enabled());
   absl::StatusOr<LossScaler::Outcome> o = s.update(true);
   ASSERT_TRUE(o.ok());

@@ -1,4 +1,4 @@
-#include "trainer/monitor.h"
+#include "trainer/train/monitor.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>

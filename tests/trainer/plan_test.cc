@@ -12,8 +12,9 @@
 
 #include "absl/strings/match.h"
 #include "tests/test_util.h"
-#include "trainer/gpt2.h"
-#include "trainer/placement.h"
+#include "trainer/models/gpt2/gpt2.h"
+#include "actors/runtime/placement.h"
+#include "trainer/config/runtime_spec.h"
 
 namespace dsinf::testing {
 namespace {
@@ -399,8 +400,8 @@ TEST(Plan, MaxLiveParametersBoundsTheSlotsAndBelowOneChunkIsRefused) {
   config.zero.stage = 3;
   config.zero.offload_param.device = trainer::OffloadDevice::kCpu;
   config.zero.stage3_max_live_parameters = largest - 1;
-  const absl::StatusOr<trainer::MemoryPlan> refused = trainer::plan_memory(
-      config, trainer::place(config), trainer::GPT2::make_layouts(config.model), 0);
+  const absl::StatusOr<actors::MemoryPlan> refused = actors::plan_memory(
+      trainer::place(config), {}, trainer::Gpt2Model::make_layouts(config.model), 0);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StartsWith(refused.status().message(),

@@ -1,4 +1,4 @@
-#include "trainer/safetensors.h"
+#include "trainer/models/safetensors.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "trainer/scheduler.h"
+#include "trainer/train/scheduler.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,96 @@
+// Where each tensor class lives, and the bytes that placement needs on each
+// tier. Classes per chunk:
+//   working parameters  what forward and backward read; home: offload_param
+//                       (stage 3) or the device
+//   gradients           the step's accumulators; on the host when the optimizer
+//                       is offloaded (ZeRO-Offload sends gradients to the CPU
+//                       Adam), else on the device
+//   master, m, v        the fp32 weights Adam updates and its moments; home:
+//                       offload_optimizer or the device
+// A frozen chunk (ChunkLayout::trainable false) has working parameters only.
+// On the CPU backend the working parameters are fp32 and equal the master
+// weights bit for bit, so when both homes are the same tier they are one copy.
+// trainer/ derives a Placement from a config with DeepSpeed's meaning.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "memory/chunk_layout.h"
+
+namespace dsinf::actors {
+
+enum class Tier { kDevice, kHost, kNvme };
+const char* tier_name(Tier tier);
+
+struct Placement {
+  Tier params = Tier::kDevice;
+  Tier grads = Tier::kDevice;
+  Tier optimizer = Tier::kDevice;
+  std::vector<std::string> param_paths;      // offload_param.nvme_path
+  std::vector<std::string> optimizer_paths;  // offload_optimizer.nvme_path
+  bool pin_memory = true;
+  int64_t param_buffer_count = 5;  // offload_param.buffer_count: device slots for streamed chunks
+  // offload_optimizer.buffer_count: host staging buffers (one chunk of one
+  // state each) for optimizer state on NVMe.
+  int64_t optimizer_buffer_count = 4;
+  int64_t param_max_in_cpu = 1000000000;  // offload_param.max_in_cpu: elements cached on the host
+  // zero_optimization.stage3_*, in elements, at the granularity of chunks:
+  int64_t param_prefetch_bucket = 50000000;  // chunks asked ahead of the model (always one)
+  int64_t param_max_live = 1000000000;       // shared slots x the largest streamed chunk
+  int64_t param_persistence_threshold = 0;   // smaller chunks stay on the device once loaded
+
+  bool all_on_device() const {
+    return params == Tier::kDevice && grads == Tier::kDevice && optimizer == Tier::kDevice;
+  }
+  bool master_is_working_copy() const { return params == optimizer; }
+  // The key that says whether the host pool is pinned.
+  const char* pin_memory_key() const;
+};
+
+// The hard limits of memory.device_budget_bytes and memory.host_budget_bytes (0: none).
+struct MemoryBudgets {
+  uint64_t device_bytes = 0;
+  uint64_t host_bytes = 0;
+};
+
+// Bytes per tier for a model of `layouts` trained in micro-batches whose
+// activations take `activation_bytes` on the device.
+struct MemoryPlan {
+  size_t activation_bytes = 0;  // device: activations and the gradient visit buffer
+  size_t resident_bytes = 0;    // device: chunk classes whose home is the device
+  size_t slot_bytes = 0;        // device: one shared slot for a streamed parameter chunk
+  size_t slot_elements = 0;     // ... the elements of the largest chunk it holds
+  size_t slots = 0;             // shared device slots for streamed parameters (0: none)
+  // Streamed chunks with fewer elements than stage3_param_persistence_threshold:
+  // each has a device slot of its own (its bytes) and stays there once loaded.
+  std::vector<bool> persistent;  // per chunk (empty when nothing is streamed)
+  size_t persistent_chunks = 0;
+  size_t persistent_bytes = 0;    // device
+  size_t device_bytes = 0;        // activation + resident + persistent + slots * slot
+  size_t device_min_bytes = 0;    // the least device budget that trains (one shared slot)
+  size_t host_class_bytes = 0;    // host: chunk classes whose home is the host
+  size_t host_staging_bytes = 0;  // host: staging buffers for NVMe and gradients
+  size_t host_cache_bytes = 0;    // host: parameter chunks on NVMe also kept on the host
+  size_t cached_chunks = 0;       // ... the first this many chunks (offload_param.max_in_cpu)
+  size_t host_bytes = 0;          // the host pool: classes + staging + cache
+  // Optimizer state on NVMe: chunks staged at once (read ahead, computing,
+  // writing back) and buffers per chunk (m and v, and the master weights
+  // unless the host cache of the working copy holds them).
+  size_t optimizer_sets = 0;
+  size_t optimizer_set_buffers = 0;
+  size_t nvme_bytes = 0;  // swap space, page-padded chunks
+};
+
+// kInvalidArgument naming memory.device_budget_bytes (or host_budget_bytes)
+// and the least budget that works when the budget is too small, or naming
+// zero_optimization.stage3_max_live_parameters and the least value that works
+// when it cannot hold one shared slot.
+absl::StatusOr<MemoryPlan> plan_memory(const Placement& placement, const MemoryBudgets& budgets,
+                                       const std::vector<memory::ChunkLayout>& layouts,
+                                       size_t activation_bytes);
+
+}  // namespace dsinf::actors

@@ -1,0 +1,152 @@
+// The runtime of one run: the backend, the model's layer program, every chunk
+// of every tensor class at its home (ChunkStore), and the actors that move
+// them -- nvme_swap, the parameter streamer's, the optimizer and the trainer.
+// There is one path: a run with every class on the device (ZeRO stage 0) is
+// the same runtime with every home on the device.
+//
+// The math is that of the plain all-in-memory step, bit for bit, wherever the
+// bytes live: the model computes the same gradient visits and they are added
+// into the accumulators by the same float addition; the gradient norm is the
+// same function summed in chunk order; Adam is the same step on the same
+// bytes; every move between tiers is a copy, and every NVMe read is checksummed.
+//
+// Schedule of a step (the trainer actor runs it): forward and backward over
+// the micro-batches, each chunk's working parameters pulled into a device
+// slot by the streamer's actors, which keep the next chunks loading while the
+// model computes; then the norm over all gradients (clipping and overflow need
+// every gradient first); then the optimizer actor updates chunk by chunk in
+// the order the next forward uses them -- beside the next step when its state
+// is off the device -- and the next step waits per chunk only for the update
+// it needs (its parameters, or its gradient accumulator).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "actors/messages.h"
+#include "actors/param_streamer.h"
+#include "actors/runtime/checkpoint_state.h"
+#include "actors/runtime/chunk_gates.h"
+#include "actors/runtime/chunk_store.h"
+#include "actors/runtime/loss_scaler.h"
+#include "actors/runtime/model.h"
+#include "actors/runtime/placement.h"
+#include "actors/runtime/spec.h"
+#include "actors/system.h"
+#include "kernels/backend.h"
+#include "nvme/engine.h"
+
+namespace dsinf::actors {
+
+class Runtime final : public ChunkSource, public CheckpointState {
+ public:
+  // kInvalidArgument naming the config and the budget key when it cannot fit.
+  static absl::StatusOr<std::unique_ptr<Runtime>> create(const RuntimeSpec& spec,
+                                                         const ModelDef& model);
+  ~Runtime() override;  // every actor stopped and its I/O drained, then the memory freed
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  const RuntimeSpec& spec() const { return spec_; }
+  const MemoryPlan& plan() const { return plan_; }
+  const Placement& placement() const { return spec_.placement; }
+  kernels::Backend& backend() { return *backend_; }
+  const std::string& device_description() const { return device_description_; }
+  const std::optional<kernels::CudaDeviceInfo>& cuda_device() const { return cuda_device_; }
+  LayerProgram& model() { return *model_; }
+  const std::vector<memory::ChunkLayout>& layouts() const { return store_->layouts(); }
+  LossScaler& loss_scaler() { return loss_scaler_; }
+  // The instruction set the CPU Adam runs with (e.g. "avx512bf16").
+  std::string cpu_adam_isa() const;
+
+  // One training step on the trainer actor, waited for.
+  absl::StatusOr<StepOutcome> step(StepRequest request);
+  // Waits until the last step's work is done (the optimizer's run).
+  absl::Status settle() { return gates_->wait_idle(); }
+
+  // ---- the step, as the trainer actor drives it ----
+  // Gradients start at zero: each accumulator is zeroed at its first visit
+  // (the optimizer may still be reading last step's gradients of later chunks).
+  void begin_step();
+  // The step's last micro-batch begins: optimizer state on NVMe starts loading.
+  void last_micro_batch();
+  // The L2 norm of every gradient, summed chunk by chunk in chunk order.
+  absl::StatusOr<double> grad_norm();
+  // Adam with `lr` and gradients times `grad_scale`: in the optimizer actor,
+  // which runs on beside the next step when the state is off the device.
+  absl::Status update(double lr, float grad_scale);
+  // No update this step (an fp16 overflow): state read ahead for it is dropped.
+  absl::Status skip_update();
+
+  // ---- ChunkSource ----
+  absl::StatusOr<const float*> acquire_params(size_t c) override;
+  absl::Status release_params(size_t c) override;
+  absl::Status accumulate_grads(size_t c, const float* visit) override;
+  absl::Status write_params(size_t c, const float* host) override;
+  absl::Status read_chunk(size_t c, bool gradients, float* host) override;
+
+  // ---- CheckpointState ----
+  absl::Status read_class(int cls, size_t c, std::byte* host) override;
+  absl::Status write_class(int cls, size_t c, const std::byte* host) override;
+  bool has_optimizer() const override { return spec_.training; }
+  int64_t optimizer_steps() const override { return gates_->steps(); }
+  void set_optimizer_steps(int64_t steps) override { gates_->restore(steps); }
+  // With the optimizer state off the device, checkpoints are written in the
+  // background: the snapshot's reader waits for the optimizer run of its step
+  // to end, and the runs of later steps update chunk c only once it is read.
+  bool saves_in_background() const override {
+    return spec_.training && spec_.placement.optimizer != Tier::kDevice;
+  }
+  void begin_snapshot() override { gates_->begin_snapshot(); }
+  absl::Status read_snapshot(int cls, size_t c, std::byte* host) override;
+  void snapshot_chunk_read(size_t c) override;
+  void end_snapshot() override;
+
+  // ---- figures ----
+  double snapshot_wait_s() const { return gates_->snapshot_wait_s(); }
+  size_t host_peak_bytes() const;
+  size_t host_in_use_bytes() const;
+  size_t nvme_bytes() const { return store_->nvme_bytes(); }
+  // Bytes read from and written to the swap since start.
+  nvme::EngineStats nvme_stats() const;
+  // The parameter streamer's counters (zero when parameters stay on the device).
+  StreamerStats streamer_stats() const;
+
+ private:
+  explicit Runtime(const RuntimeSpec& spec);
+  absl::Status start(const ModelDef& model);
+  absl::Status start_actors();
+  absl::Status zero_nvme_moments();
+  // Chunk c of `home` in host memory: its host block or host cache itself,
+  // else copied into `staging` (a device download, or an NVMe read).
+  absl::StatusOr<float*> to_host(const ClassHome& home, size_t c, std::byte* staging);
+  // Chunk c of `home` from host memory.
+  absl::Status from_host(ClassHome& home, size_t c, const float* src);
+  // The home of class `cls` of chunk c (a frozen chunk's weights are its parameters).
+  ClassHome& home_of(int cls, size_t c);
+  absl::Status read_home(int cls, size_t c, std::byte* host);
+
+  RuntimeSpec spec_;
+  MemoryPlan plan_;
+  LossScaler loss_scaler_;
+  // First, so it goes last: every actor below lives in it.
+  std::unique_ptr<ActorSystem> system_;
+  std::unique_ptr<kernels::Backend> backend_;
+  std::string device_description_;
+  std::optional<kernels::CudaDeviceInfo> cuda_device_;
+  std::unique_ptr<LayerProgram> model_;
+  std::unique_ptr<ChunkStore> store_;
+  std::unique_ptr<ChunkGates> gates_;
+  nvme_swap_actor swap_;
+  std::unique_ptr<ParamStreamer> streamer_;
+  optimizer_actor optimizer_;
+  trainer_actor trainer_;
+  std::vector<bool> grads_fresh_;  // per chunk: not yet accumulated into this step
+};
+
+}  // namespace dsinf::actors

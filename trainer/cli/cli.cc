@@ -1,0 +1,237 @@
+#include "trainer/cli/cli.h"
+
+#include <climits>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/bench_main.h"
+#include "bench/bench_step.h"
+#include "memory/util/args.h"
+#include "memory/util/exit_code.h"
+#include "trainer/config/config.h"
+#include "trainer/config/runtime_spec.h"
+#include "trainer/models/model.h"
+#include "trainer/plan/plan_report.h"
+#include "trainer/train/jobs.h"
+
+namespace dsinf::trainer {
+namespace {
+
+using util::Args;
+using util::exit_code;
+using util::kExitBadInput;
+using util::kExitOk;
+
+constexpr const char* kUsage = R"(usage: dsinf <command> [options]
+
+commands:
+  train  CONFIG [--json]                 train or fine-tune; resumes from the newest
+                                         checkpoint in train.output_dir
+  eval   CONFIG [--json]                 mean token cross-entropy on data.eval_path
+                                         (else data.path)
+  export CONFIG --out FILE [--json]      write the weights as fp32 safetensors with
+                                         Hugging Face GPT-2 names
+  plan   CONFIG [--tiers FILE] [--json]  where each tensor class lives, bytes per tier,
+                                         and a predicted step time; --tiers takes a
+                                         `dsinf bench tiers --out FILE` result
+  bench nvme --path DIR [--json]         O_DIRECT read/write GB/s of a disk; sweeps the
+                                         aio settings and prints the best aio block
+  bench step CONFIG [--steps N] [--json] a config's step against its bound, with a trace
+  bench tiers [--path DIR] [--json]      bandwidth of host memory, host copies,
+                                         host<->device and NVMe (dsinf bench --help)
+
+eval and export use the newest checkpoint in train.output_dir, else
+model.init_from, else the seeded initialisation.
+
+options:
+  --json       stdout carries JSON Lines only (progress objects, then a summary)
+  --help       this text
+  --version    the version
+
+exit status: 0 ok, 1 internal failure, 2 bad input (config, data, checkpoint, disk),
+130 interrupted (a checkpoint was saved; run again to resume)
+)";
+
+int usage_error(const std::string& message) {
+  std::cerr << "dsinf: " << message << "\n(see dsinf --help)\n";
+  return kExitBadInput;
+}
+
+int failed(const absl::Status& status, const std::string& what = "") {
+  std::cerr << "dsinf: " << what << status.message() << "\n";
+  return exit_code(status);
+}
+
+// What a run takes from the environment: the user's device override and the
+// test hooks (see RunEnvironment). Read here only, never below the CLI.
+absl::StatusOr<RunEnvironment> read_environment() {
+  RunEnvironment env;
+  auto get = [](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') return std::nullopt;
+    return std::string(value);
+  };
+  env.device = get("DSINF_DEVICE");
+  if (std::optional<std::string> fault = get("DSINF_NVME_FAULT")) {
+    absl::StatusOr<nvme::FaultPlan> plan = parse_fault_plan(*fault, "DSINF_NVME_FAULT");
+    if (!plan.ok()) return plan.status();
+    env.nvme_faults = *plan;
+  }
+  if (std::optional<std::string> pace = get("DSINF_SAVE_PACE_MS")) {
+    env.save_pace_ms = std::atoi(pace->c_str());
+  }
+  env.defer_copies = get("DSINF_CPU_DEFER_COPIES") == "1";
+  return env;
+}
+
+// A config read and validated as every command reads it; its warnings printed.
+absl::StatusOr<LoadedConfig> read_config(const std::string& path) {
+  absl::StatusOr<LoadedConfig> loaded = load_config(path);
+  if (!loaded.ok()) return loaded.status();
+  for (const std::string& warning : loaded->warnings) std::cerr << "warning: " << warning << "\n";
+  return loaded;
+}
+
+// `bench nvme|tiers --config FILE`: the config's aio settings and first nvme_path.
+absl::StatusOr<bench::NvmeSettings> nvme_settings(const std::string& path) {
+  absl::StatusOr<LoadedConfig> loaded = load_config(path);
+  if (!loaded.ok()) return loaded.status();
+  const Config& c = loaded->config;
+  if (c.aio.queue_depth > INT_MAX || c.aio.intra_op_parallelism > INT_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": aio.queue_depth and aio.intra_op_parallelism must fit an int"));
+  }
+  absl::StatusOr<actors::RuntimeSpec> spec = runtime_spec(c, RunEnvironment{}, true);
+  if (!spec.ok()) return spec.status();
+  bench::NvmeSettings settings;
+  settings.engine = spec->aio;
+  settings.kind = spec->engine_kind;
+  const actors::Placement& p = spec->placement;
+  if (!p.optimizer_paths.empty()) {
+    settings.path = p.optimizer_paths.front();
+  } else if (!p.param_paths.empty()) {
+    settings.path = p.param_paths.front();
+  }
+  return settings;
+}
+
+constexpr const char* kBenchStepUsage =
+    R"(usage: dsinf bench step CONFIG [--steps N] [--trace FILE] [--json]
+
+Runs the config's training step (its placement, budgets and actors) on
+generated tokens, without data or checkpoints: two warm-up steps, then 3
+rounds of N timed steps (default 10), each followed by N compute-alone passes
+(the step time and compute are medians over the rounds, measured side by
+side). Measures each resource alone -- compute, copy in, copy out,
+CPU Adam, NVMe read, NVMe write -- and prints the step time, the bound (the
+slowest independent resource; on the CPU backend compute, copies and Adam
+share the cores and count as one), their ratio, and writes a Chrome/Perfetto
+trace of the last step (default <train.output_dir>/step-trace.json; open it in
+ui.perfetto.dev). With --json the last stdout line is
+{"step_s":..,"bound_s":..,"ratio":..,"components":{..},"trace":"path",..}.
+)";
+
+int bench_step_main(const std::vector<std::string>& args, const RunEnvironment& env) {
+  absl::StatusOr<Args> parsed =
+      Args::parse(args, {{"--steps", "--trace"}, {"--json", "--help"}, /*max_positional=*/1});
+  if (!parsed.ok()) return usage_error("bench step: " + std::string(parsed.status().message()));
+  if (parsed->flag("--help")) {
+    std::cout << kBenchStepUsage;
+    return kExitOk;
+  }
+  bench::BenchStepOptions options;
+  options.json = parsed->flag("--json");
+  options.trace_path = parsed->text("--trace").value_or("");
+  absl::StatusOr<int64_t> steps = parsed->integer("--steps", options.steps, 1, 1000);
+  if (!steps.ok()) return usage_error("bench step: " + std::string(steps.status().message()));
+  options.steps = static_cast<int>(*steps);
+  if (parsed->positional().empty()) return usage_error("bench step needs a CONFIG file");
+  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front());
+  if (!loaded.ok()) return failed(loaded.status());
+  const Config& config = loaded->config;
+  absl::StatusOr<actors::RuntimeSpec> spec = runtime_spec(config, env, /*training=*/true);
+  if (!spec.ok()) return failed(spec.status(), "bench step: ");
+  absl::StatusOr<std::unique_ptr<Model>> model = make_model(config.model);
+  if (!model.ok()) return failed(model.status(), "bench step: ");
+  const actors::Placement& p = spec->placement;
+  bench::BenchStepRun run;
+  run.name = config.source_path;
+  run.placement = p.all_on_device()
+                      ? std::string("every tensor on the device")
+                      : absl::StrFormat("zero stage %d: params on %s, optimizer on %s",
+                                        config.zero.stage, tier_name(p.params),
+                                        tier_name(p.optimizer));
+  run.trace_dir = config.train.output_dir;
+  run.lr = config.optimizer.lr;
+  run.seed = config.model.seed;
+  const absl::Status status = bench::run_bench_step(*spec, **model, run, options);
+  return status.ok() ? kExitOk : failed(status, "bench step: ");
+}
+
+// train, eval, export and plan: CONFIG and the command's options.
+int config_command_main(const std::string& command, const std::vector<std::string>& args,
+                        const RunEnvironment& env) {
+  Args::Spec spec{{}, {"--json", "--help"}, /*max_positional=*/1};
+  if (command == "export") spec.valued.insert("--out");
+  if (command == "plan") spec.valued.insert("--tiers");
+  absl::StatusOr<Args> parsed = Args::parse(args, spec);
+  if (!parsed.ok()) return usage_error(command + ": " + std::string(parsed.status().message()));
+  if (parsed->flag("--help")) {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (parsed->positional().empty()) return usage_error(command + " needs a CONFIG file");
+  if (command == "export" && !parsed->has("--out")) return usage_error("export needs --out FILE");
+  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front());
+  if (!loaded.ok()) return failed(loaded.status());
+  RunOptions options{parsed->flag("--json"), env};
+  absl::Status status;
+  if (command == "train") {
+    status = run_train(*loaded, options);
+  } else if (command == "eval") {
+    status = run_eval(*loaded, options);
+  } else if (command == "plan") {
+    status = run_plan(*loaded, {options.json, parsed->text("--tiers").value_or(""), env});
+  } else {
+    status = run_export(*loaded, *parsed->text("--out"), options);
+  }
+  return status.ok() ? kExitOk : failed(status);
+}
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return kExitBadInput;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (args[0] == "--version") {
+    std::cout << "dsinf " << DSINF_VERSION << "\n";
+    return kExitOk;
+  }
+  absl::StatusOr<RunEnvironment> env = read_environment();
+  if (!env.ok()) return failed(env.status());
+  const std::string command = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (command == "bench" && !rest.empty() && rest[0] == "step") {
+    return bench_step_main({rest.begin() + 1, rest.end()}, *env);
+  }
+  if (command == "bench") return bench::bench_main(rest, nvme_settings);
+  if (command != "train" && command != "eval" && command != "export" && command != "plan") {
+    return usage_error("unknown command '" + command + "'");
+  }
+  return config_command_main(command, rest, *env);
+}
+
+}  // namespace dsinf::trainer

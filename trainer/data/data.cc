@@ -1,0 +1,167 @@
+#include "trainer/data/data.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "memory/util/check.h"
+#include "trainer/models/rng.h"
+
+namespace dsinf::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::Status read_file(const std::string& path, const std::string& key, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": cannot read '", path, "': ", std::strerror(errno)));
+  }
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    return absl::InvalidArgumentError(absl::StrCat(key, ": error reading '", path, "'"));
+  }
+  *out = std::move(bytes);
+  return absl::OkStatus();
+}
+
+uint64_t load_le(const char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+absl::Status parse_shard(const std::string& path, const std::string& bytes, int vocab_size,
+                         const std::string& key, std::vector<int32_t>* tokens) {
+  auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": '", path, "' is not a valid dsinf token shard: ", what));
+  };
+  if (bytes.size() < 32) return bad("header truncated");
+  const uint64_t version = load_le(bytes.data() + 8, 4);
+  const uint64_t width = load_le(bytes.data() + 12, 4);
+  const uint64_t count = load_le(bytes.data() + 16, 8);
+  if (version != 1) return bad(absl::StrCat("unsupported version ", version));
+  if (width != 2 && width != 4) return bad(absl::StrCat("bytes per token ", width));
+  if (count > (bytes.size() - 32) / width || 32 + count * width != bytes.size()) {
+    return bad(absl::StrCat("header says ", count, " tokens of ", width, " bytes but the file has ",
+                            bytes.size() - 32, " data bytes"));
+  }
+  tokens->reserve(tokens->size() + count);
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t id = load_le(bytes.data() + 32 + i * width, static_cast<int>(width));
+    if (id >= static_cast<uint64_t>(vocab_size)) {
+      return bad(
+          absl::StrCat("token ", i, " is ", id, ", not below model.vocab_size ", vocab_size));
+    }
+    tokens->push_back(static_cast<int32_t>(id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status append_file(const std::string& path, int vocab_size, const std::string& key,
+                         std::vector<int32_t>* tokens) {
+  std::string bytes;
+  if (absl::Status s = read_file(path, key, &bytes); !s.ok()) return s;
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kShardMagic, 8) == 0) {
+    return parse_shard(path, bytes, vocab_size, key, tokens);
+  }
+  tokens->reserve(tokens->size() + bytes.size());
+  for (char c : bytes) tokens->push_back(static_cast<unsigned char>(c));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int32_t>> load_tokens(const std::string& path, int vocab_size,
+                                                 const std::string& key) {
+  std::error_code ec;
+  std::vector<int32_t> tokens;
+  if (fs::is_directory(path, ec)) {
+    std::vector<std::string> files;
+    for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
+      if (entry.is_regular_file()) files.push_back(entry.path().string());
+    }
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(key, ": cannot list '", path, "': ", ec.message()));
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(key, ": directory '", path, "' holds no regular files"));
+    }
+    for (const std::string& file : files) {
+      if (absl::Status s = append_file(file, vocab_size, key, &tokens); !s.ok()) return s;
+    }
+  } else if (absl::Status s = append_file(path, vocab_size, key, &tokens); !s.ok()) {
+    return s;
+  }
+  return tokens;
+}
+
+absl::Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens) {
+  const bool wide = std::any_of(tokens.begin(), tokens.end(), [](int32_t t) { return t > 65535; });
+  const uint32_t width = wide ? 4 : 2;
+  std::string bytes(kShardMagic, 8);
+  auto put = [&](uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) bytes.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(1, 4);
+  put(width, 4);
+  put(tokens.size(), 8);
+  put(0, 8);
+  for (int32_t t : tokens) put(static_cast<uint32_t>(t), static_cast<int>(width));
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) {
+    return absl::InternalError(absl::StrCat("cannot write '", path, "': ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, int T, uint64_t seed)
+    : tokens_(tokens), T_(T), seed_(seed), windows_(num_windows(tokens->size(), T)) {
+  DSINF_CHECK(windows_ >= 1);
+  shuffle_epoch();
+}
+
+void WindowSampler::shuffle_epoch() {
+  order_.resize(windows_);
+  for (int64_t i = 0; i < windows_; ++i) order_[i] = i;
+  Rng rng(seed_ * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(state_.epoch));
+  for (int64_t i = windows_ - 1; i > 0; --i) {
+    std::swap(order_[i], order_[rng.below(static_cast<uint64_t>(i) + 1)]);
+  }
+}
+
+void WindowSampler::next_batch(int B, int32_t* inputs, int32_t* targets) {
+  for (int b = 0; b < B; ++b) {
+    if (state_.cursor == windows_) {
+      ++state_.epoch;
+      state_.cursor = 0;
+      shuffle_epoch();
+    }
+    const size_t start = static_cast<size_t>(order_[state_.cursor++]) * T_;
+    std::copy_n(tokens_->begin() + start, T_, inputs + static_cast<size_t>(b) * T_);
+    std::copy_n(tokens_->begin() + start + 1, T_, targets + static_cast<size_t>(b) * T_);
+  }
+}
+
+absl::Status WindowSampler::restore(const SamplerState& state) {
+  if (state.epoch < 0 || state.cursor < 0 || state.cursor > windows_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data position (epoch ", state.epoch, ", window ", state.cursor,
+        ") does not fit data with ", windows_, " windows; the data changed since the checkpoint"));
+  }
+  state_ = state;
+  shuffle_epoch();
+  return absl::OkStatus();
+}
+
+}  // namespace dsinf::trainer

@@ -1,3 +1,0 @@
-#include "trainer/cli.h"
-
-int main(int argc, char** argv) { return dsinf::trainer::cli_main(argc, argv); }

@@ -1,0 +1,43 @@
+// A model family's model of one shape, as the front knows it: the runtime's
+// ModelDef (chunks, activations, the layer program, initialisation) plus its
+// Hugging Face weights in and out. A family is one folder under
+// trainer/models and one row in registry.cc.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "actors/runtime/model.h"
+#include "trainer/config/config.h"
+#include "trainer/models/safetensors.h"
+
+namespace dsinf::trainer {
+
+// A tensor in host memory with its Hugging Face name and layout.
+struct HostTensor {
+  std::string name;  // e.g. "transformer.h.0.attn.c_attn.weight"
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+class Model : public actors::ModelDef {
+ public:
+  // "gpt2 n_layer=6 n_head=6 ...": what an export's metadata names.
+  virtual std::string shape_text() const = 0;
+  // Every tensor of a Hugging Face checkpoint file into its chunk, through
+  // `chunks`. kInvalidArgument naming the file and the tensor when one is
+  // missing, extra, or of the wrong shape.
+  virtual absl::Status load_hf(const SafetensorsFile& file, actors::ChunkSource& chunks) const = 0;
+  // Every parameter (or its gradient) with Hugging Face names and layouts.
+  virtual absl::StatusOr<std::vector<HostTensor>> export_hf(actors::ChunkSource& chunks,
+                                                            bool gradients) const = 0;
+};
+
+// The model `config.type` names: kInvalidArgument naming model.type for a
+// family dsinf does not have.
+absl::StatusOr<std::unique_ptr<Model>> make_model(const ModelConfig& config);
+
+}  // namespace dsinf::trainer

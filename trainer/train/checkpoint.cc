@@ -1,0 +1,430 @@
+#include "trainer/train/checkpoint.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "memory/aligned_buffer.h"
+#include "memory/util/check.h"
+#include "nlohmann/json.hpp"
+#include "memory/util/crc32c.h"
+#include "memory/util/atomic_file.h"
+
+namespace dsinf::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr char kMagic[8] = {'D', 'S', 'I', 'N', 'F', 'C', 'K', 'P'};
+constexpr int kFormatVersion = 1;
+constexpr size_t kFooterBytes = 8 + 8 + 4 + 8;
+constexpr const char* kClasses[3] = {"param", "m", "v"};
+
+// The classes a chunk's sections hold: parameters, m and v; a frozen chunk's
+// parameters only.
+int classes_of(const memory::ChunkLayout& layout) { return layout.trainable() ? 3 : 1; }
+
+std::string checkpoint_name(int64_t step) { return absl::StrFormat("ckpt-%08d.dsinf", step); }
+
+// Step number of "ckpt-<digits>.dsinf", or -1.
+int64_t parse_checkpoint_name(const std::string& name) {
+  if (!name.starts_with("ckpt-") || !name.ends_with(".dsinf")) return -1;
+  const std::string digits = name.substr(5, name.size() - 5 - 6);
+  int64_t step = -1;
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), step);
+  if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size()) return -1;
+  return step;
+}
+
+void put_le(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t get_le(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+json model_shape(const ModelConfig& c) {
+  return json{{"type", c.type},     {"n_layer", c.n_layer},         {"n_head", c.n_head},
+              {"n_embd", c.n_embd}, {"n_positions", c.n_positions}, {"vocab_size", c.vocab_size}};
+}
+
+}  // namespace
+
+namespace {
+
+// save_checkpoint's body; with `snapshot`, reads the snapshot begun before.
+absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
+                                             const ModelConfig& model_config,
+                                             const std::vector<memory::ChunkLayout>& layouts,
+                                             CheckpointState& chunks, const TrainState& state,
+                                             int64_t optimizer_steps, bool snapshot,
+                                             int pace_ms = 0) {
+  const std::string path = (fs::path(output_dir) / checkpoint_name(state.step)).string();
+  absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
+  if (!writer.ok()) return writer.status();
+  std::string head(kMagic, 8);
+  head.resize(memory::kChunkAlignment, '\0');
+  if (absl::Status s = writer->write(head); !s.ok()) return s;
+
+  size_t largest = 0;
+  for (const memory::ChunkLayout& layout : layouts) largest = std::max(largest, layout.bytes());
+  absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
+  if (!staging.ok()) return staging.status();
+
+  json sections = json::array();
+  for (size_t c = 0; c < layouts.size(); ++c) {
+    const size_t bytes = layouts[c].bytes();
+    for (int cls = 0; cls < classes_of(layouts[c]); ++cls) {
+      if (absl::Status s = snapshot ? chunks.read_snapshot(cls, c, staging->data())
+                                    : chunks.read_class(cls, c, staging->data());
+          !s.ok()) {
+        return s;
+      }
+      sections.push_back(json{{"class", kClasses[cls]},
+                              {"chunk", c},
+                              {"offset", writer->bytes_written()},
+                              {"bytes", bytes},
+                              {"crc32c", util::crc32c(staging->data(), bytes)}});
+      if (absl::Status s = writer->write(staging->data(), bytes); !s.ok()) return s;
+    }
+    if (snapshot) {
+      if (pace_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pace_ms));
+      chunks.snapshot_chunk_read(c);
+    }
+  }
+  json header = {{"format", "dsinf-checkpoint"},
+                 {"version", kFormatVersion},
+                 {"model", model_shape(model_config)},
+                 {"state",
+                  {{"step", state.step},
+                   {"samples", state.samples},
+                   {"epoch", state.sampler.epoch},
+                   {"cursor", state.sampler.cursor},
+                   {"last_loss", state.last_loss},
+                   {"data_tokens", state.data_tokens},
+                   {"optimizer_steps", optimizer_steps},
+                   {"skipped_steps", state.skipped_steps}}},
+                 {"sections", sections}};
+  if (state.loss_scaler.has_value()) {
+    const actors::LossScalerState& ls = *state.loss_scaler;
+    header["state"]["loss_scaler"] = {{"scale", ls.scale},
+                                      {"iter", ls.iter},
+                                      {"last_overflow_iter", ls.last_overflow_iter},
+                                      {"hysteresis", ls.hysteresis}};
+  }
+  const std::string header_text = header.dump();
+  std::string tail = header_text;
+  put_le(&tail, writer->bytes_written(), 8);
+  put_le(&tail, header_text.size(), 8);
+  put_le(&tail, util::crc32c(header_text.data(), header_text.size()), 4);
+  tail.append(kMagic, 8);
+  if (absl::Status s = writer->write(tail); !s.ok()) return s;
+  if (absl::Status s = writer->commit(); !s.ok()) return s;
+
+  // The pointer goes last: until it is replaced, the previous checkpoint stays the newest.
+  absl::StatusOr<util::AtomicFileWriter> latest =
+      util::AtomicFileWriter::open((fs::path(output_dir) / "latest").string());
+  if (!latest.ok()) return latest.status();
+  if (absl::Status s = latest->write(checkpoint_name(state.step) + "\n"); !s.ok()) return s;
+  if (absl::Status s = latest->commit(); !s.ok()) return s;
+  return path;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
+                                            const ModelConfig& model_config,
+                                            const std::vector<memory::ChunkLayout>& layouts,
+                                            CheckpointState& chunks, const TrainState& state) {
+  return write_checkpoint(output_dir, model_config, layouts, chunks, state,
+                          chunks.optimizer_steps(), /*snapshot=*/false);
+}
+
+struct BackgroundSave::Worker {
+  absl::StatusOr<std::string> result;
+  std::atomic<bool> ended{false};
+  std::thread thread;
+};
+
+BackgroundSave::BackgroundSave() = default;
+
+bool BackgroundSave::ended() const { return worker_ != nullptr && worker_->ended.load(); }
+
+void BackgroundSave::start(const std::string& output_dir, const ModelConfig& model,
+                           const std::vector<memory::ChunkLayout>& layouts, CheckpointState& chunks,
+                           const TrainState& state, int pace_ms) {
+  DSINF_CHECK_MSG(worker_ == nullptr, "a background save is still in progress");
+  chunks.begin_snapshot();
+  // Training goes on: everything of the snapshot's step is taken now.
+  const int64_t optimizer_steps = chunks.optimizer_steps();
+  worker_ = std::make_unique<Worker>();
+  Worker* worker = worker_.get();
+  worker->thread =
+      std::thread([worker, output_dir, model, layouts, &chunks, state, optimizer_steps, pace_ms] {
+        worker->result =
+            write_checkpoint(output_dir, model, layouts, chunks, state, optimizer_steps,
+                             /*snapshot=*/true, pace_ms);
+        chunks.end_snapshot();
+        worker->ended.store(true);
+      });
+}
+
+absl::StatusOr<std::string> BackgroundSave::finish() {
+  DSINF_CHECK(worker_ != nullptr);
+  worker_->thread.join();
+  absl::StatusOr<std::string> result = std::move(worker_->result);
+  worker_.reset();
+  return result;
+}
+
+BackgroundSave::~BackgroundSave() {
+  if (worker_ != nullptr) worker_->thread.join();
+}
+
+absl::StatusOr<std::optional<std::string>> find_latest_checkpoint(const std::string& output_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(output_dir, ec)) return std::optional<std::string>();
+  const fs::path pointer = fs::path(output_dir) / "latest";
+  if (fs::exists(pointer, ec)) {
+    std::ifstream in(pointer);
+    std::string name;
+    std::getline(in, name);
+    if (parse_checkpoint_name(name) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          pointer.string(), ": expected the name of a checkpoint (ckpt-<step>.dsinf), found '",
+          name.substr(0, 80), "'"));
+    }
+    const fs::path target = fs::path(output_dir) / name;
+    if (!fs::is_regular_file(target, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(pointer.string(), ": names ", name, ", which does not exist"));
+    }
+    return std::optional<std::string>(target.string());
+  }
+  int64_t best = -1;
+  std::string best_path;
+  for (const fs::directory_entry& entry : fs::directory_iterator(output_dir, ec)) {
+    const int64_t step = parse_checkpoint_name(entry.path().filename().string());
+    if (step > best && entry.is_regular_file()) {
+      best = step;
+      best_path = entry.path().string();
+    }
+  }
+  if (best < 0) return std::optional<std::string>();
+  return std::optional<std::string>(best_path);
+}
+
+namespace {
+
+// A read-only file read by offset; every read is bounds-checked by the caller.
+class FileReader {
+ public:
+  ~FileReader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  absl::Status open(const std::string& path) {
+    path_ = path;
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": ", std::strerror(errno)));
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", std::strerror(errno)));
+    }
+    size_ = static_cast<uint64_t>(st.st_size);
+    return absl::OkStatus();
+  }
+  absl::Status read(uint64_t offset, void* dst, size_t bytes) {
+    char* p = static_cast<char*>(dst);
+    while (bytes > 0) {
+      const ssize_t n = ::pread(fd_, p, bytes, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        return absl::DataLossError(
+            absl::StrCat(path_, ": read failed at offset ", offset, ": ",
+                         n == 0 ? "unexpected end of file" : std::strerror(errno)));
+      }
+      p += n;
+      offset += static_cast<uint64_t>(n);
+      bytes -= static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+  uint64_t size() const { return size_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+struct Section {
+  int cls;
+  size_t chunk;
+  uint64_t offset, bytes;
+  uint32_t crc;
+};
+
+}  // namespace
+
+absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelConfig& model_config,
+                                           const std::vector<memory::ChunkLayout>& layouts,
+                                           CheckpointState& chunks) {
+  auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid checkpoint: ", what));
+  };
+  FileReader file;
+  if (absl::Status s = file.open(path); !s.ok()) return s;
+  if (file.size() < memory::kChunkAlignment + kFooterBytes) return bad("file too short");
+  unsigned char magic[8], footer[kFooterBytes];
+  if (absl::Status s = file.read(0, magic, 8); !s.ok()) return s;
+  if (absl::Status s = file.read(file.size() - kFooterBytes, footer, kFooterBytes); !s.ok()) {
+    return s;
+  }
+  if (std::memcmp(magic, kMagic, 8) != 0 || std::memcmp(footer + 20, kMagic, 8) != 0) {
+    return bad("missing the DSINFCKP magic (truncated or not a dsinf checkpoint)");
+  }
+  const uint64_t header_offset = get_le(footer, 8), header_bytes = get_le(footer + 8, 8);
+  const uint32_t header_crc = static_cast<uint32_t>(get_le(footer + 16, 4));
+  if (header_bytes > (16u << 20) || header_offset < memory::kChunkAlignment ||
+      header_offset + header_bytes != file.size() - kFooterBytes) {
+    return bad("header offset/length do not match the file size");
+  }
+  std::string header_text(header_bytes, '\0');
+  if (absl::Status s = file.read(header_offset, header_text.data(), header_bytes); !s.ok())
+    return s;
+  if (util::crc32c(header_text.data(), header_text.size()) != header_crc) {
+    return absl::DataLossError(absl::StrCat(path, ": header checksum mismatch (file corrupted)"));
+  }
+  const json header = json::parse(header_text, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object()) return bad("header is not JSON");
+
+  TrainState state;
+  std::vector<Section> sections;
+  int64_t optimizer_steps = 0;
+  try {
+    if (header.at("format") != "dsinf-checkpoint" || header.at("version") != kFormatVersion) {
+      return bad(absl::StrCat("unsupported format ", header.at("format").dump(), " version ",
+                              header.at("version").dump()));
+    }
+    const json expected = model_shape(model_config);
+    if (header.at("model") != expected) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": checkpoint was written for model ", header.at("model").dump(),
+                       " but the config describes ", expected.dump()));
+    }
+    const json& st = header.at("state");
+    state.step = st.at("step").get<int64_t>();
+    state.samples = st.at("samples").get<int64_t>();
+    state.sampler.epoch = st.at("epoch").get<int64_t>();
+    state.sampler.cursor = st.at("cursor").get<int64_t>();
+    state.last_loss = st.at("last_loss").get<double>();
+    state.data_tokens = st.at("data_tokens").get<uint64_t>();
+    optimizer_steps = st.at("optimizer_steps").get<int64_t>();
+    // Written since fp16 loss scaling; older checkpoints have neither.
+    state.skipped_steps = st.value("skipped_steps", int64_t{0});
+    if (st.contains("loss_scaler")) {
+      const json& ls = st.at("loss_scaler");
+      actors::LossScalerState scaler;
+      scaler.scale = ls.at("scale").get<double>();
+      scaler.iter = ls.at("iter").get<int64_t>();
+      scaler.last_overflow_iter = ls.at("last_overflow_iter").get<int64_t>();
+      scaler.hysteresis = ls.at("hysteresis").get<int64_t>();
+      if (!(scaler.scale > 0) || !std::isfinite(scaler.scale) || scaler.hysteresis < 0) {
+        return bad("state.loss_scaler holds an impossible scale or hysteresis");
+      }
+      state.loss_scaler = scaler;
+    }
+    if (state.skipped_steps < 0 || state.skipped_steps > state.step) {
+      return bad("state.skipped_steps is outside 0..step");
+    }
+    for (const json& s : header.at("sections")) {
+      const std::string cls = s.at("class").get<std::string>();
+      const int index = cls == "param" ? 0 : cls == "m" ? 1 : cls == "v" ? 2 : -1;
+      if (index < 0) return bad(absl::StrCat("unknown section class '", cls, "'"));
+      sections.push_back(Section{index, s.at("chunk").get<size_t>(), s.at("offset").get<uint64_t>(),
+                                 s.at("bytes").get<uint64_t>(), s.at("crc32c").get<uint32_t>()});
+    }
+  } catch (const json::exception& e) {
+    return bad(absl::StrCat("header field missing or of the wrong type (", e.what(), ")"));
+  }
+  if (state.step < 0 || state.samples < 0 || optimizer_steps < 0) return bad("negative counters");
+
+  // Exactly one section per class and chunk, each where the layout says, inside the data area.
+  const size_t num_chunks = layouts.size();
+  size_t expected_sections = 0;
+  for (const memory::ChunkLayout& layout : layouts) expected_sections += classes_of(layout);
+  if (sections.size() != expected_sections) {
+    return bad(absl::StrCat(sections.size(), " sections for ", num_chunks, " chunks"));
+  }
+  std::vector<bool> seen(3 * num_chunks, false);
+  uint64_t end_of_previous = memory::kChunkAlignment;
+  for (const Section& s : sections) {
+    if (s.chunk >= num_chunks || s.cls >= classes_of(layouts[s.chunk]) ||
+        seen[s.cls * num_chunks + s.chunk]) {
+      return bad(absl::StrCat("section table repeats or exceeds chunk ", s.chunk));
+    }
+    seen[s.cls * num_chunks + s.chunk] = true;
+    if (s.bytes != layouts[s.chunk].bytes() || s.offset < end_of_previous ||
+        s.offset > header_offset || s.bytes > header_offset - s.offset) {
+      return bad(absl::StrCat("section ", kClasses[s.cls], " of chunk ", s.chunk,
+                              " has a bad offset or size"));
+    }
+    end_of_previous = s.offset + s.bytes;
+  }
+
+  size_t largest = 0;
+  for (const memory::ChunkLayout& layout : layouts) largest = std::max(largest, layout.bytes());
+  absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
+  if (!staging.ok()) return staging.status();
+  for (const Section& s : sections) {
+    if (s.cls != kParamClass && !chunks.has_optimizer()) continue;
+    if (absl::Status st = file.read(s.offset, staging->data(), s.bytes); !st.ok()) return st;
+    if (util::crc32c(staging->data(), s.bytes) != s.crc) {
+      return absl::DataLossError(absl::StrCat(path, ": checksum mismatch in section ",
+                                              kClasses[s.cls], " of chunk ", s.chunk,
+                                              " (file corrupted)"));
+    }
+    if (absl::Status st = chunks.write_class(s.cls, s.chunk, staging->data()); !st.ok()) return st;
+  }
+  if (chunks.has_optimizer()) chunks.set_optimizer_steps(optimizer_steps);
+  return state;
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& output_dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(output_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t tmp = name.rfind(".tmp.");
+    if (name.empty() || name[0] != '.' || tmp == std::string::npos) continue;
+    const std::string pid_text = name.substr(tmp + 5);
+    pid_t pid = 0;
+    auto [ptr, err] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+    if (err != std::errc() || ptr != pid_text.data() + pid_text.size() || pid <= 0) continue;
+    // Alive (or not ours to signal): leave it. Gone: its save can never finish.
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (fs::remove(entry.path(), ec)) removed.push_back(name);
+  }
+  return removed;
+}
+
+}  // namespace dsinf::trainer

@@ -1,0 +1,24 @@
+// The jobs behind the CLI: train (with resume, evaluation, checkpoints and
+// monitors), eval and export. Each validates everything it reads before it
+// writes anything.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "trainer/config/config.h"
+#include "trainer/config/runtime_spec.h"
+
+namespace dsinf::trainer {
+
+struct RunOptions {
+  bool json = false;  // stdout carries JSON Lines only; human lines go to stderr
+  RunEnvironment env;
+};
+
+absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options);
+absl::Status run_eval(const LoadedConfig& loaded, const RunOptions& options);
+absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
+                        const RunOptions& options);
+
+}  // namespace dsinf::trainer

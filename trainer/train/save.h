@@ -1,0 +1,38 @@
+// When and how a training run saves: every train.save_interval steps, at the
+// end and when interrupted. With the optimizer state off the device a save
+// runs in the background beside the next steps (a snapshot the optimizer
+// respects chunk by chunk); the last one, and every save of a run whose state
+// stays on the device, is written at once. One save at a time.
+#pragma once
+
+#include <iosfwd>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "memory/chunk_layout.h"
+#include "trainer/config/config.h"
+#include "trainer/train/checkpoint.h"
+
+namespace dsinf::trainer {
+
+class Saver {
+ public:
+  // `pace_ms`: a test hook slowing background saves down (RunEnvironment).
+  Saver(const Config& config, const std::vector<memory::ChunkLayout>& layouts,
+        CheckpointState& chunks, int pace_ms, std::ostream& log);
+  // After step `state.step`: saves when it is due; a background save that has
+  // ended is reported.
+  absl::Status after_step(const TrainState& state, bool last, bool interrupted);
+  // Waits for the save in progress, if any.
+  absl::Status finish();
+
+ private:
+  const Config& config_;
+  const std::vector<memory::ChunkLayout>& layouts_;
+  CheckpointState& chunks_;
+  int pace_ms_;
+  std::ostream& log_;
+  BackgroundSave background_;
+};
+
+}  // namespace dsinf::trainer

@@ -1,0 +1,79 @@
+#include "trainer/train/session.h"
+
+#include <iostream>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "trainer/data/data.h"
+#include "trainer/models/safetensors.h"
+#include "trainer/train/checkpoint.h"
+
+namespace dsinf::trainer {
+
+absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment& env,
+                                     bool training) {
+  Session session;
+  absl::StatusOr<std::unique_ptr<Model>> model = make_model(config.model);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(),
+                        absl::StrCat(config.source_path, ": ", model.status().message()));
+  }
+  session.model = *std::move(model);
+  absl::StatusOr<actors::RuntimeSpec> spec = runtime_spec(config, env, training);
+  if (!spec.ok()) return spec.status();
+  absl::StatusOr<std::unique_ptr<actors::Runtime>> runtime =
+      actors::Runtime::create(*spec, *session.model);
+  if (!runtime.ok()) return runtime.status();
+  session.runtime = *std::move(runtime);
+  return session;
+}
+
+absl::Status load_init_from(const Config& config, Session& session) {
+  absl::StatusOr<SafetensorsFile> file = SafetensorsFile::open(config.model.init_from);
+  absl::Status status =
+      file.ok() ? session.model->load_hf(*file, *session.runtime) : file.status();
+  if (status.ok()) {
+    session.weights_source = config.model.init_from;
+    return status;
+  }
+  return absl::Status(status.code(),
+                      absl::StrCat(config.source_path, ": model.init_from: ", status.message()));
+}
+
+absl::Status load_inference_weights(const Config& config, Session& session) {
+  absl::StatusOr<std::optional<std::string>> latest =
+      find_latest_checkpoint(config.train.output_dir);
+  if (!latest.ok()) return latest.status();
+  if (latest->has_value()) {
+    absl::StatusOr<TrainState> state =
+        load_checkpoint(**latest, config.model, session.model->layouts(), *session.runtime);
+    if (!state.ok()) return state.status();
+    session.weights_source = **latest;
+    return absl::OkStatus();
+  }
+  if (!config.model.init_from.empty()) return load_init_from(config, session);
+  session.weights_source =
+      absl::StrCat("seeded initialisation (model.seed ", config.model.seed, ")");
+  return session.model->init_random(config.model.seed, *session.runtime);
+}
+
+absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::string& path,
+                                               const std::string& key) {
+  absl::StatusOr<std::vector<int32_t>> tokens = load_tokens(path, config.model.vocab_size, key);
+  if (!tokens.ok()) {
+    return absl::Status(tokens.status().code(),
+                        absl::StrCat(config.source_path, ": ", tokens.status().message()));
+  }
+  if (num_windows(tokens->size(), config.model.n_positions) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.source_path, ": ", key, ": '", path, "' holds ", tokens->size(),
+                     " tokens, fewer than model.n_positions + 1 = ", config.model.n_positions + 1));
+  }
+  return tokens;
+}
+
+std::ostream& human(bool json) { return json ? std::cerr : std::cout; }
+
+void emit_json(const nlohmann::json& object) { std::cout << object.dump() << std::endl; }
+
+}  // namespace dsinf::trainer

@@ -1,0 +1,45 @@
+// What every job starts with: the config's model, the runtime that holds it,
+// and where its weights came from; and the token data a job reads.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "actors/runtime/runtime.h"
+#include "nlohmann/json.hpp"
+#include "trainer/config/config.h"
+#include "trainer/config/runtime_spec.h"
+#include "trainer/models/model.h"
+
+namespace dsinf::trainer {
+
+struct Session {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<actors::Runtime> runtime;  // after model: it ends first
+  std::string weights_source;                // the checkpoint, file or seed the weights came from
+};
+
+// The model and its runtime; `training` false holds parameters only.
+// kInvalidArgument naming the config and the key when it cannot fit.
+absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment& env,
+                                     bool training);
+
+// model.init_from into the session's chunks; errors name the key.
+absl::Status load_init_from(const Config& config, Session& session);
+// The weights eval and export use: the newest checkpoint in output_dir, else
+// model.init_from, else the seeded initialisation.
+absl::Status load_inference_weights(const Config& config, Session& session);
+
+// The tokens of `path` (`key` names it in messages): at least one window.
+absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::string& path,
+                                               const std::string& key);
+
+// Human lines go to stdout, or to stderr when stdout carries JSON.
+std::ostream& human(bool json);
+void emit_json(const nlohmann::json& object);
+
+}  // namespace dsinf::trainer
