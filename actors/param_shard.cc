@@ -249,23 +249,24 @@ void drain_blocked(ShardPointer self) {
   }
 }
 
-param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSetup setup,
-                                             nvme_swap_actor swap, uploader_actor uploader) {
-  ShardState& s = self->state;
-  s.chunks.resize(setup.chunks.size());
-  s.stale.assign(setup.chunks.size(), false);
-  s.waiting_update.resize(setup.chunks.size());
-  s.cache_valid.assign(setup.chunks.size(), false);
-  s.prefetch_wanted.assign(setup.chunks.size(), false);
-  s.reload.assign(setup.chunks.size(), false);
-  s.residency = std::make_unique<memory::ResidencyTable>(setup.chunks.size());
-  for (chunk_index c = 0; c < setup.chunks.size(); ++c) {
+// The state of a new shard: every chunk at home, the shared slots free, and
+// each persistent chunk's own slot (and read buffer) after the shared ones.
+void set_up(ShardState& s, ShardSetup setup) {
+  const size_t n = setup.chunks.size();
+  s.chunks.resize(n);
+  s.stale.assign(n, false);
+  s.waiting_update.resize(n);
+  s.cache_valid.assign(n, false);
+  s.prefetch_wanted.assign(n, false);
+  s.reload.assign(n, false);
+  s.residency = std::make_unique<memory::ResidencyTable>(n);
+  for (chunk_index c = 0; c < n; ++c) {
     move(s, c, Residency::kAbsent, home_state(setup.chunks[c], false));
   }
   // Only the shared slots are free for any chunk; own slots follow them.
   for (int i = static_cast<int>(setup.slots.size()) - 1; i >= 0; --i) s.free_slots.push_back(i);
-  s.own_slot.assign(setup.chunks.size(), -1);
-  for (chunk_index c = 0; c < setup.chunks.size(); ++c) {
+  s.own_slot.assign(n, -1);
+  for (chunk_index c = 0; c < n; ++c) {
     const ChunkHome& home = setup.chunks[c];
     if (home.own_slot == nullptr) continue;
     s.own_slot[c] = static_cast<int>(setup.slots.size());
@@ -273,8 +274,81 @@ param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSe
     setup.staging.push_back(home.own_staging);
   }
   s.setup = std::move(setup);
-  s.swap = std::move(swap);
-  s.uploader = std::move(uploader);
+}
+
+void on_prefetch(ShardPointer self, chunk_index c) {
+  ShardState& st = self->state;
+  if (st.stale[c]) {
+    st.prefetch_wanted[c] = true;
+    return;
+  }
+  if (!st.open || st.chunks[c].phase != Phase::kHome) return;
+  // Into its own slot, a free one, or one whose chunk the model has used and
+  // released; a prefetched chunk not used yet is never evicted by another prefetch.
+  if (std::optional<int> slot = slot_for(st, c, Evict::kConsumedOnly)) {
+    start_load(self, c, *slot);
+  }
+}
+
+// Homes are about to change: nothing more is prefetched, host caches are
+// stale, and once no load is in flight every chunk goes back to its home.
+caf::typed_response_promise<absl::Status> on_invalidate(ShardPointer self, bool mark_stale) {
+  ShardState& st = self->state;
+  st.open = false;
+  if (mark_stale) st.stale.assign(st.stale.size(), true);
+  // Host caches will be stale too: chunks resting in one go back to NVMe.
+  for (chunk_index c = 0; c < st.chunks.size(); ++c) {
+    if (!st.cache_valid[c]) continue;
+    if (st.chunks[c].phase == Phase::kHome) {
+      move(st, c, Residency::kOnHost, Residency::kAbsent);
+      move(st, c, Residency::kAbsent, Residency::kOnNvme);
+    }
+  }
+  st.cache_valid.assign(st.cache_valid.size(), false);
+  auto reply = self->make_response_promise<absl::Status>();
+  if (loads_in_flight(st)) {
+    st.quiesce_waiters.push_back(reply);
+  } else {
+    drop_all(st);
+    reply.deliver(absl::OkStatus());
+  }
+  return reply;
+}
+
+// Chunk c's home is current (with `cached`, its host cache too): the fetches
+// that waited for it are served, a persistent chunk goes back to its slot,
+// and a prefetch asked for meanwhile starts.
+void on_updated(ShardPointer self, chunk_index c, bool cached) {
+  ShardState& st = self->state;
+  st.stale[c] = false;
+  if (cached && st.setup.chunks[c].cache != nullptr && !st.cache_valid[c] &&
+      st.chunks[c].phase == Phase::kHome) {
+    move(st, c, Residency::kOnNvme, Residency::kAbsent);
+    move(st, c, Residency::kAbsent, Residency::kOnHost);
+    st.cache_valid[c] = true;
+  }
+  std::vector<Reply> fetches = std::move(st.waiting_update[c]);
+  st.waiting_update[c].clear();
+  for (Reply& r : fetches) serve(self, c, std::move(r));
+  // A chunk with its own slot that was on the device goes back there now,
+  // whether or not a step is open: it stays on the device between uses.
+  if (st.reload[c] && st.failure.ok() && st.chunks[c].phase == Phase::kHome) {
+    start_load(self, c, st.own_slot[c]);
+  }
+  const bool wanted = st.prefetch_wanted[c];
+  st.prefetch_wanted[c] = false;
+  if (!wanted || !st.open || st.chunks[c].phase != Phase::kHome) return;
+  if (std::optional<int> slot = slot_for(st, c, Evict::kConsumedOnly)) {
+    start_load(self, c, *slot);
+  }
+}
+
+param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSetup setup,
+                                                      nvme_swap_actor swap,
+                                                      uploader_actor uploader) {
+  set_up(self->state, std::move(setup));
+  self->state.swap = std::move(swap);
+  self->state.uploader = std::move(uploader);
   return {[=](fetch_atom, chunk_index c) -> caf::result<Fetched> {
             ShardState& st = self->state;
             ++st.fetches;
@@ -283,19 +357,7 @@ param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSe
             serve(self, c, reply);
             return reply;
           },
-          [=](prefetch_atom, chunk_index c) {
-            ShardState& st = self->state;
-            if (st.stale[c]) {
-              st.prefetch_wanted[c] = true;
-              return;
-            }
-            if (!st.open || st.chunks[c].phase != Phase::kHome) return;
-            // Into its own slot, a free one, or one whose chunk the model has used and
-            // released; a prefetched chunk not used yet is never evicted by another prefetch.
-            if (std::optional<int> slot = slot_for(st, c, Evict::kConsumedOnly)) {
-              start_load(self, c, *slot);
-            }
-          },
+          [=](prefetch_atom, chunk_index c) { on_prefetch(self, c); },
           [=](release_atom, chunk_index c) {
             ShardState& st = self->state;
             DSINF_CHECK_MSG(st.chunks[c].users > 0, "release of a chunk not fetched");
@@ -303,53 +365,9 @@ param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSe
             drain_blocked(self);
           },
           [=](invalidate_atom, bool mark_stale) -> caf::result<absl::Status> {
-            ShardState& st = self->state;
-            st.open = false;
-            if (mark_stale) st.stale.assign(st.stale.size(), true);
-            // Host caches will be stale too: chunks resting in one go back to NVMe.
-            for (chunk_index c = 0; c < st.chunks.size(); ++c) {
-              if (!st.cache_valid[c]) continue;
-              if (st.chunks[c].phase == Phase::kHome) {
-                move(st, c, Residency::kOnHost, Residency::kAbsent);
-                move(st, c, Residency::kAbsent, Residency::kOnNvme);
-              }
-            }
-            st.cache_valid.assign(st.cache_valid.size(), false);
-            auto reply = self->make_response_promise<absl::Status>();
-            if (loads_in_flight(st)) {
-              st.quiesce_waiters.push_back(reply);
-            } else {
-              drop_all(st);
-              reply.deliver(absl::OkStatus());
-            }
-            return reply;
+            return on_invalidate(self, mark_stale);
           },
-          [=](updated_atom, chunk_index c, bool cached) {
-            ShardState& st = self->state;
-            st.stale[c] = false;
-            if (cached && st.setup.chunks[c].cache != nullptr && !st.cache_valid[c] &&
-                st.chunks[c].phase == Phase::kHome) {
-              move(st, c, Residency::kOnNvme, Residency::kAbsent);
-              move(st, c, Residency::kAbsent, Residency::kOnHost);
-              st.cache_valid[c] = true;
-            }
-            std::vector<Reply> fetches = std::move(st.waiting_update[c]);
-            st.waiting_update[c].clear();
-            for (Reply& r : fetches) serve(self, c, std::move(r));
-            // A chunk with its own slot that was on the device goes back there now,
-            // whether or not a step is open: it stays on the device between uses.
-            if (st.reload[c] && st.failure.ok() && st.chunks[c].phase == Phase::kHome) {
-              start_load(self, c, st.own_slot[c]);
-            }
-            const bool wanted = st.prefetch_wanted[c];
-            st.prefetch_wanted[c] = false;
-            if (!wanted) return;
-            if (st.open && st.chunks[c].phase == Phase::kHome) {
-              if (std::optional<int> slot = slot_for(st, c, Evict::kConsumedOnly)) {
-                start_load(self, c, *slot);
-              }
-            }
-          },
+          [=](updated_atom, chunk_index c, bool cached) { on_updated(self, c, cached); },
           [=](step_atom) { self->state.open = true; },
           [=](stats_atom) -> caf::result<uint64_t, uint64_t, uint64_t> {
             ShardState& st = self->state;

@@ -304,6 +304,87 @@ nlohmann::ordered_json figure_json(const Figure& f, size_t n, double ceiling_gbp
           {"bytes_moved_per_param", f.bytes_moved_per_param}};
 }
 
+struct Run {
+  const char* name;
+  absl::Status (Variants::*pass)();
+  double bytes_moved_per_param;
+  const char* how;
+};
+const Run kRunList[] = {
+    {"plain", &Variants::plain, 28, "fp32 grads, one pass"},
+    {"fused", &Variants::fused, 2 + 28, "bf16 grads: norm pass, then unscale+clip+AdamW+bf16 copy"},
+    {"multipass", &Variants::multipass, 6 + 4 + 28 + 6,
+     "unscale to fp32, norm, Adam, copy to bf16: four passes"},
+    {"naive", &Variants::naive, 28, "scalar loop, one thread, fp32 grads"},
+};
+constexpr size_t kRuns = std::size(kRunList);
+
+// Rounds of one pass each -- the ceiling, then every variant -- so that drift in
+// the machine's memory bandwidth (other tenants, frequency) moves all alike.
+// Round 0 warms up and is not counted; each figure is the median over rounds.
+// Returns the ceiling's GB/s and fills `figures`.
+absl::StatusOr<double> measure_rounds(const AdamPlan& plan, UpdateCeiling& ceiling_kernel,
+                                      Variants& variants, const Reporter& out,
+                                      std::vector<Figure>& figures) {
+  std::vector<double> ceiling_seconds;
+  std::vector<std::vector<double>> run_seconds(kRuns);
+  for (int round = 0; round <= plan.passes; ++round) {
+    if (interrupted()) return absl::CancelledError("interrupted");
+    out.progress(round == 0 ? std::string("warm-up round")
+                            : absl::StrCat("round ", round, " of ", plan.passes));
+    auto start = std::chrono::steady_clock::now();
+    ceiling_kernel.pass();
+    if (round > 0) ceiling_seconds.push_back(seconds_since(start));
+    for (size_t r = 0; r < kRuns; ++r) {
+      start = std::chrono::steady_clock::now();
+      if (absl::Status s = (variants.*kRunList[r].pass)(); !s.ok()) return s;
+      if (round > 0) run_seconds[r].push_back(seconds_since(start));
+    }
+  }
+  for (size_t r = 0; r < kRuns; ++r) {
+    figures.push_back({median(run_seconds[r]), kRunList[r].bytes_moved_per_param});
+  }
+  return ceiling_kernel.bytes_per_pass() / median(ceiling_seconds) / 1e9;
+}
+
+void report_adam(const AdamPlan& plan, double ceiling, const std::vector<Figure>& figures,
+                 const Reporter& out) {
+  const int threads = tbb::this_task_arena::max_concurrency();
+  TextTable table(
+      {"step", "Mparams/s", "GB/s (28 B/param)", "vs ceiling", "bytes moved/param", "how"});
+  table.add_row({"ceiling", "", format_fixed(ceiling, 2), "1.00", "",
+                 absl::StrCat("a += s*b, 2 x ", util::format_bytes(plan.ceiling.array_bytes), ", ",
+                              threads, " threads, 12 B/element")});
+  nlohmann::ordered_json result = {{"ceiling_gbps", round_significant(ceiling, 4)}};
+  for (size_t i = 0; i < figures.size(); ++i) {
+    const nlohmann::ordered_json f = figure_json(figures[i], plan.params, ceiling);
+    result[kRunList[i].name] = f;
+    table.add_row({kRunList[i].name, format_fixed(f["params_per_s"].get<double>() / 1e6, 1),
+                   format_fixed(f["gbps"].get<double>(), 2),
+                   format_fixed(f["ratio"].get<double>(), 2),
+                   format_fixed(figures[i].bytes_moved_per_param, 0), kRunList[i].how});
+  }
+  const double fused_vs_multipass = figures[2].seconds / figures[1].seconds;
+  out.text() << table.render();
+  out.text() << "fused vs multipass: " << format_fixed(fused_vs_multipass, 2) << "x; "
+             << plan.params << " parameters, path " << cpu::isa_name(plan.isa) << ", " << threads
+             << " threads, medians of " << plan.passes << " rounds\n";
+  if (figures[0].seconds > 0 &&
+      kCountedBytesPerParam * plan.params / figures[0].seconds / 1e9 > ceiling) {
+    out.text() << "note: the plain step beats the ceiling: streaming four arrays at once "
+                  "keeps more memory requests in flight per core than the two-array update "
+                  "kernel does on this machine\n";
+  }
+  result["fused_vs_multipass"] = round_significant(fused_vs_multipass, 3);
+  result["params"] = plan.params;
+  result["isa"] = cpu::isa_name(plan.isa);
+  result["threads"] = threads;
+  result["passes"] = plan.passes;
+  result["bytes_per_param"] = kCountedBytesPerParam;
+  result["verified"] = true;
+  out.result(result);
+}
+
 }  // namespace
 
 int adam_main(const std::vector<std::string>& args) {
@@ -314,8 +395,6 @@ int adam_main(const std::vector<std::string>& args) {
   if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;
-  const int threads = tbb::this_task_arena::max_concurrency();
-
   out.progress(
       absl::StrCat("verifying the variants agree bit for bit on path ", cpu::isa_name(plan->isa)));
   if (absl::Status s = verify(plan->isa, std::min(plan->params, kVerifyParams)); !s.ok()) {
@@ -326,78 +405,10 @@ int adam_main(const std::vector<std::string>& args) {
   absl::StatusOr<Arrays> arrays = Arrays::allocate(plan->params);
   if (!arrays.ok()) return report_failure(kName, arrays.status());
   Variants variants{*arrays, plan->isa};
-  struct Run {
-    const char* name;
-    absl::Status (Variants::*pass)();
-    double bytes_moved_per_param;
-    const char* how;
-  };
-  const Run runs[] = {
-      {"plain", &Variants::plain, 28, "fp32 grads, one pass"},
-      {"fused", &Variants::fused, 2 + 28,
-       "bf16 grads: norm pass, then unscale+clip+AdamW+bf16 copy"},
-      {"multipass", &Variants::multipass, 6 + 4 + 28 + 6,
-       "unscale to fp32, norm, Adam, copy to bf16: four passes"},
-      {"naive", &Variants::naive, 28, "scalar loop, one thread, fp32 grads"},
-  };
-  constexpr size_t kRuns = std::size(runs);
-  // Rounds of one pass each -- the ceiling, then every variant -- so that drift in
-  // the machine's memory bandwidth (other tenants, frequency) moves all alike.
-  // Round 0 warms up and is not counted; each figure is the median over rounds.
-  std::vector<double> ceiling_seconds;
-  std::vector<std::vector<double>> run_seconds(kRuns);
-  for (int round = 0; round <= plan->passes; ++round) {
-    if (interrupted()) return report_failure(kName, absl::CancelledError("interrupted"));
-    out.progress(round == 0 ? std::string("warm-up round")
-                            : absl::StrCat("round ", round, " of ", plan->passes));
-    auto start = std::chrono::steady_clock::now();
-    ceiling_kernel->pass();
-    if (round > 0) ceiling_seconds.push_back(seconds_since(start));
-    for (size_t r = 0; r < kRuns; ++r) {
-      start = std::chrono::steady_clock::now();
-      if (absl::Status s = (variants.*runs[r].pass)(); !s.ok()) return report_failure(kName, s);
-      if (round > 0) run_seconds[r].push_back(seconds_since(start));
-    }
-  }
-  const double ceiling = ceiling_kernel->bytes_per_pass() / median(ceiling_seconds) / 1e9;
   std::vector<Figure> figures;
-  for (size_t r = 0; r < kRuns; ++r) {
-    figures.push_back({median(run_seconds[r]), runs[r].bytes_moved_per_param});
-  }
-
-  TextTable table(
-      {"step", "Mparams/s", "GB/s (28 B/param)", "vs ceiling", "bytes moved/param", "how"});
-  table.add_row({"ceiling", "", format_fixed(ceiling, 2), "1.00", "",
-                 absl::StrCat("a += s*b, 2 x ", util::format_bytes(plan->ceiling.array_bytes), ", ",
-                              threads, " threads, 12 B/element")});
-  nlohmann::ordered_json result = {{"ceiling_gbps", round_significant(ceiling, 4)}};
-  for (size_t i = 0; i < figures.size(); ++i) {
-    const nlohmann::ordered_json f = figure_json(figures[i], plan->params, ceiling);
-    result[runs[i].name] = f;
-    table.add_row({runs[i].name, format_fixed(f["params_per_s"].get<double>() / 1e6, 1),
-                   format_fixed(f["gbps"].get<double>(), 2),
-                   format_fixed(f["ratio"].get<double>(), 2),
-                   format_fixed(figures[i].bytes_moved_per_param, 0), runs[i].how});
-  }
-  const double fused_vs_multipass = figures[2].seconds / figures[1].seconds;
-  out.text() << table.render();
-  out.text() << "fused vs multipass: " << format_fixed(fused_vs_multipass, 2) << "x; "
-             << plan->params << " parameters, path " << cpu::isa_name(plan->isa) << ", " << threads
-             << " threads, medians of " << plan->passes << " rounds\n";
-  if (figures[0].seconds > 0 &&
-      kCountedBytesPerParam * plan->params / figures[0].seconds / 1e9 > ceiling) {
-    out.text() << "note: the plain step beats the ceiling: streaming four arrays at once "
-                  "keeps more memory requests in flight per core than the two-array update "
-                  "kernel does on this machine\n";
-  }
-  result["fused_vs_multipass"] = round_significant(fused_vs_multipass, 3);
-  result["params"] = plan->params;
-  result["isa"] = cpu::isa_name(plan->isa);
-  result["threads"] = threads;
-  result["passes"] = plan->passes;
-  result["bytes_per_param"] = kCountedBytesPerParam;
-  result["verified"] = true;
-  out.result(result);
+  absl::StatusOr<double> ceiling = measure_rounds(*plan, *ceiling_kernel, variants, out, figures);
+  if (!ceiling.ok()) return report_failure(kName, ceiling.status());
+  report_adam(*plan, *ceiling, figures, out);
   return kExitOk;
 }
 

@@ -285,45 +285,90 @@ struct Section {
 
 }  // namespace
 
-absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelConfig& model_config,
-                                           const std::vector<memory::ChunkLayout>& layouts,
-                                           CheckpointState& chunks) {
-  auto bad = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid checkpoint: ", what));
-  };
-  FileReader file;
-  if (absl::Status s = file.open(path); !s.ok()) return s;
-  if (file.size() < memory::kChunkAlignment + kFooterBytes) return bad("file too short");
+namespace {
+
+// What a checkpoint's header says: the training state and the section table.
+struct Header {
+  TrainState state;
+  int64_t optimizer_steps = 0;
+  uint64_t offset = 0;  // where the header (and the data area's end) is
+  std::vector<Section> sections;
+};
+
+absl::Status not_valid(const std::string& path, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid checkpoint: ", what));
+}
+
+// The footer's header offset and length, checked against the file, and the
+// header's text, checked against its CRC32C.
+absl::StatusOr<std::string> read_header_text(FileReader& file, const std::string& path,
+                                             uint64_t* header_offset) {
+  if (file.size() < memory::kChunkAlignment + kFooterBytes) return not_valid(path, "file too short");
   unsigned char magic[8], footer[kFooterBytes];
   if (absl::Status s = file.read(0, magic, 8); !s.ok()) return s;
   if (absl::Status s = file.read(file.size() - kFooterBytes, footer, kFooterBytes); !s.ok()) {
     return s;
   }
   if (std::memcmp(magic, kMagic, 8) != 0 || std::memcmp(footer + 20, kMagic, 8) != 0) {
-    return bad("missing the DSINFCKP magic (truncated or not a dsinf checkpoint)");
+    return not_valid(path, "missing the DSINFCKP magic (truncated or not a dsinf checkpoint)");
   }
-  const uint64_t header_offset = get_le(footer, 8), header_bytes = get_le(footer + 8, 8);
-  const uint32_t header_crc = static_cast<uint32_t>(get_le(footer + 16, 4));
-  if (header_bytes > (16u << 20) || header_offset < memory::kChunkAlignment ||
-      header_offset + header_bytes != file.size() - kFooterBytes) {
-    return bad("header offset/length do not match the file size");
+  const uint64_t offset = get_le(footer, 8), bytes = get_le(footer + 8, 8);
+  const uint32_t crc = static_cast<uint32_t>(get_le(footer + 16, 4));
+  if (bytes > (16u << 20) || offset < memory::kChunkAlignment ||
+      offset + bytes != file.size() - kFooterBytes) {
+    return not_valid(path, "header offset/length do not match the file size");
   }
-  std::string header_text(header_bytes, '\0');
-  if (absl::Status s = file.read(header_offset, header_text.data(), header_bytes); !s.ok())
-    return s;
-  if (util::crc32c(header_text.data(), header_text.size()) != header_crc) {
+  std::string text(bytes, '\0');
+  if (absl::Status s = file.read(offset, text.data(), bytes); !s.ok()) return s;
+  if (util::crc32c(text.data(), text.size()) != crc) {
     return absl::DataLossError(absl::StrCat(path, ": header checksum mismatch (file corrupted)"));
   }
-  const json header = json::parse(header_text, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded() || !header.is_object()) return bad("header is not JSON");
+  *header_offset = offset;
+  return text;
+}
 
-  TrainState state;
-  std::vector<Section> sections;
-  int64_t optimizer_steps = 0;
+// The state fields (throws json::exception for a missing or mistyped one).
+absl::Status parse_state(const json& st, const std::string& path, Header& h) {
+  TrainState& state = h.state;
+  state.step = st.at("step").get<int64_t>();
+  state.samples = st.at("samples").get<int64_t>();
+  state.sampler.epoch = st.at("epoch").get<int64_t>();
+  state.sampler.cursor = st.at("cursor").get<int64_t>();
+  state.last_loss = st.at("last_loss").get<double>();
+  state.data_tokens = st.at("data_tokens").get<uint64_t>();
+  h.optimizer_steps = st.at("optimizer_steps").get<int64_t>();
+  // Written since fp16 loss scaling; older checkpoints have neither.
+  state.skipped_steps = st.value("skipped_steps", int64_t{0});
+  if (st.contains("loss_scaler")) {
+    const json& ls = st.at("loss_scaler");
+    actors::LossScalerState scaler;
+    scaler.scale = ls.at("scale").get<double>();
+    scaler.iter = ls.at("iter").get<int64_t>();
+    scaler.last_overflow_iter = ls.at("last_overflow_iter").get<int64_t>();
+    scaler.hysteresis = ls.at("hysteresis").get<int64_t>();
+    if (!(scaler.scale > 0) || !std::isfinite(scaler.scale) || scaler.hysteresis < 0) {
+      return not_valid(path, "state.loss_scaler holds an impossible scale or hysteresis");
+    }
+    state.loss_scaler = scaler;
+  }
+  if (state.skipped_steps < 0 || state.skipped_steps > state.step) {
+    return not_valid(path, "state.skipped_steps is outside 0..step");
+  }
+  if (state.step < 0 || state.samples < 0 || h.optimizer_steps < 0) {
+    return not_valid(path, "negative counters");
+  }
+  return absl::OkStatus();
+}
+
+// The header JSON: format, model shape, state and section table.
+absl::Status parse_header(const std::string& text, const std::string& path,
+                          const ModelConfig& model_config, Header& h) {
+  const json header = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object()) return not_valid(path, "header is not JSON");
   try {
     if (header.at("format") != "dsinf-checkpoint" || header.at("version") != kFormatVersion) {
-      return bad(absl::StrCat("unsupported format ", header.at("format").dump(), " version ",
-                              header.at("version").dump()));
+      return not_valid(path, absl::StrCat("unsupported format ", header.at("format").dump(),
+                                          " version ", header.at("version").dump()));
     }
     const json expected = model_shape(model_config);
     if (header.at("model") != expected) {
@@ -331,71 +376,58 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
           absl::StrCat(path, ": checkpoint was written for model ", header.at("model").dump(),
                        " but the config describes ", expected.dump()));
     }
-    const json& st = header.at("state");
-    state.step = st.at("step").get<int64_t>();
-    state.samples = st.at("samples").get<int64_t>();
-    state.sampler.epoch = st.at("epoch").get<int64_t>();
-    state.sampler.cursor = st.at("cursor").get<int64_t>();
-    state.last_loss = st.at("last_loss").get<double>();
-    state.data_tokens = st.at("data_tokens").get<uint64_t>();
-    optimizer_steps = st.at("optimizer_steps").get<int64_t>();
-    // Written since fp16 loss scaling; older checkpoints have neither.
-    state.skipped_steps = st.value("skipped_steps", int64_t{0});
-    if (st.contains("loss_scaler")) {
-      const json& ls = st.at("loss_scaler");
-      actors::LossScalerState scaler;
-      scaler.scale = ls.at("scale").get<double>();
-      scaler.iter = ls.at("iter").get<int64_t>();
-      scaler.last_overflow_iter = ls.at("last_overflow_iter").get<int64_t>();
-      scaler.hysteresis = ls.at("hysteresis").get<int64_t>();
-      if (!(scaler.scale > 0) || !std::isfinite(scaler.scale) || scaler.hysteresis < 0) {
-        return bad("state.loss_scaler holds an impossible scale or hysteresis");
-      }
-      state.loss_scaler = scaler;
-    }
-    if (state.skipped_steps < 0 || state.skipped_steps > state.step) {
-      return bad("state.skipped_steps is outside 0..step");
-    }
+    if (absl::Status s = parse_state(header.at("state"), path, h); !s.ok()) return s;
     for (const json& s : header.at("sections")) {
       const std::string cls = s.at("class").get<std::string>();
       const int index = cls == "param" ? 0 : cls == "m" ? 1 : cls == "v" ? 2 : -1;
-      if (index < 0) return bad(absl::StrCat("unknown section class '", cls, "'"));
-      sections.push_back(Section{index, s.at("chunk").get<size_t>(), s.at("offset").get<uint64_t>(),
-                                 s.at("bytes").get<uint64_t>(), s.at("crc32c").get<uint32_t>()});
+      if (index < 0) return not_valid(path, absl::StrCat("unknown section class '", cls, "'"));
+      h.sections.push_back(Section{index, s.at("chunk").get<size_t>(),
+                                   s.at("offset").get<uint64_t>(), s.at("bytes").get<uint64_t>(),
+                                   s.at("crc32c").get<uint32_t>()});
     }
   } catch (const json::exception& e) {
-    return bad(absl::StrCat("header field missing or of the wrong type (", e.what(), ")"));
+    return not_valid(path, absl::StrCat("header field missing or of the wrong type (", e.what(), ")"));
   }
-  if (state.step < 0 || state.samples < 0 || optimizer_steps < 0) return bad("negative counters");
+  return absl::OkStatus();
+}
 
-  // Exactly one section per class and chunk, each where the layout says, inside the data area.
+// Exactly one section per class and chunk, each where the layout says, inside the data area.
+absl::Status check_sections(const Header& h, const std::string& path,
+                            const std::vector<memory::ChunkLayout>& layouts) {
   const size_t num_chunks = layouts.size();
   size_t expected_sections = 0;
   for (const memory::ChunkLayout& layout : layouts) expected_sections += classes_of(layout);
-  if (sections.size() != expected_sections) {
-    return bad(absl::StrCat(sections.size(), " sections for ", num_chunks, " chunks"));
+  if (h.sections.size() != expected_sections) {
+    return not_valid(path, absl::StrCat(h.sections.size(), " sections for ", num_chunks, " chunks"));
   }
   std::vector<bool> seen(3 * num_chunks, false);
   uint64_t end_of_previous = memory::kChunkAlignment;
-  for (const Section& s : sections) {
+  for (const Section& s : h.sections) {
     if (s.chunk >= num_chunks || s.cls >= classes_of(layouts[s.chunk]) ||
         seen[s.cls * num_chunks + s.chunk]) {
-      return bad(absl::StrCat("section table repeats or exceeds chunk ", s.chunk));
+      return not_valid(path, absl::StrCat("section table repeats or exceeds chunk ", s.chunk));
     }
     seen[s.cls * num_chunks + s.chunk] = true;
     if (s.bytes != layouts[s.chunk].bytes() || s.offset < end_of_previous ||
-        s.offset > header_offset || s.bytes > header_offset - s.offset) {
-      return bad(absl::StrCat("section ", kClasses[s.cls], " of chunk ", s.chunk,
-                              " has a bad offset or size"));
+        s.offset > h.offset || s.bytes > h.offset - s.offset) {
+      return not_valid(path, absl::StrCat("section ", kClasses[s.cls], " of chunk ", s.chunk,
+                                          " has a bad offset or size"));
     }
     end_of_previous = s.offset + s.bytes;
   }
+  return absl::OkStatus();
+}
 
+// Every section the state holds (parameters only without an optimizer), each
+// checked against its CRC32C before it is handed on.
+absl::Status load_sections(FileReader& file, const std::string& path, const Header& h,
+                           const std::vector<memory::ChunkLayout>& layouts,
+                           CheckpointState& chunks) {
   size_t largest = 0;
   for (const memory::ChunkLayout& layout : layouts) largest = std::max(largest, layout.bytes());
   absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
   if (!staging.ok()) return staging.status();
-  for (const Section& s : sections) {
+  for (const Section& s : h.sections) {
     if (s.cls != kParamClass && !chunks.has_optimizer()) continue;
     if (absl::Status st = file.read(s.offset, staging->data(), s.bytes); !st.ok()) return st;
     if (util::crc32c(staging->data(), s.bytes) != s.crc) {
@@ -405,8 +437,24 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
     }
     if (absl::Status st = chunks.write_class(s.cls, s.chunk, staging->data()); !st.ok()) return st;
   }
-  if (chunks.has_optimizer()) chunks.set_optimizer_steps(optimizer_steps);
-  return state;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelConfig& model_config,
+                                           const std::vector<memory::ChunkLayout>& layouts,
+                                           CheckpointState& chunks) {
+  FileReader file;
+  if (absl::Status s = file.open(path); !s.ok()) return s;
+  Header h;
+  absl::StatusOr<std::string> text = read_header_text(file, path, &h.offset);
+  if (!text.ok()) return text.status();
+  if (absl::Status s = parse_header(*text, path, model_config, h); !s.ok()) return s;
+  if (absl::Status s = check_sections(h, path, layouts); !s.ok()) return s;
+  if (absl::Status s = load_sections(file, path, h, layouts, chunks); !s.ok()) return s;
+  if (chunks.has_optimizer()) chunks.set_optimizer_steps(h.optimizer_steps);
+  return h.state;
 }
 
 std::vector<std::string> remove_stale_temporaries(const std::string& output_dir) {
