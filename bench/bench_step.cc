@@ -192,14 +192,17 @@ absl::Status run_rounds(Runtimes& r, int steps, int& index, Measured& m, std::os
   return absl::OkStatus();
 }
 
-// One step more and a traced one: the trace covers a step with the previous
-// step's optimizer run beside it, as in training. Then what it moved, and
-// each lane's busy time in it.
+// One step more and a traced one: the trace covers one step and its own
+// optimizer run to its end, the previous run over before it starts, so the
+// bytes it moved (the NVMe reads ahead and writes included) are exactly one
+// step's whatever the timing. Then each lane's busy time in it.
 absl::Status traced_step(Runtimes& r, int& index, Measured& m, std::ostream& log) {
   if (absl::Status s = timed_step(r.rt, r.step, index++, "", log); !s.ok()) return s;
-  const nvme::EngineStats before = r.rt.nvme_stats();
+  if (absl::Status s = r.rt.settle(); !s.ok()) return s;
   trace::begin_capture();
-  const absl::Status s = timed_step(r.rt, r.step, index++, " (traced)", log);
+  const nvme::EngineStats before = r.rt.nvme_stats();
+  absl::Status s = timed_step(r.rt, r.step, index++, " (traced)", log);
+  if (s.ok()) s = r.rt.settle();
   m.spans = trace::end_capture();
   const nvme::EngineStats after = r.rt.nvme_stats();
   if (!s.ok()) return s;

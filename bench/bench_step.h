@@ -20,8 +20,9 @@
 //               copies and Adam share the cores and count as one:
 //               max(compute + copy in + copy out + adam, nvme read, nvme write);
 //   ratio       step_s / bound_s;
-//   trace       a Chrome/Perfetto trace JSON of the last timed step, one lane
-//               per resource (opens in ui.perfetto.dev).
+//   trace       a Chrome/Perfetto trace JSON of one more step and its
+//               optimizer run, one lane per resource (opens in ui.perfetto.dev);
+//               the bytes it moved are the step's.
 // The front passes the config in as the runtime's settings and its model.
 #pragma once
 

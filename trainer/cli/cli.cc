@@ -132,7 +132,8 @@ side). Measures each resource alone -- compute, copy in, copy out,
 CPU Adam, NVMe read, NVMe write -- and prints the step time, the bound (the
 slowest independent resource; on the CPU backend compute, copies and Adam
 share the cores and count as one), their ratio, and writes a Chrome/Perfetto
-trace of the last step (default <train.output_dir>/step-trace.json; open it in
+trace of one more step and its optimizer run (default
+<train.output_dir>/step-trace.json; open it in
 ui.perfetto.dev). With --json the last stdout line is
 {"step_s":..,"bound_s":..,"ratio":..,"components":{..},"trace":"path",..}.
 )";

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "tests/test_util.h"
-#include "tests/trainer/train_util.h"
+#include "tests/cli/train_util.h"
 
 extern char** environ;
 

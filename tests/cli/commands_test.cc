@@ -6,7 +6,7 @@
 
 #include "memory/util/crc32c.h"
 #include "tests/test_util.h"
-#include "tests/trainer/train_util.h"
+#include "tests/cli/train_util.h"
 
 namespace dsinf::testing {
 namespace {

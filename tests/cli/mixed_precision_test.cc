@@ -1,5 +1,5 @@
-// Mixed precision on the CPU backend: DeepSpeed's loss-scaler semantics step
-// by step; fp16 runs through the CLI whose gradients really overflow (the CPU
+// Mixed precision through the CLI on the CPU backend: fp16 runs whose
+// gradients really overflow (the CPU
 // backend rounds matmul operands to fp16, as tensor cores do), skipping
 // exactly those steps, resuming and offloading bit-identically; bf16 acting on
 // the numbers; and the "device" key.
@@ -15,9 +15,8 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/half.h"
 #include "tests/test_util.h"
-#include "tests/trainer/train_util.h"
+#include "tests/cli/train_util.h"
 #include "trainer/config/config.h"
-#include "actors/runtime/loss_scaler.h"
 
 namespace dsinf::testing {
 namespace {
@@ -25,160 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using trainer::Config;
-using actors::LossScaler;
-using actors::LossScaleSpec;
-
-LossScaleSpec fp16_config(double loss_scale, int power, int64_t window, int hysteresis,
-                          bool consecutive = false, double min_scale = 1) {
-  LossScaleSpec c;
-  c.enabled = true;
-  c.loss_scale = loss_scale;
-  c.initial_scale_power = power;
-  c.loss_scale_window = window;
-  c.hysteresis = hysteresis;
-  c.consecutive_hysteresis = consecutive;
-  c.min_loss_scale = min_scale;
-  return c;
-}
-
-// Feeds the overflow pattern ('o' overflow, '.' clean) and returns the scale
-// after each step.
-std::vector<double> scales(LossScaler& s, const std::string& pattern) {
-  std::vector<double> out;
-  for (char ch : pattern) {
-    absl::StatusOr<LossScaler::Outcome> o = s.update(ch == 'o');
-    EXPECT_TRUE(o.ok()) << o.status();
-    if (!o.ok()) break;
-    EXPECT_EQ(o->skip, ch == 'o');
-    EXPECT_EQ(o->message.empty(), ch != 'o');
-    out.push_back(s.scale());
-  }
-  return out;
-}
-
-TEST(LossScaler, HalvesAfterHysteresisOverflowsAndDoublesAfterACleanWindow) {
-  LossScaler s(fp16_config(0, 4, 3, 2));
-  EXPECT_TRUE(s.enabled());
-  EXPECT_TRUE(s.dynamic());
-  EXPECT_EQ(s.scale(), 16);
-  // First overflow spends the hysteresis (2 -> 1), the second halves; after
-  // that, hysteresis stays 1 (restored only when the scale grows), so the next
-  // overflow halves at once. Three clean steps after the last overflow double.
-  EXPECT_EQ(scales(s, "oo.o...."), (std::vector<double>{16, 8, 8, 4, 4, 4, 8, 8}));
-  EXPECT_EQ(s.state().iter, 8);
-  EXPECT_EQ(s.state().last_overflow_iter, 3);
-  // The doubling restored the hysteresis: one overflow is absorbed again.
-  EXPECT_EQ(scales(s, "oo"), (std::vector<double>{8, 4}));
-}
-
-TEST(LossScaler, ConsecutiveHysteresisRestoresAfterEveryCleanStep) {
-  LossScaler s(fp16_config(0, 4, 1000, 2, /*consecutive=*/true));
-  EXPECT_EQ(scales(s, "o.o.o.oo"), (std::vector<double>{16, 16, 16, 16, 16, 16, 16, 8}));
-}
-
-TEST(LossScaler, GrowsEveryWindowWithoutOverflows) {
-  LossScaler s(fp16_config(0, 0, 2, 1));
-  EXPECT_EQ(scales(s, "......"), (std::vector<double>{1, 2, 2, 4, 4, 8}));
-}
-
-TEST(LossScaler, NeverGoesBelowTheMinimumAndFailsOverflowingThere) {
-  LossScaler s(fp16_config(0, 3, 1000, 1, false, /*min_scale=*/2));
-  EXPECT_EQ(scales(s, "oo"), (std::vector<double>{4, 2}));
-  absl::StatusOr<LossScaler::Outcome> o = s.update(true);
-  ASSERT_FALSE(o.ok());
-  EXPECT_EQ(o.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(o.status().message().find("fp16.min_loss_scale"), std::string::npos);
-  // A minimum that is not a power of two is reached by the max().
-  LossScaler t(fp16_config(0, 3, 1000, 1, false, /*min_scale=*/3));
-  EXPECT_EQ(scales(t, "oo"), (std::vector<double>{4, 3}));
-}
-
-TEST(LossScaler, StaticScaleSkipsOverflowsButNeverChanges) {
-  LossScaler s(fp16_config(128, 16, 2, 2));
-  EXPECT_FALSE(s.dynamic());
-  EXPECT_EQ(scales(s, "o..o...."), std::vector<double>(8, 128));
-}
-
-TEST(LossScaler, WithoutFp16TheScaleIsOneAndNothingIsSkipped) {
-  LossScaler s{LossScaleSpec()};
-  EXPECT_FALSE(s.enabled());
-  absl::StatusOr<LossScaler::Outcome> o = s.update(true);
-  ASSERT_TRUE(o.ok());
-  EXPECT_FALSE(o->skip);
-  EXPECT_EQ(s.scale(), 1);
-}
-
-TEST(CpuBackendPrecision, MatmulOperandsRoundLikeTensorCores) {
-  const int N = 3, C = 5, OC = 4;
-  std::vector<float> inp(N * C), weight(OC * C), bias(OC);
-  for (size_t i = 0; i < inp.size(); ++i) inp[i] = 1.0f + 1e-3f * static_cast<float>(i) / 3.0f;
-  for (size_t i = 0; i < weight.size(); ++i)
-    weight[i] = 0.5f - 1e-3f * static_cast<float>(i) / 7.0f;
-  for (int o = 0; o < OC; ++o) bias[o] = 0.25f * static_cast<float>(o);
-  auto run = [&](kernels::Precision p, const std::vector<float>& a, const std::vector<float>& w) {
-    std::unique_ptr<kernels::Backend> b = kernels::make_cpu_backend({.matmul_precision = p});
-    std::vector<float> out(N * OC, -1.0f);
-    b->matmul_forward(out.data(), a.data(), w.data(), bias.data(), N, C, OC);
-    return out;
-  };
-  auto rounded = [](const std::vector<float>& x, bool bf16) {
-    std::vector<float> r(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      r[i] = bf16 ? kernels::cpu::bf16_to_float(kernels::cpu::float_to_bf16(x[i]))
-                  : kernels::cpu::f16_to_float(kernels::cpu::float_to_f16(x[i]));
-    }
-    return r;
-  };
-  const std::vector<float> fp32 = run(kernels::Precision::kFp32, inp, weight);
-  const std::vector<float> bf16 = run(kernels::Precision::kBf16, inp, weight);
-  EXPECT_EQ(bf16, run(kernels::Precision::kFp32, rounded(inp, true), rounded(weight, true)));
-  EXPECT_NE(bf16, fp32);
-  EXPECT_EQ(run(kernels::Precision::kFp16, inp, weight),
-            run(kernels::Precision::kFp32, rounded(inp, false), rounded(weight, false)));
-  // fp16 overflows to infinity past 65504, as a GPU's fp16 operand does.
-  std::vector<float> big = inp;
-  big[0] = 70000.0f;
-  EXPECT_TRUE(std::isinf(run(kernels::Precision::kFp16, big, weight)[0]));
-  EXPECT_TRUE(std::isfinite(run(kernels::Precision::kBf16, big, weight)[0]));
-}
-
-TEST(CpuBackendPrecision, AttentionRoundsItsProductOperands) {
-  // One window of 3 positions, one head of 2 channels: q, k, v and the
-  // probabilities where they multiply v are rounded; the softmax is fp32.
-  const int T = 3, C = 2;
-  std::vector<float> qkv(T * 3 * C);
-  for (size_t i = 0; i < qkv.size(); ++i) qkv[i] = 0.3f + 0.1234567f * static_cast<float>(i);
-  auto bf = [](double x) {
-    return static_cast<double>(
-        kernels::cpu::bf16_to_float(kernels::cpu::float_to_bf16(static_cast<float>(x))));
-  };
-  auto run = [&](kernels::Precision p) {
-    std::unique_ptr<kernels::Backend> b = kernels::make_cpu_backend({.matmul_precision = p});
-    std::vector<float> out(T * C, -1.0f), att(T * T, -1.0f);
-    b->attention_forward(out.data(), att.data(), qkv.data(), 1, T, C, 1);
-    return out;
-  };
-  const std::vector<float> fp32 = run(kernels::Precision::kFp32);
-  const std::vector<float> bf16 = run(kernels::Precision::kBf16);
-  auto at = [&](int t, int part, int c) { return bf(qkv[(t * 3 + part) * C + c]); };
-  for (int t = 0; t < T; ++t) {
-    std::vector<double> score(t + 1);
-    double max_score = -1e300, sum = 0;
-    for (int t2 = 0; t2 <= t; ++t2) {
-      score[t2] = (at(t, 0, 0) * at(t2, 1, 0) + at(t, 0, 1) * at(t2, 1, 1)) / std::sqrt(2.0);
-      max_score = std::max(max_score, score[t2]);
-    }
-    for (int t2 = 0; t2 <= t; ++t2) sum += std::exp(score[t2] - max_score);
-    for (int c = 0; c < C; ++c) {
-      double o = 0;
-      for (int t2 = 0; t2 <= t; ++t2) o += bf(std::exp(score[t2] - max_score) / sum) * at(t2, 2, c);
-      EXPECT_NEAR(bf16[t * C + c], o, 1e-6 * std::abs(o)) << t << "," << c;
-      if (t > 0) {
-        EXPECT_GT(std::abs(bf16[t * C + c] - fp32[t * C + c]), 1e-5 * std::abs(o)) << t << "," << c;
-      }
-    }
-  }
-}
 
 // ---- through the CLI ----
 

@@ -13,7 +13,7 @@
 #include <tuple>
 
 #include "tests/test_util.h"
-#include "tests/trainer/train_util.h"
+#include "tests/cli/train_util.h"
 
 namespace dsinf::testing {
 namespace {

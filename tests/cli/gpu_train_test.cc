@@ -11,7 +11,7 @@
 
 #include "kernels/backend.h"
 #include "tests/test_util.h"
-#include "tests/trainer/train_util.h"
+#include "tests/cli/train_util.h"
 
 namespace dsinf::testing {
 namespace {
