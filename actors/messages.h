@@ -83,7 +83,7 @@ using updated_atom = caf::atom_constant<caf::atom("updated")>;     // a chunk's 
 using preload_atom = caf::atom_constant<caf::atom("preload")>;     // read optimizer state ahead
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;       // drop what was read ahead
 using upload_atom = caf::atom_constant<caf::atom("upload")>;       // host -> device slot
-using resume_atom = caf::atom_constant<caf::atom("resume")>;       // a gate the actor waits on opened
+using resume_atom = caf::atom_constant<caf::atom("resume")>;  // a gate the actor waits on opened
 
 // ---- interfaces ----
 
@@ -103,12 +103,13 @@ using uploader_actor = caf::typed_actor<caf::replies_to<upload_atom, chunk_index
 
 // param_shard: owns the device slots of streamed parameter chunks and their
 // residency. fetch replies once the chunk is in its slot.
-using param_shard_actor = caf::typed_actor<
-    caf::replies_to<fetch_atom, chunk_index>::with<Fetched>,
-    caf::reacts_to<prefetch_atom, chunk_index>, caf::reacts_to<release_atom, chunk_index>,
-    caf::replies_to<invalidate_atom, bool>::with<absl::Status>,
-    caf::reacts_to<updated_atom, chunk_index, bool>, caf::reacts_to<step_atom>,
-    caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t>>;
+using param_shard_actor =
+    caf::typed_actor<caf::replies_to<fetch_atom, chunk_index>::with<Fetched>,
+                     caf::reacts_to<prefetch_atom, chunk_index>,
+                     caf::reacts_to<release_atom, chunk_index>,
+                     caf::replies_to<invalidate_atom, bool>::with<absl::Status>,
+                     caf::reacts_to<updated_atom, chunk_index, bool>, caf::reacts_to<step_atom>,
+                     caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t>>;
 
 // prefetch: learns the order in which the model touches chunks during the
 // first step and then keeps the next chunks moving ahead of the model.

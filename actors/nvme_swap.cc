@@ -52,7 +52,8 @@ nvme_swap_actor::behavior_type nvme_swap(SwapPointer self) {
           },
           [=](io_done_atom, uint64_t request, absl::Status status) {
             auto it = self->state.pending.find(request);
-            DSINF_CHECK_MSG(it != self->state.pending.end(), "completion of an unknown swap request");
+            DSINF_CHECK_MSG(it != self->state.pending.end(),
+                            "completion of an unknown swap request");
             it->second.deliver(std::move(status));
             self->state.pending.erase(it);
           }};
@@ -62,14 +63,12 @@ absl::Status blocking(ActorSystem& system, const nvme_swap_actor& swap, SwapChun
                       std::byte* buffer, bool write) {
   caf::scoped_actor self(system.get());
   absl::Status status;
-  auto reply = write ? self->request(swap, caf::infinite, write_atom::value, chunk,
-                                     HostBuffer{buffer})
-                     : self->request(swap, caf::infinite, read_atom::value, chunk,
-                                     HostBuffer{buffer});
-  std::move(reply).receive([&](absl::Status s) { status = std::move(s); },
-                           [&](caf::error& e) {
-                             status = absl::InternalError("nvme_swap: " + caf::to_string(e));
-                           });
+  auto reply =
+      write ? self->request(swap, caf::infinite, write_atom::value, chunk, HostBuffer{buffer})
+            : self->request(swap, caf::infinite, read_atom::value, chunk, HostBuffer{buffer});
+  std::move(reply).receive(
+      [&](absl::Status s) { status = std::move(s); },
+      [&](caf::error& e) { status = absl::InternalError("nvme_swap: " + caf::to_string(e)); });
   return status;
 }
 
@@ -85,8 +84,8 @@ absl::Status swap_read_blocking(ActorSystem& system, const nvme_swap_actor& swap
   return blocking(system, swap, chunk, dst, /*write=*/false);
 }
 
-absl::Status swap_write_blocking(ActorSystem& system, const nvme_swap_actor& swap,
-                                 SwapChunk chunk, const std::byte* src) {
+absl::Status swap_write_blocking(ActorSystem& system, const nvme_swap_actor& swap, SwapChunk chunk,
+                                 const std::byte* src) {
   trace::Scope span(trace::Lane::kNvmeWrite, "swap write (waited)", chunk.id);
   return blocking(system, swap, chunk, const_cast<std::byte*>(src), /*write=*/true);
 }

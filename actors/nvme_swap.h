@@ -19,7 +19,7 @@ nvme_swap_actor spawn_nvme_swap(ActorSystem& system);
 // request, waited for. A checksum mismatch on read is kDataLoss.
 absl::Status swap_read_blocking(ActorSystem& system, const nvme_swap_actor& swap, SwapChunk chunk,
                                 std::byte* dst);
-absl::Status swap_write_blocking(ActorSystem& system, const nvme_swap_actor& swap,
-                                 SwapChunk chunk, const std::byte* src);
+absl::Status swap_write_blocking(ActorSystem& system, const nvme_swap_actor& swap, SwapChunk chunk,
+                                 const std::byte* src);
 
 }  // namespace dsinf::actors

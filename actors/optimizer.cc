@@ -41,9 +41,9 @@ struct OptimizerState {
   bool busy = false;              // a step or a drain is under way
   Command current = Command::kPreload;
   kernels::AdamHyper hyper;
-  size_t cursor = 0;           // the step's next chunk to update
-  bool finishing = false;      // every chunk updated: the last writes are draining
-  int publishing = 0;          // new working weights on their way to NVMe (0 or 1)
+  size_t cursor = 0;            // the step's next chunk to update
+  bool finishing = false;       // every chunk updated: the last writes are draining
+  int publishing = 0;           // new working weights on their way to NVMe (0 or 1)
   size_t publishing_chunk = 0;  // ... of this chunk
   int64_t snapshot_wait_begin_ns = -1;
   absl::Status error;   // the command's first error
@@ -121,8 +121,9 @@ void issue_reads(Self self, size_t c) {
   set.report_written = false;
   if (!st.trainable(c)) return;
   if (!st.master_in_cache(c) && set.buffers.master == nullptr) {
-    s.error.Update(absl::InternalError(absl::StrCat(
-        "chunk ", c, ": its master weights are neither cached on the host nor given a staging "
+    s.error.Update(absl::InternalError(
+        absl::StrCat("chunk ", c,
+                     ": its master weights are neither cached on the host nor given a staging "
                      "buffer")));
     return;
   }
@@ -195,8 +196,7 @@ absl::Status publish(Self self, size_t c, const float* weights) {
             const_cast<std::byte*>(reinterpret_cast<const std::byte*>(weights)), /*write=*/true);
     return absl::OkStatus();
   }
-  if (absl::Status s =
-          copy_into_home(*self->state.setup.backend, params, c, st.bytes(c), weights);
+  if (absl::Status s = copy_into_home(*self->state.setup.backend, params, c, st.bytes(c), weights);
       !s.ok()) {
     return s;
   }
@@ -219,9 +219,8 @@ kernels::cpu::AdamBuffers host_buffers(ChunkStore& st, size_t c, float* master, 
 
 absl::Status update_on_host(Self self, size_t c) {
   ChunkStore& st = store(self);
-  kernels::cpu::AdamBuffers b =
-      host_buffers(st, c, reinterpret_cast<float*>(st.master().host[c]), st.m().host[c],
-                   st.v().host[c]);
+  kernels::cpu::AdamBuffers b = host_buffers(st, c, reinterpret_cast<float*>(st.master().host[c]),
+                                             st.m().host[c], st.v().host[c]);
   {
     trace::Scope span(trace::Lane::kAdam, "adam", static_cast<int64_t>(c));
     kernels::cpu::fused_adam_step(b, self->state.hyper);
@@ -439,9 +438,15 @@ optimizer_actor::behavior_type optimizer(Self self, OptimizerSetup setup) {
     s.sets.back().buffers = buffers;
   }
   s.setup = std::move(setup);
-  return {[=](preload_atom) { enqueue(self, {Command::kPreload, {}}); },
-          [=](step_atom, UpdateScalars scalars) { enqueue(self, {Command::kStep, scalars}); },
-          [=](cancel_atom) { enqueue(self, {Command::kDrain, {}}); },
+  return {[=](preload_atom) {
+            enqueue(self, {Command::kPreload, {}});
+          },
+          [=](step_atom, UpdateScalars scalars) {
+            enqueue(self, {Command::kStep, scalars});
+          },
+          [=](cancel_atom) {
+            enqueue(self, {Command::kDrain, {}});
+          },
           [=](resume_atom) { pump(self); }};
 }
 

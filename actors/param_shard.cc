@@ -47,7 +47,8 @@ struct ShardState {
   // uploaded again as soon as their update lands.
   std::vector<bool> reload;
   uint64_t loads = 0, fetches = 0, waits = 0;
-  std::vector<caf::typed_response_promise<absl::Status>> quiesce_waiters;  // invalidate(): replied once no load is in flight
+  std::vector<caf::typed_response_promise<absl::Status>>
+      quiesce_waiters;  // invalidate(): replied once no load is in flight
   // The first failed load, prefetched or not: every later fetch fails with it,
   // so a disk error stops training instead of being retried unseen.
   absl::Status failure;

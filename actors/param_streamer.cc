@@ -99,11 +99,11 @@ absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
   auto reply =
       (*impl_->self)
           ->request(impl_->shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c));
-  std::move(reply).receive([&](Fetched f) { fetched = std::move(f); },
-                           [&](caf::error& e) {
-                             fetched.status =
-                                 absl::InternalError(absl::StrCat("param_shard: ", caf::to_string(e)));
-                           });
+  std::move(reply).receive(
+      [&](Fetched f) { fetched = std::move(f); },
+      [&](caf::error& e) {
+        fetched.status = absl::InternalError(absl::StrCat("param_shard: ", caf::to_string(e)));
+      });
   const uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());

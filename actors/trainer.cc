@@ -24,7 +24,8 @@ absl::Status forward_backward(Runtime& rt, const StepRequest& request, StepOutco
   const int B = spec.micro_batch;
   const int64_t gas = spec.gradient_accumulation;
   const size_t window = request.inputs.size() / static_cast<size_t>(gas);
-  DSINF_CHECK(request.inputs.size() == request.targets.size() && window * gas == request.inputs.size());
+  DSINF_CHECK(request.inputs.size() == request.targets.size() &&
+              window * gas == request.inputs.size());
   const int64_t T = static_cast<int64_t>(window) / B;
   rt.begin_step();
   double loss_sum = 0;

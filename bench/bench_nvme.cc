@@ -11,9 +11,9 @@
 #include "bench/benchmarks.h"
 #include "bench/interrupt.h"
 #include "bench/nvme_io.h"
+#include "bench/report.h"
 #include "memory/util/args.h"
 #include "memory/util/format.h"
-#include "bench/report.h"
 
 namespace dsinf::bench {
 namespace {
@@ -129,8 +129,8 @@ absl::StatusOr<Plan> make_plan(const Args& o, const NvmeSettingsLoader& load_set
 }
 
 std::string describe(const nvme::EngineOptions& o) {
-  return absl::StrCat("block_size ", util::format_bytes(o.block_size), " queue_depth ", o.queue_depth,
-                      " intra_op_parallelism ", o.intra_op_parallelism);
+  return absl::StrCat("block_size ", util::format_bytes(o.block_size), " queue_depth ",
+                      o.queue_depth, " intra_op_parallelism ", o.intra_op_parallelism);
 }
 
 double min_gbps(const NvmeResult& r) { return std::min(r.read_gbps, r.write_gbps); }
@@ -162,12 +162,11 @@ void print_table(const Reporter& out, const std::vector<NvmeResult>& results, do
 
 int nvme_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings) {
   int exit_code = kExitOk;
-  const std::optional<Plan> plan =
-      plan_from_args(kName, kUsage, args,
-                     {"--path", "--size", "--block-size", "--queue-depth", "--intra-op-parallelism",
-                      "--engine", "--config", "--repeat"},
-                     {"--json", "--help"},
-                     [&](const Args& o) { return make_plan(o, load_settings); }, &exit_code);
+  const std::optional<Plan> plan = plan_from_args(
+      kName, kUsage, args,
+      {"--path", "--size", "--block-size", "--queue-depth", "--intra-op-parallelism", "--engine",
+       "--config", "--repeat"},
+      {"--json", "--help"}, [&](const Args& o) { return make_plan(o, load_settings); }, &exit_code);
   if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;

@@ -52,8 +52,7 @@ actors::StepRequest make_request(const actors::RuntimeSpec& spec, const actors::
 }
 
 absl::StatusOr<std::unique_ptr<Runtime>> initialised(const actors::RuntimeSpec& spec,
-                                                     const actors::ModelDef& model,
-                                                     uint64_t seed) {
+                                                     const actors::ModelDef& model, uint64_t seed) {
   absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::create(spec, model);
   if (!rt.ok()) return rt.status();
   if (absl::Status s = model.init_random(seed, **rt); !s.ok()) return s;
@@ -134,12 +133,12 @@ struct Measured {
   std::vector<trace::Span> spans;  // of the traced step
   uint64_t read_bytes = 0, write_bytes = 0;
   std::vector<size_t> copied_in, copied_out;  // chunk bytes the traced step moved
-  std::map<int, double> busy;                  // per lane, in the traced step
+  std::map<int, double> busy;                 // per lane, in the traced step
 };
 
 struct Runtimes {
-  Runtime& rt;         // the config's
-  Runtime& resident;   // compute alone
+  Runtime& rt;        // the config's
+  Runtime& resident;  // compute alone
   const actors::StepRequest& step;
   const actors::StepRequest& passes;
 };
@@ -175,12 +174,10 @@ absl::Status run_rounds(Runtimes& r, int steps, int& index, Measured& m, std::os
       if (absl::Status s = timed_step(r.rt, r.step, index, "", log); !s.ok()) return s;
     }
     if (absl::Status s = r.rt.settle(); !s.ok()) return s;
-    round_step_s.push_back(seconds_between(round_start, std::chrono::steady_clock::now()) /
-                           steps);
+    round_step_s.push_back(seconds_between(round_start, std::chrono::steady_clock::now()) / steps);
     absl::Status failed;
-    absl::StatusOr<double> alone = median_seconds(steps, [&] {
-      failed.Update(r.resident.step(r.passes).status());
-    });
+    absl::StatusOr<double> alone =
+        median_seconds(steps, [&] { failed.Update(r.resident.step(r.passes).status()); });
     if (!failed.ok()) return failed;
     if (!alone.ok()) return alone.status();
     round_compute_s.push_back(*alone);
@@ -226,8 +223,8 @@ struct Alone {
   double bound_s = 0;
 };
 
-absl::StatusOr<Alone> measure_alone(const actors::RuntimeSpec& spec, Runtime& rt,
-                                    const Measured& m, int steps, std::ostream& log) {
+absl::StatusOr<Alone> measure_alone(const actors::RuntimeSpec& spec, Runtime& rt, const Measured& m,
+                                    int steps, std::ostream& log) {
   log << "measuring each resource alone\n";
   const int passes = std::max(2, steps);
   Alone a;
@@ -248,8 +245,9 @@ absl::StatusOr<Alone> measure_alone(const actors::RuntimeSpec& spec, Runtime& rt
       {"cpu (compute + copies + adam share the cores)", a.cpu},
       {"nvme read", a.nvme_read},
       {"nvme write", a.nvme_write}};
-  const auto* bound = std::max_element(std::begin(bounds), std::end(bounds),
-                                       [](const auto& x, const auto& y) { return x.second < y.second; });
+  const auto* bound =
+      std::max_element(std::begin(bounds), std::end(bounds),
+                       [](const auto& x, const auto& y) { return x.second < y.second; });
   a.bound_name = bound->first;
   a.bound_s = bound->second;
   return a;
@@ -301,8 +299,8 @@ struct Throughput {
   std::string peak_source;
 };
 
-Throughput throughput(const actors::RuntimeSpec& spec, const actors::ModelDef& model,
-                      Runtime& rt, double step_s) {
+Throughput throughput(const actors::RuntimeSpec& spec, const actors::ModelDef& model, Runtime& rt,
+                      double step_s) {
   Throughput t;
   const double tokens_per_step = static_cast<double>(spec.step.micro_batch) *
                                  static_cast<double>(spec.step.gradient_accumulation) *
@@ -320,10 +318,10 @@ Throughput throughput(const actors::RuntimeSpec& spec, const actors::ModelDef& m
   return t;
 }
 
-json result_json(const Measured& m, const Alone& a, const Throughput& t, Runtime& rt,
-                 int steps, const std::string& trace_path) {
-  json components = {{"compute_s", m.compute_s}, {"copy_in_s", a.copy_in},
-                     {"copy_out_s", a.copy_out}, {"adam_s", a.adam},
+json result_json(const Measured& m, const Alone& a, const Throughput& t, Runtime& rt, int steps,
+                 const std::string& trace_path) {
+  json components = {{"compute_s", m.compute_s},   {"copy_in_s", a.copy_in},
+                     {"copy_out_s", a.copy_out},   {"adam_s", a.adam},
                      {"nvme_read_s", a.nvme_read}, {"nvme_write_s", a.nvme_write}};
   json busy = json::object();
   for (int l = 0; l < trace::kNumLanes; ++l) {

@@ -43,11 +43,11 @@ struct BenchStepOptions {
 
 // What the bench needs of the run besides its runtime settings.
 struct BenchStepRun {
-  std::string name;         // the config file, for the log
-  std::string placement;    // e.g. "zero stage 3: params on nvme, optimizer on nvme"
-  std::string trace_dir;    // where the trace goes by default (train.output_dir)
-  double lr = 1e-3;         // the learning rate of every step
-  uint64_t seed = 42;       // the model's initialisation
+  std::string name;       // the config file, for the log
+  std::string placement;  // e.g. "zero stage 3: params on nvme, optimizer on nvme"
+  std::string trace_dir;  // where the trace goes by default (train.output_dir)
+  double lr = 1e-3;       // the learning rate of every step
+  uint64_t seed = 42;     // the model's initialisation
 };
 
 absl::Status run_bench_step(const actors::RuntimeSpec& spec, const actors::ModelDef& model,

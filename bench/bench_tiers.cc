@@ -16,9 +16,9 @@
 #include "bench/host_bandwidth.h"
 #include "bench/interrupt.h"
 #include "bench/nvme_io.h"
+#include "bench/report.h"
 #include "memory/util/args.h"
 #include "memory/util/format.h"
-#include "bench/report.h"
 
 namespace dsinf::bench {
 namespace {
@@ -140,8 +140,8 @@ void print_table(const Reporter& out, const TiersPlan& plan, const HostBandwidth
                  ratio(host.aligned_to_pageable_gbps, ceiling), copy_how});
   if (device) {
     const std::string how =
-        absl::StrCat(device->device, ", ", util::format_bytes(device->bytes), " copies, ", device->copies,
-                     " a pass, median of ", device->passes);
+        absl::StrCat(device->device, ", ", util::format_bytes(device->bytes), " copies, ",
+                     device->copies, " a pass, median of ", device->passes);
     auto vs_ceiling = [](double gbps, double ceiling_gbps) {
       return absl::StrCat(format_fixed(gbps / ceiling_gbps, 2), "x a cudaMemcpyAsync loop (",
                           format_fixed(ceiling_gbps, 2), " GB/s); ");
@@ -222,12 +222,12 @@ absl::Status write_json_file(const std::string& path, const nlohmann::ordered_js
 
 int tiers_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings) {
   int exit_code = kExitOk;
-  const std::optional<TiersPlan> plan =
-      plan_from_args(kName, kUsage, args,
-                     {"--config", "--path", "--size", "--engine", "--array-bytes", "--device-bytes",
-                      "--passes", "--out"},
-                     {"--quick", "--json", "--help"},
-                     [&](const Args& o) { return make_plan(o, load_settings); }, &exit_code);
+  const std::optional<TiersPlan> plan = plan_from_args(
+      kName, kUsage, args,
+      {"--config", "--path", "--size", "--engine", "--array-bytes", "--device-bytes", "--passes",
+       "--out"},
+      {"--quick", "--json", "--help"}, [&](const Args& o) { return make_plan(o, load_settings); },
+      &exit_code);
   if (!plan) return exit_code;
   const Reporter out(plan->json);
   InterruptGuard interrupt_guard;
@@ -243,8 +243,8 @@ int tiers_main(const std::vector<std::string>& args, const NvmeSettingsLoader& l
       out.progress("warning: " + warning);
     }
   }
-  out.progress(absl::StrCat("host memory: 2 x ", util::format_bytes(plan->host.array_bytes), " arrays, ",
-                            plan->host.passes, " passes"));
+  out.progress(absl::StrCat("host memory: 2 x ", util::format_bytes(plan->host.array_bytes),
+                            " arrays, ", plan->host.passes, " passes"));
   absl::StatusOr<HostBandwidth> host = measure_host(plan->host);
   if (!host.ok()) return report_failure(kName, host.status());
 
@@ -256,8 +256,8 @@ int tiers_main(const std::vector<std::string>& args, const NvmeSettingsLoader& l
 
   std::optional<NvmeResult> nvme;
   if (plan->nvme) {
-    out.progress(
-        absl::StrCat("NVMe: ", util::format_bytes(plan->nvme->size_bytes), " file in ", plan->nvme_path));
+    out.progress(absl::StrCat("NVMe: ", util::format_bytes(plan->nvme->size_bytes), " file in ",
+                              plan->nvme_path));
     std::string note;
     absl::StatusOr<NvmeResult> measured = measure_nvme(*dir, *plan->nvme, &note);
     if (!note.empty()) out.progress("note: " + note);

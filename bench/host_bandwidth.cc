@@ -16,11 +16,11 @@
 #include <vector>
 
 #include "bench/interrupt.h"
-#include "memory/util/args.h"
-#include "memory/util/format.h"
 #include "bench/timing.h"
 #include "kernels/cpu/adam.h"
 #include "memory/aligned_buffer.h"
+#include "memory/util/args.h"
+#include "memory/util/format.h"
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
 #include "oneapi/tbb/partitioner.h"

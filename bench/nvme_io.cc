@@ -183,7 +183,8 @@ absl::Status create_preallocated(const std::string& path, uint64_t size_bytes) {
   if (fd < 0) return util::errno_status(errno, path, nvme::direction(IoOp::kWrite));
   absl::Status status;
   if (::fallocate(fd, 0, 0, static_cast<off_t>(size_bytes)) != 0 && errno != EOPNOTSUPP) {
-    status = util::errno_status(errno, absl::StrCat(path, ": fallocate"), nvme::direction(IoOp::kWrite));
+    status =
+        util::errno_status(errno, absl::StrCat(path, ": fallocate"), nvme::direction(IoOp::kWrite));
   }
   ::close(fd);
   return status;

@@ -215,9 +215,10 @@ class FaultEngineImpl : public FaultEngine {
   // EIO or ENOSPC without performing the I/O: a failed write must not land.
   absl::Status submit_failure(const IoRequest& request, Fault fault, IoCallback done) {
     const int err = fault == Fault::kEio ? EIO : ENOSPC;
-    IoResult result{util::errno_status(err, absl::StrCat("offset ", request.offset, " (injected fault)"),
-                                       direction(request.op)),
-                    0};
+    IoResult result{
+        util::errno_status(err, absl::StrCat("offset ", request.offset, " (injected fault)"),
+                           direction(request.op)),
+        0};
     begin_request();
     count(fault);
     enqueue(Clock::now(), Pending{std::move(done), std::move(result)});

@@ -155,7 +155,8 @@ class ThreadEngine : public IoEngine {
           ++*resubmits;
           continue;
         }
-        return util::errno_status(err, absl::StrCat("offset ", piece.offset + done), direction(piece.op));
+        return util::errno_status(err, absl::StrCat("offset ", piece.offset + done),
+                                  direction(piece.op));
       }
       if (n == 0) {
         return absl::OutOfRangeError(

@@ -424,7 +424,8 @@ class Ring {
         ready_.push_back(index);
         return;
       }
-      finish(index, util::errno_status(-res, shared_->describe(slot.work.file, offset), direction(piece.op)));
+      finish(index, util::errno_status(-res, shared_->describe(slot.work.file, offset),
+                                       direction(piece.op)));
       return;
     }
     DSINF_CHECK(static_cast<size_t>(res) <= piece.bytes - slot.done_bytes);

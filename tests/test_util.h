@@ -96,7 +96,8 @@ inline bool have_torch() {
 }
 
 inline std::string torch_script() {
-  return std::string("/usr/bin/python3 ") + DSINF_SOURCE_DIR + "/tests/trainer/models/torch_gpt2.py";
+  return std::string("/usr/bin/python3 ") + DSINF_SOURCE_DIR +
+         "/tests/trainer/models/torch_gpt2.py";
 }
 
 }  // namespace dsinf::testing

@@ -104,8 +104,8 @@ absl::Status ChunkStore::open_swap(const RuntimeSpec& spec) {
   if (spec.nvme_faults) engine_ = nvme::make_fault_engine(std::move(engine_), *spec.nvme_faults);
   std::vector<size_t> chunk_bytes;
   for (const memory::ChunkLayout& layout : layouts_) chunk_bytes.push_back(layout.bytes());
-  auto open = [&](const std::vector<std::string>& paths, size_t copies, const char* key)
-      -> absl::StatusOr<std::unique_ptr<nvme::SwapStore>> {
+  auto open = [&](const std::vector<std::string>& paths, size_t copies,
+                  const char* key) -> absl::StatusOr<std::unique_ptr<nvme::SwapStore>> {
     nvme::SwapStoreOptions options;
     options.paths = paths;
     for (size_t k = 0; k < copies; ++k) {
@@ -132,8 +132,8 @@ absl::Status ChunkStore::open_swap(const RuntimeSpec& spec) {
 // Chunk c of a class at `tier`: an arena block (zero filled), a zeroed host
 // pool block, or (NVMe) nothing to reserve here. Classes other than the
 // working parameters exist for trainable chunks only.
-absl::StatusOr<ClassHome> ChunkStore::make_home(Tier tier, nvme::SwapStore* swap,
-                                                uint32_t first_id, bool all_chunks) {
+absl::StatusOr<ClassHome> ChunkStore::make_home(Tier tier, nvme::SwapStore* swap, uint32_t first_id,
+                                                bool all_chunks) {
   ClassHome home;
   home.tier = tier;
   home.swap = swap;

@@ -69,7 +69,7 @@ class ModelDef {
   // The chunks, in the order the layer program first visits them.
   virtual std::vector<memory::ChunkLayout> layouts() const = 0;
   virtual size_t num_parameters() const = 0;  // without padding
-  virtual int seq_len() const = 0;             // T: tokens a window
+  virtual int seq_len() const = 0;            // T: tokens a window
   virtual int vocab_size() const = 0;
   // Model FLOPs a token of training (forward and backward, PaLM's accounting,
   // recomputation not counted).
@@ -80,7 +80,7 @@ class ModelDef {
   // The model on `backend` for micro-batches of up to `max_batch` windows.
   // kResourceExhausted when the arena budget is too small.
   virtual absl::StatusOr<std::unique_ptr<LayerProgram>> instantiate(kernels::Backend* backend,
-                                                                     int max_batch) const = 0;
+                                                                    int max_batch) const = 0;
   // Seeded initialisation of every chunk, written through `chunks`:
   // deterministic for a seed on every machine.
   virtual absl::Status init_random(uint64_t seed, ChunkSource& chunks) const = 0;

@@ -73,15 +73,14 @@ absl::Status device_budget_error(uint64_t budget, size_t shared_chunks, const Me
       "memory.device_budget_bytes: ", format_bytes_exact(budget),
       " cannot hold what one layer needs: ", format_bytes_exact(plan.activation_bytes),
       " of activations, ", format_bytes_exact(plan.resident_bytes), " of chunks kept on the device",
-      plan.persistent_chunks > 0
-          ? absl::StrCat(", ", format_bytes_exact(plan.persistent_bytes), " of ",
-                         plan.persistent_chunks,
-                         " parameter chunks below zero_optimization."
-                         "stage3_param_persistence_threshold")
+      plan.persistent_chunks > 0 ? absl::StrCat(", ", format_bytes_exact(plan.persistent_bytes),
+                                                " of ", plan.persistent_chunks,
+                                                " parameter chunks below zero_optimization."
+                                                "stage3_param_persistence_threshold")
+                                 : "",
+      shared_chunks > 0
+          ? absl::StrCat(" and one ", format_bytes_exact(plan.slot_bytes), " parameter slot")
           : "",
-      shared_chunks > 0 ? absl::StrCat(" and one ", format_bytes_exact(plan.slot_bytes),
-                                       " parameter slot")
-                        : "",
       "; the least budget that trains this config is ", plan.device_min_bytes));
 }
 
@@ -212,8 +211,7 @@ absl::StatusOr<MemoryPlan> plan_memory(const Placement& p, const MemoryBudgets& 
     return s;
   }
   if (master_in_cache_possible && plan.cached_chunks < layouts.size()) {
-    if (absl::Status s =
-            plan_host(p, budgets.host_bytes, fixed_staging, 3, layouts, b, plan);
+    if (absl::Status s = plan_host(p, budgets.host_bytes, fixed_staging, 3, layouts, b, plan);
         !s.ok()) {
       return s;
     }

@@ -19,9 +19,7 @@ namespace dsinf::actors {
 using kernels::Stream;
 
 Runtime::Runtime(const RuntimeSpec& spec)
-    : spec_(spec),
-      loss_scaler_(spec.step.loss_scale),
-      system_(std::make_unique<ActorSystem>()) {}
+    : spec_(spec), loss_scaler_(spec.step.loss_scale), system_(std::make_unique<ActorSystem>()) {}
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::create(const RuntimeSpec& spec,
                                                          const ModelDef& model) {
@@ -38,8 +36,8 @@ absl::Status Runtime::start(const ModelDef& model) {
     for (memory::ChunkLayout& layout : layouts) layout.set_trainable(false);
   }
   const int micro_batch = spec_.step.micro_batch;
-  absl::StatusOr<MemoryPlan> plan = plan_memory(spec_.placement, spec_.budgets, layouts,
-                                                model.activation_bytes(micro_batch));
+  absl::StatusOr<MemoryPlan> plan =
+      plan_memory(spec_.placement, spec_.budgets, layouts, model.activation_bytes(micro_batch));
   if (!plan.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(spec_.source, ": ", plan.status().message()));
   }
@@ -121,8 +119,9 @@ Runtime::~Runtime() {
   stop(trainer_);
   if (optimizer_) {
     gates_->command_sent();
-    caf::anon_send(optimizer_, cancel_atom::value);  // state read ahead for a step that will not come
-    (void)gates_->wait_idle();                       // every command over, its I/O drained
+    caf::anon_send(optimizer_,
+                   cancel_atom::value);  // state read ahead for a step that will not come
+    (void)gates_->wait_idle();           // every command over, its I/O drained
   }
   stop(optimizer_);
   streamer_.reset();  // no read in flight into the slots or staging after this
@@ -201,11 +200,11 @@ absl::StatusOr<double> Runtime::grad_norm() {
   for (size_t c = 0; c < store_->chunks(); ++c) {
     if (!store_->trainable(c)) continue;
     // The backend's sum_squares is this same kernel on the CPU backend.
-    sum += grads.tier == Tier::kDevice
-               ? backend_->sum_squares(grads.device[c], store_->numel(c))
-               : kernels::cpu::grad_stats(grads.host[c], kernels::cpu::DType::kF32,
-                                          store_->numel(c))
-                     .sum_squares;
+    sum +=
+        grads.tier == Tier::kDevice
+            ? backend_->sum_squares(grads.device[c], store_->numel(c))
+            : kernels::cpu::grad_stats(grads.host[c], kernels::cpu::DType::kF32, store_->numel(c))
+                  .sum_squares;
   }
   return std::sqrt(sum);
 }

@@ -38,15 +38,15 @@ struct AdamSpec {
 
 // The shape of one step: micro-batches of B windows, accumulated.
 struct StepSpec {
-  int micro_batch = 1;                  // B
-  int64_t gradient_accumulation = 1;    // micro-batches a step
-  double gradient_clipping = 0;         // the global norm bound; 0: off
-  LossScaleSpec loss_scale;             // fp16
-  std::string checkpoint_dir;           // named when a step fails ("... is intact")
+  int micro_batch = 1;                // B
+  int64_t gradient_accumulation = 1;  // micro-batches a step
+  double gradient_clipping = 0;       // the global norm bound; 0: off
+  LossScaleSpec loss_scale;           // fp16
+  std::string checkpoint_dir;         // named when a step fails ("... is intact")
 };
 
 struct RuntimeSpec {
-  std::string source;  // the config file: the prefix of budget messages
+  std::string source;    // the config file: the prefix of budget messages
   bool training = true;  // false: parameters only (eval, export): no gradients, no optimizer
   Placement placement;
   MemoryBudgets budgets;

@@ -55,8 +55,8 @@
 #include "kernels/cuda/ops.h"
 #include "memory/aligned_buffer.h"
 #include "memory/arena.h"
-#include "memory/util/check.h"
 #include "memory/region.h"
+#include "memory/util/check.h"
 
 namespace dsinf::kernels {
 namespace {

@@ -57,9 +57,8 @@ std::optional<uint64_t> parse_byte_count(const std::string& text) {
   uint64_t value = 0;
   if (!absl::SimpleAtoi(text.substr(0, digits), &value)) return std::nullopt;
   // "128 KiB" as format_bytes writes it reads back too.
-  const size_t suffix_at = digits < text.size() && text[digits] == ' ' && digits + 1 < text.size()
-                               ? digits + 1
-                               : digits;
+  const size_t suffix_at =
+      digits < text.size() && text[digits] == ' ' && digits + 1 < text.size() ? digits + 1 : digits;
   const std::string suffix = text.substr(suffix_at);
   int shift = 0;
   if (suffix.empty() || suffix == "B") {
@@ -79,8 +78,8 @@ std::optional<uint64_t> parse_byte_count(const std::string& text) {
   return value << shift;
 }
 
-absl::StatusOr<uint64_t> Args::bytes(const std::string& name, uint64_t fallback,
-                                        uint64_t min_bytes, uint64_t max_bytes) const {
+absl::StatusOr<uint64_t> Args::bytes(const std::string& name, uint64_t fallback, uint64_t min_bytes,
+                                     uint64_t max_bytes) const {
   const std::optional<std::string> given = text(name);
   if (!given) return fallback;
   const std::optional<uint64_t> value = parse_byte_count(*given);
@@ -95,8 +94,8 @@ absl::StatusOr<uint64_t> Args::bytes(const std::string& name, uint64_t fallback,
   return *value;
 }
 
-absl::StatusOr<int64_t> Args::integer(const std::string& name, int64_t fallback,
-                                         int64_t min_value, int64_t max_value) const {
+absl::StatusOr<int64_t> Args::integer(const std::string& name, int64_t fallback, int64_t min_value,
+                                      int64_t max_value) const {
   const std::optional<std::string> given = text(name);
   if (!given) return fallback;
   int64_t value = 0;

@@ -73,9 +73,10 @@ std::string chrome_trace_json(const std::vector<Span>& spans) {
   }
   for (size_t i = 0; i < spans.size(); ++i) {
     const Span& s = spans[i];
-    out << "{\"name\":\"" << s.name << "\",\"ph\":\"X\",\"pid\":1,\"tid\":" << static_cast<int>(s.lane)
-        << ",\"ts\":" << (s.begin_ns - origin) / 1000.0 << ",\"dur\":"
-        << std::max<int64_t>(s.end_ns - s.begin_ns, 0) / 1000.0;
+    out << "{\"name\":\"" << s.name
+        << "\",\"ph\":\"X\",\"pid\":1,\"tid\":" << static_cast<int>(s.lane)
+        << ",\"ts\":" << (s.begin_ns - origin) / 1000.0
+        << ",\"dur\":" << std::max<int64_t>(s.end_ns - s.begin_ns, 0) / 1000.0;
     if (s.chunk >= 0) out << ",\"args\":{\"chunk\":" << s.chunk << "}";
     out << "}" << (i + 1 < spans.size() ? ",\n" : "\n");
   }

@@ -5,8 +5,8 @@
 #include <filesystem>
 
 #include "memory/util/crc32c.h"
-#include "tests/test_util.h"
 #include "tests/cli/train_util.h"
+#include "tests/test_util.h"
 
 namespace dsinf::testing {
 namespace {

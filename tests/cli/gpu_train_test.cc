@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "kernels/backend.h"
-#include "tests/test_util.h"
 #include "tests/cli/train_util.h"
+#include "tests/test_util.h"
 
 namespace dsinf::testing {
 namespace {

@@ -14,8 +14,8 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/half.h"
-#include "tests/test_util.h"
 #include "tests/cli/train_util.h"
+#include "tests/test_util.h"
 #include "trainer/config/config.h"
 
 namespace dsinf::testing {

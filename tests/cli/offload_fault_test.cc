@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "tests/test_util.h"
 #include "tests/cli/train_util.h"
+#include "tests/test_util.h"
 
 extern char** environ;
 

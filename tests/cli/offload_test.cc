@@ -12,8 +12,8 @@
 #include <string>
 #include <tuple>
 
-#include "tests/test_util.h"
 #include "tests/cli/train_util.h"
+#include "tests/test_util.h"
 
 namespace dsinf::testing {
 namespace {

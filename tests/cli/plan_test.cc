@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "tests/test_util.h"
-#include "trainer/models/gpt2/gpt2.h"
 #include "actors/runtime/placement.h"
+#include "tests/test_util.h"
 #include "trainer/config/runtime_spec.h"
+#include "trainer/models/gpt2/gpt2.h"
 
 namespace dsinf::testing {
 namespace {

@@ -104,8 +104,8 @@ absl::StatusOr<bench::NvmeSettings> nvme_settings(const std::string& path) {
   if (!loaded.ok()) return loaded.status();
   const Config& c = loaded->config;
   if (c.aio.queue_depth > INT_MAX || c.aio.intra_op_parallelism > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": aio.queue_depth and aio.intra_op_parallelism must fit an int"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": aio.queue_depth and aio.intra_op_parallelism must fit an int"));
   }
   absl::StatusOr<actors::RuntimeSpec> spec = runtime_spec(c, RunEnvironment{}, true);
   if (!spec.ok()) return spec.status();
@@ -163,11 +163,11 @@ int bench_step_main(const std::vector<std::string>& args, const RunEnvironment& 
   const actors::Placement& p = spec->placement;
   bench::BenchStepRun run;
   run.name = config.source_path;
-  run.placement = p.all_on_device()
-                      ? std::string("every tensor on the device")
-                      : absl::StrFormat("zero stage %d: params on %s, optimizer on %s",
-                                        config.zero.stage, tier_name(p.params),
-                                        tier_name(p.optimizer));
+  run.placement =
+      p.all_on_device()
+          ? std::string("every tensor on the device")
+          : absl::StrFormat("zero stage %d: params on %s, optimizer on %s", config.zero.stage,
+                            tier_name(p.params), tier_name(p.optimizer));
   run.trace_dir = config.train.output_dir;
   run.lr = config.optimizer.lr;
   run.seed = config.model.seed;

@@ -26,9 +26,8 @@ absl::StatusOr<std::unique_ptr<Model>> make_model(const ModelConfig& config) {
     if (family.type == config.type) return family.make(config);
     absl::StrAppend(&known, known.empty() ? "" : ", ", std::string(family.type));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("model.type: \"", config.type, "\" is not a model family dsinf has (", known,
-                   ")"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "model.type: \"", config.type, "\" is not a model family dsinf has (", known, ")"));
 }
 
 }  // namespace dsinf::trainer

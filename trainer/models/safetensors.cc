@@ -13,9 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "nlohmann/json.hpp"
 #include "memory/util/atomic_file.h"
 #include "memory/util/errno_status.h"
+#include "nlohmann/json.hpp"
 
 namespace dsinf::trainer {
 namespace {

@@ -92,10 +92,10 @@ std::vector<std::string> free_space_warnings(const std::vector<PathSwap>& swaps)
   for (const auto& [dev, entry] : per_fs) {
     const auto& [need, first] = entry;
     if (need > *first->free_bytes) {
-      warnings.push_back(absl::StrCat(
-          "the file system of ", first->path, " has ",
-          util::format_bytes_exact(*first->free_bytes), " free but the swap needs ",
-          util::format_bytes_exact(need), ": train would stop with exit status 2"));
+      warnings.push_back(absl::StrCat("the file system of ", first->path, " has ",
+                                      util::format_bytes_exact(*first->free_bytes),
+                                      " free but the swap needs ", util::format_bytes_exact(need),
+                                      ": train would stop with exit status 2"));
     }
   }
   return warnings;
@@ -255,8 +255,7 @@ void print_classes(const PlanFacts& f, std::ostream& out) {
   out << absl::StrFormat(
       "placement: zero stage %d | params on %s | gradients on %s | optimizer on %s%s\n",
       config.zero.stage, tier_name(p.params), tier_name(p.grads), tier_name(p.optimizer),
-      p.master_is_working_copy() ? " | the master weights are the working params (one copy)"
-                                 : "");
+      p.master_is_working_copy() ? " | the master weights are the working params (one copy)" : "");
   bench::TextTable classes({"class", "tier", "bytes"});
   for (const ClassRow& c : class_rows(f)) {
     classes.add_row({c.label, tier_name(c.tier), util::format_bytes_exact(c.bytes)});
@@ -323,8 +322,8 @@ void print_host_and_swap(const PlanFacts& f, std::ostream& out) {
                                 p.optimizer_buffer_count)
               : std::string())
       << " + " << util::format_bytes_exact(plan.host_cache_bytes) << " of NVMe parameters cached ("
-      << plan.cached_chunks << " chunks, offload_param.max_in_cpu) = "
-      << util::format_bytes_exact(plan.host_bytes);
+      << plan.cached_chunks
+      << " chunks, offload_param.max_in_cpu) = " << util::format_bytes_exact(plan.host_bytes);
   if (plan.host_bytes > 0) {
     out << ", " << (p.pin_memory ? "pinned" : "pageable") << " (" << p.pin_memory_key() << " "
         << (p.pin_memory ? "true" : "false") << ")";

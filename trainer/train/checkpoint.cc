@@ -20,10 +20,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "memory/aligned_buffer.h"
-#include "memory/util/check.h"
-#include "nlohmann/json.hpp"
-#include "memory/util/crc32c.h"
 #include "memory/util/atomic_file.h"
+#include "memory/util/check.h"
+#include "memory/util/crc32c.h"
+#include "nlohmann/json.hpp"
 
 namespace dsinf::trainer {
 namespace {
@@ -303,7 +303,8 @@ absl::Status not_valid(const std::string& path, const std::string& what) {
 // header's text, checked against its CRC32C.
 absl::StatusOr<std::string> read_header_text(FileReader& file, const std::string& path,
                                              uint64_t* header_offset) {
-  if (file.size() < memory::kChunkAlignment + kFooterBytes) return not_valid(path, "file too short");
+  if (file.size() < memory::kChunkAlignment + kFooterBytes)
+    return not_valid(path, "file too short");
   unsigned char magic[8], footer[kFooterBytes];
   if (absl::Status s = file.read(0, magic, 8); !s.ok()) return s;
   if (absl::Status s = file.read(file.size() - kFooterBytes, footer, kFooterBytes); !s.ok()) {
@@ -386,7 +387,8 @@ absl::Status parse_header(const std::string& text, const std::string& path,
                                    s.at("crc32c").get<uint32_t>()});
     }
   } catch (const json::exception& e) {
-    return not_valid(path, absl::StrCat("header field missing or of the wrong type (", e.what(), ")"));
+    return not_valid(path,
+                     absl::StrCat("header field missing or of the wrong type (", e.what(), ")"));
   }
   return absl::OkStatus();
 }
@@ -398,7 +400,8 @@ absl::Status check_sections(const Header& h, const std::string& path,
   size_t expected_sections = 0;
   for (const memory::ChunkLayout& layout : layouts) expected_sections += classes_of(layout);
   if (h.sections.size() != expected_sections) {
-    return not_valid(path, absl::StrCat(h.sections.size(), " sections for ", num_chunks, " chunks"));
+    return not_valid(path,
+                     absl::StrCat(h.sections.size(), " sections for ", num_chunks, " chunks"));
   }
   std::vector<bool> seen(3 * num_chunks, false);
   uint64_t end_of_previous = memory::kChunkAlignment;
@@ -408,8 +411,8 @@ absl::Status check_sections(const Header& h, const std::string& path,
       return not_valid(path, absl::StrCat("section table repeats or exceeds chunk ", s.chunk));
     }
     seen[s.cls * num_chunks + s.chunk] = true;
-    if (s.bytes != layouts[s.chunk].bytes() || s.offset < end_of_previous ||
-        s.offset > h.offset || s.bytes > h.offset - s.offset) {
+    if (s.bytes != layouts[s.chunk].bytes() || s.offset < end_of_previous || s.offset > h.offset ||
+        s.bytes > h.offset - s.offset) {
       return not_valid(path, absl::StrCat("section ", kClasses[s.cls], " of chunk ", s.chunk,
                                           " has a bad offset or size"));
     }

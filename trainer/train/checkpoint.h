@@ -20,11 +20,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "actors/runtime/checkpoint_state.h"
+#include "actors/runtime/loss_scaler.h"
 #include "memory/chunk_layout.h"
 #include "trainer/config/config.h"
 #include "trainer/data/data.h"
-#include "actors/runtime/checkpoint_state.h"
-#include "actors/runtime/loss_scaler.h"
 
 namespace dsinf::trainer {
 

@@ -164,12 +164,12 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options) {
     case absl::StatusCode::kDataLoss:
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kResourceExhausted:
-      return absl::Status(status.code(),
-                          absl::StrCat(status.message(),
-                                       "; training stopped, and the newest checkpoint in ",
-                                       loaded.config.train.output_dir,
-                                       " (if any) is intact: fix the disk and run the same "
-                                       "command to resume"));
+      return absl::Status(
+          status.code(),
+          absl::StrCat(status.message(), "; training stopped, and the newest checkpoint in ",
+                       loaded.config.train.output_dir,
+                       " (if any) is intact: fix the disk and run the same "
+                       "command to resume"));
     default:
       return status;
   }

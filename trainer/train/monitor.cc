@@ -19,8 +19,8 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "memory/util/crc32c.h"
 #include "memory/util/atomic_file.h"
+#include "memory/util/crc32c.h"
 #include "memory/util/errno_status.h"
 
 namespace dsinf::trainer {
@@ -171,7 +171,8 @@ class CsvMonitor final : public Monitor {
     series.file.reset(std::fopen(series.path.c_str(), "ae"));
     if (series.file == nullptr) return util::errno_status(errno, series.path);
     struct stat st;
-    if (::fstat(::fileno(series.file.get()), &st) != 0) return util::errno_status(errno, series.path);
+    if (::fstat(::fileno(series.file.get()), &st) != 0)
+      return util::errno_status(errno, series.path);
     if (st.st_size == 0) {  // new series: header; a resumed one keeps its own
       const size_t slash = name.rfind('/');
       const std::string column = slash == std::string::npos ? name : name.substr(slash + 1);

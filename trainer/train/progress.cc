@@ -114,8 +114,7 @@ absl::Status Progress::step(const TrainState& state, const actors::StepOutcome& 
   return absl::OkStatus();
 }
 
-void Progress::print_step(const TrainState& state, const actors::StepOutcome& outcome,
-                          double lr) {
+void Progress::print_step(const TrainState& state, const actors::StepOutcome& outcome, double lr) {
   actors::Runtime& rt = *session_.runtime;
   const actors::LossScaler& scaler = rt.loss_scaler();
   const double window_s = seconds_since(window_start_);
@@ -130,23 +129,24 @@ void Progress::print_step(const TrainState& state, const actors::StepOutcome& ou
       "%s nvme %s\n",
       static_cast<int>(std::to_string(config_.train.steps).size()), state.step, config_.train.steps,
       state.last_loss, lr,
-      scaler.enabled() ? absl::StrFormat(" | loss scale %.0f (%d skipped)", scaler.scale(),
-                                         state.skipped_steps)
-                       : std::string(),
+      scaler.enabled()
+          ? absl::StrFormat(" | loss scale %.0f (%d skipped)", scaler.scale(), state.skipped_steps)
+          : std::string(),
       tokens_per_s, util::format_duration(elapsed), util::format_duration(eta),
       util::format_bytes(device.in_use_bytes), util::format_bytes(host),
       util::format_bytes(rt.nvme_bytes()));
-  json line = {{"event", "step"},
-               {"step", state.step},
-               {"loss", state.last_loss},
-               {"lr", lr},
-               {"loss_scale", scaler.scale()},
-               {"skipped_steps", state.skipped_steps},
-               {"tokens_per_s", tokens_per_s},
-               {"grad_norm", outcome.norm},
-               {"elapsed_s", elapsed},
-               {"eta_s", eta},
-               {"bytes", {{"device", device.in_use_bytes}, {"host", host}, {"nvme", rt.nvme_bytes()}}}};
+  json line = {
+      {"event", "step"},
+      {"step", state.step},
+      {"loss", state.last_loss},
+      {"lr", lr},
+      {"loss_scale", scaler.scale()},
+      {"skipped_steps", state.skipped_steps},
+      {"tokens_per_s", tokens_per_s},
+      {"grad_norm", outcome.norm},
+      {"elapsed_s", elapsed},
+      {"eta_s", eta},
+      {"bytes", {{"device", device.in_use_bytes}, {"host", host}, {"nvme", rt.nvme_bytes()}}}};
   if (config_.wall_clock_breakdown) {
     log() << absl::StrFormat("  time (ms) | forward %.1f | backward %.1f | step %.1f\n",
                              1e3 * time_fwd_, 1e3 * time_bwd_, 1e3 * time_step_);
@@ -225,8 +225,8 @@ absl::Status Progress::finish(const TrainState& state, bool interrupted) {
                            util::format_bytes(rt.backend().memory_stats().peak_bytes));
   const json streamed = streaming(elapsed);
   if (json_) {
-    const double tokens = static_cast<double>(steps_run * config_.train_batch_size) *
-                          config_.model.n_positions;
+    const double tokens =
+        static_cast<double>(steps_run * config_.train_batch_size) * config_.model.n_positions;
     emit_json({{"event", "summary"},
                {"steps", state.step},
                {"steps_run", steps_run},

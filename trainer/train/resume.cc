@@ -8,9 +8,8 @@
 namespace dsinf::trainer {
 namespace {
 
-absl::StatusOr<TrainState> restore(const Config& config, Session& session,
-                                   const std::string& path, size_t data_tokens,
-                                   std::ostream& log) {
+absl::StatusOr<TrainState> restore(const Config& config, Session& session, const std::string& path,
+                                   size_t data_tokens, std::ostream& log) {
   actors::Runtime& rt = *session.runtime;
   absl::StatusOr<TrainState> state = load_checkpoint(path, config.model, rt.layouts(), rt);
   if (!state.ok()) return state.status();

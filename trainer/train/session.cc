@@ -30,8 +30,7 @@ absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment&
 
 absl::Status load_init_from(const Config& config, Session& session) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::open(config.model.init_from);
-  absl::Status status =
-      file.ok() ? session.model->load_hf(*file, *session.runtime) : file.status();
+  absl::Status status = file.ok() ? session.model->load_hf(*file, *session.runtime) : file.status();
   if (status.ok()) {
     session.weights_source = config.model.init_from;
     return status;

@@ -1,9 +1,10 @@
 // fp16 loss scaling with DeepSpeed's semantics (runtime/fp16/loss_scaler.py),
 // step by step: hysteresis, the growth window, the minimum, a static scale.
+#include "actors/runtime/loss_scaler.h"
+
 #include <string>
 #include <vector>
 
-#include "actors/runtime/loss_scaler.h"
 #include "gtest/gtest.h"
 
 namespace dsinf::actors {

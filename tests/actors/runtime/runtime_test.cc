@@ -4,6 +4,8 @@
 // drops its read-ahead without a trace when a step is skipped; a snapshot
 // holds its step while the next update waits for it chunk by chunk; and the
 // checkpoint state round-trips every class wherever it lives.
+#include "actors/runtime/runtime.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,7 +14,6 @@
 #include <memory>
 #include <vector>
 
-#include "actors/runtime/runtime.h"
 #include "memory/aligned_buffer.h"
 #include "tests/test_util.h"
 #include "trainer/models/gpt2/gpt2.h"
@@ -72,8 +73,8 @@ State read_state(Runtime& rt, bool snapshot = false) {
   for (size_t c = 0; c < rt.layouts().size(); ++c) {
     const size_t bytes = rt.layouts()[c].bytes();
     for (int cls : {kParamClass, kMClass, kVClass}) {
-      const absl::Status s = snapshot ? rt.read_snapshot(cls, c, buffer.data())
-                                      : rt.read_class(cls, c, buffer.data());
+      const absl::Status s =
+          snapshot ? rt.read_snapshot(cls, c, buffer.data()) : rt.read_class(cls, c, buffer.data());
       EXPECT_TRUE(s.ok()) << s;
       out.emplace_back(buffer.data(), buffer.data() + bytes);
     }
@@ -113,30 +114,34 @@ struct Placed {
 };
 
 const Placed kPlacements[] = {
-    {"optimizer on the host", [](Placement& p, const std::string&) {
+    {"optimizer on the host",
+     [](Placement& p, const std::string&) {
        p.optimizer = Tier::kHost;
        p.grads = Tier::kHost;
      }},
-    {"params and optimizer on the host", [](Placement& p, const std::string&) {
-       p.params = p.optimizer = p.grads = Tier::kHost;
-     }},
-    {"params and optimizer on NVMe", [](Placement& p, const std::string& swap) {
+    {"params and optimizer on the host",
+     [](Placement& p, const std::string&) { p.params = p.optimizer = p.grads = Tier::kHost; }},
+    {"params and optimizer on NVMe",
+     [](Placement& p, const std::string& swap) {
        p.params = p.optimizer = Tier::kNvme;
        p.grads = Tier::kHost;
        p.param_paths = p.optimizer_paths = {swap};
        p.param_max_in_cpu = 0;
      }},
-    {"params on NVMe cached, optimizer on NVMe", [](Placement& p, const std::string& swap) {
+    {"params on NVMe cached, optimizer on NVMe",
+     [](Placement& p, const std::string& swap) {
        p.params = p.optimizer = Tier::kNvme;
        p.grads = Tier::kHost;
        p.param_paths = p.optimizer_paths = {swap};
      }},
-    {"params on NVMe, optimizer on the device", [](Placement& p, const std::string& swap) {
+    {"params on NVMe, optimizer on the device",
+     [](Placement& p, const std::string& swap) {
        p.params = Tier::kNvme;
        p.param_paths = {swap};
        p.param_max_in_cpu = 0;
      }},
-    {"params on the host, optimizer on NVMe", [](Placement& p, const std::string& swap) {
+    {"params on the host, optimizer on NVMe",
+     [](Placement& p, const std::string& swap) {
        p.params = Tier::kHost;
        p.optimizer = Tier::kNvme;
        p.grads = Tier::kHost;

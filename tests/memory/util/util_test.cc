@@ -44,12 +44,8 @@ TEST(Args, OptionsFlagsAndPositionals) {
   EXPECT_TRUE(a->flag("--json"));
   EXPECT_FALSE(a->flag("--help"));
   EXPECT_TRUE(Args::parse({"-h"}, spec)->flag("--help"));
-  for (const std::vector<std::string>& bad :
-       std::vector<std::vector<std::string>>{{"a", "b"},
-                                             {"--frobnicate"},
-                                             {"--out"},
-                                             {"--out="},
-                                             {"--json=1"}}) {
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"a", "b"}, {"--frobnicate"}, {"--out"}, {"--out="}, {"--json=1"}}) {
     EXPECT_EQ(Args::parse(bad, spec).status().code(), absl::StatusCode::kInvalidArgument)
         << bad.front();
   }
@@ -83,7 +79,8 @@ TEST(ErrnoStatus, OneMapForFilesAndSwapIo) {
   EXPECT_EQ(errno_status(ENOENT, "f").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(errno_status(EISDIR, "f").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(errno_status(ELOOP, "f").code(), absl::StatusCode::kInternal);
-  EXPECT_EQ(errno_status(EIO, "swap.0", kRead).message(), "swap.0: read failed: Input/output error");
+  EXPECT_EQ(errno_status(EIO, "swap.0", kRead).message(),
+            "swap.0: read failed: Input/output error");
   EXPECT_EQ(errno_status(ENOENT, "x.json").message(), "x.json: No such file or directory");
 }
 

@@ -4,9 +4,9 @@
 
 #include "kernels/backend.h"
 #include "tests/test_util.h"
+#include "tests/trainer/models/device_chunks.h"
 #include "trainer/models/gpt2/gpt2.h"
 #include "trainer/models/safetensors.h"
-#include "tests/trainer/models/device_chunks.h"
 
 namespace dsinf::trainer {
 namespace {

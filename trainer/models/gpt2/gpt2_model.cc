@@ -37,8 +37,7 @@ bool tensor_is_conv1d(size_t chunk, size_t tensor, int n_layer) {
 
 }  // namespace
 
-Gpt2Model::Gpt2Model(const ModelConfig& config)
-    : config_(config), layouts_(make_layouts(config)) {}
+Gpt2Model::Gpt2Model(const ModelConfig& config) : config_(config), layouts_(make_layouts(config)) {}
 
 std::vector<memory::ChunkLayout> Gpt2Model::make_layouts(const ModelConfig& c) {
   const int64_t C = c.n_embd, V = c.vocab_size, T = c.n_positions;
@@ -183,7 +182,7 @@ absl::Status Gpt2Model::load_hf(const SafetensorsFile& file, actors::ChunkSource
 }
 
 absl::StatusOr<std::vector<HostTensor>> Gpt2Model::export_hf(actors::ChunkSource& chunks,
-                                                          bool gradients) const {
+                                                             bool gradients) const {
   std::vector<HostTensor> out;
   for (size_t c = 0; c < layouts_.size(); ++c) {
     std::vector<float> host(layouts_[c].numel_padded());

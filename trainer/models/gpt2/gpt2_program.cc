@@ -248,7 +248,7 @@ absl::StatusOr<float> Gpt2Program::forward(const int32_t* inputs, const int32_t*
 }
 
 absl::Status Gpt2Program::block_backward(int l, const float* P, float* G, const float* residual_in,
-                                  float* dresidual, int B) {
+                                         float* dresidual, int B) {
   trace::Scope span(trace::Lane::kCompute, "block backward", 1 + l);
   absl::Status status;
   kernels::Backend& k = *backend_;
