@@ -50,6 +50,32 @@ TEST(Cli, HelpAndVersionExitZero) {
       2);  // export without --out
 }
 
+// One exit-code map: the same bad input read by any command -- a config that
+// is missing, malformed or names a bad device override, a bad test hook --
+// exits 2 from every one of them, and says why on stderr.
+TEST(Cli, TheSameBadInputExitsTheSameFromEveryCommand) {
+  TempDir dir;
+  write_text(dir / "malformed.json", "{\"train_micro_batch_size_per_gpu\": ");
+  const std::string good = write_config(dir, "good.json", tiny_config(dir, dir / "o", 1));
+  const std::vector<std::string> commands = {"train ", "eval ", "plan ", "bench step ",
+                                             "bench nvme --config ", "bench tiers --config "};
+  for (const std::string& config : {dir / "missing.json", dir / "malformed.json"}) {
+    for (const std::string& command : commands) {
+      const CommandResult r = run_dsinf(command + config, dir.path());
+      EXPECT_EQ(r.exit_code, 2) << command << config << "\n" << r.err;
+      EXPECT_NE(r.err.find(config), std::string::npos) << command << config << "\n" << r.err;
+    }
+  }
+  for (const std::string& env : {"DSINF_DEVICE=tpu", "DSINF_NVME_FAULT=melt@3"}) {
+    for (const std::string& command : {"train ", "plan ", "bench step "}) {
+      const CommandResult r = run_command(env + " " + dsinf_binary() + " " + command + good, dir.path());
+      EXPECT_EQ(r.exit_code, 2) << env << " " << command << "\n" << r.err;
+      EXPECT_NE(r.err.find(env.substr(0, env.find('='))), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir / "o"));
+}
+
 struct BadInputCase {
   std::string name;
   std::function<void(json&)> edit;

@@ -125,6 +125,80 @@ float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t
 
 }  // namespace
 
+namespace {
+
+// One tensor's entry: dtype, shape and data offsets, checked against the data
+// section of `data_bytes`.
+absl::StatusOr<SafetensorsEntry> parse_entry(const std::string& path, const std::string& name,
+                                             const nlohmann::json& value, uint64_t data_bytes) {
+  if (!value.is_object()) return invalid(path, "entry is not an object", name);
+  SafetensorsEntry entry;
+  const auto dtype = value.find("dtype");
+  if (dtype == value.end() || !dtype->is_string()) {
+    return invalid(path, "missing or non-string dtype", name);
+  }
+  entry.dtype = dtype->get<std::string>();
+  const size_t elem_bytes = dtype_bytes(entry.dtype);
+  if (elem_bytes == 0) return invalid(path, absl::StrCat("unknown dtype '", entry.dtype, "'"), name);
+  const auto shape = value.find("shape");
+  if (shape == value.end() || !shape->is_array()) return invalid(path, "missing shape array", name);
+  for (const auto& d : *shape) {
+    // nlohmann stores every non-negative integer literal as unsigned.
+    if (!d.is_number_unsigned()) {
+      return invalid(path, "shape has a non-integer or negative dimension", name);
+    }
+    if (d.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()}) {
+      return invalid(path, "shape dimension out of range", name);
+    }
+    entry.shape.push_back(d.get<int64_t>());
+  }
+  const auto offsets = value.find("data_offsets");
+  if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 ||
+      !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
+    return invalid(path, "data_offsets is not a pair of non-negative integers", name);
+  }
+  entry.begin = (*offsets)[0].get<uint64_t>();
+  entry.end = (*offsets)[1].get<uint64_t>();
+  if (entry.begin > entry.end || entry.end > data_bytes) {
+    return invalid(path,
+                   absl::StrCat("data_offsets [", entry.begin, ", ", entry.end,
+                                "] outside the data section of ", data_bytes, " bytes"),
+                   name);
+  }
+  uint64_t want_bytes = 0;
+  if (!checked_bytes(entry.shape, elem_bytes, want_bytes)) {
+    return invalid(path, "shape size overflows", name);
+  }
+  if (entry.end - entry.begin != want_bytes) {
+    return invalid(path,
+                   absl::StrCat("data_offsets span ", entry.end - entry.begin, " bytes but ",
+                                entry.dtype, " ", shape_str(entry.shape), " needs ", want_bytes),
+                   name);
+  }
+  return entry;
+}
+
+// No two tensors' data overlap: sorted by start, each non-empty range begins
+// at or after the end of the previous one.
+absl::Status check_overlaps(const std::string& path,
+                            const std::map<std::string, SafetensorsEntry>& entries) {
+  std::vector<std::pair<const std::string*, const SafetensorsEntry*>> by_begin;
+  for (const auto& [name, e] : entries) {
+    if (e.end > e.begin) by_begin.emplace_back(&name, &e);
+  }
+  std::sort(by_begin.begin(), by_begin.end(),
+            [](const auto& a, const auto& b) { return a.second->begin < b.second->begin; });
+  for (size_t i = 1; i < by_begin.size(); ++i) {
+    if (by_begin[i].second->begin < by_begin[i - 1].second->end) {
+      return invalid(path, absl::StrCat("data overlaps tensor '", *by_begin[i - 1].first, "'"),
+                     *by_begin[i].first);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   SafetensorsFile file;
   file.path_ = path;
@@ -142,91 +216,26 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   }
   file.data_begin_ = 8 + header_bytes;
   const uint64_t data_bytes = size - file.data_begin_;
-
   const char* header = file.bytes_.data() + 8;
   nlohmann::json json = nlohmann::json::parse(header, header + header_bytes, nullptr, false);
   if (json.is_discarded()) return invalid(path, "header is not valid JSON", "");
   if (!json.is_object()) return invalid(path, "header is not a JSON object", "");
-
   for (const auto& [name, value] : json.items()) {
-    if (name == "__metadata__") {
-      if (!value.is_object()) return invalid(path, "__metadata__ is not an object", "");
-      for (const auto& [key, v] : value.items()) {
-        if (!v.is_string()) {
-          return invalid(path, absl::StrCat("__metadata__ value of '", key, "' is not a string"),
-                         "");
-        }
-        file.metadata_[key] = v.get<std::string>();
-      }
+    if (name != "__metadata__") {
+      absl::StatusOr<SafetensorsEntry> entry = parse_entry(path, name, value, data_bytes);
+      if (!entry.ok()) return entry.status();
+      file.entries_.emplace(name, *std::move(entry));
       continue;
     }
-    if (!value.is_object()) return invalid(path, "entry is not an object", name);
-    SafetensorsEntry entry;
-    const auto dtype = value.find("dtype");
-    if (dtype == value.end() || !dtype->is_string()) {
-      return invalid(path, "missing or non-string dtype", name);
-    }
-    entry.dtype = dtype->get<std::string>();
-    const size_t elem_bytes = dtype_bytes(entry.dtype);
-    if (elem_bytes == 0) {
-      return invalid(path, absl::StrCat("unknown dtype '", entry.dtype, "'"), name);
-    }
-
-    const auto shape = value.find("shape");
-    if (shape == value.end() || !shape->is_array()) {
-      return invalid(path, "missing shape array", name);
-    }
-    for (const auto& d : *shape) {
-      // nlohmann stores every non-negative integer literal as unsigned.
-      if (!d.is_number_unsigned()) {
-        return invalid(path, "shape has a non-integer or negative dimension", name);
+    if (!value.is_object()) return invalid(path, "__metadata__ is not an object", "");
+    for (const auto& [key, v] : value.items()) {
+      if (!v.is_string()) {
+        return invalid(path, absl::StrCat("__metadata__ value of '", key, "' is not a string"), "");
       }
-      if (d.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()}) {
-        return invalid(path, "shape dimension out of range", name);
-      }
-      entry.shape.push_back(d.get<int64_t>());
-    }
-
-    const auto offsets = value.find("data_offsets");
-    if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 ||
-        !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
-      return invalid(path, "data_offsets is not a pair of non-negative integers", name);
-    }
-    entry.begin = (*offsets)[0].get<uint64_t>();
-    entry.end = (*offsets)[1].get<uint64_t>();
-    if (entry.begin > entry.end || entry.end > data_bytes) {
-      return invalid(path,
-                     absl::StrCat("data_offsets [", entry.begin, ", ", entry.end,
-                                  "] outside the data section of ", data_bytes, " bytes"),
-                     name);
-    }
-    uint64_t want_bytes = 0;
-    if (!checked_bytes(entry.shape, elem_bytes, want_bytes)) {
-      return invalid(path, "shape size overflows", name);
-    }
-    if (entry.end - entry.begin != want_bytes) {
-      return invalid(path,
-                     absl::StrCat("data_offsets span ", entry.end - entry.begin, " bytes but ",
-                                  entry.dtype, " ", shape_str(entry.shape), " needs ", want_bytes),
-                     name);
-    }
-    file.entries_.emplace(name, std::move(entry));
-  }
-
-  // Overlap: sort the non-empty ranges by start; each must begin at or after
-  // the end of the previous one.
-  std::vector<std::pair<const std::string*, const SafetensorsEntry*>> by_begin;
-  for (const auto& [name, e] : file.entries_) {
-    if (e.end > e.begin) by_begin.emplace_back(&name, &e);
-  }
-  std::sort(by_begin.begin(), by_begin.end(),
-            [](const auto& a, const auto& b) { return a.second->begin < b.second->begin; });
-  for (size_t i = 1; i < by_begin.size(); ++i) {
-    if (by_begin[i].second->begin < by_begin[i - 1].second->end) {
-      return invalid(path, absl::StrCat("data overlaps tensor '", *by_begin[i - 1].first, "'"),
-                     *by_begin[i].first);
+      file.metadata_[key] = v.get<std::string>();
     }
   }
+  if (absl::Status s = check_overlaps(path, file.entries_); !s.ok()) return s;
   return file;
 }
 

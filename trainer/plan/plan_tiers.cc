@@ -168,98 +168,119 @@ absl::StatusOr<bench::NvmeResult> measure_nvme_quick(const Config& config, const
 // --tiers FILE, else the cache, else a quick measurement (written to the cache).
 }  // namespace
 
-absl::StatusOr<Bandwidths> resolve_bandwidths(const Config& config, const PlanOptions& options,
-                                              const std::optional<TierBandwidths>& file_tiers,
-                                              bool uses_nvme, std::ostream& log) {
+namespace {
+
+// The bandwidths and the JSON of the cache being built.
+struct Resolving {
   Bandwidths bw;
   ojson cache_json;
   bool cache_dirty = false;
+};
+
+// The cache at r.bw.where, when it is there and parses.
+bool read_cache(Resolving& r, std::ostream& log) {
+  std::error_code ec;
+  if (r.bw.where.empty() || !fs::exists(r.bw.where, ec)) return false;
+  absl::StatusOr<std::string> text = read_file(r.bw.where, "cache");
+  absl::StatusOr<TierBandwidths> parsed =
+      text.ok() ? parse_tiers_json(*text, absl::StrCat("cache ", r.bw.where))
+                : absl::StatusOr<TierBandwidths>(text.status());
+  if (!parsed.ok()) {
+    log << "warning: ignoring the bandwidth cache: " << parsed.status().message()
+        << "; measuring again\n";
+    return false;
+  }
+  r.bw.tiers = *parsed;
+  r.bw.source = "cache";
+  r.cache_json = ojson::parse(*text, nullptr, false);
+  return true;
+}
+
+absl::Status measure_host_quickly(Resolving& r, std::ostream& log) {
+  log << "measuring host memory bandwidth (no --tiers FILE and no cache; `dsinf bench tiers "
+         "--out FILE` measures properly)\n";
+  bench::HostOptions host;
+  host.array_bytes = std::clamp(2 * bench::last_level_cache_bytes(), kQuickArrayMin, kQuickArrayMax);
+  host.passes = kQuickPasses;
+  absl::StatusOr<double> gbps = bench::measure_update_gbps(host);
+  if (!gbps.ok()) return gbps.status();
+  r.bw.tiers.host_update_gbps = *gbps;
+  r.bw.source = "measured";
+  r.cache_json = {{"host_update_gbps", bench::round_significant(*gbps, 4)},
+                  {"host_copy", nullptr},
+                  {"nvme", nullptr},
+                  {"device", nullptr},
+                  {"host_array_bytes", host.array_bytes},
+                  {"written_by", "dsinf plan (quick measurement)"}};
+  r.cache_dirty = true;
+  return absl::OkStatus();
+}
+
+// The cache may lack NVMe figures the placement needs: measure them now.
+void measure_nvme_quickly(const Config& config, Resolving& r, std::ostream& log) {
+  const std::string dir = nvme_measure_path(config);
+  if (r.bw.tiers.nvme_read_gbps || dir.empty()) return;
+  log << "measuring NVMe in " << dir << " (" << util::format_bytes(kQuickNvmeBytes)
+      << " O_DIRECT file)\n";
+  absl::StatusOr<bench::NvmeResult> nvme = measure_nvme_quick(config, dir, log);
+  if (!nvme.ok()) {
+    r.bw.nvme_reason = absl::StrCat("not measured: ", nvme.status().message());
+    return;
+  }
+  r.bw.tiers.nvme_read_gbps = nvme->read_gbps;
+  r.bw.tiers.nvme_write_gbps = nvme->write_gbps;
+  r.cache_json["nvme"] = bench::to_json(*nvme);
+  r.cache_json["nvme_path"] = dir;
+  r.bw.source = "measured";
+  r.cache_dirty = true;
+}
+
+absl::Status cpu_rate(Resolving& r) {
+  if (r.bw.tiers.cpu_gflops) {
+    r.bw.cpu_source = r.bw.source == "file" ? "file" : "cache";
+    return absl::OkStatus();
+  }
+  absl::StatusOr<double> gflops = measure_cpu_gflops();
+  if (!gflops.ok()) return gflops.status();
+  r.bw.tiers.cpu_gflops = *gflops;
+  r.bw.cpu_source = "measured";
+  if (r.bw.source != "file") {
+    r.cache_json["cpu_gflops"] = bench::round_significant(*gflops, 4);
+    r.cache_dirty = true;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Bandwidths> resolve_bandwidths(const Config& config, const PlanOptions& options,
+                                              const std::optional<TierBandwidths>& file_tiers,
+                                              bool uses_nvme, std::ostream& log) {
+  Resolving r;
   if (file_tiers) {
-    bw.tiers = *file_tiers;
-    bw.source = "file";
-    bw.where = options.tiers_path;
+    r.bw.tiers = *file_tiers;
+    r.bw.source = "file";
+    r.bw.where = options.tiers_path;
   } else {
-    bw.where = cache_path();
-    bool have_cache = false;
-    if (!bw.where.empty()) {
-      std::error_code ec;
-      if (fs::exists(bw.where, ec)) {
-        absl::StatusOr<std::string> text = read_file(bw.where, "cache");
-        absl::StatusOr<TierBandwidths> parsed =
-            text.ok() ? parse_tiers_json(*text, absl::StrCat("cache ", bw.where))
-                      : absl::StatusOr<TierBandwidths>(text.status());
-        if (parsed.ok()) {
-          bw.tiers = *parsed;
-          bw.source = "cache";
-          have_cache = true;
-          cache_json = ojson::parse(*text, nullptr, false);
-        } else {
-          log << "warning: ignoring the bandwidth cache: " << parsed.status().message()
-              << "; measuring again\n";
-        }
-      }
+    r.bw.where = cache_path();
+    if (!read_cache(r, log)) {
+      if (absl::Status s = measure_host_quickly(r, log); !s.ok()) return s;
     }
-    if (!have_cache) {
-      log << "measuring host memory bandwidth (no --tiers FILE and no cache; `dsinf bench tiers "
-             "--out FILE` measures properly)\n";
-      bench::HostOptions host;
-      host.array_bytes =
-          std::clamp(2 * bench::last_level_cache_bytes(), kQuickArrayMin, kQuickArrayMax);
-      host.passes = kQuickPasses;
-      absl::StatusOr<double> gbps = bench::measure_update_gbps(host);
-      if (!gbps.ok()) return gbps.status();
-      bw.tiers.host_update_gbps = *gbps;
-      bw.source = "measured";
-      cache_json = {{"host_update_gbps", bench::round_significant(*gbps, 4)},
-                    {"host_copy", nullptr},
-                    {"nvme", nullptr},
-                    {"device", nullptr},
-                    {"host_array_bytes", host.array_bytes},
-                    {"written_by", "dsinf plan (quick measurement)"}};
-      cache_dirty = true;
-    }
-    // The cache may lack NVMe figures the placement needs: measure them now.
-    const std::string dir = nvme_measure_path(config);
-    if (uses_nvme && !bw.tiers.nvme_read_gbps && !dir.empty()) {
-      log << "measuring NVMe in " << dir << " (" << util::format_bytes(kQuickNvmeBytes)
-          << " O_DIRECT file)\n";
-      absl::StatusOr<bench::NvmeResult> nvme = measure_nvme_quick(config, dir, log);
-      if (nvme.ok()) {
-        bw.tiers.nvme_read_gbps = nvme->read_gbps;
-        bw.tiers.nvme_write_gbps = nvme->write_gbps;
-        cache_json["nvme"] = bench::to_json(*nvme);
-        cache_json["nvme_path"] = dir;
-        bw.source = "measured";
-        cache_dirty = true;
-      } else {
-        bw.nvme_reason = absl::StrCat("not measured: ", nvme.status().message());
-      }
-    }
+    if (uses_nvme) measure_nvme_quickly(config, r, log);
   }
-  if (bw.tiers.cpu_gflops) {
-    bw.cpu_source = bw.source == "file" ? "file" : "cache";
-  } else {
-    absl::StatusOr<double> gflops = measure_cpu_gflops();
-    if (!gflops.ok()) return gflops.status();
-    bw.tiers.cpu_gflops = *gflops;
-    bw.cpu_source = "measured";
-    if (bw.source != "file") {
-      cache_json["cpu_gflops"] = bench::round_significant(*gflops, 4);
-      cache_dirty = true;
-    }
+  if (absl::Status s = cpu_rate(r); !s.ok()) return s;
+  if (uses_nvme && !r.bw.tiers.nvme_read_gbps && r.bw.nvme_reason.empty()) {
+    r.bw.nvme_reason = r.bw.source == "file" ? "not measured: the --tiers file has no NVMe figures"
+                                             : "not measured";
   }
-  if (uses_nvme && !bw.tiers.nvme_read_gbps && bw.nvme_reason.empty()) {
-    bw.nvme_reason =
-        bw.source == "file" ? "not measured: the --tiers file has no NVMe figures" : "not measured";
-  }
-  if (cache_dirty && !bw.where.empty() && bw.source != "file") {
-    if (absl::Status s = write_cache(bw.where, cache_json); !s.ok()) {
+  if (r.cache_dirty && !r.bw.where.empty() && r.bw.source != "file") {
+    if (absl::Status s = write_cache(r.bw.where, r.cache_json); !s.ok()) {
       log << "warning: cannot write the bandwidth cache: " << s.message() << "\n";
     } else {
-      log << "wrote " << bw.where << "\n";
+      log << "wrote " << r.bw.where << "\n";
     }
   }
-  return bw;
+  return r.bw;
 }
 
 absl::StatusOr<TierBandwidths> parse_tiers_json(const std::string& text, const std::string& name) {
