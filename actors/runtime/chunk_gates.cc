@@ -56,11 +56,6 @@ absl::Status ChunkGates::wait_idle() {
   return error_;
 }
 
-absl::Status ChunkGates::error() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return error_;
-}
-
 void ChunkGates::begin_snapshot() {
   std::lock_guard<std::mutex> lock(mu_);
   DSINF_CHECK(!snapshot_active_);

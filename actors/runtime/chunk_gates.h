@@ -40,7 +40,6 @@ class ChunkGates {
   void command_done(const absl::Status& status, int64_t finished_step = 0);
   // Blocks until every command sent is over; the optimizer's first error.
   absl::Status wait_idle();
-  absl::Status error() const;
 
   // ---- a background save's snapshot ----
   // Fixes the snapshot at the steps issued so far.

@@ -118,10 +118,8 @@ Runtime::~Runtime() {
   };
   stop(trainer_);
   if (optimizer_) {
-    gates_->command_sent();
-    caf::anon_send(optimizer_,
-                   cancel_atom::value);  // state read ahead for a step that will not come
-    (void)gates_->wait_idle();           // every command over, its I/O drained
+    command(cancel_atom::value);  // state read ahead for a step that will not come
+    (void)gates_->wait_idle();    // every command over, its I/O drained
   }
   stop(optimizer_);
   streamer_.reset();  // no read in flight into the slots or staging after this
@@ -186,8 +184,7 @@ void Runtime::begin_step() {
 
 void Runtime::last_micro_batch() {
   if (!optimizer_ || spec_.placement.optimizer != Tier::kNvme) return;
-  gates_->command_sent();
-  caf::anon_send(optimizer_, preload_atom::value);
+  command(preload_atom::value);
 }
 
 absl::StatusOr<double> Runtime::grad_norm() {
@@ -214,8 +211,7 @@ absl::Status Runtime::update(double lr, float grad_scale) {
   // No parameter chunk may be read while the optimizer rewrites the homes.
   if (streamer_) streamer_->invalidate();
   const int64_t step = gates_->issue_step();
-  gates_->command_sent();
-  caf::anon_send(optimizer_, step_atom::value, UpdateScalars{lr, step, grad_scale});
+  command(step_atom::value, UpdateScalars{lr, step, grad_scale});
   // On the device Adam queues on the compute stream the next forward uses:
   // the update completes before the step returns.
   if (spec_.placement.optimizer == Tier::kDevice) return gates_->wait_idle();
@@ -223,8 +219,7 @@ absl::Status Runtime::update(double lr, float grad_scale) {
 }
 
 absl::Status Runtime::skip_update() {
-  gates_->command_sent();
-  caf::anon_send(optimizer_, cancel_atom::value);
+  command(cancel_atom::value);
   return gates_->wait_idle();
 }
 
@@ -285,11 +280,13 @@ absl::Status Runtime::accumulate_grads(size_t c, const float* visit) {
 absl::Status Runtime::write_params(size_t c, const float* host) {
   // Staged copy: an NVMe home needs an aligned, page-padded source.
   std::byte* staged = store_->param_staging();
-  std::vector<std::byte> local;
+  memory::AlignedBuffer local;
   if (staged == nullptr) {
-    local.resize(store_->bytes(c) + memory::kChunkAlignment);
-    staged = reinterpret_cast<std::byte*>(
-        memory::align_up(reinterpret_cast<uintptr_t>(local.data()), memory::kChunkAlignment));
+    absl::StatusOr<memory::AlignedBuffer> buffer =
+        memory::AlignedBuffer::allocate(store_->bytes(c));
+    if (!buffer.ok()) return buffer.status();
+    local = *std::move(buffer);
+    staged = local.data();
   }
   std::memset(staged, 0, store_->bytes(c));
   std::memcpy(staged, host, store_->numel(c) * sizeof(float));
@@ -302,10 +299,10 @@ absl::Status Runtime::read_chunk(size_t c, bool gradients, float* host) {
     std::memset(host, 0, store_->numel(c) * sizeof(float));
     return absl::OkStatus();
   }
-  std::vector<std::byte> local(store_->bytes(c) + memory::kChunkAlignment);
-  std::byte* staged = reinterpret_cast<std::byte*>(
-      memory::align_up(reinterpret_cast<uintptr_t>(local.data()), memory::kChunkAlignment));
-  absl::StatusOr<float*> p = to_host(gradients ? store_->grads() : store_->params(), c, staged);
+  absl::StatusOr<memory::AlignedBuffer> staged = memory::AlignedBuffer::allocate(store_->bytes(c));
+  if (!staged.ok()) return staged.status();
+  absl::StatusOr<float*> p =
+      to_host(gradients ? store_->grads() : store_->params(), c, staged->data());
   if (!p.ok()) return p.status();
   std::memcpy(host, *p, store_->numel(c) * sizeof(float));
   return absl::OkStatus();
@@ -327,10 +324,7 @@ absl::Status Runtime::read_home(int cls, size_t c, std::byte* host) {
 
 absl::Status Runtime::write_class(int cls, size_t c, const std::byte* host) {
   // Nothing read ahead may race the rewrite.
-  if (optimizer_) {
-    gates_->command_sent();
-    caf::anon_send(optimizer_, cancel_atom::value);
-  }
+  if (optimizer_) command(cancel_atom::value);
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;
   if (streamer_ && cls == kParamClass) streamer_->invalidate(/*mark_stale=*/false);
   const float* src = reinterpret_cast<const float*>(host);

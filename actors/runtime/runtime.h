@@ -130,6 +130,12 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // The home of class `cls` of chunk c (a frozen chunk's weights are its parameters).
   ClassHome& home_of(int cls, size_t c);
   absl::Status read_home(int cls, size_t c, std::byte* host);
+  // A command to the optimizer actor, counted by the gates until it is over.
+  template <typename... Args>
+  void command(Args&&... args) {
+    gates_->command_sent();
+    caf::anon_send(optimizer_, std::forward<Args>(args)...);
+  }
 
   RuntimeSpec spec_;
   MemoryPlan plan_;

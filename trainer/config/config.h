@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "actors/runtime/loss_scaler.h"
 
 namespace dsinf::trainer {
 
@@ -43,15 +44,8 @@ struct SchedulerConfig {
   int64_t total_num_steps = 0;  // required for WarmupDecayLR and WarmupCosineLR
 };
 
-struct Fp16Config {
-  bool enabled = false;
-  double loss_scale = 0.0;  // 0: dynamic
-  int initial_scale_power = 16;
-  int64_t loss_scale_window = 1000;
-  int hysteresis = 2;
-  bool consecutive_hysteresis = false;
-  double min_loss_scale = 1.0;
-};
+// DeepSpeed's fp16 block is the loss scaler's settings: one struct serves both.
+using Fp16Config = actors::LossScaleSpec;
 
 struct OffloadParamConfig {
   OffloadDevice device = OffloadDevice::kNone;

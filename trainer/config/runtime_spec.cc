@@ -52,10 +52,7 @@ actors::StepSpec step_spec(const Config& config) {
   step.gradient_accumulation = config.gradient_accumulation_steps;
   step.gradient_clipping = config.gradient_clipping;
   step.checkpoint_dir = config.train.output_dir;
-  const Fp16Config& f = config.fp16;
-  step.loss_scale = {f.enabled,           f.loss_scale, f.initial_scale_power,
-                     f.loss_scale_window, f.hysteresis, f.consecutive_hysteresis,
-                     f.min_loss_scale};
+  step.loss_scale = config.fp16;
   return step;
 }
 
