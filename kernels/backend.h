@@ -1,7 +1,8 @@
 // The backend interface: the only way anything above kernels/ touches compute
 // memory or runs an op. It is deliberately narrow -- a Device (kernels/device.h:
 // allocate in a budgeted arena, copy in and out asynchronously on streams,
-// order work with events) and its Ops (kernels/ops.h) -- so a CUDA backend and
+// order work with events) and its ops (kernels/ops.h for GPT-2, and
+// kernels/decoder_ops.h for the decoder families) -- so a CUDA backend and
 // the offload runtime plug in without the trainer knowing which backend runs.
 #pragma once
 
@@ -13,12 +14,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/decoder_ops.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
 
 namespace dsinf::kernels {
 
-class Backend : public Device, public Ops {
+class Backend : public Device, public Ops, public DecoderOps {
  public:
   ~Backend() override = default;
 };

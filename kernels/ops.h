@@ -29,10 +29,11 @@ class Ops {
   virtual ~Ops() = default;
 
   // ---- ops, queued on the compute stream; "+=" outputs accumulate ----
-  // out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) token ids < V.
+  // out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) token ids < V. wpe null: no position
+  // embeddings (the decoder families rotate q and k instead), out = wte[inp].
   virtual void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe,
                                int B, int T, int C) = 0;
-  // dwte (V,C) +=, dwpe (T,C) += from dout (B,T,C).
+  // dwte (V,C) +=, dwpe (T,C) += from dout (B,T,C); dwpe null: no position embeddings.
   virtual void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp,
                                 int B, int T, int C) = 0;
   // out (N,C); mean, rstd (N); LayerNorm with eps 1e-5 over C.

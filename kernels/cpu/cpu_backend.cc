@@ -31,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/adam.h"
+#include "kernels/cpu/decoder_ops.h"
 #include "kernels/cpu/ops.h"
 #include "memory/arena.h"
 
@@ -233,6 +234,51 @@ class CpuBackend : public Backend {
     buffers.m = m;
     buffers.v = v;
     cpu::fused_adam_step(buffers, hyper);
+  }
+
+  // ---- decoder ops (fp32 whatever the matmul precision) ----
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                       float eps) override {
+    before_op();
+    cpu::rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
+  }
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                        const float* weight, const float* rstd, int N, int C) override {
+    before_op();
+    cpu::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+  }
+  void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int H,
+                    int D) override {
+    before_op();
+    cpu::rope_forward(x, cos, sin, B, T, H, D);
+  }
+  void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int H,
+                     int D) override {
+    before_op();
+    cpu::rope_backward(dx, cos, sin, B, T, H, D);
+  }
+  void swiglu_forward(float* out, const float* gate, const float* up, size_t n) override {
+    before_op();
+    cpu::swiglu_forward(out, gate, up, n);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, size_t n) override {
+    before_op();
+    cpu::swiglu_backward(dgate, dup, dout, gate, up, n);
+  }
+  void flash_attention_forward(float* out, float* lse, const float* q, const float* k,
+                               const float* v, int B, int T, int NH, int KV, int D,
+                               float scale) override {
+    before_op();
+    cpu::flash_attention_forward(out, lse, q, k, v, B, T, NH, KV, D, scale);
+  }
+  void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                const float* k, const float* v, const float* out, const float* lse,
+                                float* scratch, int B, int T, int NH, int KV, int D,
+                                float scale) override {
+    before_op();
+    cpu::flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scratch, B, T, NH, KV, D,
+                                  scale);
   }
 
  private:

@@ -1,8 +1,6 @@
 #include "kernels/cpu/ops.h"
 
 #include <cblas.h>
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
 #include "memory/util/check.h"
 
 namespace dsinf::kernels::cpu {
@@ -21,38 +20,9 @@ Real operand(Precision p, Real x) {
   return p == Precision::kFp32 ? x : Real(round_operand(p, static_cast<float>(x)));
 }
 
-// Work (elements or multiply-adds) below which a range is not split into tasks, so tiny shapes
-// stay serial and a task always amortises its scheduling cost.
-constexpr size_t kTaskWork = 16384;
-// Reductions over rows are partitioned into column slices of this width (a few cache lines).
-constexpr size_t kColumnSlice = 64;
 // GELU, tanh approximation.
 constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2/pi)
 constexpr double kGeluCubic = 0.044715;
-
-// Calls body(begin, end) over disjoint sub-ranges covering [0, count), in parallel when the work
-// is large enough. Which task runs a sub-range never changes what an element's value is.
-template <typename Body>
-void parallel_over(size_t count, size_t work_per_item, const Body& body) {
-  if (count == 0) return;
-  const size_t grain = std::max<size_t>(1, kTaskWork / std::max<size_t>(1, work_per_item));
-  if (count <= grain) {
-    body(size_t{0}, count);
-    return;
-  }
-  tbb::parallel_for(tbb::blocked_range<size_t>(0, count, grain),
-                    [&](const tbb::blocked_range<size_t>& r) { body(r.begin(), r.end()); });
-}
-
-// Calls body(c0, c1) over disjoint column ranges of [0, columns), each a whole number of slices,
-// for a reduction over `rows` rows: the body sums its columns over all rows in index order.
-template <typename Body>
-void parallel_over_columns(size_t columns, size_t rows, const Body& body) {
-  const size_t slices = (columns + kColumnSlice - 1) / kColumnSlice;
-  parallel_over(slices, rows * kColumnSlice, [&](size_t s0, size_t s1) {
-    body(s0 * kColumnSlice, std::min(columns, s1 * kColumnSlice));
-  });
-}
 
 // Row-major gemm: C (M,N) = op(A) @ op(B) + beta * C.
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float* A, int lda,
@@ -164,12 +134,16 @@ void adam_range(Real* __restrict params, const Real* __restrict grads, Real* __r
 }  // namespace
 
 template <typename Real>
-void encoder_forward(Real* out, const int32_t* inp, const Real* wte, const Real* wpe, int B, int T,
-                     int C) {
+void encoder_forward(Real* out, const int32_t* inp, const Real* wte, NoDeduce<const Real*> wpe,
+                     int B, int T, int C) {
   parallel_over(static_cast<size_t>(B) * T, C, [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {
       Real* out_r = out + r * C;
       const Real* wte_r = wte + static_cast<size_t>(inp[r]) * C;
+      if (wpe == nullptr) {
+        std::copy(wte_r, wte_r + C, out_r);
+        continue;
+      }
       const Real* wpe_r = wpe + (r % T) * C;
       for (int c = 0; c < C; ++c) out_r[c] = wte_r[c] + wpe_r[c];
     }
@@ -177,19 +151,18 @@ void encoder_forward(Real* out, const int32_t* inp, const Real* wte, const Real*
 }
 
 template <typename Real>
-void encoder_backward(Real* dwte, Real* dwpe, const Real* dout, const int32_t* inp, int B, int T,
-                      int C) {
+void encoder_backward(Real* dwte, NoDeduce<Real*> dwpe, const Real* dout, const int32_t* inp, int B,
+                      int T, int C) {
   const size_t N = static_cast<size_t>(B) * T;
   // Each task owns a channel slice of dwte and dwpe and walks all tokens in order.
   parallel_over_columns(C, N, [&](size_t c0, size_t c1) {
     for (size_t r = 0; r < N; ++r) {
       const Real* dout_r = dout + r * C;
       Real* dwte_r = dwte + static_cast<size_t>(inp[r]) * C;
+      for (size_t c = c0; c < c1; ++c) dwte_r[c] += dout_r[c];
+      if (dwpe == nullptr) continue;
       Real* dwpe_r = dwpe + (r % T) * C;
-      for (size_t c = c0; c < c1; ++c) {
-        dwte_r[c] += dout_r[c];
-        dwpe_r[c] += dout_r[c];
-      }
+      for (size_t c = c0; c < c1; ++c) dwpe_r[c] += dout_r[c];
     }
   });
 }

@@ -29,15 +29,16 @@ namespace dsinf::kernels::cpu {
 template <typename X>
 using NoDeduce = std::type_identity_t<X>;
 
-// out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) token ids < V; wte (V,C); wpe (T,C).
+// out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) token ids < V; wte (V,C); wpe (T,C), or null
+// for no position embeddings (out = wte[inp[b,t]]).
 template <typename Real>
-void encoder_forward(Real* out, const int32_t* inp, const Real* wte, const Real* wpe, int B, int T,
-                     int C);
+void encoder_forward(Real* out, const int32_t* inp, const Real* wte, NoDeduce<const Real*> wpe,
+                     int B, int T, int C);
 
-// dwte (V,C) +=, dwpe (T,C) += from dout (B,T,C); inp (B,T).
+// dwte (V,C) +=, dwpe (T,C) += from dout (B,T,C); inp (B,T). dwpe null: no position embeddings.
 template <typename Real>
-void encoder_backward(Real* dwte, Real* dwpe, const Real* dout, const int32_t* inp, int B, int T,
-                      int C);
+void encoder_backward(Real* dwte, NoDeduce<Real*> dwpe, const Real* dout, const int32_t* inp, int B,
+                      int T, int C);
 
 // out (N,C) = (inp - mean) * rstd * weight + bias; mean (N), rstd (N) saved for backward;
 // inp (N,C); weight (C); bias (C). Biased variance, eps 1e-5.

@@ -52,6 +52,7 @@
 #include "kernels/cpu/adam.h"
 #include "kernels/cuda/adam.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/decoder_ops.h"
 #include "kernels/cuda/ops.h"
 #include "memory/aligned_buffer.h"
 #include "memory/arena.h"
@@ -498,6 +499,49 @@ class CudaBackend final : public Backend {
   }
   void scale(float* x, float s, size_t n) override {
     run_op([&] { return cuda::scale(x, s, n, compute()); });
+  }
+
+  // ---- decoder ops, on the compute stream (fp32 whatever the matmul precision) ----
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                       float eps) override {
+    run_op([&] { return cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, compute()); });
+  }
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                        const float* weight, const float* rstd, int N, int C) override {
+    run_op([&] {
+      return cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, compute());
+    });
+  }
+  void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int H,
+                    int D) override {
+    run_op([&] { return cuda::rope_forward(x, cos, sin, B, T, H, D, compute()); });
+  }
+  void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int H,
+                     int D) override {
+    run_op([&] { return cuda::rope_backward(dx, cos, sin, B, T, H, D, compute()); });
+  }
+  void swiglu_forward(float* out, const float* gate, const float* up, size_t n) override {
+    run_op([&] { return cuda::swiglu_forward(out, gate, up, n, compute()); });
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, size_t n) override {
+    run_op([&] { return cuda::swiglu_backward(dgate, dup, dout, gate, up, n, compute()); });
+  }
+  void flash_attention_forward(float* out, float* lse, const float* q, const float* k,
+                               const float* v, int B, int T, int NH, int KV, int D,
+                               float scale) override {
+    run_op([&] {
+      return cuda::flash_attention_forward(out, lse, q, k, v, B, T, NH, KV, D, scale, compute());
+    });
+  }
+  void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                const float* k, const float* v, const float* out, const float* lse,
+                                float* scratch, int B, int T, int NH, int KV, int D,
+                                float scale) override {
+    run_op([&] {
+      return cuda::flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scratch, B, T, NH,
+                                            KV, D, scale, compute());
+    });
   }
 
   // Synchronous by the interface: waits for the compute stream's work so far.

@@ -25,6 +25,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/warp.cuh"
 
 namespace dsinf::kernels::cuda {
 namespace {
@@ -68,18 +69,7 @@ unsigned row_blocks(size_t rows) {
 
 // --------------------------------------------------------- reductions --
 
-// Butterfly reductions: every lane ends with the same value (fp add and max
-// are commutative bit for bit), computed in a fixed order.
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  }
-  return v;
-}
+// warp_sum and warp_max: warp.cuh.
 
 // Block-wide sum/max; every thread gets the result. `shared` holds 32 floats.
 // blockDim.x must be a multiple of 32 and at most 1024.
@@ -106,7 +96,8 @@ __global__ void __launch_bounds__(kThreads)
     const size_t n = i / C;
     const size_t c = i - n * C;
     const size_t t = n % T;
-    out[i] = wte[static_cast<size_t>(inp[n]) * C + c] + wpe[t * C + c];
+    const float token = wte[static_cast<size_t>(inp[n]) * C + c];
+    out[i] = wpe == nullptr ? token : token + wpe[t * C + c];
   }
 }
 
@@ -658,7 +649,7 @@ absl::Status encoder_forward(float* out, const int32_t* inp, const float* wte, c
   if (B < 0 || T < 0 || C < 0) return invalid("encoder_forward: negative shape");
   const size_t total = static_cast<size_t>(B) * T * C;
   if (total == 0) return absl::OkStatus();
-  if (!out || !inp || !wte || !wpe) return invalid("encoder_forward: null tensor");
+  if (!out || !inp || !wte) return invalid("encoder_forward: null tensor");  // wpe may be null
   encoder_forward_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(out, inp, wte, wpe,
                                                                               total, T, C);
   return launch_status("launch of encoder_forward_kernel");
@@ -670,11 +661,13 @@ absl::Status encoder_backward(float* dwte, float* dwpe, const float* dout, const
   const size_t tokens = static_cast<size_t>(B) * T;
   if (tokens == 0 || C == 0) return absl::OkStatus();
   if (tokens > static_cast<size_t>(INT32_MAX)) return invalid("encoder_backward: B*T too large");
-  if (!dwte || !dwpe || !dout || !inp) return invalid("encoder_backward: null tensor");
+  if (!dwte || !dout || !inp) return invalid("encoder_backward: null tensor");  // dwpe may be null
   const cudaStream_t st = as_stream(stream);
-  encoder_backward_wpe_kernel<<<grid_for(static_cast<size_t>(T) * C), kThreads, 0, st>>>(dwpe, dout,
-                                                                                         B, T, C);
-  DSINF_CUDA_RETURN_IF_ERROR(launch_status("launch of encoder_backward_wpe_kernel"));
+  if (dwpe != nullptr) {
+    encoder_backward_wpe_kernel<<<grid_for(static_cast<size_t>(T) * C), kThreads, 0, st>>>(
+        dwpe, dout, B, T, C);
+    DSINF_CUDA_RETURN_IF_ERROR(launch_status("launch of encoder_backward_wpe_kernel"));
+  }
   const dim3 grid(static_cast<unsigned>((C + kThreads - 1) / kThreads), kTokenClasses);
   encoder_backward_wte_kernel<<<grid, kThreads, 0, st>>>(dwte, dout, inp, static_cast<int>(tokens),
                                                          C);

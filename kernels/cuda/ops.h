@@ -61,10 +61,11 @@ inline constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
 // The scratch attention_backward uses behind it (backend.h's).
 using kernels::attention_scratch_bytes;
 
+// wpe null: no position embeddings.
 absl::Status encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe,
                              int B, int T, int C, StreamHandle stream);
 // Deterministic (no floating-point atomics): each dwte row adds its tokens'
-// dout rows in token order.
+// dout rows in token order. dwpe null: no position embeddings.
 absl::Status encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp,
                               int B, int T, int C, StreamHandle stream);
 absl::Status layernorm_forward(float* out, float* mean, float* rstd, const float* inp,

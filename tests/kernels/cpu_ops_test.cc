@@ -114,6 +114,31 @@ TEST(CpuOpsGrad, Encoder) {
   expect_grad("dwpe", dwpe, dwpe0, numeric_grad(wpe, loss));
 }
 
+// wpe / dwpe null (the decoder families): the token rows alone, and the same dwte bits as with
+// position embeddings.
+template <typename Real>
+void check_encoder_without_positions() {
+  const Vec wte_d = random_vec(kV * kC, 1), wpe_d = random_vec(kT * kC, 2);
+  const Vec dout_d = random_vec(kN * kC, 3), dwte0 = random_vec(kV * kC, 4);
+  const auto inp = random_ids(kN, kV, 5);
+  const std::vector<Real> wte(wte_d.begin(), wte_d.end()), dout(dout_d.begin(), dout_d.end());
+  std::vector<Real> out(kN * kC);
+  encoder_forward(out.data(), inp.data(), wte.data(), nullptr, kB, kT, kC);
+  for (int r = 0; r < kN; ++r) {
+    for (int c = 0; c < kC; ++c) ASSERT_EQ(out[r * kC + c], wte[inp[r] * kC + c]);
+  }
+  std::vector<Real> dwte(dwte0.begin(), dwte0.end()), dwte_with = dwte;
+  std::vector<Real> dwpe(wpe_d.begin(), wpe_d.end());
+  encoder_backward(dwte.data(), nullptr, dout.data(), inp.data(), kB, kT, kC);
+  encoder_backward(dwte_with.data(), dwpe.data(), dout.data(), inp.data(), kB, kT, kC);
+  EXPECT_EQ(0, std::memcmp(dwte.data(), dwte_with.data(), dwte.size() * sizeof(Real)));
+}
+
+TEST(CpuOps, EncoderWithoutPositionEmbeddings) {
+  check_encoder_without_positions<float>();
+  check_encoder_without_positions<double>();
+}
+
 TEST(CpuOpsGrad, Layernorm) {
   Vec inp = random_vec(kN * kC, 1), w = random_vec(kC, 2), b = random_vec(kC, 3);
   const Vec R = random_vec(kN * kC, 4);
