@@ -35,8 +35,12 @@ commands:
                                          checkpoint in train.output_dir
   eval   CONFIG [--json]                 mean token cross-entropy on data.eval_path
                                          (else data.path)
-  export CONFIG --out FILE [--json]      write the weights as fp32 safetensors with
-                                         Hugging Face GPT-2 names
+  export CONFIG --out DIR [--dtype fp32|bf16] [--max-shard-bytes N] [--json]
+                                         write a Hugging Face model directory: config.json,
+                                         safetensors shards (default at most 5 GB each) and
+                                         index, the tokenizer files of model.init_from's
+                                         directory; DIR must be new or empty. GPT-2 also
+                                         exports to one FILE ending in .safetensors
   plan   CONFIG [--tiers FILE] [--json]  where each tensor class lives, bytes per tier,
                                          and a predicted step time; --tiers takes a
                                          `dsinf bench tiers --out FILE` result
@@ -175,11 +179,34 @@ int bench_step_main(const std::vector<std::string>& args, const RunEnvironment& 
   return status.ok() ? kExitOk : failed(status, "bench step: ");
 }
 
+// export's --dtype and --max-shard-bytes (defaults when absent).
+absl::StatusOr<ExportOptions> parse_export_options(const Args& parsed) {
+  ExportOptions options;
+  const std::string dtype = parsed.text("--dtype").value_or("fp32");
+  if (dtype == "bf16") {
+    options.dtype = TensorDtype::kBF16;
+  } else if (dtype == "fp16") {
+    options.dtype = TensorDtype::kF16;
+  } else if (dtype != "fp32") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("export: --dtype must be fp32, bf16 or fp16, got '", dtype, "'"));
+  }
+  if (std::optional<std::string> text = parsed.text("--max-shard-bytes")) {
+    const std::optional<uint64_t> bytes = util::parse_byte_count(*text);
+    if (!bytes || *bytes == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "export: --max-shard-bytes must be a positive byte count (e.g. 2GB), got '", *text, "'"));
+    }
+    options.max_shard_bytes = *bytes;
+  }
+  return options;
+}
+
 // train, eval, export and plan: CONFIG and the command's options.
 int config_command_main(const std::string& command, const std::vector<std::string>& args,
                         const RunEnvironment& env) {
   Args::Spec spec{{}, {"--json", "--help"}, /*max_positional=*/1};
-  if (command == "export") spec.valued.insert("--out");
+  if (command == "export") spec.valued.insert({"--out", "--dtype", "--max-shard-bytes"});
   if (command == "plan") spec.valued.insert("--tiers");
   absl::StatusOr<Args> parsed = Args::parse(args, spec);
   if (!parsed.ok()) return usage_error(command + ": " + std::string(parsed.status().message()));
@@ -188,7 +215,9 @@ int config_command_main(const std::string& command, const std::vector<std::strin
     return kExitOk;
   }
   if (parsed->positional().empty()) return usage_error(command + " needs a CONFIG file");
-  if (command == "export" && !parsed->has("--out")) return usage_error("export needs --out FILE");
+  if (command == "export" && !parsed->has("--out")) return usage_error("export needs --out DIR");
+  absl::StatusOr<ExportOptions> export_options = parse_export_options(*parsed);
+  if (!export_options.ok()) return usage_error(std::string(export_options.status().message()));
   absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front());
   if (!loaded.ok()) return failed(loaded.status());
   RunOptions options{parsed->flag("--json"), env};
@@ -200,7 +229,7 @@ int config_command_main(const std::string& command, const std::vector<std::strin
   } else if (command == "plan") {
     status = run_plan(*loaded, {options.json, parsed->text("--tiers").value_or(""), env});
   } else {
-    status = run_export(*loaded, *parsed->text("--out"), options);
+    status = run_export(*loaded, *parsed->text("--out"), *export_options, options);
   }
   return status.ok() ? kExitOk : failed(status);
 }

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "trainer/config/config_reader.h"
+#include "trainer/config/model_reader.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -32,9 +33,7 @@ using config_internal::NumberRange;
 using config_internal::ObjectReader;
 
 constexpr size_t kMaxConfigBytes = size_t{16} << 20;
-constexpr int64_t kMaxModelDim = int64_t{1} << 20;
-constexpr double kMaxModelParams = 1099511627776.0;  // 2^40
-constexpr int64_t kMinVocabSize = 256;               // every byte is a token
+constexpr int64_t kMaxSeqLen = int64_t{1} << 20;
 constexpr int64_t kDirectIoAlignmentBytes = 4096;
 constexpr NumberRange kUnitInterval{0.0, 1.0, false, false};
 
@@ -336,32 +335,11 @@ void read_ignored_sections(ObjectReader& top) {
   if (checkpoint.present() && checkpoint.diagnostics()->ok()) top.warn("checkpoint", kIgnored);
 }
 
-void read_model(ObjectReader& top, ModelConfig* m) {
-  ObjectReader r = top.object("model");
-  if (!r.present()) top.fail("model", "required section is missing");
-  r.allow_only({"type", "n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "init_from",
-                "seed", "activation_checkpointing"});
-  size_t type = 0;
-  r.read_enum("type", {"gpt2"}, /*ignore_case=*/false, &type);
-  r.read_int_as("n_layer", 1, kMaxModelDim, &m->n_layer);
-  r.read_int_as("n_embd", 1, kMaxModelDim, &m->n_embd);
-  // n_head has no bound of its own: it must divide n_embd (checked again later).
-  int64_t n_head = m->n_head;
-  if (r.read_int("n_head", 1, kNoMax, &n_head) && n_head > m->n_embd) {
-    r.fail("n_embd", absl::StrCat(m->n_embd, " is not divisible by model.n_head ", n_head));
-  }
-  if (r.diagnostics()->ok()) m->n_head = static_cast<int>(n_head);
-  r.read_int_as("n_positions", 1, kMaxModelDim, &m->n_positions);
-  r.read_int_as("vocab_size", 1, INT_MAX, &m->vocab_size);
-  r.read_string("init_from", /*non_empty=*/true, &m->init_from);
-  r.read_int_as("seed", 0, kNoMax, &m->seed);
-  r.read_bool("activation_checkpointing", &m->activation_checkpointing);
-}
-
 void read_data(ObjectReader& top, DataConfig* d) {
   ObjectReader r = top.object("data");
   if (!r.present()) top.fail("data", "required section is missing");
-  r.allow_only({"path", "eval_path"});
+  r.allow_only({"path", "eval_path", "seq_len"});
+  r.read_int("seq_len", 1, kMaxSeqLen, &d->seq_len);
   if (r.present() && !r.has("path")) r.fail("path", "required key is missing");
   r.read_string("path", /*non_empty=*/true, &d->path);
   r.read_string("eval_path", /*non_empty=*/true, &d->eval_path);
@@ -500,27 +478,6 @@ void check_zero(Diagnostics* diag, const ZeroConfig& z) {
   if (od == OffloadDevice::kNvme) check_nvme_paths(diag, optimizer, z.offload_optimizer.nvme_path);
 }
 
-void check_model(Diagnostics* diag, const ModelConfig& m) {
-  if (m.n_embd % m.n_head != 0) {
-    diag->fail_at("model.n_embd",
-                  absl::StrCat(m.n_embd, " is not divisible by model.n_head ", m.n_head));
-  }
-  if (m.vocab_size < kMinVocabSize) {
-    diag->fail_at("model.vocab_size",
-                  absl::StrCat("must be at least 256 for byte-level tokens, got ", m.vocab_size));
-  }
-  // GPT-2: token and position embeddings, per layer 12 C^2 + 13 C, final layer norm.
-  const double c = m.n_embd;
-  const double params = (static_cast<double>(m.vocab_size) + m.n_positions) * c +
-                        m.n_layer * (12.0 * c * c + 13.0 * c) + 2.0 * c;
-  if (params >= kMaxModelParams) {
-    diag->fail_at("model",
-                  absl::StrFormat("n_layer %d, n_embd %d, n_positions %d, vocab_size %d "
-                                  "give %.3g parameters; dsinf supports fewer than 2^40",
-                                  m.n_layer, m.n_embd, m.n_positions, m.vocab_size, params));
-  }
-}
-
 // Empty if `path` is an existing regular file (or, with `allow_directory`, a
 // directory holding at least one regular file); otherwise why not.
 std::string path_problem(const std::string& path, bool allow_directory) {
@@ -551,7 +508,7 @@ void check_paths(Diagnostics* diag, const Config& c) {
   };
   for (const auto& [key, path] : checks) {
     if (path->empty()) continue;
-    const std::string problem = path_problem(*path, /*allow_directory=*/key != "model.init_from");
+    const std::string problem = path_problem(*path, /*allow_directory=*/true);
     if (!problem.empty()) diag->fail_at(key, problem);
   }
 }
@@ -606,7 +563,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
   read_monitor(top, "tensorboard", &c.tensorboard);
   read_monitor(top, "csv_monitor", &c.csv_monitor);
   read_ignored_sections(top);
-  read_model(top, &c.model);
+  config_internal::read_model(top, &c.model);
   read_data(top, &c.data);
   read_train(top, &c.train);
   read_memory(top, &c.memory);
@@ -618,7 +575,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
     diag.fail_at(bf16_name + ".enabled",
                  "fp16.enabled and " + bf16_name + ".enabled are both true; enable at most one");
   }
-  check_model(&diag, c.model);
+  config_internal::check_model(&diag, &c.model, c.data.seq_len);
   check_paths(&diag, c);
   if (!diag.ok()) return diag.status();
   loaded.warnings = diag.take_warnings();

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "actors/runtime/loss_scaler.h"
+#include "trainer/config/model_config.h"
 
 namespace dsinf::trainer {
 
@@ -101,23 +102,10 @@ struct MonitorConfig {
   std::string job_name = "DeepSpeedJobName";
 };
 
-struct ModelConfig {
-  std::string type = "gpt2";
-  int n_layer = 12;
-  int n_head = 12;
-  int n_embd = 768;
-  int n_positions = 1024;
-  int vocab_size = 50257;
-  std::string init_from;  // empty: seeded initialisation
-  uint64_t seed = 42;
-  // Keep only each layer's output in forward and recompute the layer in
-  // backward: activation memory no longer grows with depth (dsinf's key).
-  bool activation_checkpointing = false;
-};
-
 struct DataConfig {
   std::string path;
   std::string eval_path;  // empty: evaluate on path
+  int64_t seq_len = 0;    // as written; 0: absent (model.seq_len is the resolved value)
 };
 
 struct TrainConfig {

@@ -204,8 +204,7 @@ size_t edit_distance(absl::string_view a, absl::string_view b) {
   return row[b.size()];
 }
 
-absl::string_view nearest_key(absl::string_view key,
-                              std::initializer_list<absl::string_view> known) {
+absl::string_view nearest_key(absl::string_view key, absl::Span<const absl::string_view> known) {
   absl::string_view best;
   size_t best_distance = std::numeric_limits<size_t>::max();
   for (absl::string_view candidate : known) {
@@ -233,7 +232,7 @@ const Json* ObjectReader::find(absl::string_view key) const {
 
 std::string ObjectReader::path_of(absl::string_view key) const { return join_path(path_, key); }
 
-void ObjectReader::allow_only(std::initializer_list<absl::string_view> known) {
+void ObjectReader::allow_only(absl::Span<const absl::string_view> known) {
   if (object_ == nullptr || !diag_->ok()) return;
   for (const auto& [key, value] : object_->items()) {
     if (std::find(known.begin(), known.end(), key) != known.end()) continue;

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 
 namespace dsinf::trainer::config_internal {
@@ -52,8 +53,7 @@ std::optional<Json> parse_json_strict(const std::string& text, Diagnostics* diag
 // Levenshtein distance, ASCII case-insensitive.
 size_t edit_distance(absl::string_view a, absl::string_view b);
 // The candidate nearest to `key` (first one on ties); empty if there is none.
-absl::string_view nearest_key(absl::string_view key,
-                              std::initializer_list<absl::string_view> known);
+absl::string_view nearest_key(absl::string_view key, absl::Span<const absl::string_view> known);
 
 // `value` as it appeared in the file, shortened to fit a one-line message.
 std::string describe_value(const Json& value);
@@ -86,7 +86,7 @@ class ObjectReader {
 
   // Every key of the object must be in `known`; an unknown one is an error
   // that suggests the nearest known key.
-  void allow_only(std::initializer_list<absl::string_view> known);
+  void allow_only(absl::Span<const absl::string_view> known);
 
   // A nested object; absent if the key is absent or on error.
   ObjectReader object(absl::string_view key);

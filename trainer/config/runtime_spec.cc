@@ -104,7 +104,7 @@ absl::StatusOr<actors::RuntimeSpec> runtime_spec(const Config& config, const Run
   spec.backend.device_index = device->index;
   // Attention's backward does every head of a window at once.
   spec.backend.attention_scratch_bytes = kernels::attention_scratch_bytes(
-      static_cast<int>(config.model.n_positions), static_cast<int>(config.model.n_head));
+      static_cast<int>(config.model.window()), static_cast<int>(config.model.n_head));
   spec.backend.defer_copies = env.defer_copies;
   spec.engine_kind = engine_kind(config.aio.engine);
   spec.aio.block_size = static_cast<size_t>(config.aio.block_size);

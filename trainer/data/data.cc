@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "memory/util/check.h"
+#include "nlohmann/json.hpp"
 #include "trainer/models/rng.h"
 
 namespace dsinf::trainer {
@@ -63,13 +64,44 @@ absl::Status parse_shard(const std::string& path, const std::string& bytes, int 
   return absl::OkStatus();
 }
 
-absl::Status append_file(const std::string& path, int vocab_size, const std::string& key,
+// JSON Lines: one object per line whose "text" is a document; the
+// documents' bytes, concatenated, are the tokens. Blank lines are skipped.
+absl::Status parse_jsonl(const std::string& path, const std::string& bytes, const std::string& key,
                          std::vector<int32_t>* tokens) {
+  size_t line_no = 0;
+  for (size_t begin = 0; begin < bytes.size();) {
+    size_t end = bytes.find('\n', begin);
+    if (end == std::string::npos) end = bytes.size();
+    ++line_no;
+    const std::string_view line(bytes.data() + begin, end - begin);
+    begin = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    const nlohmann::json doc = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool ok =
+        !doc.is_discarded() && doc.is_object() && doc.contains("text") && doc["text"].is_string();
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          key, ": '", path, "' line ", line_no, ": expected a JSON object with a \"text\" string"));
+    }
+    for (char c : doc["text"].get_ref<const std::string&>()) {
+      tokens->push_back(static_cast<unsigned char>(c));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status append_file(const std::string& path, int vocab_size, const std::string& key,
+                         const std::string& text_refusal, std::vector<int32_t>* tokens) {
   std::string bytes;
   if (absl::Status s = read_file(path, key, &bytes); !s.ok()) return s;
   if (bytes.size() >= 8 && std::memcmp(bytes.data(), kShardMagic, 8) == 0) {
     return parse_shard(path, bytes, vocab_size, key, tokens);
   }
+  if (!text_refusal.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": '", path, "' is text, not a dsinf token shard: ", text_refusal));
+  }
+  if (path.ends_with(".jsonl")) return parse_jsonl(path, bytes, key, tokens);
   tokens->reserve(tokens->size() + bytes.size());
   for (char c : bytes) tokens->push_back(static_cast<unsigned char>(c));
   return absl::OkStatus();
@@ -78,7 +110,8 @@ absl::Status append_file(const std::string& path, int vocab_size, const std::str
 }  // namespace
 
 absl::StatusOr<std::vector<int32_t>> load_tokens(const std::string& path, int vocab_size,
-                                                 const std::string& key) {
+                                                 const std::string& key,
+                                                 const std::string& text_refusal) {
   std::error_code ec;
   std::vector<int32_t> tokens;
   if (fs::is_directory(path, ec)) {
@@ -96,9 +129,10 @@ absl::StatusOr<std::vector<int32_t>> load_tokens(const std::string& path, int vo
           absl::StrCat(key, ": directory '", path, "' holds no regular files"));
     }
     for (const std::string& file : files) {
-      if (absl::Status s = append_file(file, vocab_size, key, &tokens); !s.ok()) return s;
+      if (absl::Status s = append_file(file, vocab_size, key, text_refusal, &tokens); !s.ok())
+        return s;
     }
-  } else if (absl::Status s = append_file(path, vocab_size, key, &tokens); !s.ok()) {
+  } else if (absl::Status s = append_file(path, vocab_size, key, text_refusal, &tokens); !s.ok()) {
     return s;
   }
   return tokens;

@@ -16,11 +16,15 @@ namespace dsinf::trainer {
 // tokens, little-endian.
 inline constexpr char kShardMagic[8] = {'D', 'S', 'I', 'N', 'F', 'T', 'O', 'K'};
 
-// Reads `path` (file or directory). kInvalidArgument naming the file for an
+// Reads `path` (file or directory): token shards, JSON Lines files (*.jsonl,
+// each line's "text" as bytes) and any other file as bytes (byte-level
+// tokens; with a non-empty `text_refusal` text is refused, the message ending
+// with it). kInvalidArgument naming the file (and line) for an
 // unreadable file, a malformed shard, or a token id >= vocab_size; `key` (e.g.
 // "data.path") is named in messages.
 absl::StatusOr<std::vector<int32_t>> load_tokens(const std::string& path, int vocab_size,
-                                                 const std::string& key);
+                                                 const std::string& key,
+                                                 const std::string& text_refusal = "");
 
 absl::Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens);
 

@@ -30,10 +30,23 @@ class Model : public actors::ModelDef {
   // Every tensor of a Hugging Face checkpoint file into its chunk, through
   // `chunks`. kInvalidArgument naming the file and the tensor when one is
   // missing, extra, or of the wrong shape.
-  virtual absl::Status load_hf(const SafetensorsFile& file, actors::ChunkSource& chunks) const = 0;
-  // Every parameter (or its gradient) with Hugging Face names and layouts.
-  virtual absl::StatusOr<std::vector<HostTensor>> export_hf(actors::ChunkSource& chunks,
-                                                            bool gradients) const = 0;
+  virtual absl::Status load_hf(const TensorReader& reader, actors::ChunkSource& chunks) const = 0;
+  // The tensors export_chunk gives, chunk after chunk, without their data.
+  virtual std::vector<HostTensor> hf_tensors() const = 0;
+  // Chunk c's parameters (or gradients) with Hugging Face names and layouts.
+  virtual absl::StatusOr<std::vector<HostTensor>> export_chunk(actors::ChunkSource& chunks,
+                                                               size_t c, bool gradients) const = 0;
+  // Every chunk's, in one list (small models and tests).
+  absl::StatusOr<std::vector<HostTensor>> export_hf(actors::ChunkSource& chunks,
+                                                    bool gradients) const {
+    std::vector<HostTensor> out;
+    for (size_t c = 0; c < layouts().size(); ++c) {
+      absl::StatusOr<std::vector<HostTensor>> part = export_chunk(chunks, c, gradients);
+      if (!part.ok()) return part.status();
+      for (HostTensor& t : *part) out.push_back(std::move(t));
+    }
+    return out;
+  }
 };
 
 // The model `config.type` names: kInvalidArgument naming model.type for a

@@ -1,9 +1,12 @@
-// The model families, by model.type: adding one is a folder and a row here.
+// The model families, by model.type: the config's family table
+// (trainer/config/model_config.cc) says which keys a family has; this one
+// which code runs it. A decoder family like Llama's needs no row here.
 #include <functional>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "trainer/models/gpt2/gpt2.h"
+#include "trainer/models/llama/llama.h"
 #include "trainer/models/model.h"
 
 namespace dsinf::trainer {
@@ -21,6 +24,8 @@ const Family kFamilies[] = {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Model>> make_model(const ModelConfig& config) {
+  const FamilyTraits* traits = find_family(config.type);
+  if (traits != nullptr && traits->decoder) return std::make_unique<LlamaModel>(config);
   std::string known;
   for (const Family& family : kFamilies) {
     if (family.type == config.type) return family.make(config);

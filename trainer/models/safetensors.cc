@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -57,34 +59,20 @@ absl::Status invalid(const std::string& path, const std::string& what, const std
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", what, " (tensor '", tensor, "')"));
 }
 
-absl::Status read_whole_file(const std::string& path, std::vector<char>& out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return util::errno_status(errno, path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return util::errno_status(err, path);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  }
-  out.resize(static_cast<size_t>(st.st_size));
+// Reads exactly `bytes` at `offset` of `fd` (short reads and EINTR retried).
+absl::Status pread_exact(int fd, const std::string& path, uint64_t offset, char* out,
+                         size_t bytes) {
   size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd, out + done, bytes - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return util::errno_status(err, absl::StrCat(path, ": read"));
+    if (n < 0) return util::errno_status(errno, absl::StrCat(path, ": read"));
+    if (n == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": file ended at byte ", offset + done, " (truncated while read?)"));
     }
-    if (n == 0) break;  // shrank under us; validated as a short file below
     done += static_cast<size_t>(n);
   }
-  out.resize(done);
-  ::close(fd);
   return absl::OkStatus();
 }
 
@@ -123,6 +111,44 @@ float f16_to_f32(uint16_t h) {
 
 float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
 
+// Round to nearest, ties to even; NaN stays a (quiet) NaN.
+uint16_t f32_to_bf16(float f) {
+  const uint32_t bits = std::bit_cast<uint32_t>(f);
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  return static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+// IEEE half, round to nearest even; overflow to inf, NaN kept.
+uint16_t f32_to_f16(float f) {
+  const uint32_t bits = std::bit_cast<uint32_t>(f);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t abs = bits & 0x7FFFFFFFu;
+  if (abs > 0x7F800000u) return sign | 0x7E00u;
+  if (abs >= 0x477FF000u) return sign | 0x7C00u;  // rounds to >= 65520: inf
+  if (abs < 0x38800000u) {                        // below 2^-14: subnormal half or zero
+    const float scaled = std::bit_cast<float>(abs) * 16777216.0f;  // x 2^24, exact
+    return sign | static_cast<uint16_t>(std::nearbyint(scaled));   // current mode: to even
+  }
+  const uint32_t rounded = abs + 0xFFFu + ((abs >> 13) & 1u);
+  return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
+}
+
+size_t stored_bytes(TensorDtype dtype) { return dtype == TensorDtype::kF32 ? 4 : 2; }
+
+// Little-endian bytes of `n` floats stored as `dtype`.
+void encode(const float* src, size_t n, TensorDtype dtype, char* out) {
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == TensorDtype::kF32) {
+      const uint32_t v = std::bit_cast<uint32_t>(src[i]);
+      for (int k = 0; k < 4; ++k) out[4 * i + k] = static_cast<char>((v >> (8 * k)) & 0xFFu);
+    } else {
+      const uint16_t v = dtype == TensorDtype::kBF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+      out[2 * i] = static_cast<char>(v & 0xFFu);
+      out[2 * i + 1] = static_cast<char>(v >> 8);
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -139,7 +165,8 @@ absl::StatusOr<SafetensorsEntry> parse_entry(const std::string& path, const std:
   }
   entry.dtype = dtype->get<std::string>();
   const size_t elem_bytes = dtype_bytes(entry.dtype);
-  if (elem_bytes == 0) return invalid(path, absl::StrCat("unknown dtype '", entry.dtype, "'"), name);
+  if (elem_bytes == 0)
+    return invalid(path, absl::StrCat("unknown dtype '", entry.dtype, "'"), name);
   const auto shape = value.find("shape");
   if (shape == value.end() || !shape->is_array()) return invalid(path, "missing shape array", name);
   for (const auto& d : *shape) {
@@ -199,44 +226,84 @@ absl::Status check_overlaps(const std::string& path,
 
 }  // namespace
 
+SafetensorsFile::Fd::~Fd() {
+  if (fd >= 0) ::close(fd);
+}
+
 absl::StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   SafetensorsFile file;
   file.path_ = path;
-  if (absl::Status s = read_whole_file(path, file.bytes_); !s.ok()) return s;
-  const uint64_t size = file.bytes_.size();
+  auto fd = std::make_shared<Fd>();
+  fd->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd->fd < 0) return util::errno_status(errno, path);
+  struct stat st;
+  if (::fstat(fd->fd, &st) != 0) return util::errno_status(errno, path);
+  if (!S_ISREG(st.st_mode)) return invalid(path, "not a regular file", "");
+  file.fd_ = fd;
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     return invalid(path, absl::StrCat("file is ", size, " bytes, too short for a header"), "");
   }
-  const uint64_t header_bytes = load_le<uint64_t>(file.bytes_.data());
+  char len[8];
+  if (absl::Status s = pread_exact(fd->fd, path, 0, len, 8); !s.ok()) return s;
+  const uint64_t header_bytes = load_le<uint64_t>(len);
   if (header_bytes > size - 8 || header_bytes > kMaxHeaderBytes) {
     return invalid(path,
                    absl::StrCat("header length ", header_bytes, " exceeds the file (", size,
                                 " bytes) or the ", kMaxHeaderBytes, "-byte limit"),
                    "");
   }
+  std::string header(header_bytes, '\0');
+  if (absl::Status s = pread_exact(fd->fd, path, 8, header.data(), header_bytes); !s.ok()) {
+    return s;
+  }
   file.data_begin_ = 8 + header_bytes;
-  const uint64_t data_bytes = size - file.data_begin_;
-  const char* header = file.bytes_.data() + 8;
-  nlohmann::json json = nlohmann::json::parse(header, header + header_bytes, nullptr, false);
-  if (json.is_discarded()) return invalid(path, "header is not valid JSON", "");
-  if (!json.is_object()) return invalid(path, "header is not a JSON object", "");
+  if (absl::Status s = file.parse_header(header, size - file.data_begin_); !s.ok()) return s;
+  return file;
+}
+
+absl::Status SafetensorsFile::parse_header(const std::string& header, uint64_t data_bytes) {
+  nlohmann::json json = nlohmann::json::parse(header, nullptr, false);
+  if (json.is_discarded()) return invalid(path_, "header is not valid JSON", "");
+  if (!json.is_object()) return invalid(path_, "header is not a JSON object", "");
   for (const auto& [name, value] : json.items()) {
     if (name != "__metadata__") {
-      absl::StatusOr<SafetensorsEntry> entry = parse_entry(path, name, value, data_bytes);
+      absl::StatusOr<SafetensorsEntry> entry = parse_entry(path_, name, value, data_bytes);
       if (!entry.ok()) return entry.status();
-      file.entries_.emplace(name, *std::move(entry));
+      entries_.emplace(name, *std::move(entry));
       continue;
     }
-    if (!value.is_object()) return invalid(path, "__metadata__ is not an object", "");
+    if (!value.is_object()) return invalid(path_, "__metadata__ is not an object", "");
     for (const auto& [key, v] : value.items()) {
       if (!v.is_string()) {
-        return invalid(path, absl::StrCat("__metadata__ value of '", key, "' is not a string"), "");
+        return invalid(path_, absl::StrCat("__metadata__ value of '", key, "' is not a string"),
+                       "");
       }
-      file.metadata_[key] = v.get<std::string>();
+      metadata_[key] = v.get<std::string>();
     }
   }
-  if (absl::Status s = check_overlaps(path, file.entries_); !s.ok()) return s;
-  return file;
+  return check_overlaps(path_, entries_);
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, entry] : entries_) out.push_back(name);
+  return out;
+}
+
+const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
+  const auto it = entries_.find(name);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<std::string> SafetensorsFile::read_bytes(const SafetensorsEntry& e) const {
+  std::string bytes(e.end - e.begin, '\0');
+  if (absl::Status s =
+          pread_exact(fd_->fd, path_, data_begin_ + e.begin, bytes.data(), bytes.size());
+      !s.ok()) {
+    return s;
+  }
+  return bytes;
 }
 
 absl::StatusOr<std::vector<float>> SafetensorsFile::read_f32(
@@ -249,7 +316,12 @@ absl::StatusOr<std::vector<float>> SafetensorsFile::read_f32(
         path_, absl::StrCat("shape ", shape_str(e.shape), ", expected ", shape_str(expected_shape)),
         name);
   }
-  const char* p = bytes_.data() + data_begin_ + e.begin;
+  if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16" && e.dtype != "F64") {
+    return invalid(path_, absl::StrCat("dtype ", e.dtype, " is not a float type"), name);
+  }
+  absl::StatusOr<std::string> bytes = read_bytes(e);
+  if (!bytes.ok()) return bytes.status();
+  const char* p = bytes->data();
   const size_t elem_bytes = dtype_bytes(e.dtype);
   const size_t numel = (e.end - e.begin) / elem_bytes;
   std::vector<float> out(numel);
@@ -273,7 +345,12 @@ absl::StatusOr<std::vector<int64_t>> SafetensorsFile::read_int(const std::string
   const auto it = entries_.find(name);
   if (it == entries_.end()) return invalid(path_, "no such tensor", name);
   const SafetensorsEntry& e = it->second;
-  const char* p = bytes_.data() + data_begin_ + e.begin;
+  if (e.dtype != "I32" && e.dtype != "I64") {
+    return invalid(path_, absl::StrCat("dtype ", e.dtype, " is not I32 or I64"), name);
+  }
+  absl::StatusOr<std::string> bytes = read_bytes(e);
+  if (!bytes.ok()) return bytes.status();
+  const char* p = bytes->data();
   std::vector<int64_t> out;
   if (e.dtype == "I32") {
     out.resize((e.end - e.begin) / 4);
@@ -291,11 +368,9 @@ absl::StatusOr<std::vector<int64_t>> SafetensorsFile::read_int(const std::string
   return out;
 }
 
-namespace {
-
-absl::StatusOr<std::string> build_header(const std::vector<TensorToWrite>& tensors,
-                                         const std::map<std::string, std::string>& metadata,
-                                         const std::string& path) {
+absl::StatusOr<std::string> safetensors_header(const std::vector<TensorToWrite>& tensors,
+                                               const std::map<std::string, std::string>& metadata,
+                                               TensorDtype dtype, const std::string& path) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
@@ -309,12 +384,12 @@ absl::StatusOr<std::string> build_header(const std::vector<TensorToWrite>& tenso
     }
     if (header.contains(t.name)) return invalid(path, "duplicate tensor name", t.name);
     uint64_t bytes = 0;
-    if (!checked_bytes(t.shape, 4, bytes)) {
+    if (!checked_bytes(t.shape, stored_bytes(dtype), bytes)) {
       return invalid(path, "negative or overflowing shape", t.name);
     }
-    if (bytes > 0 && t.data == nullptr) return invalid(path, "null data", t.name);
-    header[t.name] = {
-        {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[t.name] = {{"dtype", tensor_dtype_name(dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text;
@@ -324,34 +399,45 @@ absl::StatusOr<std::string> build_header(const std::vector<TensorToWrite>& tenso
     return invalid(path, absl::StrCat("header cannot be encoded: ", e.what()), "");
   }
   text.append((8 - text.size() % 8) % 8, ' ');
-  return text;
+  std::string out(8, '\0');
+  store_le64(text.size(), out.data());
+  return out + text;
 }
 
-}  // namespace
+absl::Status write_tensor_data(util::AtomicFileWriter& writer, const float* data, size_t numel,
+                               TensorDtype dtype) {
+  constexpr size_t kBlock = size_t{1} << 20;  // floats encoded at a time
+  std::vector<char> buffer(std::min(numel, kBlock) * stored_bytes(dtype));
+  for (size_t begin = 0; begin < numel; begin += kBlock) {
+    const size_t n = std::min(kBlock, numel - begin);
+    encode(data + begin, n, dtype, buffer.data());
+    if (absl::Status s = writer.write(buffer.data(), n * stored_bytes(dtype)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+const char* tensor_dtype_name(TensorDtype dtype) {
+  return dtype == TensorDtype::kF32 ? "F32" : dtype == TensorDtype::kBF16 ? "BF16" : "F16";
+}
 
 absl::Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                               const std::map<std::string, std::string>& metadata) {
-  absl::StatusOr<std::string> header = build_header(tensors, metadata, path);
+                               const std::map<std::string, std::string>& metadata,
+                               TensorDtype dtype) {
+  for (const TensorToWrite& t : tensors) {
+    uint64_t bytes = 0;
+    if (checked_bytes(t.shape, 4, bytes) && bytes > 0 && t.data == nullptr) {
+      return invalid(path, "null data", t.name);
+    }
+  }
+  absl::StatusOr<std::string> header = safetensors_header(tensors, metadata, dtype, path);
   if (!header.ok()) return header.status();
   absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
-  char len[8];
-  store_le64(header->size(), len);
-  if (absl::Status s = writer->write(len, 8); !s.ok()) return s;
   if (absl::Status s = writer->write(*header); !s.ok()) return s;
   for (const TensorToWrite& t : tensors) {
     uint64_t bytes = 0;
-    checked_bytes(t.shape, 4, bytes);
-    if constexpr (std::endian::native == std::endian::little) {
-      if (absl::Status s = writer->write(t.data, bytes); !s.ok()) return s;
-    } else {
-      std::vector<char> le(bytes);
-      for (size_t i = 0; i < bytes / 4; ++i) {
-        const uint32_t v = std::bit_cast<uint32_t>(t.data[i]);
-        for (int k = 0; k < 4; ++k) le[4 * i + k] = static_cast<char>((v >> (8 * k)) & 0xFFu);
-      }
-      if (absl::Status s = writer->write(le.data(), le.size()); !s.ok()) return s;
-    }
+    checked_bytes(t.shape, 1, bytes);
+    if (absl::Status s = write_tensor_data(*writer, t.data, bytes, dtype); !s.ok()) return s;
   }
   return writer->commit();
 }

@@ -375,7 +375,7 @@ StepInputs step_inputs(const PlanFacts& f, const Bandwidths& bw) {
   const ModelConfig& m = f.config->model;
   StepInputs in;
   in.params = static_cast<double>(f.params);
-  in.tokens_per_step = static_cast<double>(f.config->train_batch_size) * m.n_positions;
+  in.tokens_per_step = static_cast<double>(f.config->train_batch_size) * m.window();
   in.flops_per_param_token = m.activation_checkpointing ? 8 : 6;
   in.cpu_gflops = *bw.tiers.cpu_gflops;
   in.host_update_gbps = bw.tiers.host_update_gbps;

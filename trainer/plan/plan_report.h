@@ -6,7 +6,7 @@
 // `dsinf train` would give.
 //
 // The step-time prediction (a model, not a measurement):
-//   tokens_per_step = train_batch_size * model.n_positions
+//   tokens_per_step = train_batch_size * data.seq_len
 //   compute_s   = k * params * tokens_per_step / cpu_flops, k = 6 (forward 2,
 //                 backward 4), 8 with activation_checkpointing (the forward is
 //                 recomputed); attention's T^2 terms are left out.

@@ -24,6 +24,7 @@
 #include "memory/util/check.h"
 #include "memory/util/crc32c.h"
 #include "nlohmann/json.hpp"
+#include "trainer/config/model_reader.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -62,10 +63,9 @@ uint64_t get_le(const unsigned char* p, int bytes) {
   return v;
 }
 
-json model_shape(const ModelConfig& c) {
-  return json{{"type", c.type},     {"n_layer", c.n_layer},         {"n_head", c.n_head},
-              {"n_embd", c.n_embd}, {"n_positions", c.n_positions}, {"vocab_size", c.vocab_size}};
-}
+// The shape keys of the model; json (not ordered_json) sorts them, as
+// checkpoints have always stored them.
+json model_shape(const ModelConfig& c) { return json(shape_keys(c)); }
 
 }  // namespace
 

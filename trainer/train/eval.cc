@@ -42,7 +42,7 @@ absl::Status run_eval(const LoadedConfig& loaded, const RunOptions& options) {
   if (!session.ok()) return session.status();
   if (absl::Status s = load_inference_weights(config, *session); !s.ok()) return s;
   absl::StatusOr<EvalResult> result =
-      evaluate(session->runtime->model(), *tokens, config.model.n_positions,
+      evaluate(session->runtime->model(), *tokens, config.model.window(),
                static_cast<int>(config.train_micro_batch_size_per_gpu));
   if (!result.ok()) return result.status();
   human(options.json) << absl::StrFormat(

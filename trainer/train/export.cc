@@ -1,53 +1,215 @@
-// `dsinf export`: the weights as safetensors with Hugging Face names.
+// `dsinf export`: the weights with Hugging Face names, as a Hugging Face
+// model directory (config.json, shards, index, the source's tokenizer files)
+// or, for GPT-2, as one safetensors file.
 #include <filesystem>
+#include <fstream>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "memory/util/atomic_file.h"
 #include "memory/util/format.h"
+#include "trainer/config/model_reader.h"
+#include "trainer/models/hf_weights.h"
 #include "trainer/models/safetensors.h"
 #include "trainer/train/jobs.h"
 #include "trainer/train/session.h"
 
 namespace dsinf::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The files of a Hugging Face directory that describe its tokenizer and
+// generation settings: copied from model.init_from's directory on export.
+constexpr const char* kTokenizerFiles[] = {"tokenizer.json",
+                                           "tokenizer_config.json",
+                                           "special_tokens_map.json",
+                                           "tokenizer.model",
+                                           "vocab.json",
+                                           "merges.txt",
+                                           "generation_config.json",
+                                           "added_tokens.json",
+                                           "chat_template.jinja"};
+
+std::string torch_dtype(TensorDtype dtype) {
+  return dtype == TensorDtype::kBF16  ? "bfloat16"
+         : dtype == TensorDtype::kF16 ? "float16"
+                                      : "float32";
+}
+
+// A single file says which model and weights it holds; a directory's
+// config.json says the model, and its shards hold only what transformers
+// reads, so an export of an import of an export is the same bytes.
+std::map<std::string, std::string> export_metadata(const Session& session, bool directory) {
+  if (directory) return {{"format", "pt"}};
+  return {{"format", "pt"},
+          {"dsinf_model", session.model->shape_text()},
+          {"dsinf_weights", session.weights_source}};
+}
+
+absl::Status bad_out(const std::string& out, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("--out: '", out, "' ", why));
+}
+
+// --out for a directory export: an empty or new directory in an existing one.
+absl::Status check_out_directory(const std::string& out) {
+  std::error_code ec;
+  if (fs::exists(out, ec)) {
+    if (!fs::is_directory(out, ec)) return bad_out(out, "exists and is not a directory");
+    if (!fs::is_empty(out, ec)) {
+      return bad_out(out,
+                     "is a directory that is not empty (dsinf exports into a new or "
+                     "empty directory and overwrites nothing)");
+    }
+    return absl::OkStatus();
+  }
+  const fs::path parent = fs::absolute(out, ec).parent_path();
+  if (!fs::is_directory(parent, ec)) {
+    return bad_out(out,
+                   absl::StrCat("cannot be created: '", parent.string(), "' is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status write_file_atomic(const std::string& path, const std::string& bytes) {
+  absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
+  if (!writer.ok()) return writer.status();
+  if (absl::Status s = writer->write(bytes); !s.ok()) return s;
+  return writer->commit();
+}
+
+absl::Status copy_file_atomic(const fs::path& from, const fs::path& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read '", from.string(), "'"));
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad())
+    return absl::InvalidArgumentError(absl::StrCat("error reading '", from.string(), "'"));
+  return write_file_atomic(to.string(), bytes);
+}
+
+// Every tensor, chunk by chunk through the shard writer: host memory holds
+// one chunk at a time.
+absl::StatusOr<HfShardWriter> write_shards(const Session& session, const std::string& out,
+                                           TensorDtype dtype, uint64_t max_shard_bytes) {
+  std::vector<HfTensorInfo> plan;
+  for (const HostTensor& t : session.model->hf_tensors()) plan.push_back({t.name, t.shape});
+  absl::StatusOr<HfShardWriter> writer =
+      HfShardWriter::create(out, plan, dtype, max_shard_bytes, export_metadata(session, true));
+  if (!writer.ok()) return writer.status();
+  for (size_t c = 0; c < session.model->layouts().size(); ++c) {
+    absl::StatusOr<std::vector<HostTensor>> tensors =
+        session.model->export_chunk(*session.runtime, c, /*gradients=*/false);
+    if (!tensors.ok()) return tensors.status();
+    for (const HostTensor& t : *tensors) {
+      if (absl::Status s = writer->write(t.name, t.data.data()); !s.ok()) return s;
+    }
+  }
+  if (absl::Status s = writer->finish(); !s.ok()) return s;
+  return writer;
+}
+
+absl::Status export_directory(const Config& config, Session& session, const std::string& out,
+                              const ExportOptions& options, const RunOptions& run) {
+  std::error_code ec;
+  const bool created = !fs::exists(out, ec);
+  if (created && !fs::create_directory(out, ec)) {
+    return bad_out(out, absl::StrCat("cannot be created: ", ec.message()));
+  }
+  absl::StatusOr<HfShardWriter> writer =
+      write_shards(session, out, options.dtype, options.max_shard_bytes);
+  absl::Status status = writer.status();
+  if (status.ok()) {
+    status =
+        write_file_atomic((fs::path(out) / "config.json").string(),
+                          hf_config_json(config.model, torch_dtype(options.dtype)).dump(2) + "\n");
+  }
+  int copied = 0;
+  for (const char* name : kTokenizerFiles) {
+    if (!status.ok() || !config.model.init_from_directory) break;
+    const fs::path from = fs::path(config.model.init_from) / name;
+    if (!fs::is_regular_file(from, ec)) continue;
+    status = copy_file_atomic(from, fs::path(out) / name);
+    ++copied;
+  }
+  if (!status.ok()) {
+    // Nothing half-written is left: the directory was empty or new.
+    for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) fs::remove(e.path(), ec);
+    if (created) fs::remove(out, ec);
+    return status;
+  }
+  human(run.json) << absl::StrFormat(
+      "exported %s (%s, %s) from %s to %s: %d shard(s), config.json, %d tokenizer file(s)\n",
+      config.model.type, torch_dtype(options.dtype), util::format_bytes(writer->total_bytes()),
+      session.weights_source, out, writer->num_shards(), copied);
+  if (run.json) {
+    emit_json({{"directory", out},
+               {"files", writer->files()},
+               {"shards", writer->num_shards()},
+               {"bytes", writer->total_bytes()},
+               {"dtype", torch_dtype(options.dtype)},
+               {"tokenizer_files", copied},
+               {"weights", session.weights_source}});
+  }
+  return absl::OkStatus();
+}
+
+// GPT-2's single safetensors file.
+absl::Status export_file(Session& session, const std::string& out, const ExportOptions& options,
+                         const RunOptions& run) {
+  std::error_code ec;
+  const fs::path parent = fs::absolute(out, ec).parent_path();
+  if (fs::is_directory(out, ec) || !fs::is_directory(parent, ec)) {
+    return bad_out(out, "must name a file in an existing directory");
+  }
+  absl::StatusOr<std::vector<HostTensor>> tensors =
+      session.model->export_hf(*session.runtime, /*gradients=*/false);
+  if (!tensors.ok()) return tensors.status();
+  std::vector<TensorToWrite> to_write;
+  size_t elements = 0;
+  for (const HostTensor& t : *tensors) {
+    to_write.push_back({t.name, t.shape, t.data.data()});
+    elements += t.data.size();
+  }
+  if (absl::Status s =
+          write_safetensors(out, to_write, export_metadata(session, false), options.dtype);
+      !s.ok()) {
+    return s;
+  }
+  const size_t bytes = elements * (options.dtype == TensorDtype::kF32 ? 4 : 2);
+  human(run.json) << absl::StrFormat("exported %d tensors (%s) from %s to %s\n", to_write.size(),
+                                     util::format_bytes(bytes), session.weights_source, out);
+  if (run.json) {
+    emit_json({{"file", out},
+               {"tensors", to_write.size()},
+               {"bytes", bytes},
+               {"dtype", torch_dtype(options.dtype)},
+               {"weights", session.weights_source}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
-                        const RunOptions& options) {
-  namespace fs = std::filesystem;
+                        const ExportOptions& export_options, const RunOptions& options) {
   const Config& config = loaded.config;
-  std::error_code ec;
-  const fs::path parent = fs::absolute(out_path, ec).parent_path();
-  if (out_path.empty() || fs::is_directory(out_path, ec) || !fs::is_directory(parent, ec)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--out: '", out_path, "' must name a file in an existing directory"));
+  if (out_path.empty()) return bad_out(out_path, "is empty");
+  // GPT-2 keeps its single-file export for an --out ending in .safetensors.
+  const bool single_file = absl::EndsWith(out_path, ".safetensors");
+  if (single_file && config.model.type != "gpt2") {
+    return bad_out(out_path, absl::StrCat("names a file; a ", config.model.type,
+                                          " exports as a Hugging Face directory"));
+  }
+  if (!single_file) {
+    if (absl::Status s = check_out_directory(out_path); !s.ok()) return s;
   }
   absl::StatusOr<Session> session = open_session(config, options.env, /*training=*/false);
   if (!session.ok()) return session.status();
   if (absl::Status s = load_inference_weights(config, *session); !s.ok()) return s;
-  absl::StatusOr<std::vector<HostTensor>> tensors =
-      session->model->export_hf(*session->runtime, /*gradients=*/false);
-  if (!tensors.ok()) return tensors.status();
-  std::vector<TensorToWrite> to_write;
-  size_t bytes = 0;
-  for (const HostTensor& t : *tensors) {
-    to_write.push_back({t.name, t.shape, t.data.data()});
-    bytes += t.data.size() * sizeof(float);
-  }
-  const std::map<std::string, std::string> metadata = {
-      {"format", "pt"},
-      {"dsinf_model", session->model->shape_text()},
-      {"dsinf_weights", session->weights_source}};
-  if (absl::Status s = write_safetensors(out_path, to_write, metadata); !s.ok()) return s;
-  human(options.json) << absl::StrFormat("exported %d tensors (%s) from %s to %s\n",
-                                         to_write.size(), util::format_bytes(bytes),
-                                         session->weights_source, out_path);
-  if (options.json) {
-    emit_json({{"file", out_path},
-               {"tensors", to_write.size()},
-               {"bytes", bytes},
-               {"weights", session->weights_source}});
-  }
-  return absl::OkStatus();
+  return single_file ? export_file(*session, out_path, export_options, options)
+                     : export_directory(config, *session, out_path, export_options, options);
 }
 
 }  // namespace dsinf::trainer

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "trainer/config/config.h"
 #include "trainer/config/runtime_spec.h"
+#include "trainer/models/safetensors.h"
 
 namespace dsinf::trainer {
 
@@ -18,7 +19,12 @@ struct RunOptions {
 
 absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options);
 absl::Status run_eval(const LoadedConfig& loaded, const RunOptions& options);
+// `dsinf export`'s own options.
+struct ExportOptions {
+  TensorDtype dtype = TensorDtype::kF32;
+  uint64_t max_shard_bytes = 5'000'000'000;  // transformers' default shard size, 5 GB
+};
 absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
-                        const RunOptions& options);
+                        const ExportOptions& export_options, const RunOptions& options);
 
 }  // namespace dsinf::trainer

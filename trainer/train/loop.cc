@@ -46,7 +46,7 @@ absl::StatusOr<TrainData> load_train_data(const Config& config) {
 actors::StepRequest next_request(const Config& config, const TrainState& state,
                                  WindowSampler& sampler) {
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
-  const size_t window = static_cast<size_t>(B) * config.model.n_positions;
+  const size_t window = static_cast<size_t>(B) * config.model.window();
   actors::StepRequest request;
   request.index = state.step;
   request.lr = learning_rate(config.scheduler, config.optimizer, state.step - state.skipped_steps);
@@ -99,7 +99,7 @@ absl::StatusOr<bool> run_steps(const Config& config, Session& session, const Tra
     const int64_t every = config.train.eval_interval;
     if (every > 0 && (state.step % every == 0 || last)) {
       absl::StatusOr<EvalResult> eval =
-          evaluate(session.runtime->model(), data.eval_tokens, config.model.n_positions,
+          evaluate(session.runtime->model(), data.eval_tokens, config.model.window(),
                    static_cast<int>(config.train_micro_batch_size_per_gpu));
       if (!eval.ok()) return eval.status();
       if (absl::Status s = progress.eval(state, *eval); !s.ok()) return s;
@@ -118,7 +118,7 @@ absl::Status train_loop(const Config& config, const RunOptions& options) {
   absl::StatusOr<Session> session = open_session(config, options.env, /*training=*/true);
   if (!session.ok()) return session.status();
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
-  const int T = config.model.n_positions;
+  const int T = config.model.window();
   const size_t host_bytes =
       (data->tokens.size() + data->eval_tokens.size() + 2 * static_cast<size_t>(B) * T) *
       sizeof(int32_t);

@@ -97,7 +97,7 @@ absl::Status Progress::step(const TrainState& state, const actors::StepOutcome& 
   time_fwd_ += outcome.forward_s;
   time_bwd_ += outcome.backward_s;
   time_step_ += outcome.update_s;
-  window_tokens_ += config_.train_batch_size * config_.model.n_positions;
+  window_tokens_ += config_.train_batch_size * config_.model.window();
   absl::Status status;
   for (auto& monitor : monitors_) {
     status.Update(monitor->write({{"Train/Samples/train_loss", state.last_loss, state.samples},
@@ -172,9 +172,12 @@ absl::Status Progress::eval(const TrainState& state, const EvalResult& eval) {
 
 json Progress::peak_bytes() const {
   actors::Runtime& rt = *session_.runtime;
+  // activations: the device bytes the layer program holds besides the chunks
+  // (activations, their gradients and the gradient visit), fixed at start-up.
   return {{"device", rt.backend().memory_stats().peak_bytes},
           {"host", host_bytes_ + rt.host_peak_bytes()},
-          {"nvme", rt.nvme_bytes()}};
+          {"nvme", rt.nvme_bytes()},
+          {"activations", rt.plan().activation_bytes}};
 }
 
 void Progress::nothing_to_train(const TrainState& state) const {
@@ -226,7 +229,7 @@ absl::Status Progress::finish(const TrainState& state, bool interrupted) {
   const json streamed = streaming(elapsed);
   if (json_) {
     const double tokens =
-        static_cast<double>(steps_run * config_.train_batch_size) * config_.model.n_positions;
+        static_cast<double>(steps_run * config_.train_batch_size) * config_.model.window();
     emit_json({{"event", "summary"},
                {"steps", state.step},
                {"steps_run", steps_run},

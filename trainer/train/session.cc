@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "trainer/data/data.h"
-#include "trainer/models/safetensors.h"
+#include "trainer/models/hf_weights.h"
 #include "trainer/train/checkpoint.h"
 
 namespace dsinf::trainer {
@@ -29,8 +29,9 @@ absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment&
 }
 
 absl::Status load_init_from(const Config& config, Session& session) {
-  absl::StatusOr<SafetensorsFile> file = SafetensorsFile::open(config.model.init_from);
-  absl::Status status = file.ok() ? session.model->load_hf(*file, *session.runtime) : file.status();
+  absl::StatusOr<std::unique_ptr<TensorReader>> weights = open_weights(config.model.init_from);
+  absl::Status status =
+      weights.ok() ? session.model->load_hf(**weights, *session.runtime) : weights.status();
   if (status.ok()) {
     session.weights_source = config.model.init_from;
     return status;
@@ -58,15 +59,22 @@ absl::Status load_inference_weights(const Config& config, Session& session) {
 
 absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::string& path,
                                                const std::string& key) {
-  absl::StatusOr<std::vector<int32_t>> tokens = load_tokens(path, config.model.vocab_size, key);
+  // A pretrained checkpoint has its own tokenizer: bytes are not its tokens.
+  const std::string text_refusal =
+      config.model.init_from_directory
+          ? "model.init_from is a pretrained checkpoint whose tokens are its tokenizer's; "
+            "give token shards of that tokenizer"
+          : "";
+  absl::StatusOr<std::vector<int32_t>> tokens =
+      load_tokens(path, config.model.vocab_size, key, text_refusal);
   if (!tokens.ok()) {
     return absl::Status(tokens.status().code(),
                         absl::StrCat(config.source_path, ": ", tokens.status().message()));
   }
-  if (num_windows(tokens->size(), config.model.n_positions) < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config.source_path, ": ", key, ": '", path, "' holds ", tokens->size(),
-                     " tokens, fewer than model.n_positions + 1 = ", config.model.n_positions + 1));
+  if (num_windows(tokens->size(), config.model.window()) < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.source_path, ": ", key, ": '", path, "' holds ", tokens->size(),
+        " tokens, fewer than a window (data.seq_len) + 1 = ", config.model.window() + 1));
   }
   return tokens;
 }

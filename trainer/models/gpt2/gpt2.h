@@ -7,7 +7,8 @@
 //   chunk L+1      "ln_f": weight, bias (C)
 // Matrix weights are stored (out, in); Hugging Face's Conv1D stores (in, out)
 // and load_hf/export_hf transpose. Gradients use the same layouts.
-// B batch, T = n_positions, C = n_embd, NH = n_head, V = vocab_size, L = n_layer.
+// B batch, T = the window (data.seq_len, at most n_positions), C = n_embd, NH = n_head, V =
+// vocab_size, L = n_layer.
 #pragma once
 
 #include <cstddef>
@@ -58,7 +59,7 @@ class Gpt2Model final : public Model {
   std::string shape_text() const override;
   std::vector<memory::ChunkLayout> layouts() const override { return layouts_; }
   size_t num_parameters() const override;
-  int seq_len() const override { return config_.n_positions; }
+  int seq_len() const override { return config_.window(); }
   int vocab_size() const override { return config_.vocab_size; }
   double flops_per_token() const override;
   // With config.activation_checkpointing, one layer's activations plus each
@@ -71,10 +72,11 @@ class Gpt2Model final : public Model {
   absl::Status init_random(uint64_t seed, actors::ChunkSource& chunks) const override;
   // With or without the "transformer." prefix; lm_head.weight optional, must
   // equal wte when present; attn.bias/masked_bias ignored.
-  absl::Status load_hf(const SafetensorsFile& file, actors::ChunkSource& chunks) const override;
+  absl::Status load_hf(const TensorReader& reader, actors::ChunkSource& chunks) const override;
   // Conv1D weights (in, out), as Hugging Face stores them.
-  absl::StatusOr<std::vector<HostTensor>> export_hf(actors::ChunkSource& chunks,
-                                                    bool gradients) const override;
+  std::vector<HostTensor> hf_tensors() const override;
+  absl::StatusOr<std::vector<HostTensor>> export_chunk(actors::ChunkSource& chunks, size_t c,
+                                                       bool gradients) const override;
 
  private:
   ModelConfig config_;

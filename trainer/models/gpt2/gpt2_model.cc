@@ -31,6 +31,10 @@ void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {
   }
 }
 
+bool has(const TensorReader& reader, const std::string& name) {
+  return reader.find(name) != nullptr;
+}
+
 bool tensor_is_conv1d(size_t chunk, size_t tensor, int n_layer) {
   return chunk >= 1 && chunk <= static_cast<size_t>(n_layer) && is_conv1d_weight(tensor);
 }
@@ -86,7 +90,7 @@ size_t Gpt2Model::num_parameters() const {
 // backward, plus 12 x layers x channels x positions for attention's two products.
 double Gpt2Model::flops_per_token() const {
   return 6.0 * static_cast<double>(num_parameters()) +
-         12.0 * config_.n_layer * static_cast<double>(config_.n_embd) * config_.n_positions;
+         12.0 * config_.n_layer * static_cast<double>(config_.n_embd) * config_.window();
 }
 
 size_t Gpt2Model::activation_bytes(int max_batch) const {
@@ -129,21 +133,21 @@ absl::Status Gpt2Model::init_random(uint64_t seed, actors::ChunkSource& chunks) 
 // Loads Hugging Face GPT2LMHeadModel tensors (with or without the
 // "transformer." prefix; lm_head.weight optional, must equal wte when
 // present; attn.bias/masked_bias ignored).
-absl::Status Gpt2Model::load_hf(const SafetensorsFile& file, actors::ChunkSource& chunks) const {
+absl::Status Gpt2Model::load_hf(const TensorReader& file, actors::ChunkSource& chunks) const {
   std::vector<std::string> expected;
   for (size_t c = 0; c < layouts_.size(); ++c) {
     std::vector<float> host(layouts_[c].numel_padded(), 0.0f);
     for (size_t t = 0; t < layouts_[c].tensors().size(); ++t) {
       const memory::TensorSlot& slot = layouts_[c].tensors()[t];
       std::string name = hf_name(slot.name);
-      if (!file.entries().contains(name) && file.entries().contains(slot.name)) name = slot.name;
+      if (!has(file, name) && has(file, slot.name)) name = slot.name;
       expected.push_back(name);
       const bool conv1d = tensor_is_conv1d(c, t, config_.n_layer);
       std::vector<int64_t> hf_shape = slot.shape;
       if (conv1d) std::swap(hf_shape[0], hf_shape[1]);
-      if (!file.entries().contains(name)) {
+      if (!has(file, name)) {
         return absl::InvalidArgumentError(
-            absl::StrCat(file.path(), ": missing tensor '", hf_name(slot.name), "'"));
+            absl::StrCat(file.where(), ": missing tensor '", hf_name(slot.name), "'"));
       }
       absl::StatusOr<std::vector<float>> values = file.read_f32(name, hf_shape);
       if (!values.ok()) return values.status();
@@ -155,13 +159,13 @@ absl::Status Gpt2Model::load_hf(const SafetensorsFile& file, actors::ChunkSource
       }
       if (c == 0 && t == kWte) {
         for (const char* head : {"lm_head.weight", "transformer.lm_head.weight"}) {
-          if (!file.entries().contains(head)) continue;
+          if (!has(file, head)) continue;
           expected.push_back(head);
           absl::StatusOr<std::vector<float>> tied = file.read_f32(head, slot.shape);
           if (!tied.ok()) return tied.status();
           if (*tied != *values) {
             return absl::InvalidArgumentError(
-                absl::StrCat(file.path(), ": '", head,
+                absl::StrCat(file.file_of(head), ": '", head,
                              "' differs from the token embedding; dsinf's GPT-2 ties them"));
           }
         }
@@ -169,36 +173,47 @@ absl::Status Gpt2Model::load_hf(const SafetensorsFile& file, actors::ChunkSource
     }
     if (absl::Status s = chunks.write_params(c, host.data()); !s.ok()) return s;
   }
-  for (const auto& [name, entry] : file.entries()) {
+  for (const std::string& name : file.names()) {
     const bool known = std::find(expected.begin(), expected.end(), name) != expected.end();
     const bool buffer = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias");
     if (!known && !buffer) {
       return absl::InvalidArgumentError(absl::StrCat(
-          file.path(), ": tensor '", name, "' does not belong to a GPT-2 with n_layer ",
+          file.file_of(name), ": tensor '", name, "' does not belong to a GPT-2 with n_layer ",
           config_.n_layer, " (check model.n_layer against the file)"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<HostTensor>> Gpt2Model::export_hf(actors::ChunkSource& chunks,
-                                                             bool gradients) const {
+std::vector<HostTensor> Gpt2Model::hf_tensors() const {
   std::vector<HostTensor> out;
   for (size_t c = 0; c < layouts_.size(); ++c) {
-    std::vector<float> host(layouts_[c].numel_padded());
-    if (absl::Status s = chunks.read_chunk(c, gradients, host.data()); !s.ok()) return s;
     for (size_t t = 0; t < layouts_[c].tensors().size(); ++t) {
       const memory::TensorSlot& slot = layouts_[c].tensors()[t];
-      HostTensor tensor{hf_name(slot.name), slot.shape, std::vector<float>(slot.numel)};
-      const float* src = host.data() + slot.offset_elems;
-      if (tensor_is_conv1d(c, t, config_.n_layer)) {
-        std::swap(tensor.shape[0], tensor.shape[1]);
-        transpose(tensor.data.data(), src, slot.shape[0], slot.shape[1]);
-      } else {
-        std::copy(src, src + slot.numel, tensor.data.begin());
-      }
+      HostTensor tensor{hf_name(slot.name), slot.shape, {}};
+      if (tensor_is_conv1d(c, t, config_.n_layer)) std::swap(tensor.shape[0], tensor.shape[1]);
       out.push_back(std::move(tensor));
     }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<HostTensor>> Gpt2Model::export_chunk(actors::ChunkSource& chunks,
+                                                                size_t c, bool gradients) const {
+  std::vector<HostTensor> out;
+  std::vector<float> host(layouts_[c].numel_padded());
+  if (absl::Status s = chunks.read_chunk(c, gradients, host.data()); !s.ok()) return s;
+  for (size_t t = 0; t < layouts_[c].tensors().size(); ++t) {
+    const memory::TensorSlot& slot = layouts_[c].tensors()[t];
+    HostTensor tensor{hf_name(slot.name), slot.shape, std::vector<float>(slot.numel)};
+    const float* src = host.data() + slot.offset_elems;
+    if (tensor_is_conv1d(c, t, config_.n_layer)) {
+      std::swap(tensor.shape[0], tensor.shape[1]);
+      transpose(tensor.data.data(), src, slot.shape[0], slot.shape[1]);
+    } else {
+      std::copy(src, src + slot.numel, tensor.data.begin());
+    }
+    out.push_back(std::move(tensor));
   }
   return out;
 }

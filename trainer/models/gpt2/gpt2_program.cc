@@ -58,7 +58,7 @@ struct ActivationBuffer {
 // The per-layer vectors of `a` (a GPT2::Activations) are resized to n_layer.
 template <typename Acts>
 std::vector<ActivationBuffer> activation_buffers(Acts& a, const ModelConfig& c, int max_batch) {
-  const size_t B = max_batch, T = c.n_positions, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
+  const size_t B = max_batch, T = c.window(), C = c.n_embd, NH = c.n_head, V = c.vocab_size;
   const size_t BT = B * T, BTC = BT * C, f = sizeof(float), i = sizeof(int32_t);
   std::vector<ActivationBuffer> list;
   auto add = [&](auto*& ptr, size_t bytes) {
@@ -164,7 +164,7 @@ void Gpt2Program::block_forward(int l, const float* P, const float* residual_in,
   trace::Scope span(trace::Lane::kCompute, "block forward", 1 + l);
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
-  const int T = config_.n_positions, C = config_.n_embd, NH = config_.n_head, N = B * T;
+  const int T = config_.window(), C = config_.n_embd, NH = config_.n_head, N = B * T;
   const size_t c = 1 + l, s = act_slot(l);
   auto w = [&](size_t t) { return P + tensor_offset(c, t); };
   k.layernorm_forward(a.ln1[s], a.ln1_mean[s], a.ln1_rstd[s], residual_in, w(kLn1W), w(kLn1B), N,
@@ -186,7 +186,7 @@ absl::StatusOr<float> Gpt2Program::forward(const int32_t* inputs, const int32_t*
   DSINF_CHECK_MSG(source_ != nullptr, "forward() before set_chunk_source()");
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
-  const int T = config_.n_positions, C = config_.n_embd, V = config_.vocab_size, N = B * T;
+  const int T = config_.window(), C = config_.n_embd, V = config_.vocab_size, N = B * T;
   const size_t BT = static_cast<size_t>(N);
   for (size_t i = 0; i < BT; ++i) {
     DSINF_CHECK(inputs[i] >= 0 && inputs[i] < V && targets[i] >= 0 && targets[i] < V);
@@ -253,7 +253,7 @@ absl::Status Gpt2Program::block_backward(int l, const float* P, float* G, const 
   absl::Status status;
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
-  const int T = config_.n_positions, C = config_.n_embd, NH = config_.n_head, N = B * T;
+  const int T = config_.window(), C = config_.n_embd, NH = config_.n_head, N = B * T;
   const size_t c = 1 + l, s = act_slot(l), BTC = static_cast<size_t>(N) * C, f = sizeof(float);
   auto w = [&](size_t t) { return P + tensor_offset(c, t); };
   auto g = [&](size_t t) { return G + tensor_offset(c, t); };
@@ -294,7 +294,7 @@ absl::Status Gpt2Program::backward(float dloss) {
   DSINF_CHECK_MSG(last_batch_ > 0, "backward() without a forward()");
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
-  const int B = last_batch_, T = config_.n_positions, C = config_.n_embd, V = config_.vocab_size;
+  const int B = last_batch_, T = config_.window(), C = config_.n_embd, V = config_.vocab_size;
   const int N = B * T, L = config_.n_layer;
   const size_t BTC = static_cast<size_t>(N) * C, f = sizeof(float);
   const size_t fin = layouts_.size() - 1;

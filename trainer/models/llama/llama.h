@@ -1,0 +1,123 @@
+// The Llama architecture and its relatives (model.type llama, mistral, qwen2,
+// qwen3): token embedding, per layer RMSNorm -> grouped-query attention with
+// rotary embeddings -> residual -> RMSNorm -> SwiGLU MLP -> residual, a final
+// RMSNorm and an lm_head tied to the embedding or not. The families differ
+// only in flags of ModelConfig: biases on q/k/v (qwen2), on every projection
+// (attention_bias, mlp_bias), per-head RMSNorm of q and k before RoPE (qwen3).
+//
+// Chunks, tensors named as Hugging Face names them, matrices (out, in):
+//   chunk 0       model.embed_tokens.weight (V,C)
+//   chunk 1..L    model.layers.{l}.: input_layernorm (C); self_attn.{q,k,v}_proj weight
+//                 (NH*D,C), (KV*D,C), (KV*D,C) [+ biases]; self_attn.o_proj (C,NH*D) [+ bias];
+//                 [self_attn.q_norm, k_norm (D)]; post_attention_layernorm (C);
+//                 mlp.{gate,up}_proj (I,C), mlp.down_proj (C,I) [+ biases]
+//   chunk L+1     model.norm.weight (C) [, lm_head.weight (V,C) when untied]
+// B batch, T window, C hidden_size, NH heads, KV key/value heads, D head_dim,
+// I intermediate_size, V vocab_size, L layers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "actors/runtime/model.h"
+#include "kernels/backend.h"
+#include "memory/chunk_layout.h"
+#include "trainer/config/config.h"
+#include "trainer/models/model.h"
+#include "trainer/models/program_buffers.h"
+
+namespace dsinf::trainer {
+
+// Where each tensor of a layer chunk is (index into the layout), -1 when the
+// configuration has no such tensor.
+struct LlamaBlockTensors {
+  int ln1 = -1, wq = -1, bq = -1, wk = -1, bk = -1, wv = -1, bv = -1, wo = -1, bo = -1;
+  int q_norm = -1, k_norm = -1, ln2 = -1;
+  int w_gate = -1, b_gate = -1, w_up = -1, b_up = -1, w_down = -1, b_down = -1;
+};
+
+// Rotary tables for positions [0, T): cos and sin (T, D/2) of position x the
+// scaled inverse frequency, computed in double and rounded once to float.
+struct RopeTables {
+  std::vector<float> cos, sin;
+};
+RopeTables make_rope_tables(const ModelConfig& config, int T);
+// The inverse frequencies (D/2) after rope_scaling, as Hugging Face computes them.
+std::vector<double> rope_inverse_frequencies(const ModelConfig& config);
+
+class LlamaModel final : public Model {
+ public:
+  explicit LlamaModel(const ModelConfig& config);
+  static std::vector<memory::ChunkLayout> make_layouts(const ModelConfig& config,
+                                                       LlamaBlockTensors* block = nullptr);
+
+  std::string describe() const override;
+  std::string shape_text() const override;
+  std::vector<memory::ChunkLayout> layouts() const override { return layouts_; }
+  size_t num_parameters() const override;
+  int seq_len() const override { return config_.window(); }
+  int vocab_size() const override { return config_.vocab_size; }
+  double flops_per_token() const override;
+  size_t activation_bytes(int max_batch) const override;
+  absl::StatusOr<std::unique_ptr<actors::LayerProgram>> instantiate(kernels::Backend* backend,
+                                                                    int max_batch) const override;
+  // As Hugging Face's LlamaPreTrainedModel: matrices and the embedding
+  // N(0, 0.02), biases 0, RMSNorm weights 1. Deterministic for a seed.
+  absl::Status init_random(uint64_t seed, actors::ChunkSource& chunks) const override;
+  // Every tensor by its Hugging Face name; lm_head.weight of a tied model is
+  // accepted when equal to the embedding; rotary_emb.inv_freq buffers ignored.
+  absl::Status load_hf(const TensorReader& reader, actors::ChunkSource& chunks) const override;
+  std::vector<HostTensor> hf_tensors() const override;
+  absl::StatusOr<std::vector<HostTensor>> export_chunk(actors::ChunkSource& chunks, size_t c,
+                                                       bool gradients) const override;
+
+ private:
+  ModelConfig config_;
+  std::vector<memory::ChunkLayout> layouts_;
+};
+
+// The layer program on one backend.
+class LlamaProgram final : public actors::LayerProgram {
+ public:
+  static absl::StatusOr<std::unique_ptr<LlamaProgram>> create(kernels::Backend* backend,
+                                                              const ModelConfig& config,
+                                                              int max_batch);
+  ~LlamaProgram() override;
+  LlamaProgram(const LlamaProgram&) = delete;
+  LlamaProgram& operator=(const LlamaProgram&) = delete;
+  static size_t activation_bytes_needed(const ModelConfig& config, int max_batch);
+
+  void set_chunk_source(actors::ChunkSource* source) override { source_ = source; }
+  absl::StatusOr<float> forward(const int32_t* inputs, const int32_t* targets, int B) override;
+  double last_loss_sum() const override { return last_loss_sum_; }
+  absl::Status backward(float dloss) override;
+
+ private:
+  struct Activations;
+  LlamaProgram(kernels::Backend* backend, const ModelConfig& config, int max_batch);
+  // Declares every buffer in `buffers` (sizes for max_batch windows).
+  static void declare(ProgramBuffers& buffers, Activations& a, const ModelConfig& c, int max_batch);
+  absl::Status upload_rope_tables();
+  const float* tensor(const float* base, size_t chunk, int index) const;
+  float* tensor(float* base, size_t chunk, int index) const;
+  size_t act_slot(int l) const { return config_.activation_checkpointing ? 0 : l; }
+  void block_forward(int l, const float* P, const float* residual_in, int B);
+  absl::Status attention_backward(int l, const float* P, float* G, int B);
+  absl::Status block_backward(int l, const float* P, float* G, const float* residual_in, int B);
+  absl::Status head_backward(int B);
+
+  kernels::Backend* backend_;
+  ModelConfig config_;
+  int max_batch_;
+  std::vector<memory::ChunkLayout> layouts_;
+  LlamaBlockTensors block_;
+  std::unique_ptr<Activations> acts_;
+  ProgramBuffers buffers_;
+  actors::ChunkSource* source_ = nullptr;
+  int last_batch_ = 0;
+  double last_loss_sum_ = 0;
+};
+
+}  // namespace dsinf::trainer
