@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,46 @@ TEST(LlamaCli, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
       EXPECT_TRUE(checkpoint(dir / name, 3) == expected) << "checkpoint differs from stage 0";
     }
   }
+}
+
+TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  auto config_for = [&](const std::string& out, uint64_t budget) {
+    json c = llama_config(dir, out, 3);
+    c["train_micro_batch_size_per_gpu"] = 1;
+    c["model"]["num_hidden_layers"] = 8;
+    c["model"]["hidden_size"] = 64;
+    c["model"]["intermediate_size"] = 128;
+    c["model"]["activation_checkpointing"] = true;
+    c["zero_optimization"] = {{"stage", 3},
+                              {"offload_param", offload("nvme", dir / "swap")},
+                              {"offload_optimizer", offload("nvme", dir / "swap")}};
+    if (budget > 0) c["memory"] = {{"device_budget_bytes", budget}};
+    return c;
+  };
+  json in_memory = config_for(dir / "mem", 0);
+  in_memory.erase("zero_optimization");
+  const CommandResult reference = run(dir, "train", "mem", in_memory);
+  ASSERT_EQ(reference.exit_code, 0) << reference.err;
+  const CommandResult refused = run(dir, "train", "tiny", config_for(dir / "tiny", 100000));
+  ASSERT_EQ(refused.exit_code, 2);
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(refused.err, match,
+                                std::regex("least budget that trains this config is ([0-9]+)")))
+      << refused.err;
+  const uint64_t minimum = std::stoull(match[1]);
+  const CommandResult r = run(dir, "train", "nvme", config_for(dir / "nvme", minimum));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json s = summary(r);
+  // Parameters: embedding and head 2 x 256 x 64, 8 layers of q, o (64x64),
+  // k, v (32x64) and three 128x64 MLP matrices; norms left out. State is 16
+  // bytes a parameter (fp32 weights, gradients, Adam m and v).
+  const uint64_t params = 2 * 256 * 64 + 8 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64);
+  EXPECT_GE(16 * params, 8 * minimum) << "the model is not 8x the budget";
+  EXPECT_LE(s["peak_bytes"]["device"].get<uint64_t>(), minimum);
+  EXPECT_EQ(s["final_loss"].get<double>(), summary(reference)["final_loss"].get<double>());
+  EXPECT_TRUE(checkpoint(dir / "nvme", 3) == checkpoint(dir / "mem", 3));
 }
 
 TEST(LlamaCli, EvalOfHuggingFaceDirectoriesAgreesWithTheReference) {
