@@ -372,9 +372,10 @@ void read_model(ObjectReader& top, ModelConfig* m) {
   if (type.empty()) type = m->type;
   const FamilyTraits* family = find_family(type);
   if (family == nullptr) {
-    const std::string where = typed ? "type" : "init_from";
-    r.fail(where,
-           absl::StrCat("\"", type, "\" is not a model family dsinf has (", family_names(), ")"));
+    const std::string what = typed ? absl::StrCat("\"", type, "\"")
+                                   : absl::StrCat("model_type \"", type, "\" in ", hf_path);
+    r.fail(typed ? "type" : "init_from",
+           absl::StrCat(what, " is not a model family dsinf has (", family_names(), ")"));
     return;
   }
   std::vector<absl::string_view> allowed = {"type", "init_from", "seed",

@@ -21,6 +21,31 @@ TEST(Data, TextIsByteLevel) {
   EXPECT_EQ(*tokens, (std::vector<int32_t>{'H', 'i', 255}));
 }
 
+TEST(Data, JsonLinesAreTheirTextsConcatenated) {
+  TempDir dir;
+  write_text(dir / "d.jsonl", "{\"text\": \"ab\", \"id\": 1}\n\n  \n{\"text\": \"\\u00e9\"}\n");
+  auto tokens = load_tokens(dir / "d.jsonl", 256, "data.path");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_EQ(*tokens, (std::vector<int32_t>{'a', 'b', 0xc3, 0xa9}));  // e-acute in UTF-8
+  for (const std::string bad : {"{\"text\": 3}\n", "[1]\n", "{\"txt\": \"a\"}\n", "{bad\n"}) {
+    write_text(dir / "bad.jsonl", "{\"text\": \"ok\"}\n" + bad);
+    auto refused = load_tokens(dir / "bad.jsonl", 256, "data.path");
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.status().message().find("bad.jsonl' line 2"), std::string::npos)
+        << refused.status();
+  }
+}
+
+TEST(Data, TextIsRefusedWhenTheModelHasItsOwnTokenizer) {
+  TempDir dir;
+  write_text(dir / "a.txt", "Hi");
+  auto refused = load_tokens(dir / "a.txt", 256, "data.path", "give token shards");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("is text, not a dsinf token shard: give token shards"),
+            std::string::npos)
+      << refused.status();
+}
+
 TEST(Data, DirectoryIsReadInSortedNameOrder) {
   TempDir dir;
   std::filesystem::create_directory(dir / "d");
