@@ -221,12 +221,37 @@ TEST(LlamaCli, ExportAfterTrainingLoadsIntoTheReferenceAndRoundTrips) {
       EXPECT_TRUE(read_text(first + "/" + f) == read_text(second + "/" + f)) << f;
     }
   }
+  // Text is refused for a model with its own tokenizer: bytes are not its tokens.
+  json text = finetune_config(dir, dir / "model", dir / "text", 1);
+  text["data"]["path"] = corpus(dir);
+  const CommandResult refused_text = run(dir, "train", "text", text);
+  EXPECT_EQ(refused_text.exit_code, 2);
+  EXPECT_NE(refused_text.err.find("has its own tokenizer"), std::string::npos) << refused_text.err;
+
   // A directory that is not empty is refused, and left as it was.
   const CommandResult refused =
       run(dir, "export", "ft", finetune_config(dir, dir / "model", dir / "ft", 2),
           "--out " + (dir / "a"));
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_NE(refused.err.find("not empty"), std::string::npos) << refused.err;
+}
+
+TEST(LlamaCli, Gpt2ExportsAndLoadsAsAHuggingFaceDirectory) {
+  TempDir dir;
+  const CommandResult trained = run(dir, "train", "g", base_config(dir, dir / "g", 2));
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const CommandResult exported =
+      run(dir, "export", "g", base_config(dir, dir / "g", 2), "--out " + (dir / "hf"));
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const json hf = json::parse(read_text(dir / "hf/config.json"));
+  EXPECT_EQ(hf["model_type"], "gpt2");
+  EXPECT_EQ(hf["n_layer"], 3);
+  json from_dir = base_config(dir, dir / "none", 2);
+  from_dir["model"] = {{"init_from", dir / "hf"}};
+  const CommandResult a = run(dir, "eval", "g", base_config(dir, dir / "g", 2));
+  const CommandResult b = run(dir, "eval", "from_dir", from_dir);
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(eval_loss(a), eval_loss(b));
 }
 
 // Rewrites the JSON header of safetensors file `path` with `edit`, keeping its data.

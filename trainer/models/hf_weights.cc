@@ -136,6 +136,27 @@ std::string HfWeights::file_of(const std::string& name) const {
   return it == owner_.end() ? dir_ : files_[it->second].where();
 }
 
+const std::vector<std::string>& hf_tokenizer_files() {
+  static const std::vector<std::string> files = {"tokenizer.json",
+                                                 "tokenizer_config.json",
+                                                 "special_tokens_map.json",
+                                                 "tokenizer.model",
+                                                 "vocab.json",
+                                                 "merges.txt",
+                                                 "generation_config.json",
+                                                 "added_tokens.json",
+                                                 "chat_template.jinja"};
+  return files;
+}
+
+bool has_tokenizer(const std::string& dir) {
+  std::error_code ec;
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "vocab.json"}) {
+    if (fs::exists(fs::path(dir) / name, ec)) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::unique_ptr<TensorReader>> open_weights(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {

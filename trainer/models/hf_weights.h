@@ -38,6 +38,12 @@ class HfWeights final : public TensorReader {
   std::map<std::string, size_t> owner_;  // tensor -> index into files_
 };
 
+// The files of a Hugging Face directory that describe its tokenizer and
+// generation settings (export copies them from model.init_from's directory).
+const std::vector<std::string>& hf_tokenizer_files();
+// Whether `dir` holds a tokenizer (tokenizer.json, tokenizer.model or vocab.json).
+bool has_tokenizer(const std::string& dir);
+
 // `path` as weights: a Hugging Face directory, else one safetensors file.
 absl::StatusOr<std::unique_ptr<TensorReader>> open_weights(const std::string& path);
 

@@ -21,18 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The files of a Hugging Face directory that describe its tokenizer and
-// generation settings: copied from model.init_from's directory on export.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",
-                                           "tokenizer_config.json",
-                                           "special_tokens_map.json",
-                                           "tokenizer.model",
-                                           "vocab.json",
-                                           "merges.txt",
-                                           "generation_config.json",
-                                           "added_tokens.json",
-                                           "chat_template.jinja"};
-
 std::string torch_dtype(TensorDtype dtype) {
   return dtype == TensorDtype::kBF16  ? "bfloat16"
          : dtype == TensorDtype::kF16 ? "float16"
@@ -126,7 +114,7 @@ absl::Status export_directory(const Config& config, Session& session, const std:
                           hf_config_json(config.model, torch_dtype(options.dtype)).dump(2) + "\n");
   }
   int copied = 0;
-  for (const char* name : kTokenizerFiles) {
+  for (const std::string& name : hf_tokenizer_files()) {
     if (!status.ok() || !config.model.init_from_directory) break;
     const fs::path from = fs::path(config.model.init_from) / name;
     if (!fs::is_regular_file(from, ec)) continue;

@@ -59,12 +59,12 @@ absl::Status load_inference_weights(const Config& config, Session& session) {
 
 absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::string& path,
                                                const std::string& key) {
-  // A pretrained checkpoint has its own tokenizer: bytes are not its tokens.
+  // A checkpoint with its own tokenizer: bytes are not its tokens.
+  const bool tokenizer = config.model.init_from_directory && has_tokenizer(config.model.init_from);
   const std::string text_refusal =
-      config.model.init_from_directory
-          ? "model.init_from is a pretrained checkpoint whose tokens are its tokenizer's; "
-            "give token shards of that tokenizer"
-          : "";
+      tokenizer ? absl::StrCat("model.init_from '", config.model.init_from,
+                               "' has its own tokenizer; give token shards of that tokenizer")
+                : "";
   absl::StatusOr<std::vector<int32_t>> tokens =
       load_tokens(path, config.model.vocab_size, key, text_refusal);
   if (!tokens.ok()) {
