@@ -24,62 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import (bf16_bits_to_f32, read_safetensors, to_bf16_bits,  # noqa: E402
+                            write_safetensors)
+
 SHARD_MAGIC = b"DSINFTOK"
-
-
-def to_bf16_bits(a32):
-    bits = np.ascontiguousarray(a32, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16  # nearest, ties to even
-    return rounded.astype(np.uint16)
-
-
-def bf16_bits_to_f32(bits):
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name, (dtype, shape, blob) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": list(shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        offset += len(blob)
-        blobs.append(blob)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
-def array_entry(a):
-    a = np.ascontiguousarray(a)
-    dtype = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64",
-             np.dtype(np.int32): "I32", np.dtype(np.uint16): "BF16"}[a.dtype]
-    return dtype, a.shape, a.astype(a.dtype.newbyteorder("<")).tobytes()
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    body = data[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = e["data_offsets"]
-        raw = body[begin:end]
-        if e["dtype"] == "BF16":
-            a = bf16_bits_to_f32(np.frombuffer(raw, dtype="<u2"))
-        elif e["dtype"] == "F16":
-            a = np.frombuffer(raw, dtype="<f2").astype(np.float32)
-        else:
-            a = np.frombuffer(raw, dtype={"F32": "<f4", "F64": "<f8"}[e["dtype"]])
-        out[name] = a.reshape(e["shape"]).astype(np.float64)
-    return out
 
 
 def read_hf_dir(path):
@@ -90,7 +39,8 @@ def read_hf_dir(path):
         files = ["model.safetensors"]
     weights = {}
     for f in files:
-        weights.update(read_safetensors(os.path.join(path, f)))
+        weights.update({n: a.astype(np.float64)
+                        for n, a in read_safetensors(os.path.join(path, f)).items()})
     return json.load(open(os.path.join(path, "config.json"))), weights
 
 
@@ -250,7 +200,7 @@ def write_sharded(path, weights, shards):
     for i in range(shards):
         part = names[i * per:(i + 1) * per]
         fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-        tensors = {n: array_entry(to_bf16_bits(weights[n])) for n in part}
+        tensors = {n: to_bf16_bits(weights[n]).reshape(weights[n].shape) for n in part}
         write_safetensors(os.path.join(path, fname), tensors)
         for n in part:
             weight_map[n] = fname
@@ -279,11 +229,10 @@ def cmd_golden(args):
     targets = rng.integers(0, s.V, size=(args.batch, args.seq))
     loss = losses_of(s, P, torch.from_numpy(idx), torch.from_numpy(targets)).mean()
     loss.backward()
-    expected = {"loss": array_entry(np.array([loss.item()])),
-                "inputs": array_entry(idx.astype(np.int32)),
-                "targets": array_entry(targets.astype(np.int32))}
+    expected = {"loss": np.array([loss.item()]), "inputs": idx.astype(np.int32),
+                "targets": targets.astype(np.int32)}
     for name, p in P.items():
-        expected["grad." + name] = array_entry(p.grad.numpy())
+        expected["grad." + name] = p.grad.numpy()
     write_safetensors(os.path.join(args.out, "expected.safetensors"), expected)
     print(json.dumps({"loss": loss.item()}))
 

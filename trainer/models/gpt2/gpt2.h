@@ -120,10 +120,6 @@ class Gpt2Program final : public actors::LayerProgram {
   void block_forward(int l, const float* P, const float* residual_in, int B);
   absl::Status block_backward(int l, const float* P, float* G, const float* residual_in,
                               float* dresidual, int B);
-  // Zeroes the visit buffer for chunk c, runs `body` (which adds c's gradient
-  // into it), and hands the visit to the source.
-  template <typename Body>
-  absl::Status grad_visit(size_t c, Body&& body);
 
   kernels::Backend* backend_;
   ModelConfig config_;

@@ -7,6 +7,7 @@
 #include "memory/util/check.h"
 #include "memory/util/trace.h"
 #include "trainer/models/gpt2/gpt2.h"
+#include "trainer/models/program_buffers.h"
 
 namespace dsinf::trainer {
 
@@ -188,19 +189,9 @@ absl::StatusOr<float> Gpt2Program::forward(const int32_t* inputs, const int32_t*
   Activations& a = *acts_;
   const int T = config_.window(), C = config_.n_embd, V = config_.vocab_size, N = B * T;
   const size_t BT = static_cast<size_t>(N);
-  for (size_t i = 0; i < BT; ++i) {
-    DSINF_CHECK(inputs[i] >= 0 && inputs[i] < V && targets[i] >= 0 && targets[i] < V);
-  }
-  if (absl::Status s = k.copy_to_device(a.inputs, inputs, BT * sizeof(int32_t), Stream::kUpload);
-      !s.ok()) {
+  if (absl::Status s = upload_batch(k, a.inputs, a.targets, inputs, targets, BT, V); !s.ok()) {
     return s;
   }
-  if (absl::Status s = k.copy_to_device(a.targets, targets, BT * sizeof(int32_t), Stream::kUpload);
-      !s.ok()) {
-    return s;
-  }
-  k.stream_wait(Stream::kCompute, k.record(Stream::kUpload));
-
   absl::StatusOr<const float*> embed = source_->acquire_params(0);
   if (!embed.ok()) return embed.status();
   {
@@ -232,19 +223,11 @@ absl::StatusOr<float> Gpt2Program::forward(const int32_t* inputs, const int32_t*
   }
   if (absl::Status s = source_->release_params(0); !s.ok()) return s;
 
-  std::vector<float> losses(BT);
-  k.stream_wait(Stream::kDownload, k.record(Stream::kCompute));
-  if (absl::Status s =
-          k.copy_to_host(losses.data(), a.losses, BT * sizeof(float), Stream::kDownload);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = k.synchronize(Stream::kDownload); !s.ok()) return s;
-  double sum = 0;
-  for (float x : losses) sum += x;
+  absl::StatusOr<double> sum = download_loss_sum(k, a.losses, BT);
+  if (!sum.ok()) return sum.status();
   last_batch_ = B;
-  last_loss_sum_ = sum;
-  return static_cast<float>(sum / static_cast<double>(BT));
+  last_loss_sum_ = *sum;
+  return static_cast<float>(*sum / static_cast<double>(BT));
 }
 
 absl::Status Gpt2Program::block_backward(int l, const float* P, float* G, const float* residual_in,
@@ -280,16 +263,6 @@ absl::Status Gpt2Program::block_backward(int l, const float* P, float* G, const 
   return status;
 }
 
-template <typename Body>
-absl::Status Gpt2Program::grad_visit(size_t c, Body&& body) {
-  if (absl::Status s = backend_->fill_zero(visit_, layouts_[c].bytes(), Stream::kCompute);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = body(visit_); !s.ok()) return s;
-  return source_->accumulate_grads(c, visit_);
-}
-
 absl::Status Gpt2Program::backward(float dloss) {
   DSINF_CHECK_MSG(last_batch_ > 0, "backward() without a forward()");
   kernels::Backend& k = *backend_;
@@ -303,7 +276,7 @@ absl::Status Gpt2Program::backward(float dloss) {
   // The logits' matrix product: the embedding's first gradient visit.
   absl::StatusOr<const float*> embed = source_->acquire_params(0);
   if (!embed.ok()) return embed.status();
-  absl::Status status = grad_visit(0, [&](float* G) {
+  absl::Status status = grad_visit(k, *source_, layouts_, visit_, 0, [&](float* G) {
     trace::Scope span(trace::Lane::kCompute, "logits backward", 0);
     absl::Status s = k.fill_zero(a.dbtc, BTC * f, Stream::kCompute);
     k.matmul_backward(a.dbtc, G + tensor_offset(0, kWte), nullptr, a.logits, a.lnf,
@@ -316,7 +289,7 @@ absl::Status Gpt2Program::backward(float dloss) {
   const float* last = L > 0 ? a.residual3[L - 1] : a.encoded;
   absl::StatusOr<const float*> P = source_->acquire_params(fin);
   if (!P.ok()) return P.status();
-  status = grad_visit(fin, [&](float* G) {
+  status = grad_visit(k, *source_, layouts_, visit_, fin, [&](float* G) {
     absl::Status s = k.fill_zero(a.dresidual, BTC * f, Stream::kCompute);
     k.layernorm_backward(a.dresidual, G + tensor_offset(fin, kLnfW), G + tensor_offset(fin, kLnfB),
                          a.dbtc, last, *P + tensor_offset(fin, kLnfW), a.lnf_mean, a.lnf_rstd, N,
@@ -332,13 +305,14 @@ absl::Status Gpt2Program::backward(float dloss) {
     if (!P.ok()) return P.status();
     // Recomputing the layer from its input gives the same bits as the forward did.
     if (config_.activation_checkpointing) block_forward(l, *P, residual_in, B);
-    status = grad_visit(
-        1 + l, [&](float* G) { return block_backward(l, *P, G, residual_in, a.dresidual, B); });
+    status = grad_visit(k, *source_, layouts_, visit_, 1 + l, [&](float* G) {
+      return block_backward(l, *P, G, residual_in, a.dresidual, B);
+    });
     status.Update(source_->release_params(1 + l));
     if (!status.ok()) return status;
   }
   // The embedding's second visit needs no parameters.
-  return grad_visit(0, [&](float* G) {
+  return grad_visit(k, *source_, layouts_, visit_, 0, [&](float* G) {
     k.encoder_backward(G + tensor_offset(0, kWte), G + tensor_offset(0, kWpe), a.dresidual,
                        a.inputs, B, T, C);
     return absl::OkStatus();
