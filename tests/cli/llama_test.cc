@@ -167,6 +167,32 @@ TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
   EXPECT_TRUE(checkpoint(dir / "nvme", 3) == checkpoint(dir / "mem", 3));
 }
 
+TEST(LlamaCli, CheckpointLargerThanTheHostBudgetLoadsWithParametersOnNvme) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  json c = llama_config(dir, dir / "src", 1);
+  c["model"]["num_hidden_layers"] = 16;
+  c["model"]["hidden_size"] = 128;
+  c["model"]["intermediate_size"] = 256;
+  ASSERT_EQ(run(dir, "train", "src", c).exit_code, 0);
+  const CommandResult exported = run(dir, "export", "src", c, "--out " + (dir / "hf"));
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const uint64_t checkpoint_bytes = json_lines(exported.out).back()["bytes"].get<uint64_t>();
+  const uint64_t budget = 4000000;
+  ASSERT_GT(checkpoint_bytes, 2 * budget);
+  json from_dir = c;
+  from_dir["model"] = {{"init_from", dir / "hf"}};
+  from_dir["train"]["output_dir"] = dir / "none";
+  from_dir["zero_optimization"] = {{"stage", 3},
+                                   {"offload_param", offload("nvme", dir / "swap")},
+                                   {"offload_optimizer", offload("nvme", dir / "swap")}};
+  from_dir["memory"] = {{"host_budget_bytes", budget}};
+  const CommandResult a = run(dir, "eval", "src", c);
+  const CommandResult b = run(dir, "eval", "from_dir", from_dir);
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(eval_loss(a), eval_loss(b));
+}
+
 TEST(LlamaCli, EvalOfHuggingFaceDirectoriesAgreesWithTheReference) {
   if (!have_torch()) GTEST_SKIP() << "python3-torch is not installed";
   for (const std::string args :
