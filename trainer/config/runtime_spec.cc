@@ -102,9 +102,15 @@ absl::StatusOr<actors::RuntimeSpec> runtime_spec(const Config& config, const Run
   spec.backend.device_budget_bytes = config.memory.device_budget_bytes;
   spec.backend.matmul_precision = matmul_precision(config);
   spec.backend.device_index = device->index;
-  // Attention's backward does every head of a window at once.
-  spec.backend.attention_scratch_bytes = kernels::attention_scratch_bytes(
-      static_cast<int>(config.model.window()), static_cast<int>(config.model.n_head));
+  // GPT-2's attention keeps (T,T) probabilities and its backward does every
+  // head of a window at once; the decoder families' tiled attention needs no
+  // scratch outside the arena.
+  const FamilyTraits* family = find_family(config.model.type);
+  spec.backend.attention_scratch_bytes =
+      family != nullptr && family->decoder
+          ? 0
+          : kernels::attention_scratch_bytes(static_cast<int>(config.model.window()),
+                                             static_cast<int>(config.model.n_head));
   spec.backend.defer_copies = env.defer_copies;
   spec.engine_kind = engine_kind(config.aio.engine);
   spec.aio.block_size = static_cast<size_t>(config.aio.block_size);
