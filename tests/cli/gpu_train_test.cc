@@ -120,5 +120,42 @@ TEST_F(GpuTrain, Fp16OverflowsAreSkippedOnTheGpu) {
   EXPECT_NE(r.err.find("OVERFLOW! Skipping step"), std::string::npos);
 }
 
+// The decoder family on the GPU: a Llama with grouped-query attention, tied
+// embeddings and a 256-token window (the tiled attention's several tiles),
+// and a Qwen3 (q/k norms, biases off) with NVMe offload under a budget.
+TEST_F(GpuTrain, LlamaFollowsTheCpuLossCurve) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  auto llama = [&](const std::string& out, const std::string& device, const std::string& type) {
+    json c = small(dir, out, device, "fp32", 10);
+    c["model"] = {{"type", type},
+                  {"hidden_size", 128},
+                  {"num_hidden_layers", 3},
+                  {"num_attention_heads", 8},
+                  {"num_key_value_heads", 2},
+                  {"intermediate_size", 256},
+                  {"vocab_size", 256},
+                  {"max_position_embeddings", 256},
+                  {"tie_word_embeddings", type == "llama"}};
+    c["train_micro_batch_size_per_gpu"] = 2;
+    c["data"]["seq_len"] = 256;
+    return c;
+  };
+  for (const std::string type : {"llama", "qwen3"}) {
+    SCOPED_TRACE(type);
+    const CommandResult cpu = train(dir, "cpu_" + type, llama(dir / ("cpu_" + type), "cpu", type));
+    ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+    json on_gpu = llama(dir / ("gpu_" + type), "cuda", type);
+    if (type == "qwen3") {
+      on_gpu["zero_optimization"] = {{"stage", 3},
+                                     {"offload_param", offload("nvme", dir / "swap")},
+                                     {"offload_optimizer", offload("cpu", dir / "swap")}};
+    }
+    const CommandResult gpu = train(dir, "gpu_" + type, on_gpu);
+    ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+    expect_curves_close(losses(gpu), losses(cpu), 1e-3);
+  }
+}
+
 }  // namespace
 }  // namespace dsinf::testing
