@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every check that needs an NVIDIA GPU, as one time-boxed run for a machine
 # with CUDA, a compiler, CMake and (optionally) PyTorch but no package
-# registry: build with the CUDA backend, `ctest -L gpu`, the GPU benchmarks
-# and the PyTorch comparison. Every result goes into one folder:
+# registry: build with the CUDA backend, `ctest -L gpu`, the GPU benchmarks,
+# the PyTorch comparison and, where python3 has `transformers`, the check that
+# it loads dsinf's Hugging Face directories and agrees with dsinf's loss
+# (scripts/transformers_check.py). Every result goes into one folder:
 #
 #   scripts/gpu-check.sh [OUT_DIR]
 #
@@ -115,6 +117,12 @@ if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
     --config "$root/configs/gpt2-124m.json" --json
 else
   echo "torch-gpt2-124m        skipped: python3 has no PyTorch with CUDA" | tee -a "$summary" >&2
+fi
+if python3 -c 'import transformers, numpy' 2>/dev/null; then
+  step transformers-check 240 python3 "$root/scripts/transformers_check.py" --dsinf "$bin" \
+    --out "$out/transformers"
+else
+  echo "transformers-check     skipped: python3 has no transformers" | tee -a "$summary" >&2
 fi
 echo "" >>"$out/summary.json"
 echo "]" >>"$out/summary.json"

@@ -167,7 +167,9 @@ def losses_of(s, P, idx, targets):
 
 
 def make_config(args):
-    cfg = {"model_type": args.family, "architectures": ["X"], "hidden_size": args.hidden,
+    architecture = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                    "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[args.family]
+    cfg = {"model_type": args.family, "architectures": [architecture], "hidden_size": args.hidden,
            "num_hidden_layers": args.layers, "num_attention_heads": args.heads,
            "num_key_value_heads": args.kv_heads, "intermediate_size": args.inter,
            "vocab_size": args.vocab, "max_position_embeddings": max(args.seq, 64),
