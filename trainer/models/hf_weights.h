@@ -60,33 +60,48 @@ struct HfTensorInfo {
 class HfShardWriter {
  public:
   // A new shard starts when the next tensor would take the current one past
-  // max_shard_bytes (a larger tensor gets a shard of its own). `dir` exists.
+  // max_shard_bytes (a larger tensor gets a shard of its own). `dir` exists
+  // (kNotFound otherwise; kFailedPrecondition if it is not a directory);
+  // kInvalidArgument for an empty plan, a repeated or reserved name, a
+  // negative shape, or max_shard_bytes 0. Nothing is written until the first
+  // write().
   static absl::StatusOr<HfShardWriter> create(const std::string& dir,
                                               std::vector<HfTensorInfo> tensors, TensorDtype dtype,
                                               uint64_t max_shard_bytes,
                                               std::map<std::string, std::string> metadata);
-  // The next tensor of the plan: numel(shape) floats (kFailedPrecondition out of order).
+  // The next tensor of the plan: numel(shape) floats (kFailedPrecondition
+  // out of order). The first write removes an index an earlier save left in
+  // `dir`. Any failure removes the shard being written and ends the writer:
+  // every later call is kFailedPrecondition.
   absl::Status write(const std::string& name, const float* data);
-  // After the last tensor: the index, when there are several shards.
+  // After the last tensor: the index, when there are several shards, then
+  // the removal of weight files of an earlier save that this one did not
+  // replace (an old model.safetensors, index or shard).
   absl::Status finish();
 
   size_t num_shards() const { return shard_first_.size(); }
   uint64_t total_bytes() const { return total_bytes_; }
+  // The files the plan writes, in order: shards, then the index if sharded.
   std::vector<std::string> files() const;
 
  private:
   std::string shard_name(size_t shard) const;
+  size_t shard_end(size_t shard) const;  // one past the shard's last tensor
   absl::Status open_shard(size_t shard);
+  absl::Status write_next(const std::string& name, const float* data);
+  absl::Status write_index() const;
+  absl::Status remove_stale_files() const;
+  void abandon();
 
   std::string dir_;
   std::vector<HfTensorInfo> tensors_;
   TensorDtype dtype_ = TensorDtype::kF32;
   std::map<std::string, std::string> metadata_;
   std::vector<size_t> shard_first_;  // index of each shard's first tensor
-  uint64_t total_bytes_ = 0;
-  size_t next_ = 0;        // next tensor to write
-  size_t open_shard_ = 0;  // the shard writer_ writes
-  std::optional<util::AtomicFileWriter> writer_;
+  uint64_t total_bytes_ = 0;         // of every tensor's stored data
+  size_t next_ = 0;                  // next tensor to write
+  bool failed_ = false;
+  std::optional<util::AtomicFileWriter> writer_;  // the shard being written
 };
 
 }  // namespace dsinf::trainer

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,8 +25,6 @@ namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
-// Maps an errno to the code a caller acts on: disk full is retryable after
-// cleanup, a missing path or permission is a configuration problem.
 // Bytes per element of every fixed-width safetensors dtype.
 size_t dtype_bytes(const std::string& dtype) {
   static const std::pair<const char*, size_t> kDtypes[] = {
@@ -60,16 +59,23 @@ absl::Status invalid(const std::string& path, const std::string& what, const std
 }
 
 // Reads exactly `bytes` at `offset` of `fd` (short reads and EINTR retried).
+// Open checked every range against the file's size, so an early end means the
+// file shrank since: kDataLoss, like an EIO.
 absl::Status pread_exact(int fd, const std::string& path, uint64_t offset, char* out,
                          size_t bytes) {
+  constexpr size_t kMaxReadBytes = size_t{1} << 30;  // Linux transfers at most ~2 GiB a call
   size_t done = 0;
   while (done < bytes) {
-    const ssize_t n = ::pread(fd, out + done, bytes - done, static_cast<off_t>(offset + done));
+    const size_t want = std::min(bytes - done, kMaxReadBytes);
+    const ssize_t n = ::pread(fd, out + done, want, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return util::errno_status(errno, absl::StrCat(path, ": read"));
+    if (n < 0) {
+      return util::errno_status(errno, absl::StrCat(path, ": at byte ", offset + done),
+                                util::IoDirection::kRead);
+    }
     if (n == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": file ended at byte ", offset + done, " (truncated while read?)"));
+      return absl::DataLossError(absl::StrCat(path, ": file ended at byte ", offset + done,
+                                              " (truncated since it was opened?)"));
     }
     done += static_cast<size_t>(n);
   }
@@ -263,9 +269,21 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
 }
 
 absl::Status SafetensorsFile::parse_header(const std::string& header, uint64_t data_bytes) {
-  nlohmann::json json = nlohmann::json::parse(header, nullptr, false);
+  // A repeated tensor name would silently hide one entry: the parser keeps the last.
+  std::set<std::string> keys;
+  std::string repeated;
+  const nlohmann::json::parser_callback_t note_keys =
+      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        if (depth == 1 && event == nlohmann::json::parse_event_t::key && parsed.is_string() &&
+            !keys.insert(parsed.get<std::string>()).second && repeated.empty()) {
+          repeated = parsed.get<std::string>();
+        }
+        return true;
+      };
+  nlohmann::json json = nlohmann::json::parse(header, note_keys, /*allow_exceptions=*/false);
   if (json.is_discarded()) return invalid(path_, "header is not valid JSON", "");
   if (!json.is_object()) return invalid(path_, "header is not a JSON object", "");
+  if (!repeated.empty()) return invalid(path_, "name appears twice in the header", repeated);
   for (const auto& [name, value] : json.items()) {
     if (name != "__metadata__") {
       absl::StatusOr<SafetensorsEntry> entry = parse_entry(path_, name, value, data_bytes);
@@ -296,14 +314,23 @@ const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-absl::StatusOr<std::string> SafetensorsFile::read_bytes(const SafetensorsEntry& e) const {
-  std::string bytes(e.end - e.begin, '\0');
-  if (absl::Status s =
-          pread_exact(fd_->fd, path_, data_begin_ + e.begin, bytes.data(), bytes.size());
-      !s.ok()) {
-    return s;
+absl::Status SafetensorsFile::read_elements(const SafetensorsEntry& e,
+                                            const ElementSink& sink) const {
+  constexpr size_t kBlockBytes = size_t{4} << 20;
+  const size_t elem_bytes = dtype_bytes(e.dtype);
+  const size_t numel = (e.end - e.begin) / elem_bytes;
+  const size_t per_block = kBlockBytes / elem_bytes;
+  std::vector<char> block(std::min(numel, per_block) * elem_bytes);
+  for (size_t first = 0; first < numel; first += per_block) {
+    const size_t n = std::min(per_block, numel - first);
+    const uint64_t offset = data_begin_ + e.begin + first * elem_bytes;
+    if (absl::Status s = pread_exact(fd_->fd, path_, offset, block.data(), n * elem_bytes);
+        !s.ok()) {
+      return s;
+    }
+    sink(block.data(), first, n);
   }
-  return bytes;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<float>> SafetensorsFile::read_f32(
@@ -319,25 +346,23 @@ absl::StatusOr<std::vector<float>> SafetensorsFile::read_f32(
   if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16" && e.dtype != "F64") {
     return invalid(path_, absl::StrCat("dtype ", e.dtype, " is not a float type"), name);
   }
-  absl::StatusOr<std::string> bytes = read_bytes(e);
-  if (!bytes.ok()) return bytes.status();
-  const char* p = bytes->data();
-  const size_t elem_bytes = dtype_bytes(e.dtype);
-  const size_t numel = (e.end - e.begin) / elem_bytes;
-  std::vector<float> out(numel);
-  if (e.dtype == "F32") {
-    for (size_t i = 0; i < numel; ++i) out[i] = std::bit_cast<float>(load_le<uint32_t>(p + 4 * i));
-  } else if (e.dtype == "F16") {
-    for (size_t i = 0; i < numel; ++i) out[i] = f16_to_f32(load_le<uint16_t>(p + 2 * i));
-  } else if (e.dtype == "BF16") {
-    for (size_t i = 0; i < numel; ++i) out[i] = bf16_to_f32(load_le<uint16_t>(p + 2 * i));
-  } else if (e.dtype == "F64") {
-    for (size_t i = 0; i < numel; ++i) {
-      out[i] = static_cast<float>(std::bit_cast<double>(load_le<uint64_t>(p + 8 * i)));
+  std::vector<float> out((e.end - e.begin) / dtype_bytes(e.dtype));
+  const std::string& dtype = e.dtype;
+  absl::Status status = read_elements(e, [&](const char* p, size_t first, size_t n) {
+    float* dst = out.data() + first;
+    if (dtype == "F32") {
+      for (size_t i = 0; i < n; ++i) dst[i] = std::bit_cast<float>(load_le<uint32_t>(p + 4 * i));
+    } else if (dtype == "F16") {
+      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load_le<uint16_t>(p + 2 * i));
+    } else if (dtype == "BF16") {
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_le<uint16_t>(p + 2 * i));
+    } else {
+      for (size_t i = 0; i < n; ++i) {
+        dst[i] = static_cast<float>(std::bit_cast<double>(load_le<uint64_t>(p + 8 * i)));
+      }
     }
-  } else {
-    return invalid(path_, absl::StrCat("dtype ", e.dtype, " is not a float type"), name);
-  }
+  });
+  if (!status.ok()) return status;
   return out;
 }
 
@@ -348,23 +373,16 @@ absl::StatusOr<std::vector<int64_t>> SafetensorsFile::read_int(const std::string
   if (e.dtype != "I32" && e.dtype != "I64") {
     return invalid(path_, absl::StrCat("dtype ", e.dtype, " is not I32 or I64"), name);
   }
-  absl::StatusOr<std::string> bytes = read_bytes(e);
-  if (!bytes.ok()) return bytes.status();
-  const char* p = bytes->data();
-  std::vector<int64_t> out;
-  if (e.dtype == "I32") {
-    out.resize((e.end - e.begin) / 4);
-    for (size_t i = 0; i < out.size(); ++i) {
-      out[i] = static_cast<int32_t>(load_le<uint32_t>(p + 4 * i));
+  std::vector<int64_t> out((e.end - e.begin) / dtype_bytes(e.dtype));
+  const bool i32 = e.dtype == "I32";
+  absl::Status status = read_elements(e, [&](const char* p, size_t first, size_t n) {
+    int64_t* dst = out.data() + first;
+    for (size_t i = 0; i < n; ++i) {
+      dst[i] = i32 ? static_cast<int32_t>(load_le<uint32_t>(p + 4 * i))
+                   : static_cast<int64_t>(load_le<uint64_t>(p + 8 * i));
     }
-  } else if (e.dtype == "I64") {
-    out.resize((e.end - e.begin) / 8);
-    for (size_t i = 0; i < out.size(); ++i) {
-      out[i] = static_cast<int64_t>(load_le<uint64_t>(p + 8 * i));
-    }
-  } else {
-    return invalid(path_, absl::StrCat("dtype ", e.dtype, " is not I32 or I64"), name);
-  }
+  });
+  if (!status.ok()) return status;
   return out;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -42,8 +43,8 @@ class TensorReader {
 class SafetensorsFile final : public TensorReader {
  public:
   // kNotFound if missing; kInvalidArgument naming the file (and tensor) for any
-  // malformed header, overlapping or out-of-range offsets (a truncated file),
-  // or size mismatch.
+  // malformed header (over 100 MB, a name twice), overlapping or out-of-range
+  // offsets (a truncated file), or size mismatch.
   static absl::StatusOr<SafetensorsFile> open(const std::string& path);
 
   std::vector<std::string> names() const override;
@@ -54,7 +55,8 @@ class SafetensorsFile final : public TensorReader {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // The tensor as fp32 (F32 copied; F16, BF16, F64 converted). kInvalidArgument
   // if missing, of a non-float dtype, or of a shape other than `expected_shape`
-  // (empty expected_shape: any shape).
+  // (empty expected_shape: any shape); kDataLoss if the file shrank since open
+  // or the read failed with EIO.
   absl::StatusOr<std::vector<float>> read_f32(
       const std::string& name, const std::vector<int64_t>& expected_shape) const override;
   // I32 or I64 tensors as int64.
@@ -66,8 +68,12 @@ class SafetensorsFile final : public TensorReader {
     int fd = -1;
     ~Fd();
   };
+  // Receives consecutive blocks of a tensor's stored elements: (bytes, index
+  // of the block's first element, elements in the block).
+  using ElementSink = std::function<void(const char*, size_t, size_t)>;
   absl::Status parse_header(const std::string& header, uint64_t data_bytes);
-  absl::StatusOr<std::string> read_bytes(const SafetensorsEntry& entry) const;
+  // Reads `entry` block by block (memory: one block besides the caller's output).
+  absl::Status read_elements(const SafetensorsEntry& entry, const ElementSink& sink) const;
 
   std::string path_;
   std::shared_ptr<Fd> fd_;  // shared by copies, closed with the last

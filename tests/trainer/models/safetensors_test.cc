@@ -1,6 +1,7 @@
 #include "trainer/models/safetensors.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -15,10 +16,12 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tests/test_util.h"
+#include "tests/trainer/models/rounding_reference.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -190,6 +193,11 @@ TEST_F(SafetensorsTest, MalformedFilesAreInvalidArgumentNamingFileAndTensor) {
                  "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
              d8),
        "b"},
+      {"name twice",
+       craft(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                 "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+             d8),
+       "a"},
       {"metadata not object", craft(R"({"__metadata__": [1]})", ""), ""},
       {"metadata value not string", craft(R"({"__metadata__": {"k": 1}})", ""), ""},
   };
@@ -322,6 +330,117 @@ TEST_F(SafetensorsTest, F16AndBf16AndF64ConvertExactly) {
   EXPECT_EQ(*dd, (std::vector<float>{0.1f, -INFINITY, 0.0f, 3.0f}));
   EXPECT_EQ(*f->read_int("l"), i64);
   EXPECT_EQ(*f->read_int("i"), (std::vector<int64_t>{-7, 2147483647}));
+}
+
+// Open descriptors of this process.
+size_t open_fds() { return dsinf::testing::list_dir("/proc/self/fd").size(); }
+
+TEST_F(SafetensorsTest, DataIsReadWhenAskedThroughOneDescriptorSharedByCopies) {
+  const std::vector<float> a = {1, 2, 3, 4};
+  const std::string p = path("s.safetensors");
+  ASSERT_TRUE(write_safetensors(p, {{"a", {4}, a.data()}}, {}).ok());
+  const size_t fds_before = open_fds();
+  std::optional<SafetensorsFile> copy;
+  {
+    absl::StatusOr<SafetensorsFile> f = SafetensorsFile::open(p);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(open_fds(), fds_before + 1);
+    copy.emplace(*f);
+    EXPECT_EQ(open_fds(), fds_before + 1);
+  }
+  EXPECT_EQ(open_fds(), fds_before + 1);  // the copy keeps the descriptor
+  // The data is read at read_f32, not at open: change a value in place, then
+  // unlink the file; the open descriptor still reads it.
+  const float seven = 7.0f;
+  const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const off_t second = static_cast<off_t>(read_bytes(p).size()) - 12;
+  ASSERT_EQ(::pwrite(fd, &seven, sizeof(seven), second), static_cast<ssize_t>(sizeof(seven)));
+  ::close(fd);
+  ASSERT_EQ(::unlink(p.c_str()), 0);
+  EXPECT_EQ(*copy->read_f32("a", {4}), (std::vector<float>{1, 7, 3, 4}));
+  copy.reset();
+  EXPECT_EQ(open_fds(), fds_before);
+}
+
+TEST_F(SafetensorsTest, TruncatedFileIsRefusedAtOpenAndOneThatShrinksLaterIsDataLoss) {
+  const std::vector<float> a = {1, 2, 3, 4};
+  const std::string p = path("w.safetensors");
+  ASSERT_TRUE(write_safetensors(p, {{"a", {4}, a.data()}, {"b", {4}, a.data()}}, {}).ok());
+  const std::string bytes = read_bytes(p);
+  const std::string cut = path("cut.safetensors");
+  write_bytes(cut, bytes.substr(0, bytes.size() - 4));
+  absl::StatusOr<SafetensorsFile> refused = SafetensorsFile::open(cut);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_EQ(refused.status().message().rfind(cut + ": ", 0), 0u) << refused.status();
+  EXPECT_NE(refused.status().message().find("(tensor 'b')"), std::string::npos) << refused.status();
+
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::open(p);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_EQ(::truncate(p.c_str(), static_cast<off_t>(bytes.size() - 4)), 0);
+  EXPECT_EQ(*f->read_f32("a", {4}), a);
+  absl::StatusOr<std::vector<float>> shrunk = f->read_f32("b", {4});
+  EXPECT_EQ(shrunk.status().code(), absl::StatusCode::kDataLoss) << shrunk.status();
+  EXPECT_EQ(shrunk.status().message().rfind(p + ": ", 0), 0u) << shrunk.status();
+}
+
+TEST_F(SafetensorsTest, F32BytesAreExactlyTheFormatCheckpointsHold) {
+  const std::vector<float> a = {1.0f, -2.0f};
+  const std::string p = path("a.safetensors");
+  ASSERT_TRUE(write_safetensors(p, {{"a", {2}, a.data()}}, {{"k", "v"}}).ok());
+  std::string header =
+      R"({"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  EXPECT_EQ(read_bytes(p), le64(header.size()) + header + raw(a));
+}
+
+TEST_F(SafetensorsTest, Bf16AndF16AreWrittenRoundedToNearestEvenAndReadBack) {
+  // Ties both ways, overflow, subnormals, NaN, inf, signed zero, and values
+  // spread over the exponent range.
+  std::vector<float> x = {1.0f + std::ldexp(1.0f, -8),
+                          1.0f + 3 * std::ldexp(1.0f, -8),
+                          1.0f + std::ldexp(1.0f, -11),
+                          1.0f + 3 * std::ldexp(1.0f, -11),
+                          65519.0f,
+                          65520.0f,
+                          3e-6f,
+                          -1e-8f,
+                          3e38f,
+                          -0.0f,
+                          NAN,
+                          -INFINITY};
+  for (int i = 0; i < 4000; ++i) {
+    x.push_back(std::ldexp(std::sin(static_cast<float>(i) * 12.9898f), (i % 60) - 40));
+  }
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (TensorDtype dtype : {TensorDtype::kBF16, TensorDtype::kF16}) {
+    const std::string p = path("r.safetensors");
+    ASSERT_TRUE(write_safetensors(p, {{"x", {n}, x.data()}}, {}, dtype).ok());
+    absl::StatusOr<SafetensorsFile> f = SafetensorsFile::open(p);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->find("x")->dtype, tensor_dtype_name(dtype));
+    EXPECT_EQ(f->find("x")->end, static_cast<uint64_t>(2 * n));
+    absl::StatusOr<std::vector<float>> got = f->read_f32("x", {n});
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float want = dtype == TensorDtype::kBF16 ? dsinf::testing::nearest_bf16(x[i])
+                                                     : dsinf::testing::nearest_f16(x[i]);
+      if (std::isnan(want)) {
+        ASSERT_TRUE(std::isnan((*got)[i])) << tensor_dtype_name(dtype) << " " << i;
+      } else {
+        ASSERT_TRUE(same_bits((*got)[i], want))
+            << tensor_dtype_name(dtype) << " x[" << i << "] = " << x[i] << ": got " << (*got)[i]
+            << ", want " << want;
+      }
+    }
+  }
+  // The ties, by value: even mantissa wins.
+  EXPECT_EQ(dsinf::testing::nearest_bf16(x[0]), 1.0f);
+  EXPECT_EQ(dsinf::testing::nearest_bf16(x[1]), 1.0f + std::ldexp(1.0f, -6));
+  EXPECT_EQ(dsinf::testing::nearest_f16(x[2]), 1.0f);
+  EXPECT_EQ(dsinf::testing::nearest_f16(x[3]), 1.0f + std::ldexp(1.0f, -9));
+  EXPECT_EQ(dsinf::testing::nearest_f16(x[4]), 65504.0f);
+  EXPECT_EQ(dsinf::testing::nearest_f16(x[5]), INFINITY);
 }
 
 TEST_F(SafetensorsTest, InvalidTensorsToWriteAreRejected) {
