@@ -120,6 +120,7 @@ ShapeKey ignored_key(absl::string_view name) {
 }
 
 void read_rope_scaling(ObjectReader& parent, ModelConfig* m);
+void read_rope_parameters(ObjectReader& parent, ModelConfig* m);
 Json rope_scaling_json(const ModelConfig& m);
 
 std::vector<ShapeKey> gpt2_keys() {
@@ -145,6 +146,8 @@ std::vector<ShapeKey> decoder_keys() {
           number_key("rms_norm_eps", &ModelConfig::rms_norm_eps),
           number_key("rope_theta", &ModelConfig::rope_theta),
           {"rope_scaling", read_rope_scaling, rope_scaling_json},
+          // After rope_theta and rope_scaling: it checks them.
+          {"rope_parameters", read_rope_parameters, [](const ModelConfig&) { return Json(); }},
           bool_key("tie_word_embeddings", &ModelConfig::tie_word_embeddings),
           fixed_key("hidden_act", "silu", "dsinf's SwiGLU uses silu"),
           bool_key("attention_bias", &ModelConfig::attention_bias),
@@ -180,12 +183,16 @@ std::vector<ShapeKey> keys_of(const FamilyTraits& family) {
   return keys;
 }
 
-void read_rope_scaling(ObjectReader& parent, ModelConfig* m) {
-  ObjectReader r = parent.object("rope_scaling");
-  if (!r.present()) return;
+// The scaling keys of a rope_scaling or rope_parameters object: rope_type
+// (or its older name type; absent means `default_type`) and its factors.
+void read_rope_fields(ObjectReader& r, ModelConfig* m, bool type_required) {
   RopeScaling& s = m->rope_scaling;
   const char* type_key = r.has("rope_type") ? "rope_type" : "type";
   size_t type = 0;
+  if (!r.has(type_key) && !type_required) {
+    s.type = "default";
+    return;
+  }
   if (!r.read_enum(type_key, {"default", "linear", "llama3"}, /*ignore_case=*/false, &type)) {
     if (r.diagnostics()->ok()) r.fail("rope_type", "required key is missing");
     return;
@@ -205,6 +212,33 @@ void read_rope_scaling(ObjectReader& parent, ModelConfig* m) {
   if (r.diagnostics()->ok() && !(s.high_freq_factor > s.low_freq_factor)) {
     r.fail("high_freq_factor", "must be greater than low_freq_factor");
   }
+}
+
+void read_rope_scaling(ObjectReader& parent, ModelConfig* m) {
+  ObjectReader r = parent.object("rope_scaling");
+  if (r.present()) read_rope_fields(r, m, /*type_required=*/true);
+}
+
+// transformers 5 writes the rotary settings as one object, rope_parameters
+// {rope_type, rope_theta, factor, ...}: the same fields, and rope_theta.
+void read_rope_parameters(ObjectReader& parent, ModelConfig* m) {
+  ObjectReader r = parent.object("rope_parameters");
+  if (!r.present()) return;
+  if (parent.has("rope_scaling")) {
+    parent.fail("rope_parameters", "is given together with rope_scaling; give one of them");
+    return;
+  }
+  double theta = m->rope_theta;
+  if (r.read_number("rope_theta", kPositive, &theta) && parent.has("rope_theta") &&
+      theta != m->rope_theta) {
+    r.fail("rope_theta", "disagrees with the top-level rope_theta");
+  }
+  m->rope_theta = theta;
+  double partial = 1.0;
+  if (r.read_number("partial_rotary_factor", kPositive, &partial) && partial != 1.0) {
+    r.fail("partial_rotary_factor", "is not supported: dsinf rotates the whole head");
+  }
+  read_rope_fields(r, m, /*type_required=*/false);
 }
 
 Json rope_scaling_json(const ModelConfig& m) {
@@ -331,7 +365,10 @@ void check_agreement(ObjectReader& r, const FamilyTraits& family, ModelConfig mi
   resolve_shape(&mine);
   resolve_shape(&hf);
   for (const ShapeKey& key : keys_of(family)) {
-    if (!r.has(key.name) || !r.diagnostics()->ok()) continue;
+    // rope_parameters carries rope_theta and the scaling: compare those.
+    const bool rope = key.name == "rope_theta" || key.name == "rope_scaling";
+    const bool given = r.has(key.name) || (rope && r.has("rope_parameters"));
+    if (!given || !r.diagnostics()->ok()) continue;
     const Json a = key.get(mine), b = key.get(hf);
     if (a != b) {
       r.fail(key.name, absl::StrCat(describe_value(a), " disagrees with ", key.name, " ",

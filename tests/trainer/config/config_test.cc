@@ -741,3 +741,38 @@ TEST(ConfigTest, DeviceKey) {
 
 }  // namespace
 }  // namespace dsinf::trainer
+
+namespace dsinf::trainer {
+namespace {
+
+// transformers 5 writes rope_theta and the scaling inside rope_parameters:
+// both spellings give the same model.
+TEST(ConfigTest, RopeParametersAreReadAsRopeThetaAndScaling) {
+  const absl::StatusOr<LoadedConfig> v5 = parse_patched(R"({
+    "model": {"type": "llama", "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0,
+              "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+              "original_max_position_embeddings": 8192}},
+    "data": {"seq_len": 64}})");
+  ASSERT_TRUE(v5.ok()) << v5.status();
+  const absl::StatusOr<LoadedConfig> v4 = parse_patched(R"({
+    "model": {"type": "llama", "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3",
+              "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+              "original_max_position_embeddings": 8192}},
+    "data": {"seq_len": 64}})");
+  ASSERT_TRUE(v4.ok()) << v4.status();
+  for (const ModelConfig* m : {&v5->config.model, &v4->config.model}) {
+    EXPECT_EQ(m->rope_theta, 500000.0);
+    EXPECT_EQ(m->rope_scaling.type, "llama3");
+    EXPECT_EQ(m->rope_scaling.factor, 8.0);
+    EXPECT_EQ(m->rope_scaling.original_max_position_embeddings, 8192);
+  }
+  const absl::StatusOr<LoadedConfig> yarn = parse_patched(
+      R"({"model": {"type": "llama", "rope_parameters": {"rope_type": "yarn", "factor": 4}},
+          "data": {"seq_len": 64}})");
+  ASSERT_FALSE(yarn.ok());
+  EXPECT_TRUE(absl::StrContains(yarn.status().message(), "model.rope_parameters.rope_type"))
+      << yarn.status();
+}
+
+}  // namespace
+}  // namespace dsinf::trainer
