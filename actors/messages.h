@@ -32,6 +32,17 @@ struct HostBuffer {
 struct DeviceBuffer {
   float* data = nullptr;
 };
+// An upload of one chunk's working parameters into its device slot: `bytes`
+// from host `src` straight into `slot`, or, when they are stored in bf16/fp16,
+// into the slot's `area` first and widened from there into `slot` (fp32,
+// `elements` of them).
+struct UploadJob {
+  DeviceBuffer slot;
+  void* area = nullptr;
+  HostBuffer src;
+  uint64_t bytes = 0;
+  uint64_t elements = 0;
+};
 // One chunk of a swap store.
 struct SwapChunk {
   nvme::SwapStore* store = nullptr;
@@ -97,9 +108,9 @@ using nvme_swap_actor =
 // uploader: copies a chunk from host memory into its device slot (a DMA on a
 // GPU backend, a memcpy on the CPU one), off the shard, which stays free to
 // answer fetches meanwhile.
-//   (upload, chunk, device destination, host source, bytes) -> status
-using uploader_actor = caf::typed_actor<caf::replies_to<upload_atom, chunk_index, DeviceBuffer,
-                                                        HostBuffer, uint64_t>::with<absl::Status>>;
+//   (upload, chunk, job) -> status
+using uploader_actor =
+    caf::typed_actor<caf::replies_to<upload_atom, chunk_index, UploadJob>::with<absl::Status>>;
 
 // param_shard: owns the device slots of streamed parameter chunks and their
 // residency. fetch replies once the chunk is in its slot.
@@ -137,6 +148,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(absl::Status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsinf::actors::HostBuffer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsinf::actors::DeviceBuffer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsinf::actors::SwapChunk)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsinf::actors::UploadJob)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsinf::actors::Fetched)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsinf::actors::UpdateScalars)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsinf::actors::StepRequest)

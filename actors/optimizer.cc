@@ -14,6 +14,8 @@
 namespace dsinf::actors {
 namespace {
 
+using kernels::Stream;
+
 enum class Command { kPreload, kStep, kDrain };
 
 struct Queued {
@@ -60,12 +62,12 @@ ChunkStore& store(Self self) { return *self->state.setup.store; }
 // Chunk c's update of `step` is in its homes; `new_params` (host) are its new
 // weights, which refresh its host cache, if any. The shard hears first: the
 // model's fetch, sent once the gate opens, reaches its mailbox behind this.
-void chunk_done(Self self, size_t c, int64_t step, const float* new_params) {
+void chunk_done(Self self, size_t c, int64_t step, const void* new_params) {
   ChunkStore& st = store(self);
   const bool cached = new_params != nullptr && st.cache(c) != nullptr;
   if (cached) {
-    if (reinterpret_cast<const std::byte*>(new_params) != st.cache(c)) {
-      std::memcpy(st.cache(c), new_params, st.bytes(c));
+    if (reinterpret_cast<const void*>(new_params) != st.cache(c)) {
+      std::memcpy(st.cache(c), new_params, st.working_bytes(c));
     }
     st.set_cache_current(c);
   }
@@ -176,10 +178,23 @@ bool staged(Self self, size_t c) {
   return set.reads == 0 && s.error.ok();
 }
 
-// The new weights of chunk c to its working copy's home, then it is done: in
-// place when they are the working copy, into its host cache, copied to the
-// host or the device, or (uncached on NVMe) written, done once written.
-absl::Status publish(Self self, size_t c, const float* weights) {
+// Where a host Adam writes chunk c's new working copy when it is stored in
+// bf16/fp16 (fused_adam_step's params_copy): straight into its host home or
+// host cache, else into the parameter staging on its way to NVMe or the
+// device. Null with fp32: the master weights are the new working copy.
+std::byte* working_target(ChunkStore& st, size_t c) {
+  if (!st.reduced()) return nullptr;
+  ClassHome& params = st.params();
+  if (params.tier == Tier::kHost) return params.host[c];
+  if (params.tier == Tier::kNvme && st.cache(c) != nullptr) return st.cache(c);
+  return st.param_staging();
+}
+
+// The new weights of chunk c (host memory, in the working dtype) to its
+// working copy's home, then it is done: in place when they are the working
+// copy, into its host cache, copied to the host or the device, or (uncached
+// on NVMe) written, done once written.
+absl::Status publish(Self self, size_t c, const void* weights) {
   ChunkStore& st = store(self);
   const int64_t step = self->state.hyper.step;
   ClassHome& params = st.params();
@@ -193,19 +208,17 @@ absl::Status publish(Self self, size_t c, const float* weights) {
     ++self->state.publishing;
     self->state.publishing_chunk = c;
     swap_io(self, -1, params.swap_chunk(c),
-            const_cast<std::byte*>(reinterpret_cast<const std::byte*>(weights)), /*write=*/true);
+            const_cast<std::byte*>(static_cast<const std::byte*>(weights)), /*write=*/true);
     return absl::OkStatus();
   }
-  if (absl::Status s = copy_into_home(*self->state.setup.backend, params, c, st.bytes(c), weights);
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = put_working(*self->state.setup.backend, st, c, weights); !s.ok()) return s;
   chunk_done(self, c, step, weights);
   return absl::OkStatus();
 }
 
 // ---- one chunk's update, by where its optimizer state lives ----
 
+// With bf16/fp16 working weights Adam also writes their new copy (working_target).
 kernels::cpu::AdamBuffers host_buffers(ChunkStore& st, size_t c, float* master, std::byte* m,
                                        std::byte* v) {
   kernels::cpu::AdamBuffers b;
@@ -214,6 +227,8 @@ kernels::cpu::AdamBuffers host_buffers(ChunkStore& st, size_t c, float* master, 
   b.grads = st.grads().host[c];
   b.m = m;
   b.v = v;
+  b.params_copy = working_target(st, c);
+  b.copy_dtype = st.working_dtype();
   return b;
 }
 
@@ -225,7 +240,41 @@ absl::Status update_on_host(Self self, size_t c) {
     trace::Scope span(trace::Lane::kAdam, "adam", static_cast<int64_t>(c));
     kernels::cpu::fused_adam_step(b, self->state.hyper);
   }
-  return publish(self, c, b.params);
+  return publish(self, c, b.params_copy != nullptr ? b.params_copy : b.params);
+}
+
+// A device Adam's new weights rounded to the working dtype in the store's
+// param_area, then into the fp32 working copy on the device (queued on the
+// compute stream the next forward uses), or downloaded to the host.
+absl::Status publish_from_device(Self self, size_t c) {
+  ChunkStore& st = store(self);
+  kernels::Backend& backend = *self->state.setup.backend;
+  ClassHome& params = st.params();
+  const size_t n = st.numel(c);
+  const kernels::DType type = st.working_dtype();
+  if (absl::Status s = backend.convert(st.master().device[c], kernels::DType::kF32,
+                                       st.param_area(), type, n, Stream::kCompute);
+      !s.ok()) {
+    return s;
+  }
+  if (params.tier == Tier::kDevice) {
+    if (absl::Status s = backend.convert(st.param_area(), type, params.device[c],
+                                         kernels::DType::kF32, n, Stream::kCompute);
+        !s.ok()) {
+      return s;
+    }
+    chunk_done(self, c, self->state.hyper.step, nullptr);
+    return absl::OkStatus();
+  }
+  std::byte* dst = working_target(st, c);
+  backend.stream_wait(Stream::kDownload, backend.record(Stream::kCompute));
+  if (absl::Status s = backend.copy_to_host(dst, st.param_area(), n * kernels::dtype_bytes(type),
+                                            Stream::kDownload);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = backend.synchronize(Stream::kDownload); !s.ok()) return s;
+  return publish(self, c, dst);
 }
 
 absl::Status update_on_device(Self self, size_t c) {
@@ -241,6 +290,7 @@ absl::Status update_on_device(Self self, size_t c) {
     chunk_done(self, c, self->state.hyper.step, nullptr);
     return absl::OkStatus();
   }
+  if (st.reduced()) return publish_from_device(self, c);
   // The new weights to the working copy's home: straight into its host block,
   // or through staging on the way to NVMe (or only to its host cache).
   ClassHome& params = st.params();
@@ -268,12 +318,9 @@ absl::Status update_from_staging(Self self, size_t c) {
   set.computed = true;
   set.write_master = !in_cache;
   if (!st.master_is_params()) {
-    // The working copy on the host or the device (on NVMe it would share the
-    // master's home).
-    if (absl::Status e = copy_into_home(*s.setup.backend, st.params(), c, st.bytes(c), b.params);
-        !e.ok()) {
-      return e;
-    }
+    // A working copy of its own: fp32 on the host or the device, or (bf16,
+    // fp16) the copy Adam wrote, wherever it lives.
+    return publish(self, c, b.params_copy != nullptr ? b.params_copy : b.params);
   }
   if (st.params().tier != Tier::kNvme || st.cache(c) != nullptr) {
     chunk_done(self, c, s.hyper.step, b.params);

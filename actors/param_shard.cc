@@ -134,9 +134,14 @@ void drain_blocked(ShardPointer self);
 // Copies chunk c from host memory into its slot, then finishes its load.
 void start_upload(ShardPointer self, chunk_index c, const std::byte* host) {
   ShardState& s = self->state;
-  self->request(s.uploader, caf::infinite, upload_atom::value, c, slot_of(s, s.chunks[c].slot),
-                HostBuffer{const_cast<std::byte*>(host)},
-                static_cast<uint64_t>(s.setup.chunks[c].bytes))
+  const int slot = s.chunks[c].slot;
+  UploadJob job;
+  job.slot = slot_of(s, slot);
+  job.area = s.setup.areas.empty() ? nullptr : s.setup.areas[slot];
+  job.src = HostBuffer{const_cast<std::byte*>(host)};
+  job.bytes = s.setup.chunks[c].bytes;
+  job.elements = s.setup.chunks[c].elements;
+  self->request(s.uploader, caf::infinite, upload_atom::value, c, job)
       .then([=](absl::Status status) { finish_load(self, c, status); });
 }
 
@@ -273,6 +278,7 @@ void set_up(ShardState& s, ShardSetup setup) {
     s.own_slot[c] = static_cast<int>(setup.slots.size());
     setup.slots.push_back(home.own_slot);
     setup.staging.push_back(home.own_staging);
+    if (!setup.areas.empty()) setup.areas.push_back(home.own_area);
   }
   s.setup = std::move(setup);
 }

@@ -18,14 +18,15 @@ namespace dsinf::actors {
 
 class ActorSystem;
 
-// Where one chunk's parameters live between uses: a host block, or a swap chunk.
+// Where one chunk's parameters live between uses: a host block, or a swap
+// chunk, in the working dtype (fp32, or bf16/fp16 widened on upload).
 struct ChunkHome {
   const std::byte* host = nullptr;  // when not null
   SwapChunk swap;                   // else this swap chunk
   // With a swap home: a host copy kept between uses (offload_param.max_in_cpu),
   // filled by the first read or by the optimizer; null when not cached.
   std::byte* cache = nullptr;
-  size_t bytes = 0;  // page-padded chunk size
+  size_t bytes = 0;  // page-padded chunk size in the working dtype
   // The chunk's elements (its tensors and the padding between them): what the
   // prefetch bucket counts.
   uint64_t elements = 0;
@@ -36,6 +37,9 @@ struct ChunkHome {
   float* own_slot = nullptr;
   // Its NVMe read buffer (`bytes`) when the home is a swap chunk without a cache.
   std::byte* own_staging = nullptr;
+  // With 16-bit working weights: the device area of its own slot the upload
+  // lands in before it is widened into the slot.
+  void* own_area = nullptr;
 };
 
 struct ShardSetup {
@@ -43,6 +47,9 @@ struct ShardSetup {
   std::vector<float*> slots;        // shared device slots, each at least the largest
                                     // chunk without a slot of its own (none: every chunk has one)
   std::vector<std::byte*> staging;  // one host staging buffer per slot (NVMe reads)
+  // With 16-bit working weights: per slot, the device area uploads land in
+  // before they are widened into the slot (empty with fp32).
+  std::vector<void*> areas;
 };
 
 param_shard_actor spawn_param_shard(ActorSystem& system, ShardSetup setup, nvme_swap_actor swap,

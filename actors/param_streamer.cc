@@ -33,6 +33,8 @@ ParamStreamer::ParamStreamer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 
 absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSetup setup) {
   DSINF_CHECK(setup.staging.size() == setup.slots.size());
+  const bool widen = setup.working_dtype != kernels::DType::kF32;
+  DSINF_CHECK(widen ? setup.areas.size() == setup.slots.size() : setup.areas.empty());
   std::vector<uint64_t> elements;
   std::vector<bool> own;
   for (const ChunkHome& home : setup.chunks) {
@@ -41,6 +43,7 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
     DSINF_CHECK(home.own_slot != nullptr || !setup.slots.empty());
     DSINF_CHECK(home.own_slot == nullptr || home.host != nullptr || home.cache != nullptr ||
                 home.own_staging != nullptr);
+    DSINF_CHECK(!widen || home.own_slot == nullptr || home.own_area != nullptr);
     elements.push_back(home.elements);
     own.push_back(home.own_slot != nullptr);
   }
@@ -60,8 +63,9 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
     impl->swap = spawn_nvme_swap(system);
     impl->own_swap = true;
   }
-  impl->uploader = spawn_uploader(system, setup.backend);
-  ShardSetup shard{std::move(setup.chunks), std::move(setup.slots), std::move(setup.staging)};
+  impl->uploader = spawn_uploader(system, setup.backend, setup.working_dtype);
+  ShardSetup shard{std::move(setup.chunks), std::move(setup.slots), std::move(setup.staging),
+                   std::move(setup.areas)};
   impl->shard = spawn_param_shard(system, std::move(shard), impl->swap, impl->uploader);
   impl->prefetch = spawn_prefetch(system, impl->shard, ahead, bucket, std::move(elements),
                                   std::move(own), impl->probe);

@@ -28,6 +28,11 @@ struct StreamerSetup {
   std::vector<float*> slots;        // shared device slots, each at least the largest
                                     // chunk without a slot of its own (none: every chunk has one)
   std::vector<std::byte*> staging;  // one host staging buffer per slot (NVMe reads)
+  // The type the homes hold working parameters in; with bf16/fp16, each slot
+  // (and each own slot, ChunkHome::own_area) has a device area uploads land in
+  // before they are widened into it.
+  kernels::DType working_dtype = kernels::DType::kF32;
+  std::vector<void*> areas;  // per shared slot (empty with fp32)
   // zero_optimization.stage3_prefetch_bucket_size: the prefetcher asks ahead for
   // chunks only while the elements of those asked ahead and not yet used stay
   // within this many, but always for the next one; and for no more chunks than

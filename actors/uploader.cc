@@ -6,21 +6,36 @@
 namespace dsinf::actors {
 namespace {
 
-uploader_actor::behavior_type uploader(uploader_actor::pointer self, kernels::Backend* backend) {
+using kernels::Stream;
+
+// The copy, the widening of 16-bit working weights when they are stored so,
+// then a wait: the slot is complete when the reply goes.
+absl::Status upload(kernels::Backend* backend, kernels::DType working, const UploadJob& job) {
+  const bool widen = working != kernels::DType::kF32;
+  void* target = widen ? job.area : static_cast<void*>(job.slot.data);
+  absl::Status st = backend->copy_to_device(target, job.src.data, job.bytes, Stream::kUpload);
+  if (st.ok() && widen) {
+    st = backend->convert(job.area, working, job.slot.data, kernels::DType::kF32, job.elements,
+                          Stream::kUpload);
+  }
+  if (st.ok()) st = backend->synchronize(Stream::kUpload);
+  return st;
+}
+
+uploader_actor::behavior_type uploader(uploader_actor::pointer self, kernels::Backend* backend,
+                                       kernels::DType working) {
   (void)self;
-  return {[=](upload_atom, chunk_index c, DeviceBuffer dst, HostBuffer src,
-              uint64_t bytes) -> caf::result<absl::Status> {
+  return {[=](upload_atom, chunk_index c, UploadJob job) -> caf::result<absl::Status> {
     trace::Scope span(trace::Lane::kCopyIn, "upload", static_cast<int64_t>(c));
-    absl::Status st = backend->copy_to_device(dst.data, src.data, bytes, kernels::Stream::kUpload);
-    if (st.ok()) st = backend->synchronize(kernels::Stream::kUpload);
-    return st;
+    return upload(backend, working, job);
   }};
 }
 
 }  // namespace
 
-uploader_actor spawn_uploader(ActorSystem& system, kernels::Backend* backend) {
-  return system.get().spawn<caf::detached>(uploader, backend);
+uploader_actor spawn_uploader(ActorSystem& system, kernels::Backend* backend,
+                              kernels::DType working) {
+  return system.get().spawn<caf::detached>(uploader, backend, working);
 }
 
 }  // namespace dsinf::actors

@@ -1,7 +1,7 @@
 // The uploader actor: copies a chunk from host memory into its device slot (a
 // DMA on a GPU backend, a memcpy on the CPU one) for the param_shard, which
 // stays free to answer fetches meanwhile. Detached: a copy blocks its thread
-// for the chunk's bytes.
+// for the chunk's bytes (and its widening into fp32, when stored in 16 bits).
 #pragma once
 
 #include "actors/messages.h"
@@ -11,6 +11,9 @@ namespace dsinf::actors {
 
 class ActorSystem;
 
-uploader_actor spawn_uploader(ActorSystem& system, kernels::Backend* backend);
+// `working`: the type working parameters are stored in off the device; other
+// than fp32 they are widened into the slot after the copy.
+uploader_actor spawn_uploader(ActorSystem& system, kernels::Backend* backend,
+                              kernels::DType working);
 
 }  // namespace dsinf::actors

@@ -17,6 +17,15 @@
 namespace dsinf::kernels {
 
 enum class Stream : int { kCompute = 0, kUpload = 1, kDownload = 2 };
+
+// Element types of stored tensors: fp32, and the 16-bit formats (bf16, IEEE
+// fp16) that working weights and gradient visits take off the device when
+// bf16 or fp16 is on. Conversions round as kernels/cpu/half.h defines.
+enum class DType : uint8_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
+inline size_t dtype_bytes(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
+inline const char* dtype_name(DType dtype) {
+  return dtype == DType::kF32 ? "fp32" : dtype == DType::kBF16 ? "bf16" : "fp16";
+}
 inline constexpr int kNumStreams = 3;
 
 // An event marks a point in one stream's work; 0 is "no event".
@@ -57,6 +66,16 @@ class Device {
   virtual absl::Status copy_to_host(void* dst_host, const void* src_device, size_t bytes,
                                     Stream stream) = 0;
   virtual absl::Status fill_zero(void* dst_device, size_t bytes, Stream stream) = 0;
+
+  // ---- conversions of device buffers, queued on `stream` like a copy ----
+  // dst[i] = src[i] as dst_type, for i < n: fp32 to bf16/fp16 rounds to
+  // nearest even (half.h), the other way is exact, the same type is a copy.
+  virtual absl::Status convert(const void* src, DType src_type, void* dst, DType dst_type, size_t n,
+                               Stream stream) = 0;
+  // acc[i] = acc[i] + float(src[i]), for i < n: one fp32 addition an element,
+  // so a sum of visits is the same bits on every backend and on the host.
+  virtual absl::Status accumulate(float* acc, const void* src, DType src_type, size_t n,
+                                  Stream stream) = 0;
 
   // ---- ordering ----
   virtual Event record(Stream stream) = 0;

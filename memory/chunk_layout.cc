@@ -26,6 +26,10 @@ const TensorSlot* ChunkLayout::find(const std::string& name) const {
   return nullptr;
 }
 
-size_t ChunkLayout::bytes() const { return align_up(numel_padded_ * elem_bytes_, kChunkAlignment); }
+size_t ChunkLayout::bytes() const { return bytes_as(elem_bytes_); }
+
+size_t ChunkLayout::bytes_as(size_t elem_bytes) const {
+  return align_up(numel_padded_ * elem_bytes, kChunkAlignment);
+}
 
 }  // namespace dsinf::memory

@@ -35,6 +35,8 @@ class ChunkLayout {
   size_t numel_padded() const { return numel_padded_; }
   // Bytes a buffer for this chunk needs (page-aligned).
   size_t bytes() const;
+  // ... with its elements stored in `elem_bytes` each instead (a bf16 copy).
+  size_t bytes_as(size_t elem_bytes) const;
   bool trainable() const { return trainable_; }
   void set_trainable(bool trainable) { trainable_ = trainable; }
 

@@ -42,6 +42,19 @@ size_t ChunkStore::largest_bytes() const {
   return largest;
 }
 
+size_t ChunkStore::largest_working_bytes() const {
+  size_t largest = 0;
+  for (size_t c = 0; c < layouts_.size(); ++c) largest = std::max(largest, working_bytes(c));
+  return largest;
+}
+
+absl::StatusOr<void*> ChunkStore::device_block(size_t bytes) {
+  absl::StatusOr<void*> p = backend_->allocate(bytes);
+  if (!p.ok()) return p.status();
+  device_blocks_.push_back(static_cast<float*>(*p));
+  return *p;
+}
+
 absl::StatusOr<std::byte*> ChunkStore::host_block(size_t bytes) {
   DSINF_CHECK_MSG(pool_ != nullptr, "a host buffer the memory plan did not count");
   return pool_->allocate(bytes);
@@ -67,15 +80,24 @@ absl::Status ChunkStore::reserve_host_pool(const MemoryPlan& plan, uint64_t budg
 
 absl::Status ChunkStore::reserve_staging(const MemoryPlan& plan) {
   const size_t largest = largest_bytes();
-  if (placement_.params == Tier::kNvme) {
-    absl::StatusOr<std::byte*> p = host_block(largest);
+  const size_t working = largest_working_bytes();
+  if (placement_.params == Tier::kNvme ||
+      (placement_.stages_device_params() && any_trainable_)) {
+    absl::StatusOr<std::byte*> p = host_block(working);
     if (!p.ok()) return p.status();
     param_staging_ = *p;
   }
   if (placement_.grads == Tier::kHost && any_trainable_) {
-    absl::StatusOr<std::byte*> p = host_block(largest);
+    absl::StatusOr<std::byte*> p = host_block(working);
     if (!p.ok()) return p.status();
     visit_staging_ = *p;
+  }
+  if (placement_.reduced()) {
+    for (void** area : {&visit_area_, &param_area_}) {
+      absl::StatusOr<void*> p = device_block(working);
+      if (!p.ok()) return p.status();
+      *area = *p;
+    }
   }
   sets_.resize(plan.optimizer_sets);
   for (StagingBuffers& set : sets_) {
@@ -102,10 +124,15 @@ absl::Status ChunkStore::open_swap(const RuntimeSpec& spec) {
   if (!engine.ok()) return engine.status();
   engine_ = *std::move(engine);
   if (spec.nvme_faults) engine_ = nvme::make_fault_engine(std::move(engine_), *spec.nvme_faults);
-  std::vector<size_t> chunk_bytes;
-  for (const memory::ChunkLayout& layout : layouts_) chunk_bytes.push_back(layout.bytes());
-  auto open = [&](const std::vector<std::string>& paths, size_t copies,
-                  const char* key) -> absl::StatusOr<std::unique_ptr<nvme::SwapStore>> {
+  // Optimizer state is fp32; working parameters are in the working dtype.
+  std::vector<size_t> fp32_bytes, param_bytes;
+  for (size_t c = 0; c < layouts_.size(); ++c) {
+    fp32_bytes.push_back(bytes(c));
+    param_bytes.push_back(working_bytes(c));
+  }
+  auto open = [&](const std::vector<std::string>& paths, size_t copies, const char* key)
+      -> absl::StatusOr<std::unique_ptr<nvme::SwapStore>> {
+    const std::vector<size_t>& chunk_bytes = copies == 1 ? param_bytes : fp32_bytes;
     nvme::SwapStoreOptions options;
     options.paths = paths;
     for (size_t k = 0; k < copies; ++k) {
@@ -131,7 +158,8 @@ absl::Status ChunkStore::open_swap(const RuntimeSpec& spec) {
 
 // Chunk c of a class at `tier`: an arena block (zero filled), a zeroed host
 // pool block, or (NVMe) nothing to reserve here. Classes other than the
-// working parameters exist for trainable chunks only.
+// working parameters exist for trainable chunks only; those (`all_chunks`)
+// take the working dtype off the device.
 absl::StatusOr<ClassHome> ChunkStore::make_home(Tier tier, nvme::SwapStore* swap, uint32_t first_id,
                                                 bool all_chunks) {
   ClassHome home;
@@ -153,7 +181,8 @@ absl::StatusOr<ClassHome> ChunkStore::make_home(Tier tier, nvme::SwapStore* swap
       std::byte* block = nullptr;
       if (present) {
         if (pool_ == nullptr) return absl::InternalError("a host class the plan did not count");
-        absl::StatusOr<std::byte*> p = pool_->allocate_zeroed(bytes(c));
+        absl::StatusOr<std::byte*> p =
+            pool_->allocate_zeroed(all_chunks ? working_bytes(c) : bytes(c));
         if (!p.ok()) return p.status();
         block = *p;
       }
@@ -200,34 +229,39 @@ absl::Status ChunkStore::reserve_slots(const MemoryPlan& plan) {
   cache_current_.assign(layouts_.size(), 0);
   own_slots_.assign(layouts_.size(), nullptr);
   own_staging_.assign(layouts_.size(), nullptr);
+  own_areas_.assign(layouts_.size(), nullptr);
   if (placement_.params == Tier::kDevice) return absl::OkStatus();
   const bool params_on_nvme = placement_.params == Tier::kNvme;
+  const bool reduced = placement_.reduced();
+  // A slot is fp32 for the ops; 16-bit uploads land in an area at its end.
   for (size_t i = 0; i < plan.slots; ++i) {
-    absl::StatusOr<void*> p = backend_->allocate(plan.slot_bytes);
+    absl::StatusOr<void*> p = device_block(plan.slot_bytes);
     if (!p.ok()) return p.status();
     slots_.push_back(static_cast<float*>(*p));
-    device_blocks_.push_back(slots_.back());
+    if (reduced) {
+      slot_areas_.push_back(static_cast<std::byte*>(*p) + plan.slot_bytes - plan.slot_area_bytes);
+    }
     std::byte* staging = nullptr;
     if (params_on_nvme) {
-      absl::StatusOr<std::byte*> block = host_block(largest_bytes());
+      absl::StatusOr<std::byte*> block = host_block(largest_working_bytes());
       if (!block.ok()) return block.status();
       staging = *block;
     }
     slot_staging_.push_back(staging);
   }
   for (size_t c = 0; params_on_nvme && c < plan.cached_chunks; ++c) {
-    absl::StatusOr<std::byte*> block = host_block(bytes(c));
+    absl::StatusOr<std::byte*> block = host_block(working_bytes(c));
     if (!block.ok()) return block.status();
     cache_[c] = *block;
   }
   for (size_t c = 0; c < layouts_.size(); ++c) {
     if (c >= plan.persistent.size() || !plan.persistent[c]) continue;
-    absl::StatusOr<void*> own = backend_->allocate(bytes(c));
+    absl::StatusOr<void*> own = device_block(bytes(c) + (reduced ? working_bytes(c) : 0));
     if (!own.ok()) return own.status();
     own_slots_[c] = static_cast<float*>(*own);
-    device_blocks_.push_back(own_slots_[c]);
+    if (reduced) own_areas_[c] = static_cast<std::byte*>(*own) + bytes(c);
     if (params_on_nvme) {
-      absl::StatusOr<std::byte*> block = host_block(bytes(c));
+      absl::StatusOr<std::byte*> block = host_block(working_bytes(c));
       if (!block.ok()) return block.status();
       own_staging_[c] = *block;
     }
@@ -239,12 +273,14 @@ ShardSetup ChunkStore::shard_setup() const {
   ShardSetup setup;
   setup.slots = slots_;
   setup.staging = slot_staging_;
+  setup.areas = slot_areas_;
   for (size_t c = 0; c < layouts_.size(); ++c) {
     ChunkHome home;
-    home.bytes = bytes(c);
+    home.bytes = working_bytes(c);
     home.elements = numel(c);
     home.own_slot = own_slots_[c];
     home.own_staging = own_staging_[c];
+    home.own_area = own_areas_[c];
     if (params_.tier == Tier::kHost) {
       home.host = params_.host[c];
     } else {

@@ -57,7 +57,11 @@ class ChunkStore {
 
   const std::vector<memory::ChunkLayout>& layouts() const { return layouts_; }
   size_t chunks() const { return layouts_.size(); }
-  size_t bytes(size_t c) const { return layouts_[c].bytes(); }
+  size_t bytes(size_t c) const { return layouts_[c].bytes(); }  // fp32
+  // The working parameters' type off the device, and chunk c's bytes in it.
+  kernels::DType working_dtype() const { return placement_.working_dtype; }
+  bool reduced() const { return placement_.reduced(); }
+  size_t working_bytes(size_t c) const { return placement_.working_bytes(layouts_[c]); }
   size_t numel(size_t c) const { return layouts_[c].numel_padded(); }
   bool trainable(size_t c) const { return layouts_[c].trainable(); }
   const Placement& placement() const { return placement_; }
@@ -78,10 +82,16 @@ class ChunkStore {
   // Chunk c's master weights are its working copy's host cache.
   bool master_in_cache(size_t c) const { return master_shared_ && cache_current(c); }
 
-  // Host staging: a gradient visit on its way to a host accumulator, and new
-  // weights on their way to an NVMe working copy (null when not needed).
+  // Host staging, in the working dtype: a gradient visit on its way to a host
+  // accumulator, and new weights on their way to an NVMe working copy (or,
+  // bf16/fp16, to device-resident ones) (null when not needed).
   std::byte* visit_staging() const { return visit_staging_; }
   std::byte* param_staging() const { return param_staging_; }
+  // bf16/fp16: device areas of the largest chunk in that type, where gradient
+  // visits (the model's thread) and new working weights (the optimizer, or a
+  // load) are rounded; null with fp32.
+  void* visit_area() const { return visit_area_; }
+  void* param_area() const { return param_area_; }
   // The optimizer's staging sets for state on NVMe (plan.optimizer_sets).
   const std::vector<StagingBuffers>& optimizer_sets() const { return sets_; }
   // Chunk homes and device slots for the parameter streamer (params off the device).
@@ -108,6 +118,8 @@ class ChunkStore {
   absl::Status reserve_slots(const MemoryPlan& plan);
   absl::StatusOr<std::byte*> host_block(size_t bytes);
   size_t largest_bytes() const;
+  size_t largest_working_bytes() const;
+  absl::StatusOr<void*> device_block(size_t bytes);
 
   kernels::Backend* backend_;
   Placement placement_;
@@ -121,10 +133,14 @@ class ChunkStore {
   ClassHome params_, grads_, master_, m_, v_;
   std::byte* visit_staging_ = nullptr;
   std::byte* param_staging_ = nullptr;
+  void* visit_area_ = nullptr;
+  void* param_area_ = nullptr;
   std::vector<StagingBuffers> sets_;
   std::vector<float*> device_blocks_;     // every arena block of the store, for release
   std::vector<float*> slots_;             // shared device slots for streamed parameter chunks
   std::vector<std::byte*> slot_staging_;  // one per slot: NVMe reads of parameter chunks
+  std::vector<void*> slot_areas_;         // one per slot: 16-bit uploads (empty with fp32)
+  std::vector<void*> own_areas_;          // per chunk: ... of its own slot, or null
   std::vector<float*> own_slots_;         // per chunk: its own slot (persistent), or null
   std::vector<std::byte*> own_staging_;   // ... and its NVMe read buffer, or null
   std::vector<std::byte*> cache_;         // per chunk: host copy of an NVMe parameter chunk

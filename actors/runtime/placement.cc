@@ -11,17 +11,21 @@ namespace {
 using util::format_bytes_exact;
 
 struct ChunkBytes {
-  size_t all = 0;        // every chunk
+  size_t all = 0;        // every chunk, fp32
   size_t trainable = 0;  // the chunks that get gradients and optimizer state
   size_t largest = 0;
+  size_t param_home = 0;       // every chunk's working parameters at their home
+  size_t working_largest = 0;  // the largest chunk in the working dtype
 };
 
-ChunkBytes chunk_bytes(const std::vector<memory::ChunkLayout>& layouts) {
+ChunkBytes chunk_bytes(const Placement& p, const std::vector<memory::ChunkLayout>& layouts) {
   ChunkBytes b;
   for (const memory::ChunkLayout& layout : layouts) {
     b.all += layout.bytes();
     if (layout.trainable()) b.trainable += layout.bytes();
     b.largest = std::max(b.largest, layout.bytes());
+    b.param_home += p.param_home_bytes(layout);
+    b.working_largest = std::max(b.working_largest, p.working_bytes(layout));
   }
   return b;
 }
@@ -31,7 +35,7 @@ ChunkBytes chunk_bytes(const std::vector<memory::ChunkLayout>& layouts) {
 void place_classes(const Placement& p, const ChunkBytes& b, MemoryPlan& plan) {
   size_t on[3] = {0, 0, 0};
   auto add = [&](Tier t, size_t bytes) { on[static_cast<int>(t)] += bytes; };
-  add(p.params, b.all);
+  add(p.params, b.param_home);
   add(p.grads, b.trainable);
   if (!p.master_is_working_copy()) add(p.optimizer, b.trainable);
   add(p.optimizer, 2 * b.trainable);  // m, v
@@ -39,8 +43,13 @@ void place_classes(const Placement& p, const ChunkBytes& b, MemoryPlan& plan) {
   plan.host_class_bytes = on[static_cast<int>(Tier::kHost)];
   plan.nvme_bytes = on[static_cast<int>(Tier::kNvme)];
   // Staging in host memory: one for a gradient visit on its way to the host
-  // accumulators, then (plan_slots) one per parameter slot, and the optimizer's.
-  if (p.grads == Tier::kHost && b.trainable > 0) plan.host_staging_bytes += b.largest;
+  // accumulators (in the working dtype), then (plan_slots) one per parameter
+  // slot, and the optimizer's.
+  if (p.grads == Tier::kHost && b.trainable > 0) plan.host_staging_bytes += b.working_largest;
+  if (p.stages_device_params() && b.trainable > 0) plan.host_staging_bytes += b.working_largest;
+  // The device areas that round to the working dtype: gradient visits, and
+  // new weights on their way into the working copy.
+  if (p.reduced()) plan.convert_bytes = 2 * b.working_largest;
   plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
 }
 
@@ -54,17 +63,24 @@ size_t sort_streamed_chunks(const Placement& p, const std::vector<memory::ChunkL
       static_cast<uint64_t>(std::max<int64_t>(p.param_persistence_threshold, 0));
   size_t shared_chunks = 0;
   plan.persistent.assign(layouts.size(), false);
+  // A slot holds fp32; with 16-bit working weights an area after it takes the upload.
+  auto area = [&](const memory::ChunkLayout& layout) {
+    return p.reduced() ? p.working_bytes(layout) : size_t{0};
+  };
+  size_t fp32_part = 0;
   for (size_t c = 0; c < layouts.size(); ++c) {
     if (layouts[c].numel_padded() < threshold) {
       plan.persistent[c] = true;
       ++plan.persistent_chunks;
-      plan.persistent_bytes += layouts[c].bytes();
+      plan.persistent_bytes += layouts[c].bytes() + area(layouts[c]);
     } else {
       ++shared_chunks;
-      plan.slot_bytes = std::max(plan.slot_bytes, layouts[c].bytes());
+      fp32_part = std::max(fp32_part, layouts[c].bytes());
+      plan.slot_area_bytes = std::max(plan.slot_area_bytes, area(layouts[c]));
       plan.slot_elements = std::max(plan.slot_elements, layouts[c].numel_padded());
     }
   }
+  plan.slot_bytes = shared_chunks > 0 ? fp32_part + plan.slot_area_bytes : 0;
   return shared_chunks;
 }
 
@@ -73,6 +89,9 @@ absl::Status device_budget_error(uint64_t budget, size_t shared_chunks, const Me
       "memory.device_budget_bytes: ", format_bytes_exact(budget),
       " cannot hold what one layer needs: ", format_bytes_exact(plan.activation_bytes),
       " of activations, ", format_bytes_exact(plan.resident_bytes), " of chunks kept on the device",
+      plan.convert_bytes > 0
+          ? absl::StrCat(", ", format_bytes_exact(plan.convert_bytes), " of conversion areas")
+          : "",
       plan.persistent_chunks > 0 ? absl::StrCat(", ", format_bytes_exact(plan.persistent_bytes),
                                                 " of ", plan.persistent_chunks,
                                                 " parameter chunks below zero_optimization."
@@ -100,7 +119,7 @@ absl::Status plan_device(const Placement& p, uint64_t budget,
         "this config is ",
         plan.slot_elements));
   }
-  const size_t kept = plan.resident_bytes + plan.persistent_bytes;
+  const size_t kept = plan.resident_bytes + plan.persistent_bytes + plan.convert_bytes;
   plan.device_min_bytes = plan.activation_bytes + kept + plan.slot_bytes;
   if (budget > 0 && plan.device_min_bytes > budget) {
     return device_budget_error(budget, shared_chunks, plan);
@@ -132,8 +151,9 @@ void plan_param_cache(const Placement& p, uint64_t host_budget,
   uint64_t elements = 0;
   for (const memory::ChunkLayout& layout : layouts) {
     elements += layout.numel_padded();
-    if (elements > max_in_cpu || plan.host_cache_bytes + layout.bytes() > room) break;
-    plan.host_cache_bytes += layout.bytes();
+    const size_t bytes = p.working_bytes(layout);
+    if (elements > max_in_cpu || plan.host_cache_bytes + bytes > room) break;
+    plan.host_cache_bytes += bytes;
     ++plan.cached_chunks;
   }
   plan.host_bytes += plan.host_cache_bytes;
@@ -189,7 +209,7 @@ const char* Placement::pin_memory_key() const {
 absl::StatusOr<MemoryPlan> plan_memory(const Placement& p, const MemoryBudgets& budgets,
                                        const std::vector<memory::ChunkLayout>& layouts,
                                        size_t activation_bytes) {
-  const ChunkBytes b = chunk_bytes(layouts);
+  const ChunkBytes b = chunk_bytes(p, layouts);
   MemoryPlan plan;
   plan.activation_bytes = activation_bytes;
   place_classes(p, b, plan);
@@ -198,7 +218,11 @@ absl::StatusOr<MemoryPlan> plan_memory(const Placement& p, const MemoryBudgets& 
   // (reads in flight ahead of the model), one per chunk with a slot of its own,
   // and one for writing new weights back.
   if (p.params == Tier::kNvme) {
-    plan.host_staging_bytes += (plan.slots + 1) * b.largest + plan.persistent_bytes;
+    size_t own_staging = 0;
+    for (size_t c = 0; c < layouts.size(); ++c) {
+      if (plan.persistent[c]) own_staging += p.working_bytes(layouts[c]);
+    }
+    plan.host_staging_bytes += (plan.slots + 1) * b.working_largest + own_staging;
     plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
   }
   // The optimizer's staging holds m and v of a chunk, and its master weights

@@ -8,8 +8,12 @@
 //   master, m, v        the fp32 weights Adam updates and its moments; home:
 //                       offload_optimizer or the device
 // A frozen chunk (ChunkLayout::trainable false) has working parameters only.
-// On the CPU backend the working parameters are fp32 and equal the master
-// weights bit for bit, so when both homes are the same tier they are one copy.
+// With bf16 or fp16 on, the working parameters are the master weights rounded
+// to that type: stored so off the device (offload_param's homes, the host
+// cache, every upload), and as fp32 holding those values on the device, where
+// the ops read them; gradient visits leave the device rounded the same way.
+// With fp32 they equal the master weights bit for bit, so when both homes are
+// the same tier they are one copy.
 // trainer/ derives a Placement from a config with DeepSpeed's meaning.
 #pragma once
 
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/device.h"
 #include "memory/chunk_layout.h"
 
 namespace dsinf::actors {
@@ -43,10 +48,28 @@ struct Placement {
   int64_t param_max_live = 1000000000;       // shared slots x the largest streamed chunk
   int64_t param_persistence_threshold = 0;   // smaller chunks stay on the device once loaded
 
+  // fp32, or bf16/fp16: the type of the working parameters off the device and
+  // of gradient visits (master weights and Adam state are fp32 either way).
+  kernels::DType working_dtype = kernels::DType::kF32;
+
   bool all_on_device() const {
     return params == Tier::kDevice && grads == Tier::kDevice && optimizer == Tier::kDevice;
   }
-  bool master_is_working_copy() const { return params == optimizer; }
+  bool reduced() const { return working_dtype != kernels::DType::kF32; }
+  bool master_is_working_copy() const { return params == optimizer && !reduced(); }
+  // Bytes of a chunk's working parameters off the device (page-aligned).
+  size_t working_bytes(const memory::ChunkLayout& layout) const {
+    return layout.bytes_as(kernels::dtype_bytes(working_dtype));
+  }
+  // ... at their home: fp32 on the device, the working dtype elsewhere.
+  size_t param_home_bytes(const memory::ChunkLayout& layout) const {
+    return params == Tier::kDevice ? layout.bytes() : working_bytes(layout);
+  }
+  // New weights from an Adam off the device reach device-resident working
+  // parameters through a host staging buffer in the working dtype.
+  bool stages_device_params() const {
+    return reduced() && params == Tier::kDevice && optimizer != Tier::kDevice;
+  }
   // The key that says whether the host pool is pinned.
   const char* pin_memory_key() const;
 };
@@ -61,8 +84,12 @@ struct MemoryBudgets {
 // activations take `activation_bytes` on the device.
 struct MemoryPlan {
   size_t activation_bytes = 0;  // device: activations and the gradient visit buffer
+  // device, with bf16/fp16 working weights: two areas of the largest chunk in
+  // that type, one rounding gradient visits, one the working copy of new weights.
+  size_t convert_bytes = 0;
   size_t resident_bytes = 0;    // device: chunk classes whose home is the device
   size_t slot_bytes = 0;        // device: one shared slot for a streamed parameter chunk
+  size_t slot_area_bytes = 0;   // ... of which its upload area at the end (16-bit working weights)
   size_t slot_elements = 0;     // ... the elements of the largest chunk it holds
   size_t slots = 0;             // shared device slots for streamed parameters (0: none)
   // Streamed chunks with fewer elements than stage3_param_persistence_threshold:
@@ -70,7 +97,7 @@ struct MemoryPlan {
   std::vector<bool> persistent;  // per chunk (empty when nothing is streamed)
   size_t persistent_chunks = 0;
   size_t persistent_bytes = 0;    // device
-  size_t device_bytes = 0;        // activation + resident + persistent + slots * slot
+  size_t device_bytes = 0;        // activation + convert + resident + persistent + slots * slot
   size_t device_min_bytes = 0;    // the least device budget that trains (one shared slot)
   size_t host_class_bytes = 0;    // host: chunk classes whose home is the host
   size_t host_staging_bytes = 0;  // host: staging buffers for NVMe and gradients

@@ -78,6 +78,8 @@ absl::Status Runtime::start_actors() {
     setup.chunks = std::move(shard.chunks);
     setup.slots = std::move(shard.slots);
     setup.staging = std::move(shard.staging);
+    setup.areas = std::move(shard.areas);
+    setup.working_dtype = store_->working_dtype();
     setup.prefetch_bucket_elements =
         static_cast<uint64_t>(std::max<int64_t>(spec_.placement.param_prefetch_bucket, 0));
     absl::StatusOr<std::unique_ptr<ParamStreamer>> streamer = ParamStreamer::create(setup);
@@ -132,11 +134,8 @@ Runtime::~Runtime() {
 // ---- host <-> home ----
 
 absl::StatusOr<float*> Runtime::to_host(const ClassHome& home, size_t c, std::byte* staging) {
-  // A cached parameter chunk's current weights are in its cache (the NVMe copy
-  // is not rewritten while cached).
-  if (&home == &store_->params() && store_->cache_current(c)) {
-    return reinterpret_cast<float*>(store_->cache(c));
-  }
+  DSINF_CHECK_MSG(&home != &store_->params() || store_->master_is_params(),
+                  "working parameters are read through read_working");
   if (home.tier != Tier::kNvme) return host_view(*backend_, home, c, store_->bytes(c), staging);
   if (absl::Status s = swap_read_blocking(*system_, swap_, home.swap_chunk(c), staging); !s.ok()) {
     return s;
@@ -148,6 +147,69 @@ absl::Status Runtime::from_host(ClassHome& home, size_t c, const float* src) {
   if (home.tier != Tier::kNvme) return copy_into_home(*backend_, home, c, store_->bytes(c), src);
   return swap_write_blocking(*system_, swap_, home.swap_chunk(c),
                              reinterpret_cast<const std::byte*>(src));
+}
+
+// The working copy as fp32 in `dst` (bytes(c), page-padded with zeros): from
+// the host cache, the host home or NVMe (widened from the working dtype), or
+// downloaded from the device, where it is fp32.
+absl::Status Runtime::read_working(size_t c, float* dst) {
+  ClassHome& params = store_->params();
+  const size_t n = store_->numel(c);
+  std::memset(dst, 0, store_->bytes(c));
+  if (params.tier == Tier::kDevice) {
+    absl::StatusOr<float*> p = host_view(*backend_, params, c, store_->bytes(c),
+                                         reinterpret_cast<std::byte*>(dst));
+    if (!p.ok()) return p.status();
+    if (*p != dst) std::memcpy(dst, *p, store_->bytes(c));
+    return absl::OkStatus();
+  }
+  memory::AlignedBuffer read;
+  const std::byte* src = nullptr;
+  if (store_->cache_current(c)) {
+    src = store_->cache(c);
+  } else if (params.tier == Tier::kHost) {
+    src = params.host[c];
+  } else {
+    absl::StatusOr<memory::AlignedBuffer> buffer =
+        memory::AlignedBuffer::allocate(store_->working_bytes(c));
+    if (!buffer.ok()) return buffer.status();
+    read = *std::move(buffer);
+    if (absl::Status s = swap_read_blocking(*system_, swap_, params.swap_chunk(c), read.data());
+        !s.ok()) {
+      return s;
+    }
+    src = read.data();
+  }
+  kernels::cpu::convert(src, store_->working_dtype(), dst, kernels::DType::kF32, 1.0f, n);
+  return absl::OkStatus();
+}
+
+// Chunk c's working copy from fp32 weights `src`: rounded to the working
+// dtype, into its home and its host cache.
+absl::Status Runtime::write_working(size_t c, const float* src) {
+  ClassHome& params = store_->params();
+  if (!store_->reduced()) {
+    if (absl::Status s = from_host(params, c, src); !s.ok()) return s;
+    if (store_->cache(c) != nullptr) {
+      std::memcpy(store_->cache(c), src, store_->bytes(c));
+      store_->set_cache_current(c);
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<memory::AlignedBuffer> narrow =
+      memory::AlignedBuffer::allocate(store_->working_bytes(c));
+  if (!narrow.ok()) return narrow.status();
+  kernels::cpu::convert(src, kernels::DType::kF32, narrow->data(), store_->working_dtype(), 1.0f,
+                        store_->numel(c));
+  absl::Status s = params.tier == Tier::kNvme
+                       ? swap_write_blocking(*system_, swap_, params.swap_chunk(c), narrow->data())
+                       : put_working(*backend_, *store_, c, narrow->data());
+  if (!s.ok()) return s;
+  if (store_->cache(c) != nullptr) {
+    std::memcpy(store_->cache(c), narrow->data(), store_->working_bytes(c));
+    store_->set_cache_current(c);
+  }
+  return absl::OkStatus();
 }
 
 ClassHome& Runtime::home_of(int cls, size_t c) {
@@ -254,32 +316,48 @@ absl::Status Runtime::accumulate_grads(size_t c, const float* visit) {
     }
     grads_fresh_[c] = false;
   }
+  // With bf16/fp16 the visit is rounded to that type first, wherever the
+  // accumulator lives, so every placement adds the same values.
+  const void* add = visit;
+  const kernels::DType type = store_->working_dtype();
+  if (store_->reduced()) {
+    if (absl::Status s = backend_->convert(visit, kernels::DType::kF32, store_->visit_area(), type,
+                                           n, Stream::kCompute);
+        !s.ok()) {
+      return s;
+    }
+    add = store_->visit_area();
+  }
   if (grads.tier == Tier::kDevice) {
-    backend_->residual_forward(grads.device[c], grads.device[c], visit, n);
-    return absl::OkStatus();
+    if (!store_->reduced()) {
+      backend_->residual_forward(grads.device[c], grads.device[c], visit, n);
+      return absl::OkStatus();
+    }
+    return backend_->accumulate(grads.device[c], add, type, n, Stream::kCompute);
   }
   trace::Scope span(trace::Lane::kCopyOut, "gradient to host", static_cast<int64_t>(c));
   float* acc = reinterpret_cast<float*>(grads.host[c]);
-  if (backend_->device_memory_is_host()) {
-    // The visit is readable where it is: the same float addition, in place.
-    backend_->residual_forward(acc, acc, visit, n);
-    return absl::OkStatus();
+  if (!backend_->device_memory_is_host()) {
+    // The download waits for the compute stream's work on the visit.
+    backend_->stream_wait(Stream::kDownload, backend_->record(Stream::kCompute));
+    std::byte* staged = store_->visit_staging();
+    if (absl::Status s = backend_->copy_to_host(staged, add, n * kernels::dtype_bytes(type),
+                                                Stream::kDownload);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+    add = staged;
   }
-  std::byte* staged = store_->visit_staging();
-  if (absl::Status s = backend_->copy_to_host(staged, visit, store_->bytes(c), Stream::kDownload);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
-  // The same float addition the device accumulator makes (residual_forward).
-  const float* add = reinterpret_cast<const float*>(staged);
-  for (size_t i = 0; i < n; ++i) acc[i] = acc[i] + add[i];
+  // The same float addition the device accumulator makes.
+  kernels::cpu::accumulate(acc, add, type, n);
   return absl::OkStatus();
 }
 
 absl::Status Runtime::write_params(size_t c, const float* host) {
-  // Staged copy: an NVMe home needs an aligned, page-padded source.
-  std::byte* staged = store_->param_staging();
+  // Staged copy: an NVMe home needs an aligned, page-padded source (the
+  // parameter staging holds the working dtype: fp32 only without bf16/fp16).
+  std::byte* staged = store_->reduced() ? nullptr : store_->param_staging();
   memory::AlignedBuffer local;
   if (staged == nullptr) {
     absl::StatusOr<memory::AlignedBuffer> buffer =
@@ -301,8 +379,14 @@ absl::Status Runtime::read_chunk(size_t c, bool gradients, float* host) {
   }
   absl::StatusOr<memory::AlignedBuffer> staged = memory::AlignedBuffer::allocate(store_->bytes(c));
   if (!staged.ok()) return staged.status();
-  absl::StatusOr<float*> p =
-      to_host(gradients ? store_->grads() : store_->params(), c, staged->data());
+  if (!gradients) {
+    if (absl::Status s = read_working(c, reinterpret_cast<float*>(staged->data())); !s.ok()) {
+      return s;
+    }
+    std::memcpy(host, staged->data(), store_->numel(c) * sizeof(float));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<float*> p = to_host(store_->grads(), c, staged->data());
   if (!p.ok()) return p.status();
   std::memcpy(host, *p, store_->numel(c) * sizeof(float));
   return absl::OkStatus();
@@ -316,7 +400,17 @@ absl::Status Runtime::read_class(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status Runtime::read_home(int cls, size_t c, std::byte* host) {
-  absl::StatusOr<float*> p = to_host(home_of(cls, c), c, host);
+  const ClassHome& home = home_of(cls, c);
+  if (&home == &store_->params() && !store_->master_is_params()) {
+    return read_working(c, reinterpret_cast<float*>(host));
+  }
+  if (&home == &store_->params() && store_->cache_current(c)) {
+    // A cached chunk's current weights are in its cache (NVMe is not
+    // rewritten while cached).
+    std::memcpy(host, store_->cache(c), store_->bytes(c));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<float*> p = to_host(home, c, host);
   if (!p.ok()) return p.status();
   if (reinterpret_cast<std::byte*>(*p) != host) std::memcpy(host, *p, store_->bytes(c));
   return absl::OkStatus();
@@ -329,17 +423,13 @@ absl::Status Runtime::write_class(int cls, size_t c, const std::byte* host) {
   if (streamer_ && cls == kParamClass) streamer_->invalidate(/*mark_stale=*/false);
   const float* src = reinterpret_cast<const float*>(host);
   ClassHome& home = home_of(cls, c);
-  if (absl::Status s = from_host(home, c, src); !s.ok()) return s;
-  if (cls != kParamClass) return absl::OkStatus();
   if (&home != &store_->params()) {
-    if (absl::Status s = from_host(store_->params(), c, src); !s.ok()) return s;
+    if (absl::Status s = from_host(home, c, src); !s.ok()) return s;
   }
-  const bool cached = store_->cache(c) != nullptr;
-  if (cached) {
-    std::memcpy(store_->cache(c), src, store_->bytes(c));
-    store_->set_cache_current(c);
-  }
-  if (streamer_) streamer_->updated(c, cached);
+  if (cls != kParamClass) return absl::OkStatus();
+  // The working copy (when it is not the master weights written above).
+  if (absl::Status s = write_working(c, src); !s.ok()) return s;
+  if (streamer_) streamer_->updated(c, store_->cache(c) != nullptr);
   return absl::OkStatus();
 }
 

@@ -130,6 +130,9 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // The home of class `cls` of chunk c (a frozen chunk's weights are its parameters).
   ClassHome& home_of(int cls, size_t c);
   absl::Status read_home(int cls, size_t c, std::byte* host);
+  // Chunk c's working copy as fp32 (bytes(c) at dst), and from fp32.
+  absl::Status read_working(size_t c, float* dst);
+  absl::Status write_working(size_t c, const float* src);
   // A command to the optimizer actor, counted by the gates until it is over.
   template <typename... Args>
   void command(Args&&... args) {

@@ -36,4 +36,24 @@ absl::Status copy_into_home(kernels::Backend& backend, ClassHome& home, size_t c
   return backend.synchronize(Stream::kUpload);
 }
 
+absl::Status put_working(kernels::Backend& backend, ChunkStore& store, size_t c, const void* src) {
+  ClassHome& params = store.params();
+  if (!store.reduced() || params.tier != Tier::kDevice) {
+    return copy_into_home(backend, params, c, store.working_bytes(c), static_cast<const float*>(src));
+  }
+  const size_t n = store.numel(c);
+  const kernels::DType type = store.working_dtype();
+  if (absl::Status s = backend.copy_to_device(store.param_area(), src,
+                                              n * kernels::dtype_bytes(type), Stream::kUpload);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = backend.convert(store.param_area(), type, params.device[c],
+                                       kernels::DType::kF32, n, Stream::kUpload);
+      !s.ok()) {
+    return s;
+  }
+  return backend.synchronize(Stream::kUpload);
+}
+
 }  // namespace dsinf::actors

@@ -18,5 +18,9 @@ absl::StatusOr<float*> host_view(kernels::Backend& backend, const ClassHome& hom
 // Chunk c of `home` from host memory (nothing to do when src is its own block).
 absl::Status copy_into_home(kernels::Backend& backend, ClassHome& home, size_t c, size_t bytes,
                             const float* src);
+// Chunk c's working parameters from host memory in the working dtype into
+// their host or device home; on the device a 16-bit copy goes through the
+// store's param_area and is widened into the fp32 home (waited for).
+absl::Status put_working(kernels::Backend& backend, ChunkStore& store, size_t c, const void* src);
 
 }  // namespace dsinf::actors

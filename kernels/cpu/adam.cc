@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu/adam_kernels.h"
+#include "kernels/cpu/half.h"
 #include "kernels/cpu/ops.h"
 #include "memory/util/check.h"
 #include "oneapi/tbb/blocked_range.h"
@@ -135,20 +136,6 @@ Isa best_isa() {
   return best;
 }
 
-const char* dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return "fp32";
-    case DType::kBF16:
-      return "bf16";
-    case DType::kF16:
-      return "fp16";
-  }
-  return "?";
-}
-
-size_t dtype_bytes(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
-
 GradStats grad_stats(const void* grads, DType dtype, size_t n, Isa isa) {
   const KernelTable* k = kernels_for(isa);
   const size_t blocks = (n + kSumSquaresBlock - 1) / kSumSquaresBlock;
@@ -183,6 +170,22 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, float
   const KernelTable* k = kernels_for(isa);
   parallel_slices(n, [&](size_t begin, size_t end) {
     k->convert(src, src_dtype, dst, dst_dtype, scale, begin, end);
+    return size_t{0};
+  });
+}
+
+void accumulate(float* acc, const void* src, DType src_dtype, size_t n) {
+  parallel_slices(n, [&](size_t begin, size_t end) {
+    if (src_dtype == DType::kF32) {
+      const float* x = static_cast<const float*>(src);
+      for (size_t i = begin; i < end; ++i) acc[i] = acc[i] + x[i];
+    } else {
+      const uint16_t* x = static_cast<const uint16_t*>(src);
+      const bool bf16 = src_dtype == DType::kBF16;
+      for (size_t i = begin; i < end; ++i) {
+        acc[i] = acc[i] + (bf16 ? bf16_to_float(x[i]) : f16_to_float(x[i]));
+      }
+    }
     return size_t{0};
   });
 }

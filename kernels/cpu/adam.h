@@ -46,9 +46,9 @@ bool isa_supported(Isa isa);
 // (a name this CPU cannot run is ignored with a warning on stderr).
 Isa best_isa();
 
-enum class DType : uint8_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
-const char* dtype_name(DType dtype);
-size_t dtype_bytes(DType dtype);
+using kernels::DType;  // kernels/device.h
+using kernels::dtype_bytes;
+using kernels::dtype_name;
 
 struct AdamBuffers {
   size_t n = 0;
@@ -93,6 +93,11 @@ inline void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype
                     size_t n) {
   convert(src, src_dtype, dst, dst_dtype, scale, n, best_isa());
 }
+
+// acc[i] = acc[i] + float(src[i]): a gradient visit (fp32, bf16 or fp16) added
+// into an fp32 accumulator, one fp32 addition an element (Device::accumulate
+// of the CPU backend, and the runtime's host accumulators).
+void accumulate(float* acc, const void* src, DType src_dtype, size_t n);
 
 // a[i] += s * b[i]: the in-place update whose bandwidth is the optimizer
 // step's ceiling (dsinf bench adam and tiers), on the same vector path and the

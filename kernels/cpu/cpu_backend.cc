@@ -89,6 +89,21 @@ class CpuBackend : public Backend {
     return absl::OkStatus();
   }
 
+  absl::Status convert(const void* src, DType src_type, void* dst, DType dst_type, size_t n,
+                       Stream stream) override {
+    if (n == 0) return absl::OkStatus();
+    if (src == nullptr || dst == nullptr) return absl::InvalidArgumentError("convert of a null pointer");
+    return enqueue({Item::kConvert, dst, src, n, 0, src_type, dst_type}, stream);
+  }
+  absl::Status accumulate(float* acc, const void* src, DType src_type, size_t n,
+                          Stream stream) override {
+    if (n == 0) return absl::OkStatus();
+    if (acc == nullptr || src == nullptr) {
+      return absl::InvalidArgumentError("accumulate of a null pointer");
+    }
+    return enqueue({Item::kAccumulate, acc, src, n, 0, src_type, DType::kF32}, stream);
+  }
+
   Event record(Stream stream) override {
     if (!defer_) return ++last_event_;
     std::lock_guard<std::mutex> lock(queue_mu_);
@@ -314,12 +329,31 @@ class CpuBackend : public Backend {
 
   // ---- defer_copies ----
   struct Item {
-    enum Kind { kCopy, kFill, kMarker, kDependency } kind;
+    enum Kind { kCopy, kFill, kMarker, kDependency, kConvert, kAccumulate } kind;
     void* dst;
     const void* src;
-    size_t bytes;
-    Event event;  // kMarker: recorded here; kDependency: the other stream's event to run first
+    size_t bytes;  // kConvert, kAccumulate: elements
+    Event event;   // kMarker: recorded here; kDependency: the other stream's event to run first
+    DType src_type = DType::kF32, dst_type = DType::kF32;  // kConvert, kAccumulate
   };
+
+  // A conversion runs now, or (defer_copies) in its stream's order.
+  absl::Status enqueue(const Item& item, Stream stream) {
+    if (defer_) {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      queues_[static_cast<int>(stream)].push_back(item);
+      return absl::OkStatus();
+    }
+    run_item(item);
+    return absl::OkStatus();
+  }
+  static void run_item(const Item& item) {
+    if (item.kind == Item::kConvert) {
+      cpu::convert(item.src, item.src_type, item.dst, item.dst_type, 1.0f, item.bytes);
+    } else {
+      cpu::accumulate(static_cast<float*>(item.dst), item.src, item.src_type, item.bytes);
+    }
+  }
 
   // An op runs now, on the compute stream: what was queued there before it first.
   void before_op() {
@@ -348,6 +382,10 @@ class CpuBackend : public Backend {
           break;
         case Item::kFill:
           std::memset(item.dst, 0, item.bytes);
+          break;
+        case Item::kConvert:
+        case Item::kAccumulate:
+          run_item(item);
           break;
         case Item::kDependency:
           if (const int other = queue_of(item.event); other >= 0) run_until(other, item.event);

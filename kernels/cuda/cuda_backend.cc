@@ -52,6 +52,7 @@
 #include "kernels/cpu/adam.h"
 #include "kernels/cuda/adam.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/decoder_ops.h"
 #include "kernels/cuda/ops.h"
 #include "memory/aligned_buffer.h"
@@ -351,6 +352,21 @@ class CudaBackend final : public Backend {
     if (s.ok()) {
       s = cuda_status(cudaMemsetAsync(dst_device, 0, bytes, handle(stream)), "cudaMemsetAsync");
     }
+    note(s);
+    return s;
+  }
+
+  absl::Status convert(const void* src, DType src_type, void* dst, DType dst_type, size_t n,
+                       Stream stream) override {
+    absl::Status s = use_device(device_);
+    if (s.ok()) s = cuda::convert(src, src_type, dst, dst_type, n, handle(stream));
+    note(s);
+    return s;
+  }
+  absl::Status accumulate(float* acc, const void* src, DType src_type, size_t n,
+                          Stream stream) override {
+    absl::Status s = use_device(device_);
+    if (s.ok()) s = cuda::accumulate(acc, src, src_type, n, handle(stream));
     note(s);
     return s;
   }

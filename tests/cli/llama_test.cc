@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <regex>
 #include <string>
 #include <vector>
@@ -87,11 +88,17 @@ double eval_loss(const CommandResult& r) {
   return -1;
 }
 
+// Every placement, in fp32 and with bf16 / fp16 storage (working weights and
+// gradient visits rounded to 16 bits off the device, fp32 master weights).
 TEST(LlamaCli, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
   TempDir dir;
   fs::create_directories(dir / "swap");
-  for (const std::string family : {"llama", "qwen3"}) {
-    SCOPED_TRACE(family);
+  std::map<std::string, std::string> by_precision;  // llama's in-memory checkpoints
+  for (const auto& [family, precision] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"llama", "fp32"}, {"qwen3", "fp32"}, {"llama", "bf16"}, {"qwen3", "fp16"}}) {
+    const std::string tag = family + "_" + precision;
+    SCOPED_TRACE(tag);
     auto config_for = [&](const std::string& name) {
       json c = llama_config(dir, dir / name, 3);
       c["model"]["type"] = family;
@@ -99,32 +106,44 @@ TEST(LlamaCli, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
         c["model"]["head_dim"] = 12;
         c["model"]["tie_word_embeddings"] = true;
       }
+      if (precision != "fp32") c[precision] = {{"enabled", true}};
       return c;
     };
-    const CommandResult base = run(dir, "train", family + "_mem", config_for(family + "_mem"));
+    const CommandResult base = run(dir, "train", tag + "_mem", config_for(tag + "_mem"));
     ASSERT_EQ(base.exit_code, 0) << base.err;
-    const std::string expected = checkpoint(dir / (family + "_mem"), 3);
+    const std::string expected = checkpoint(dir / (tag + "_mem"), 3);
     ASSERT_GT(expected.size(), 4096u);
+    if (family == "llama") by_precision[precision] = expected;
+    // Each path new weights take to the working copy: Adam on the host, on
+    // NVMe-staged state or on the device, into device, host or NVMe homes,
+    // NVMe parameters with and without their host cache (max_in_cpu 0).
     struct Case {
       int stage;
       std::string params, optimizer;
-      bool checkpointing;
+      bool checkpointing = false, uncached = false;
     };
-    for (const Case& k : {Case{2, "none", "cpu", false}, Case{3, "cpu", "cpu", true},
-                          Case{3, "nvme", "nvme", false}, Case{3, "nvme", "nvme", true}}) {
-      const std::string name = family + "_s" + std::to_string(k.stage) + k.params + k.optimizer +
-                               (k.checkpointing ? "_ckpt" : "");
+    for (const Case& k :
+         {Case{2, "none", "cpu"}, Case{3, "none", "nvme"}, Case{3, "cpu", "cpu", true},
+          Case{3, "cpu", "none"}, Case{3, "nvme", "nvme"}, Case{3, "nvme", "nvme", true, true},
+          Case{3, "nvme", "cpu", false, true}, Case{3, "nvme", "none", false, true}}) {
+      const std::string name = tag + "_s" + std::to_string(k.stage) + k.params + k.optimizer +
+                               (k.checkpointing ? "_ckpt" : "") + (k.uncached ? "_uncached" : "");
       SCOPED_TRACE(name);
       json c = config_for(name);
       c["model"]["activation_checkpointing"] = k.checkpointing;
       c["zero_optimization"] = {{"stage", k.stage},
                                 {"offload_optimizer", offload(k.optimizer, dir / "swap")}};
-      if (k.stage == 3) c["zero_optimization"]["offload_param"] = offload(k.params, dir / "swap");
+      if (k.stage == 3) {
+        c["zero_optimization"]["offload_param"] = offload(k.params, dir / "swap");
+        if (k.uncached) c["zero_optimization"]["offload_param"]["max_in_cpu"] = 0;
+      }
       const CommandResult r = run(dir, "train", name, c);
       ASSERT_EQ(r.exit_code, 0) << r.err;
       EXPECT_TRUE(checkpoint(dir / name, 3) == expected) << "checkpoint differs from stage 0";
     }
   }
+  // The 16-bit storage was in effect: the weights trained differ from fp32's.
+  EXPECT_NE(by_precision["bf16"], by_precision["fp32"]);
 }
 
 TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
@@ -133,7 +152,7 @@ TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
   auto config_for = [&](const std::string& out, uint64_t budget) {
     json c = llama_config(dir, out, 3);
     c["train_micro_batch_size_per_gpu"] = 1;
-    c["model"]["num_hidden_layers"] = 8;
+    c["model"]["num_hidden_layers"] = 12;
     c["model"]["hidden_size"] = 64;
     c["model"]["intermediate_size"] = 128;
     c["model"]["activation_checkpointing"] = true;
@@ -141,6 +160,7 @@ TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
                               {"offload_param", offload("nvme", dir / "swap")},
                               {"offload_optimizer", offload("nvme", dir / "swap")}};
     if (budget > 0) c["memory"] = {{"device_budget_bytes", budget}};
+    c["bf16"] = {{"enabled", true}};
     return c;
   };
   json in_memory = config_for(dir / "mem", 0);
@@ -157,14 +177,40 @@ TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
   const CommandResult r = run(dir, "train", "nvme", config_for(dir / "nvme", minimum));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json s = summary(r);
-  // Parameters: embedding and head 2 x 256 x 64, 8 layers of q, o (64x64),
-  // k, v (32x64) and three 128x64 MLP matrices; norms left out. State is 16
-  // bytes a parameter (fp32 weights, gradients, Adam m and v).
-  const uint64_t params = 2 * 256 * 64 + 8 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64);
+  // Parameters: embedding and head 2 x 256 x 64, 12 layers of q, o (64x64),
+  // k, v (32x64) and three 128x64 MLP matrices; norms left out. State is 18
+  // bytes a parameter (fp32 master weights, gradients, Adam m and v, and bf16
+  // working weights); 16 of them are counted.
+  const uint64_t params = 2 * 256 * 64 + 12 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64);
   EXPECT_GE(16 * params, 8 * minimum) << "the model is not 8x the budget";
   EXPECT_LE(s["peak_bytes"]["device"].get<uint64_t>(), minimum);
   EXPECT_EQ(s["final_loss"].get<double>(), summary(reference)["final_loss"].get<double>());
   EXPECT_TRUE(checkpoint(dir / "nvme", 3) == checkpoint(dir / "mem", 3));
+  // The plan: working params stored and moved in bf16, 2 bytes a parameter.
+  // Given bandwidths (a `bench tiers` result), so nothing is timed.
+  const json tiers = {{"host_update_gbps", 10.0},
+                      {"host_copy", {{"pageable_to_aligned_gbps", 5.0}, {"aligned_to_pageable_gbps", 5.0}}},
+                      {"nvme", {{"read_gbps", 2.0}, {"write_gbps", 1.0}, {"engine", "uring"}}},
+                      {"device", nullptr},
+                      {"cpu_gflops", 100.0}};
+  write_text(dir / "tiers.json", tiers.dump());
+  const CommandResult plan =
+      run(dir, "plan", "nvme", config_for(dir / "nvme", minimum), "--tiers " + (dir / "tiers.json"));
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  const json p = json::parse(plan.out);
+  EXPECT_EQ(p["placement"]["working_dtype"], "bf16");
+  bool found = false;
+  for (const json& cls : p["classes"]) {
+    if (cls["class"] != "params") continue;
+    found = true;
+    EXPECT_EQ(cls["tier"], "nvme");
+    EXPECT_EQ(cls["stored_dtype"], "bf16");
+    EXPECT_EQ(cls["moved_bytes_per_param"], 2);
+    // Page-padded chunks of 2 bytes an element: at least 2 and under 3 bytes a parameter.
+    EXPECT_GE(cls["bytes"].get<uint64_t>(), 2 * params);
+    EXPECT_LT(cls["bytes"].get<uint64_t>(), 3 * params);
+  }
+  EXPECT_TRUE(found) << plan.out;
 }
 
 TEST(LlamaCli, CheckpointLargerThanTheHostBudgetLoadsWithParametersOnNvme) {

@@ -46,12 +46,13 @@ std::vector<json> events(const CommandResult& r, const std::string& kind) {
   return out;
 }
 
-// A scale of 2^30 overflows this model's fp16 gradients; the scaler halves it
-// (after a hysteresis of 2) until they fit.
+// A scale of 2^20 overflows this model's fp16 gradients (each visit is
+// rounded to fp16 as it leaves the device, as DeepSpeed's fp16 gradients are);
+// the scaler halves it (after a hysteresis of 2) until they fit.
 json fp16_run(const TempDir& dir, const std::string& out, int steps) {
   json c = base_config(dir, out, steps);
   c["fp16"] = {
-      {"enabled", true}, {"initial_scale_power", 30}, {"loss_scale_window", 3}, {"hysteresis", 2}};
+      {"enabled", true}, {"initial_scale_power", 20}, {"loss_scale_window", 3}, {"hysteresis", 2}};
   return c;
 }
 
@@ -68,16 +69,16 @@ TEST(MixedPrecision, Fp16OverflowsSkipTheirStepsAsDeepSpeedDoes) {
   // The first two overflows come at steps 1 and 2: the first spends the
   // hysteresis and keeps 2^30, the second halves it.
   EXPECT_EQ(overflows[0]["step"], 1);
-  EXPECT_EQ(overflows[0]["attempted_loss_scale"], std::ldexp(1.0, 30));
-  EXPECT_EQ(overflows[0]["loss_scale"], std::ldexp(1.0, 30));
+  EXPECT_EQ(overflows[0]["attempted_loss_scale"], std::ldexp(1.0, 20));
+  EXPECT_EQ(overflows[0]["loss_scale"], std::ldexp(1.0, 20));
   EXPECT_EQ(overflows[1]["step"], 2);
-  EXPECT_EQ(overflows[1]["loss_scale"], std::ldexp(1.0, 29));
-  EXPECT_NE(r.err.find("step 1: OVERFLOW! Skipping step. Attempted loss scale: 1073741824, but "
+  EXPECT_EQ(overflows[1]["loss_scale"], std::ldexp(1.0, 19));
+  EXPECT_NE(r.err.find("step 1: OVERFLOW! Skipping step. Attempted loss scale: 1048576, but "
                        "hysteresis is 2. Reducing hysteresis to 1"),
             std::string::npos)
       << r.err;
-  EXPECT_NE(r.err.find("step 2: OVERFLOW! Skipping step. Attempted loss scale: 1073741824, "
-                       "reducing to 536870912"),
+  EXPECT_NE(r.err.find("step 2: OVERFLOW! Skipping step. Attempted loss scale: 1048576, "
+                       "reducing to 524288"),
             std::string::npos);
   const int64_t skipped = static_cast<int64_t>(overflows.size());
   EXPECT_EQ(summary(r)["skipped_steps"], skipped);
@@ -94,12 +95,12 @@ TEST(MixedPrecision, Fp16OverflowsSkipTheirStepsAsDeepSpeedDoes) {
   }
   // Every skipped step's line reports the scale after it; the monitor's series
   // is the scale each step ran with.
-  EXPECT_EQ(steps[1]["loss_scale"], std::ldexp(1.0, 29));
+  EXPECT_EQ(steps[1]["loss_scale"], std::ldexp(1.0, 19));
   EXPECT_EQ(steps[11]["skipped_steps"], skipped);
   // DeepSpeed's series: the scale each step ran with, over samples seen (4 a step).
   const std::string csv = read_text(dir / "monitor/j/Train_Samples_loss_scale.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,loss_scale");
-  EXPECT_NE(csv.find("\n4,1073741824.0\n8,1073741824.0\n12,536870912.0\n"), std::string::npos)
+  EXPECT_NE(csv.find("\n4,1048576.0\n8,1048576.0\n12,524288.0\n"), std::string::npos)
       << csv;
 }
 
@@ -143,7 +144,7 @@ TEST(MixedPrecision, Fp16OffloadedRunsMatchTheInMemoryRunBitForBit) {
 TEST(MixedPrecision, OverflowAtTheMinimumScaleEndsTheRunKeepingTheCheckpoint) {
   TempDir dir;
   json c = fp16_run(dir, dir / "out", 6);
-  c["fp16"]["min_loss_scale"] = std::ldexp(1.0, 29);
+  c["fp16"]["min_loss_scale"] = std::ldexp(1.0, 19);
   c["fp16"]["hysteresis"] = 1;
   const CommandResult r = train(dir, "min", c);
   EXPECT_EQ(r.exit_code, 1) << r.err;

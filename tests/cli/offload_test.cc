@@ -148,34 +148,46 @@ TEST(Offload, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
 TEST(Offload, CopiesCompletingAsLateAsOnAGpuChangeNothing) {
   TempDir dir;
   fs::create_directories(dir / "swap");
-  const CommandResult base = train(dir, "stage0", base_config(dir, dir / "stage0", 3));
-  ASSERT_EQ(base.exit_code, 0) << base.err;
-  const std::string expected = checkpoint(dir / "stage0", 3);
-  ASSERT_GT(expected.size(), 4096u);
-  struct Case {
-    int stage;
-    std::string params, optimizer;
-  };
-  for (const Case& c : {Case{0, "none", "none"}, Case{2, "none", "cpu"}, Case{3, "cpu", "cpu"},
-                        Case{3, "nvme", "nvme"}, Case{3, "none", "nvme"}}) {
-    const std::string name =
-        "deferred_s" + std::to_string(c.stage) + "_p" + c.params + "_o" + c.optimizer;
-    SCOPED_TRACE(name);
-    json config = base_config(dir, dir / name, 3);
-    config["model"]["activation_checkpointing"] = c.stage == 3;
-    if (c.stage > 0) {
-      config["zero_optimization"] = {{"stage", c.stage},
-                                     {"offload_optimizer", offload(c.optimizer, dir / "swap")}};
+  // fp32, and bf16 storage: 16-bit uploads widened on the device, visits
+  // rounded and downloaded, new weights narrowed on their way to each home.
+  for (const std::string precision : {"fp32", "bf16"}) {
+    SCOPED_TRACE(precision);
+    auto config_for = [&](const std::string& name) {
+      json config = base_config(dir, dir / name, 3);
+      if (precision == "bf16") config["bf16"] = {{"enabled", true}};
+      return config;
+    };
+    const std::string base_name = "stage0_" + precision;
+    const CommandResult base = train(dir, base_name, config_for(base_name));
+    ASSERT_EQ(base.exit_code, 0) << base.err;
+    const std::string expected = checkpoint(dir / base_name, 3);
+    ASSERT_GT(expected.size(), 4096u);
+    struct Case {
+      int stage;
+      std::string params, optimizer;
+    };
+    for (const Case& c : {Case{0, "none", "none"}, Case{2, "none", "cpu"}, Case{3, "cpu", "cpu"},
+                          Case{3, "nvme", "nvme"}, Case{3, "none", "nvme"},
+                          Case{3, "cpu", "none"}}) {
+      const std::string name = "deferred_" + precision + "_s" + std::to_string(c.stage) + "_p" +
+                               c.params + "_o" + c.optimizer;
+      SCOPED_TRACE(name);
+      json config = config_for(name);
+      config["model"]["activation_checkpointing"] = c.stage == 3;
+      if (c.stage > 0) {
+        config["zero_optimization"] = {{"stage", c.stage},
+                                       {"offload_optimizer", offload(c.optimizer, dir / "swap")}};
+      }
+      if (c.stage == 3)
+        config["zero_optimization"]["offload_param"] = offload(c.params, dir / "swap");
+      const std::string path = dir / (name + ".json");
+      write_text(path, config.dump(2));
+      const CommandResult r = run_command(
+          "DSINF_CPU_DEFER_COPIES=1 " + dsinf_binary() + " train " + path + " --json", dir.path());
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_NE(r.err.find("copies deferred"), std::string::npos) << r.err;
+      EXPECT_TRUE(checkpoint(dir / name, 3) == expected) << "checkpoint differs from stage 0";
     }
-    if (c.stage == 3)
-      config["zero_optimization"]["offload_param"] = offload(c.params, dir / "swap");
-    const std::string path = dir / (name + ".json");
-    write_text(path, config.dump(2));
-    const CommandResult r = run_command(
-        "DSINF_CPU_DEFER_COPIES=1 " + dsinf_binary() + " train " + path + " --json", dir.path());
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.err.find("copies deferred"), std::string::npos) << r.err;
-    EXPECT_TRUE(checkpoint(dir / name, 3) == expected) << "checkpoint differs from stage 0";
   }
 }
 

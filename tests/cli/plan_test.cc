@@ -173,7 +173,11 @@ TEST(Plan, Stage0KeepsEveryClassOnTheDevice) {
   EXPECT_EQ(r["params"].get<size_t>(), m.params);
   EXPECT_EQ(
       r["placement"],
-      json({{"params", "device"}, {"grads", "device"}, {"optimizer", "device"}, {"stage", 0}}));
+      json({{"params", "device"},
+                  {"grads", "device"},
+                  {"optimizer", "device"},
+                  {"stage", 0},
+                  {"working_dtype", "fp32"}}));
   expect_class(r, "params", "device", m.total());
   expect_class(r, "grads", "device", m.total());
   expect_class(r, "adam_m", "device", m.total());
@@ -230,7 +234,11 @@ TEST(Plan, Stage3NvmeStreamsParamsAndSwapsTheOptimizer) {
   ASSERT_EQ(p.run.exit_code, 0) << p.run.err;
   const json& r = p.result;
   EXPECT_EQ(r["placement"],
-            json({{"params", "nvme"}, {"grads", "host"}, {"optimizer", "nvme"}, {"stage", 3}}));
+            json({{"params", "nvme"},
+                  {"grads", "host"},
+                  {"optimizer", "nvme"},
+                  {"stage", 3},
+                  {"working_dtype", "fp32"}}));
   expect_class(r, "params", "nvme", m.total());
   expect_class(r, "grads", "host", m.total());
   expect_class(r, "adam_m", "nvme", m.total());

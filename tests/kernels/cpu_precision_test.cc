@@ -12,6 +12,40 @@
 namespace dsinf {
 namespace {
 
+// Device::convert and accumulate, against values worked out by hand: bf16
+// keeps 8 significant bits, so near 1 its step is 2^-7; fp16 keeps 11, a step
+// of 2^-10 near 1, and overflows past 65504.
+TEST(CpuBackendPrecision, ConvertRoundsToNearestEvenAndAccumulateAddsOnceAnElement) {
+  std::unique_ptr<kernels::Backend> b = kernels::make_cpu_backend({});
+  const std::vector<float> x = {1.0f + 0x1p-8f,        // a tie: down to even 1.0
+                                1.0f + 3 * 0x1p-8f,    // a tie: up to even 1 + 2^-6
+                                1.0f + 0x1p-8f + 0x1p-20f,  // past the tie: 1 + 2^-7
+                                -2.5f,                 // exact
+                                70000.0f};             // bf16: 70144; fp16: infinity
+  std::vector<uint16_t> half(x.size());
+  std::vector<float> wide(x.size());
+  auto via = [&](kernels::DType type) {
+    EXPECT_TRUE(b->convert(x.data(), kernels::DType::kF32, half.data(), type, x.size(),
+                           kernels::Stream::kCompute).ok());
+    EXPECT_TRUE(b->convert(half.data(), type, wide.data(), kernels::DType::kF32, x.size(),
+                           kernels::Stream::kUpload).ok());
+    return wide;
+  };
+  EXPECT_EQ(via(kernels::DType::kBF16),
+            (std::vector<float>{1.0f, 1.0f + 0x1p-6f, 1.0f + 0x1p-7f, -2.5f, 70144.0f}));
+  EXPECT_EQ(half[3], 0xc020);  // -2.5 in bf16: sign, exponent 128, mantissa 0x20
+  const std::vector<float> f16 = via(kernels::DType::kF16);
+  EXPECT_EQ(f16[0], 1.0f + 0x1p-8f);  // exact in fp16
+  EXPECT_EQ(f16[3], -2.5f);
+  EXPECT_TRUE(std::isinf(f16[4]) && f16[4] > 0);
+  // acc + float(src), one rounding: 1 + 2^-24 is below fp32's half step at 1.
+  std::vector<float> acc = {1.0f, 0.5f, -1.0f};
+  const std::vector<uint16_t> add = {0x3380, 0x3f00, 0x3f80};  // bf16 2^-24, 0.5, 1.0
+  ASSERT_TRUE(b->accumulate(acc.data(), add.data(), kernels::DType::kBF16, 3,
+                            kernels::Stream::kCompute).ok());
+  EXPECT_EQ(acc, (std::vector<float>{1.0f, 1.0f, 0.0f}));
+}
+
 TEST(CpuBackendPrecision, MatmulOperandsRoundLikeTensorCores) {
   const int N = 3, C = 5, OC = 4;
   std::vector<float> inp(N * C), weight(OC * C), bias(OC);

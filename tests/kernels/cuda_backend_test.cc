@@ -413,6 +413,52 @@ TEST_F(CudaBackendTest, SoftmaxCrossEntropySeparateAliasedAndWithoutGradient) {
   }
 }
 
+// The working-weight conversions round as half.h does: every fp32 value of a
+// random sample and the special ones (ties, subnormals, overflow, NaN) gives
+// the CPU backend's bits in bf16 and fp16, widening is exact, and accumulate
+// adds once an element.
+TEST_F(CudaBackendTest, ConvertAndAccumulateAreBitIdentical) {
+  std::mt19937 rng(11);
+  std::vector<float> x = normal(4099, rng, 3.0f);
+  const std::vector<float> specials = {0.0f, -0.0f, 1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f,
+                                       0x1p-130f, -0x1p-140f, 70000.0f, 65520.0f, 65519.0f,
+                                       std::numeric_limits<float>::infinity(),
+                                       std::numeric_limits<float>::quiet_NaN(), 6e-8f, 3e-8f};
+  std::copy(specials.begin(), specials.end(), x.begin());
+  const size_t n = x.size();
+  for (DType type : {DType::kBF16, DType::kF16}) {
+    SCOPED_TRACE(dtype_name(type));
+    float* src = upload(*gpu_, x);
+    void* mid = *gpu_->allocate(n * 2);
+    float* back = *gpu_->allocate(n * 4);
+    ASSERT_TRUE(gpu_->convert(src, DType::kF32, mid, type, n, Stream::kCompute).ok());
+    // The upload stream's conversion must follow the compute stream's.
+    gpu_->stream_wait(Stream::kUpload, gpu_->record(Stream::kCompute));
+    ASSERT_TRUE(gpu_->convert(mid, type, back, DType::kF32, n, Stream::kUpload).ok());
+    ASSERT_TRUE(gpu_->synchronize(Stream::kUpload).ok());
+    std::vector<uint16_t> gpu_half = download(*gpu_, static_cast<const uint16_t*>(mid), n);
+    std::vector<float> gpu_back = download(*gpu_, back, n);
+    std::vector<uint16_t> cpu_half(n);
+    std::vector<float> cpu_back(n);
+    ASSERT_TRUE(cpu_->convert(x.data(), DType::kF32, cpu_half.data(), type, n, Stream::kCompute).ok());
+    ASSERT_TRUE(cpu_->convert(cpu_half.data(), type, cpu_back.data(), DType::kF32, n,
+                              Stream::kCompute).ok());
+    EXPECT_EQ(gpu_half, cpu_half);
+    EXPECT_EQ(0, std::memcmp(gpu_back.data(), cpu_back.data(), n * 4));
+    // accumulate into random fp32 accumulators.
+    std::vector<float> acc = normal(n, rng);
+    float* acc_dev = upload(*gpu_, acc);
+    ASSERT_TRUE(gpu_->accumulate(acc_dev, mid, type, n, Stream::kCompute).ok());
+    ASSERT_TRUE(cpu_->accumulate(acc.data(), cpu_half.data(), type, n, Stream::kCompute).ok());
+    const std::vector<float> gpu_acc = download(*gpu_, acc_dev, n);
+    EXPECT_EQ(0, std::memcmp(gpu_acc.data(), acc.data(), n * 4));
+    for (void* p : {static_cast<void*>(src), mid, static_cast<void*>(back),
+                    static_cast<void*>(acc_dev)}) {
+      gpu_->release(p);
+    }
+  }
+}
+
 TEST_F(CudaBackendTest, SumSquaresMatchesTheCpu) {
   std::mt19937 rng(9);
   for (size_t n : {size_t{1}, size_t{1000}, size_t{12345}, (size_t{1} << 20) + 3}) {

@@ -74,6 +74,10 @@ actors::Placement place(const Config& config) {
   p.param_max_live = z.stage3_max_live_parameters;
   p.param_persistence_threshold = z.stage3_param_persistence_threshold;
   p.optimizer_buffer_count = z.offload_optimizer.buffer_count;
+  // fp16 / bf16: working weights and gradient visits in that type off the device.
+  p.working_dtype = config.fp16.enabled   ? kernels::DType::kF16
+                    : config.bf16_enabled ? kernels::DType::kBF16
+                                          : kernels::DType::kF32;
   return p;
 }
 

@@ -53,6 +53,7 @@ struct PathSwap {
 std::vector<PathSwap> swap_per_path(const Placement& p,
                                     const std::vector<memory::ChunkLayout>& layouts) {
   std::vector<PathSwap> out;
+  bool working = false;
   auto add = [&](const std::vector<std::string>& paths, size_t ids) {
     if (paths.empty()) return;
     for (size_t i = 0; i < ids; ++i) {
@@ -63,10 +64,14 @@ std::vector<PathSwap> swap_per_path(const Placement& p,
         out.push_back({path, 0, std::nullopt});
         it = out.end() - 1;
       }
-      it->bytes += memory::align_up(layouts[i % layouts.size()].bytes(), memory::kChunkAlignment);
+      it->bytes += working ? p.working_bytes(layouts[i % layouts.size()])
+                           : layouts[i % layouts.size()].bytes();
     }
   };
+  // The working params in their own type; the optimizer's classes are fp32.
+  working = true;
   if (p.params == Tier::kNvme && !p.master_is_working_copy()) add(p.param_paths, layouts.size());
+  working = false;
   if (p.optimizer == Tier::kNvme) add(p.optimizer_paths, 3 * layouts.size());
   for (PathSwap& s : out) {
     struct statvfs vfs {};
@@ -149,7 +154,8 @@ struct PlanFacts {
   const Config* config = nullptr;
   std::unique_ptr<Model> model;
   std::vector<memory::ChunkLayout> layouts;
-  size_t params = 0, total = 0;  // parameters; bytes of one class (chunks page-aligned)
+  size_t params = 0, total = 0;  // parameters; bytes of one fp32 class (chunks page-aligned)
+  size_t working_total = 0;      // the working params at their home
   Placement p;
   actors::DeviceRequest device;
   size_t act_with = 0, act_without = 0, activations = 0;
@@ -165,17 +171,26 @@ struct ClassRow {
   const char* label;
   Tier tier;
   size_t bytes;
+  // The type the class is stored in at its home, and the bytes a parameter
+  // of it takes when it moves between tiers (working params: uploads, NVMe and
+  // the host cache; gradients: the visits leaving the device).
+  kernels::DType stored;
+  kernels::DType moves;
 };
 
 std::vector<ClassRow> class_rows(const PlanFacts& f) {
+  using kernels::DType;
   const Placement& p = f.p;
-  std::vector<ClassRow> classes = {{"params", "working params", p.params, f.total},
-                                   {"grads", "gradients", p.grads, f.total}};
+  const DType w = p.working_dtype;
+  std::vector<ClassRow> classes = {
+      {"params", "working params", p.params, f.working_total,
+       p.params == Tier::kDevice ? DType::kF32 : w, w},
+      {"grads", "gradients", p.grads, f.total, DType::kF32, w}};
   if (!p.master_is_working_copy()) {
-    classes.push_back({"master", "master weights", p.optimizer, f.total});
+    classes.push_back({"master", "master weights", p.optimizer, f.total, DType::kF32, DType::kF32});
   }
-  classes.push_back({"adam_m", "Adam m", p.optimizer, f.total});
-  classes.push_back({"adam_v", "Adam v", p.optimizer, f.total});
+  classes.push_back({"adam_m", "Adam m", p.optimizer, f.total, DType::kF32, DType::kF32});
+  classes.push_back({"adam_v", "Adam v", p.optimizer, f.total, DType::kF32, DType::kF32});
   return classes;
 }
 
@@ -193,6 +208,7 @@ absl::Status gather_model(const Config& config, const RunEnvironment& env, PlanF
   f.params = f.model->num_parameters();
   for (const memory::ChunkLayout& layout : f.layouts) f.total += layout.bytes();
   f.p = place(config);
+  for (const memory::ChunkLayout& layout : f.layouts) f.working_total += f.p.param_home_bytes(layout);
   const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
   for (bool ckpt : {true, false}) {
     ModelConfig shape = config.model;
@@ -256,11 +272,22 @@ void print_classes(const PlanFacts& f, std::ostream& out) {
       "placement: zero stage %d | params on %s | gradients on %s | optimizer on %s%s\n",
       config.zero.stage, tier_name(p.params), tier_name(p.grads), tier_name(p.optimizer),
       p.master_is_working_copy() ? " | the master weights are the working params (one copy)" : "");
-  bench::TextTable classes({"class", "tier", "bytes"});
+  bench::TextTable classes({"class", "tier", "bytes", "stored as", "moves as"});
   for (const ClassRow& c : class_rows(f)) {
-    classes.add_row({c.label, tier_name(c.tier), util::format_bytes_exact(c.bytes)});
+    classes.add_row({c.label, tier_name(c.tier), util::format_bytes_exact(c.bytes),
+                     kernels::dtype_name(c.stored),
+                     absl::StrFormat("%s, %d B/param", kernels::dtype_name(c.moves),
+                                     kernels::dtype_bytes(c.moves))});
   }
   out << "\n" << classes.render();
+  if (p.reduced()) {
+    out << absl::StrFormat(
+        "working params are the master weights rounded to %s: %d bytes a parameter on every "
+        "move (uploads, NVMe, host cache), fp32 holding %s values on the device; gradient "
+        "visits leave the device as %s and add into fp32 accumulators\n",
+        kernels::dtype_name(p.working_dtype), kernels::dtype_bytes(p.working_dtype),
+        kernels::dtype_name(p.working_dtype), kernels::dtype_name(p.working_dtype));
+  }
   bench::TextTable tiers({"tier", "bytes", "budget"});
   tiers.add_row({"device", util::format_bytes_exact(f.plan.device_bytes),
                  budget_text(config.memory.device_budget_bytes)});
@@ -283,6 +310,10 @@ void print_device(const PlanFacts& f, std::ostream& out) {
       << (m.activation_checkpointing ? " without)" : " with it)")
       << ", incl. one gradient visit buffer\n"
       << "  resident chunks  " << util::format_bytes_exact(plan.resident_bytes) << "\n";
+  if (plan.convert_bytes > 0) {
+    out << "  conversion areas " << util::format_bytes_exact(plan.convert_bytes) << " (rounding to "
+        << kernels::dtype_name(p.working_dtype) << ": gradient visits, new working weights)\n";
+  }
   if (plan.slot_bytes > 0) {
     out << absl::StrFormat(
         "  parameter slots  %d x %s = %s (offload_param.buffer_count %d; "
@@ -356,7 +387,7 @@ void nvme_step_bytes(PlanFacts& f) {
   if (f.p.params == Tier::kNvme) {
     double uncached = 0;
     for (size_t c = plan.cached_chunks; c < f.layouts.size(); ++c) {
-      const double bytes = static_cast<double>(f.layouts[c].bytes());
+      const double bytes = static_cast<double>(f.p.working_bytes(f.layouts[c]));
       const bool persistent = c < plan.persistent.size() && plan.persistent[c];
       f.nvme_read_bytes += persistent ? bytes : gas * (c == 0 ? 3.0 : 2.0) * bytes;
       uncached += bytes;
@@ -445,6 +476,7 @@ ojson bytes_json(const PlanFacts& f) {
             {"activations_with_checkpointing", f.act_with},
             {"activations_without_checkpointing", f.act_without},
             {"resident", plan.resident_bytes},
+            {"conversion_areas", plan.convert_bytes},
             {"slots", plan.slots},
             {"slot_bytes", plan.slot_bytes},
             {"slot_elements", plan.slot_elements},
@@ -469,7 +501,12 @@ ojson plan_json(const PlanFacts& f, const Bandwidths& bw, const StepInputs& in,
                 const StepPrediction& pred) {
   ojson class_list = ojson::array();
   for (const ClassRow& c : class_rows(f)) {
-    class_list.push_back({{"class", c.name}, {"tier", tier_name(c.tier)}, {"bytes", c.bytes}});
+    class_list.push_back({{"class", c.name},
+                          {"tier", tier_name(c.tier)},
+                          {"bytes", c.bytes},
+                          {"stored_dtype", kernels::dtype_name(c.stored)},
+                          {"moves_dtype", kernels::dtype_name(c.moves)},
+                          {"moved_bytes_per_param", kernels::dtype_bytes(c.moves)}});
   }
   auto opt = [](const std::optional<double>& v) { return v ? ojson(*v) : ojson(nullptr); };
   return {{"params", f.params},
@@ -477,7 +514,8 @@ ojson plan_json(const PlanFacts& f, const Bandwidths& bw, const StepInputs& in,
            {{"params", tier_name(f.p.params)},
             {"grads", tier_name(f.p.grads)},
             {"optimizer", tier_name(f.p.optimizer)},
-            {"stage", f.config->zero.stage}}},
+            {"stage", f.config->zero.stage},
+            {"working_dtype", kernels::dtype_name(f.p.working_dtype)}}},
           {"bytes", bytes_json(f)},
           {"classes", class_list},
           {"warnings", f.warnings},

@@ -193,7 +193,7 @@ absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
   if (!single_file) {
     if (absl::Status s = check_out_directory(out_path); !s.ok()) return s;
   }
-  absl::StatusOr<Session> session = open_session(config, options.env, /*training=*/false);
+  absl::StatusOr<Session> session = open_session(config, options.env, /*training=*/false, /*fp32_weights=*/true);
   if (!session.ok()) return session.status();
   if (absl::Status s = load_inference_weights(config, *session); !s.ok()) return s;
   return single_file ? export_file(*session, out_path, export_options, options)

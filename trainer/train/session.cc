@@ -11,7 +11,7 @@
 namespace dsinf::trainer {
 
 absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment& env,
-                                     bool training) {
+                                     bool training, bool fp32_weights) {
   Session session;
   absl::StatusOr<std::unique_ptr<Model>> model = make_model(config.model);
   if (!model.ok()) {
@@ -21,6 +21,7 @@ absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment&
   session.model = *std::move(model);
   absl::StatusOr<actors::RuntimeSpec> spec = runtime_spec(config, env, training);
   if (!spec.ok()) return spec.status();
+  if (fp32_weights) spec->placement.working_dtype = kernels::DType::kF32;
   absl::StatusOr<std::unique_ptr<actors::Runtime>> runtime =
       actors::Runtime::create(*spec, *session.model);
   if (!runtime.ok()) return runtime.status();

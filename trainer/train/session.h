@@ -24,9 +24,11 @@ struct Session {
 };
 
 // The model and its runtime; `training` false holds parameters only.
+// `fp32_weights` keeps the working weights in fp32 even with bf16/fp16 on
+// (export: the checkpoint's master weights, not their rounded copy).
 // kInvalidArgument naming the config and the key when it cannot fit.
 absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment& env,
-                                     bool training);
+                                     bool training, bool fp32_weights = false);
 
 // model.init_from into the session's chunks; errors name the key.
 absl::Status load_init_from(const Config& config, Session& session);
