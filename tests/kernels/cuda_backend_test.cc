@@ -430,7 +430,7 @@ TEST_F(CudaBackendTest, ConvertAndAccumulateAreBitIdentical) {
     SCOPED_TRACE(dtype_name(type));
     float* src = upload(*gpu_, x);
     void* mid = *gpu_->allocate(n * 2);
-    float* back = *gpu_->allocate(n * 4);
+    float* back = static_cast<float*>(*gpu_->allocate(n * 4));
     ASSERT_TRUE(gpu_->convert(src, DType::kF32, mid, type, n, Stream::kCompute).ok());
     // The upload stream's conversion must follow the compute stream's.
     gpu_->stream_wait(Stream::kUpload, gpu_->record(Stream::kCompute));
