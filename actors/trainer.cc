@@ -27,8 +27,13 @@ absl::Status forward_backward(Runtime& rt, const StepRequest& request, StepOutco
   DSINF_CHECK(request.inputs.size() == request.targets.size() &&
               window * gas == request.inputs.size());
   const int64_t T = static_cast<int64_t>(window) / B;
+  // The loss is the mean over the step's positions that carry one (a
+  // negative target is masked, as Hugging Face's -100 labels).
+  int64_t counted = 0;
+  for (int32_t t : request.targets) counted += t >= 0 ? 1 : 0;
+  const bool masked = counted != static_cast<int64_t>(request.targets.size());
   rt.begin_step();
-  double loss_sum = 0;
+  double loss_sum = 0, token_loss_sum = 0;
   for (int64_t micro = 0; micro < gas; ++micro) {
     if (micro == gas - 1 && request.update) rt.last_micro_batch();
     auto t0 = Clock::now();
@@ -37,15 +42,20 @@ absl::Status forward_backward(Runtime& rt, const StepRequest& request, StepOutco
     if (!loss.ok()) return loss.status();
     out.forward_s += seconds_since(t0);
     t0 = Clock::now();
-    // Mean over the tokens of every micro-batch of the step, times fp16's loss scale.
-    // (A power-of-two scale multiplies exactly: without fp16 this is 1/(B*T*gas) as ever.)
-    const float dloss =
-        1.0f / static_cast<float>(B * T * gas) * static_cast<float>(rt.loss_scaler().scale());
+    // Mean over the counted tokens of every micro-batch of the step, times
+    // fp16's loss scale. (A power-of-two scale multiplies exactly: without
+    // fp16 or masks this is 1/(B*T*gas) as ever.) No counted token: no gradient.
+    const float dloss = counted == 0 ? 0.0f
+                                     : 1.0f / static_cast<float>(masked ? counted : B * T * gas) *
+                                           static_cast<float>(rt.loss_scaler().scale());
     if (absl::Status s = rt.model().backward(dloss); !s.ok()) return s;
     out.backward_s += seconds_since(t0);
     loss_sum += *loss;
+    token_loss_sum += rt.model().last_loss_sum();
   }
-  out.loss = loss_sum / static_cast<double>(gas);
+  out.loss = !masked     ? loss_sum / static_cast<double>(gas)
+             : counted > 0 ? token_loss_sum / static_cast<double>(counted)
+                           : 0.0;
   return absl::OkStatus();
 }
 

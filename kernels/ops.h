@@ -12,6 +12,10 @@
 
 namespace dsinf::kernels {
 
+// The target of a position that carries no loss (a prompt token of SFT
+// data, padding); any negative target is ignored the same way.
+inline constexpr int32_t kIgnoreTarget = -100;
+
 struct AdamHyper {
   float lr = 1e-3f;
   float beta1 = 0.9f;
@@ -63,6 +67,8 @@ class Ops {
   virtual void residual_forward(float* out, const float* a, const float* b, size_t n) = 0;
   // Softmax cross-entropy over V for each of N rows. losses (N) = -log softmax(logits)[target].
   // When dlogits is not null it receives (softmax - onehot(target)) * dloss (may alias logits).
+  // A negative target (kIgnoreTarget: a masked position, Hugging Face's -100
+  // label) gives a loss of 0 and a zero gradient row.
   virtual void softmax_crossentropy(float* losses, float* dlogits, const float* logits,
                                     const int32_t* targets, int N, int V, float dloss) = 0;
   // x *= s over n elements.

@@ -395,7 +395,12 @@ void softmax_crossentropy(Real* losses, NoDeduce<Real*> dlogits, const Real* log
       const Real* x = logits + n * V;
       Real* d = dlogits == nullptr ? nullptr : dlogits + n * V;
       const int target = targets[n];
-      DSINF_CHECK_MSG(target >= 0 && target < V, "target out of the vocabulary");
+      DSINF_CHECK_MSG(target < V, "target out of the vocabulary");
+      if (target < 0) {  // masked: no loss, no gradient
+        losses[n] = 0;
+        if (d != nullptr) std::fill(d, d + V, Real(0));
+        continue;
+      }
       Real max_logit = x[0];
       for (int i = 1; i < V; ++i) max_logit = std::max(max_logit, x[i]);
       // Read before d (which may alias x) is written.

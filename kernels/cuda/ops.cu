@@ -554,7 +554,14 @@ __global__ void __launch_bounds__(kCeThreads)
   const size_t row = blockIdx.x;
   const float* x = logits + row * V;
   const int target = targets[row];
-  const bool valid = target >= 0 && target < V;
+  if (target < 0) {  // masked (kIgnoreTarget): no loss, no gradient
+    if (threadIdx.x == 0) losses[row] = 0.0f;
+    if (dlogits != nullptr) {
+      for (int i = threadIdx.x; i < V; i += kCeThreads) dlogits[row * V + i] = 0.0f;
+    }
+    return;
+  }
+  const bool valid = target < V;
   const float target_logit = valid ? x[target] : NAN;
   float m = -INFINITY;
   for (int i = threadIdx.x; i < V; i += kCeThreads) m = fmaxf(m, x[i]);

@@ -338,11 +338,28 @@ void read_ignored_sections(ObjectReader& top) {
 void read_data(ObjectReader& top, DataConfig* d) {
   ObjectReader r = top.object("data");
   if (!r.present()) top.fail("data", "required section is missing");
-  r.allow_only({"path", "eval_path", "seq_len"});
+  r.allow_only({"path", "eval_path", "seq_len", "format", "tokenizer", "append_eos", "truncation",
+                 "packing"});
   r.read_int("seq_len", 1, kMaxSeqLen, &d->seq_len);
   if (r.present() && !r.has("path")) r.fail("path", "required key is missing");
   r.read_string("path", /*non_empty=*/true, &d->path);
   r.read_string("eval_path", /*non_empty=*/true, &d->eval_path);
+  size_t format = 0;
+  if (r.read_enum("format", {"text", "chat", "prompt_completion"}, false, &format)) {
+    d->format = static_cast<DataFormat>(format);
+  }
+  r.read_string("tokenizer", /*non_empty=*/true, &d->tokenizer);
+  r.read_bool("append_eos", &d->append_eos);
+  size_t truncation = 0;
+  if (r.read_enum("truncation", {"right", "drop"}, false, &truncation)) {
+    d->truncation = static_cast<Truncation>(truncation);
+  }
+  if (r.read_bool("packing", &d->packing) && d->packing) {
+    r.warn("packing",
+           "accepted but not acted on: packed examples would attend across their boundaries "
+           "(attention has no per-example mask yet), so each example gets a window of its own, "
+           "padded");
+  }
 }
 
 void read_train(ObjectReader& top, TrainConfig* t) {

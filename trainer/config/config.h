@@ -102,10 +102,25 @@ struct MonitorConfig {
   std::string job_name = "DeepSpeedJobName";
 };
 
+// What the examples of data.path are and where the loss is taken.
+enum class DataFormat {
+  kText,              // language modelling on every token
+  kChat,              // JSONL {"messages": [...]}: the chat template; loss on assistant turns
+  kPromptCompletion,  // JSONL {"prompt", "completion"}: loss on the completion
+};
+enum class Truncation { kRight, kDrop };  // examples longer than a window
+
 struct DataConfig {
   std::string path;
   std::string eval_path;  // empty: evaluate on path
   int64_t seq_len = 0;    // as written; 0: absent (model.seq_len is the resolved value)
+  DataFormat format = DataFormat::kText;
+  // The tokenizer (tokenizer.json, or a directory with it and, for chat,
+  // tokenizer_config.json); empty: model.init_from's directory when it has one.
+  std::string tokenizer;
+  bool append_eos = false;  // text: the EOS token after each document
+  Truncation truncation = Truncation::kRight;
+  bool packing = false;  // accepted; examples are padded one per window (warned)
 };
 
 struct TrainConfig {

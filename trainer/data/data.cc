@@ -7,9 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "memory/util/check.h"
 #include "nlohmann/json.hpp"
-#include "trainer/models/rng.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -156,45 +154,6 @@ absl::Status write_token_shard(const std::string& path, const std::vector<int32_
   if (!out) {
     return absl::InternalError(absl::StrCat("cannot write '", path, "': ", std::strerror(errno)));
   }
-  return absl::OkStatus();
-}
-
-WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, int T, uint64_t seed)
-    : tokens_(tokens), T_(T), seed_(seed), windows_(num_windows(tokens->size(), T)) {
-  DSINF_CHECK(windows_ >= 1);
-  shuffle_epoch();
-}
-
-void WindowSampler::shuffle_epoch() {
-  order_.resize(windows_);
-  for (int64_t i = 0; i < windows_; ++i) order_[i] = i;
-  Rng rng(seed_ * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(state_.epoch));
-  for (int64_t i = windows_ - 1; i > 0; --i) {
-    std::swap(order_[i], order_[rng.below(static_cast<uint64_t>(i) + 1)]);
-  }
-}
-
-void WindowSampler::next_batch(int B, int32_t* inputs, int32_t* targets) {
-  for (int b = 0; b < B; ++b) {
-    if (state_.cursor == windows_) {
-      ++state_.epoch;
-      state_.cursor = 0;
-      shuffle_epoch();
-    }
-    const size_t start = static_cast<size_t>(order_[state_.cursor++]) * T_;
-    std::copy_n(tokens_->begin() + start, T_, inputs + static_cast<size_t>(b) * T_);
-    std::copy_n(tokens_->begin() + start + 1, T_, targets + static_cast<size_t>(b) * T_);
-  }
-}
-
-absl::Status WindowSampler::restore(const SamplerState& state) {
-  if (state.epoch < 0 || state.cursor < 0 || state.cursor > windows_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data position (epoch ", state.epoch, ", window ", state.cursor,
-        ") does not fit data with ", windows_, " windows; the data changed since the checkpoint"));
-  }
-  state_ = state;
-  shuffle_epoch();
   return absl::OkStatus();
 }
 

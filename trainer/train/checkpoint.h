@@ -24,7 +24,7 @@
 #include "actors/runtime/loss_scaler.h"
 #include "memory/chunk_layout.h"
 #include "trainer/config/config.h"
-#include "trainer/data/data.h"
+#include "trainer/data/windows.h"
 
 namespace dsinf::trainer {
 

@@ -1,23 +1,24 @@
-// Evaluation: the mean token cross-entropy over every complete window of a
-// token stream, in order.
+// Evaluation: the mean token cross-entropy over every window of the data, in
+// order -- over the positions that carry a loss (masked ones, such as SFT
+// prompts and padding, count in no mean).
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "actors/runtime/model.h"
+#include "trainer/data/windows.h"
 
 namespace dsinf::trainer {
 
 struct EvalResult {
   double loss = 0;
   int64_t windows = 0;
-  int64_t tokens = 0;
+  int64_t tokens = 0;  // positions with a loss
 };
 
-// Windows of T tokens in micro-batches of up to max_batch.
-absl::StatusOr<EvalResult> evaluate(actors::LayerProgram& model, const std::vector<int32_t>& tokens,
-                                    int T, int max_batch);
+// In micro-batches of up to max_batch windows.
+absl::StatusOr<EvalResult> evaluate(actors::LayerProgram& model, const Windows& windows,
+                                    int max_batch);
 
 }  // namespace dsinf::trainer

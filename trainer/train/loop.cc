@@ -6,7 +6,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "trainer/data/data.h"
+#include "trainer/data/text_data.h"
+#include <iostream>
 #include "trainer/train/eval.h"
 #include "trainer/train/jobs.h"
 #include "trainer/train/progress.h"
@@ -22,21 +23,23 @@ std::atomic<bool> g_interrupted{false};
 extern "C" void on_interrupt(int) { g_interrupted.store(true); }
 
 struct TrainData {
-  std::vector<int32_t> tokens;
-  std::vector<int32_t> eval_tokens;  // empty without train.eval_interval
+  Windows windows;
+  Windows eval_windows;  // empty without train.eval_interval
 };
 
 absl::StatusOr<TrainData> load_train_data(const Config& config) {
+  absl::StatusOr<DataLoader> loader = DataLoader::open(config);
+  if (!loader.ok()) return loader.status();
   TrainData data;
-  absl::StatusOr<std::vector<int32_t>> tokens = load_data(config, config.data.path, "data.path");
-  if (!tokens.ok()) return tokens.status();
-  data.tokens = *std::move(tokens);
+  absl::StatusOr<Windows> windows = loader->load(config.data.path, "data.path", std::cerr);
+  if (!windows.ok()) return windows.status();
+  data.windows = *std::move(windows);
   if (config.train.eval_interval > 0) {
     const bool own = !config.data.eval_path.empty();
-    absl::StatusOr<std::vector<int32_t>> e =
-        own ? load_data(config, config.data.eval_path, "data.eval_path") : data.tokens;
+    absl::StatusOr<Windows> e =
+        own ? loader->load(config.data.eval_path, "data.eval_path", std::cerr) : data.windows;
     if (!e.ok()) return e.status();
-    data.eval_tokens = *std::move(e);
+    data.eval_windows = *std::move(e);
   }
   return data;
 }
@@ -93,13 +96,13 @@ absl::StatusOr<bool> run_steps(const Config& config, Session& session, const Tra
     const double lr = request.lr;
     absl::StatusOr<actors::StepOutcome> outcome = session.runtime->step(std::move(request));
     if (!outcome.ok()) return outcome.status();
-    record_step(config, *outcome, session, sampler, data.tokens.size(), state);
+    record_step(config, *outcome, session, sampler, data.windows.tokens(), state);
     if (absl::Status s = progress.step(state, *outcome, lr); !s.ok()) return s;
     const bool last = state.step == config.train.steps;
     const int64_t every = config.train.eval_interval;
     if (every > 0 && (state.step % every == 0 || last)) {
       absl::StatusOr<EvalResult> eval =
-          evaluate(session.runtime->model(), data.eval_tokens, config.model.window(),
+          evaluate(session.runtime->model(), data.eval_windows,
                    static_cast<int>(config.train_micro_batch_size_per_gpu));
       if (!eval.ok()) return eval.status();
       if (absl::Status s = progress.eval(state, *eval); !s.ok()) return s;
@@ -119,15 +122,14 @@ absl::Status train_loop(const Config& config, const RunOptions& options) {
   if (!session.ok()) return session.status();
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
   const int T = config.model.window();
-  const size_t host_bytes =
-      (data->tokens.size() + data->eval_tokens.size() + 2 * static_cast<size_t>(B) * T) *
-      sizeof(int32_t);
+  const size_t host_bytes = data->windows.bytes() + data->eval_windows.bytes() +
+                            2 * static_cast<size_t>(B) * T * sizeof(int32_t);
   Progress progress(config, options.json, *session, host_bytes);
-  WindowSampler sampler(&data->tokens, T, config.train.seed);
+  WindowSampler sampler(&data->windows, config.train.seed);
   absl::StatusOr<TrainState> state =
-      resume_or_start(config, *session, sampler, data->tokens.size(), progress.log());
+      resume_or_start(config, *session, sampler, data->windows.tokens(), progress.log());
   if (!state.ok()) return state.status();
-  progress.opening(data->tokens.size(), sampler.windows());
+  progress.opening(data->windows.tokens(), sampler.windows());
   if (state->step >= config.train.steps) {
     progress.nothing_to_train(*state);
     return absl::OkStatus();

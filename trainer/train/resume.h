@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "trainer/config/config.h"
-#include "trainer/data/data.h"
+#include "trainer/data/windows.h"
 #include "trainer/train/checkpoint.h"
 #include "trainer/train/session.h"
 

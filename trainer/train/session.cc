@@ -4,7 +4,6 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "trainer/data/data.h"
 #include "trainer/models/hf_weights.h"
 #include "trainer/train/checkpoint.h"
 
@@ -56,28 +55,6 @@ absl::Status load_inference_weights(const Config& config, Session& session) {
   session.weights_source =
       absl::StrCat("seeded initialisation (model.seed ", config.model.seed, ")");
   return session.model->init_random(config.model.seed, *session.runtime);
-}
-
-absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::string& path,
-                                               const std::string& key) {
-  // A checkpoint with its own tokenizer: bytes are not its tokens.
-  const bool tokenizer = config.model.init_from_directory && has_tokenizer(config.model.init_from);
-  const std::string text_refusal =
-      tokenizer ? absl::StrCat("model.init_from '", config.model.init_from,
-                               "' has its own tokenizer; give token shards of that tokenizer")
-                : "";
-  absl::StatusOr<std::vector<int32_t>> tokens =
-      load_tokens(path, config.model.vocab_size, key, text_refusal);
-  if (!tokens.ok()) {
-    return absl::Status(tokens.status().code(),
-                        absl::StrCat(config.source_path, ": ", tokens.status().message()));
-  }
-  if (num_windows(tokens->size(), config.model.window()) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config.source_path, ": ", key, ": '", path, "' holds ", tokens->size(),
-        " tokens, fewer than a window (data.seq_len) + 1 = ", config.model.window() + 1));
-  }
-  return tokens;
 }
 
 std::ostream& human(bool json) { return json ? std::cerr : std::cout; }

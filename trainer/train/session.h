@@ -36,10 +36,6 @@ absl::Status load_init_from(const Config& config, Session& session);
 // model.init_from, else the seeded initialisation.
 absl::Status load_inference_weights(const Config& config, Session& session);
 
-// The tokens of `path` (`key` names it in messages): at least one window.
-absl::StatusOr<std::vector<int32_t>> load_data(const Config& config, const std::string& path,
-                                               const std::string& key);
-
 // Human lines go to stdout, or to stderr when stdout carries JSON.
 std::ostream& human(bool json);
 void emit_json(const nlohmann::json& object);

@@ -1,11 +1,14 @@
 // Token data: byte-level text, directories in sorted order, token shards and
 // their validation, and the seeded window sampler.
-#include "trainer/data/data.h"
 
 #include <algorithm>
 #include <set>
 
+#include "kernels/ops.h"
 #include "tests/test_util.h"
+#include "trainer/data/data.h"
+#include "trainer/data/sft.h"
+#include "trainer/data/windows.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -111,7 +114,9 @@ TEST(Data, WindowsFollowTheDefinition) {
   EXPECT_EQ(num_windows(9, 4), 2);
   std::vector<int32_t> tokens(9);
   for (int i = 0; i < 9; ++i) tokens[i] = i;
-  WindowSampler sampler(&tokens, 4, 1);
+  const Windows windows = Windows::stream(tokens, 4);
+  EXPECT_EQ(windows.count(), 2);
+  WindowSampler sampler(&windows, 1);
   std::set<std::vector<int32_t>> seen;
   for (int k = 0; k < 2; ++k) {
     std::vector<int32_t> in(4), tgt(4);
@@ -134,19 +139,52 @@ TEST(Data, SamplerIsSeededAndRestorable) {
     }
     return all;
   };
-  WindowSampler a(&tokens, 10, 5), b(&tokens, 10, 5), c(&tokens, 10, 6);
+  const Windows windows = Windows::stream(tokens, 10);
+  WindowSampler a(&windows, 5), b(&windows, 5), c(&windows, 6);
   const std::vector<int32_t> first = draw(a, 50);  // crosses epochs (100 windows)
   EXPECT_EQ(first, draw(b, 50));
   EXPECT_NE(first, draw(c, 50));
   // Restoring a position mid-run continues the same stream.
-  WindowSampler straight(&tokens, 10, 5);
+  WindowSampler straight(&windows, 5);
   draw(straight, 37);
   const SamplerState mid = straight.state();
   const std::vector<int32_t> rest = draw(straight, 20);
-  WindowSampler resumed(&tokens, 10, 5);
+  WindowSampler resumed(&windows, 5);
   ASSERT_TRUE(resumed.restore(mid).ok());
   EXPECT_EQ(draw(resumed, 20), rest);
   EXPECT_EQ(resumed.restore({0, 101}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// SFT windows, against masks written out by hand: example ids x0..x4 with
+// x3, x4 trained give targets [-, -, x3, x4] then padding.
+TEST(Data, ExampleWindowsMaskPromptsAndPaddingAndTruncate) {
+  const int32_t I = kernels::kIgnoreTarget;
+  std::vector<Example> examples = {
+      {{10, 11, 12, 13, 14}, {0, 0, 0, 1, 1}},          // fits T = 6 with padding
+      {{20, 21, 22, 23, 24, 25, 26, 27, 28}, {0, 1, 1, 1, 1, 1, 1, 1, 1}},  // longer: cut
+      {{30, 31, 32}, {0, 0, 0}},                        // nothing trained: left out
+      {{40, 41, 42, 43, 44, 45, 46, 47, 48}, {0, 0, 0, 0, 0, 0, 0, 1, 1}},  // trained part cut off
+  };
+  WindowingOptions o;
+  o.T = 6;
+  o.pad_id = 99;
+  WindowingStats stats;
+  const Windows w = window_examples(examples, o, &stats);
+  ASSERT_EQ(w.count(), 2);
+  EXPECT_EQ(stats.examples, 4);
+  EXPECT_EQ(stats.truncated, 1);
+  EXPECT_EQ(stats.dropped_untrained, 2);
+  std::vector<int32_t> in(6), tg(6);
+  w.copy(0, in.data(), tg.data());
+  EXPECT_EQ(in, (std::vector<int32_t>{10, 11, 12, 13, 14, 99}));
+  EXPECT_EQ(tg, (std::vector<int32_t>{I, I, 13, 14, I, I}));
+  w.copy(1, in.data(), tg.data());
+  EXPECT_EQ(in, (std::vector<int32_t>{20, 21, 22, 23, 24, 25}));
+  EXPECT_EQ(tg, (std::vector<int32_t>{21, 22, 23, 24, 25, 26}));
+  o.drop_long = true;
+  const Windows dropped = window_examples(examples, o, &stats);
+  EXPECT_EQ(dropped.count(), 1);
+  EXPECT_EQ(stats.dropped_long, 2);
 }
 
 }  // namespace
