@@ -13,9 +13,9 @@ namespace {
 constexpr char kSpaceSet[] =
     "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"
     "\\x{205F}\\x{3000}";
-// Oniguruma's \w: Letter, Mark, Decimal_Number, Connector_Punctuation
-// (PCRE2's takes every \p{N} and no marks).
-constexpr char kWordSet[] = "\\p{L}\\p{M}\\p{Nd}\\p{Pc}";
+// Oniguruma's \w: Letter, Mark, Number, Connector_Punctuation (PCRE2's
+// leaves out the marks).
+constexpr char kWordSet[] = "\\p{L}\\p{M}\\p{N}\\p{Pc}";
 constexpr char kHexSet[] = "0-9a-fA-F";
 
 // What each engine's thread needs to run a match: the match data (only the
@@ -91,6 +91,11 @@ absl::StatusOr<std::string> oniguruma_to_pcre2(std::string_view pattern) {
         case 'b':
         case 'B':
           return refuse("(word boundary: the engines define words differently)");
+        case 'R':
+          return refuse("(the engines define newlines differently)");
+        case 'Q':
+        case 'E':
+          return refuse("(quoting)");
         default:
           out.push_back('\\');
           out.push_back(d);

@@ -37,8 +37,38 @@ struct Deviation {
   const char* why;
 };
 
+// transformers.js runs the split patterns as JavaScript regexes, whose \s
+// takes U+FEFF and not U+0085; Hugging Face runs them on Oniguruma, whose \s
+// is Unicode White_Space (U+0085 yes, U+FEFF no: Oniguruma's doc/RE and its
+// CR_Space table). The expected ids are the reference's own ids for each
+// piece Oniguruma's split gives, worked out by hand from the pattern, so only
+// the split is at issue.
 const std::vector<Deviation>& deviations() {
-  static const std::vector<Deviation> list = {};
+  constexpr char kNel[] = "Oniguruma's \\s takes U+0085, JavaScript's does not";
+  constexpr char kBom[] = "JavaScript's \\s takes U+FEFF, Oniguruma's does not";
+  static const std::vector<Deviation> list = {
+      // "x" "=" "\u0085" "'ll": NEL is whitespace, so it stops the
+      // punctuation run and stands alone before the contraction (the
+      // reference: "x" "=\u0085'" "ll").
+      {"llama3", "x=\u0085'll", {87, 28, 116360, 3358}, kNel},
+      {"qwen3", "x=\u0085'll", {87, 28, 126, 227, 3278}, kNel},
+      // "a" " \ufeff" "b": BOM is not whitespace, so " ?[^\s\p{L}\p{N}]+"
+      // takes " \ufeff" (the reference: "a" " " "\ufeffb").
+      {"llama3", "a \ufeffb", {64, 76880, 65}, kBom},
+      {"qwen3", "a \ufeffb", {64, 75780, 65}, kBom},
+      // "a" "  " " \ufeff" "b": "\s+(?!\S)" leaves the last space, BOM
+      // not being whitespace (the reference: "a" "   " "\ufeffb").
+      {"llama3", "a   \ufeffb", {64, 256, 76880, 65}, kBom},
+      {"qwen3", "a   \ufeffb", {64, 256, 75780, 65}, kBom},
+      // DeepSeek's pattern: "a" "  " " " "\ufeffb".
+      {"deepseek_v3", "a   \ufeffb", {67, 262, 223, 15251, 68}, kBom},
+      // "a" "   " "\u0085b": NEL is whitespace, so "\s+(?!\S)" takes all
+      // three spaces and NEL starts the word (the reference: "a" "  "
+      // " \u0085" "b", or for DeepSeek "a" "  " " " "\u0085b").
+      {"llama3", "a   \u0085b", {64, 262, 116360, 65}, kNel},
+      {"qwen3", "a   \u0085b", {64, 262, 126, 227, 65}, kNel},
+      {"deepseek_v3", "a   \u0085b", {67, 361, 129, 230, 68}, kNel},
+  };
   return list;
 }
 
@@ -96,7 +126,9 @@ TEST_P(ReferenceTest, IdsAndDecodesMatch) {
   const std::string node = find_node();
   if (node.empty()) GTEST_SKIP() << "node not found on PATH (set DSINF_NODE to override)";
 
-  const fs::path corpus_path = kTestDir / "corpus.json";
+  // DSINF_TOKENIZER_CORPUS: another JSON array of texts to compare on.
+  const char* corpus_env = std::getenv("DSINF_TOKENIZER_CORPUS");
+  const fs::path corpus_path = corpus_env ? fs::path(corpus_env) : kTestDir / "corpus.json";
   std::ifstream corpus_file(corpus_path);
   ASSERT_TRUE(corpus_file) << corpus_path;
   const Json corpus = Json::parse(corpus_file);
