@@ -14,6 +14,7 @@
 #include "bench/bench_step.h"
 #include "memory/util/args.h"
 #include "memory/util/exit_code.h"
+#include "trainer/cli/text_commands.h"
 #include "trainer/config/config.h"
 #include "trainer/config/runtime_spec.h"
 #include "trainer/models/model.h"
@@ -46,7 +47,15 @@ commands:
                                          `dsinf bench tiers --out FILE` result
   bench nvme --path DIR [--json]         O_DIRECT read/write GB/s of a disk; sweeps the
                                          aio settings and prints the best aio block
+  tokenize --tokenizer DIR|FILE --in PATH... --out SHARD [--append-eos] [--json]
+                                         encode documents with a Hugging Face tokenizer.json
+                                         into a token shard (dsinf tokenize --help)
+  template --tokenizer DIR --in CONVERSATION.json [--add-generation-prompt] [--json]
+                                         print a conversation rendered with the model's
+                                         chat template
   bench step CONFIG [--steps N] [--json] a config's step against its bound, with a trace
+  bench tokenize --tokenizer DIR --in PATH... [--json]
+                                         tokenizer MB/s against transformers.js
   bench tiers [--path DIR] [--json]      bandwidth of host memory, host copies,
                                          host<->device and NVMe (dsinf bench --help)
 
@@ -254,6 +263,11 @@ int cli_main(int argc, char** argv) {
   if (!env.ok()) return failed(env.status());
   const std::string command = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (command == "tokenize") return tokenize_main(rest);
+  if (command == "template") return template_main(rest);
+  if (command == "bench" && !rest.empty() && rest[0] == "tokenize") {
+    return bench_tokenize_main({rest.begin() + 1, rest.end()});
+  }
   if (command == "bench" && !rest.empty() && rest[0] == "step") {
     return bench_step_main({rest.begin() + 1, rest.end()}, *env);
   }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "memory/util/atomic_file.h"
 #include "nlohmann/json.hpp"
 
 namespace dsinf::trainer {
@@ -136,9 +137,13 @@ absl::StatusOr<std::vector<int32_t>> load_tokens(const std::string& path, int vo
   return tokens;
 }
 
-absl::Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens) {
+absl::Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens,
+                               int bytes_per_token) {
   const bool wide = std::any_of(tokens.begin(), tokens.end(), [](int32_t t) { return t > 65535; });
-  const uint32_t width = wide ? 4 : 2;
+  const uint32_t width = bytes_per_token != 0 ? static_cast<uint32_t>(bytes_per_token) : wide ? 4 : 2;
+  if ((width != 2 && width != 4) || (width == 2 && wide)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "': ", width, " bytes a token cannot hold these ids"));
+  }
   std::string bytes(kShardMagic, 8);
   auto put = [&](uint64_t v, int n) {
     for (int i = 0; i < n; ++i) bytes.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -147,14 +152,12 @@ absl::Status write_token_shard(const std::string& path, const std::vector<int32_
   put(width, 4);
   put(tokens.size(), 8);
   put(0, 8);
+  bytes.reserve(bytes.size() + tokens.size() * width);
   for (int32_t t : tokens) put(static_cast<uint32_t>(t), static_cast<int>(width));
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  if (!out) {
-    return absl::InternalError(absl::StrCat("cannot write '", path, "': ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  absl::StatusOr<util::AtomicFileWriter> out = util::AtomicFileWriter::open(path);
+  if (!out.ok()) return out.status();
+  if (absl::Status s = out->write(bytes); !s.ok()) return s;
+  return out->commit();
 }
 
 }  // namespace dsinf::trainer

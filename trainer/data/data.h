@@ -26,6 +26,9 @@ absl::StatusOr<std::vector<int32_t>> load_tokens(const std::string& path, int vo
                                                  const std::string& key,
                                                  const std::string& text_refusal = "");
 
-absl::Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens);
+// Written atomically (a reader sees the old file or the whole new one), with
+// `bytes_per_token` 2 or 4; 0: 2 when every id fits 16 bits.
+absl::Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens,
+                               int bytes_per_token = 0);
 
 }  // namespace dsinf::trainer

@@ -43,6 +43,15 @@ bool is_message(const nlohmann::json& m) {
 
 }  // namespace
 
+nlohmann::json template_variables(const TokenizerConfig& c) {
+  nlohmann::json v = nlohmann::json::object();
+  for (const auto& [name, value] : {std::pair{"bos_token", c.bos_token}, {"eos_token", c.eos_token},
+                                    {"pad_token", c.pad_token}, {"unk_token", c.unk_token}}) {
+    if (!value.empty()) v[name] = value;
+  }
+  return v;
+}
+
 absl::StatusOr<std::string> chat_turn_end(const ChatFormat& f) {
   const nlohmann::json probe = nlohmann::json::array(
       {{{"role", "user"}, {"content", "hello"}}, {{"role", "assistant"}, {"content", kMarker}}});

@@ -36,6 +36,11 @@ struct ChatFormat {
   std::string turn_end;
 };
 
+// The variables Hugging Face renders a chat template with besides the
+// messages: the special tokens the tokenizer names (bos_token, eos_token,
+// pad_token, unk_token; those it has).
+nlohmann::json template_variables(const TokenizerConfig& config);
+
 // The template's end of an assistant turn: a probe conversation rendered
 // with a marker as the assistant's content, the text after the marker cut
 // after its first special token. kInvalidArgument when there is none.

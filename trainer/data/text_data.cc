@@ -51,14 +51,18 @@ std::string tokenizer_dir(const std::string& path) {
   return fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
 }
 
-// chat_template.jinja beside tokenizer_config.json (newer transformers save it there).
-std::string read_jinja_file(const std::string& dir) {
-  std::ifstream in(fs::path(dir) / "chat_template.jinja", std::ios::binary);
-  if (!in) return "";
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 }  // namespace
+
+absl::StatusOr<TokenizerConfig> load_tokenizer_config(const std::string& dir) {
+  absl::StatusOr<TokenizerConfig> tc = read_tokenizer_config(dir);
+  if (!tc.ok() || !tc->chat_template.empty()) return tc;
+  // Newer transformers save the template beside it, in chat_template.jinja.
+  std::ifstream in(fs::path(dir) / "chat_template.jinja", std::ios::binary);
+  if (in) {
+    tc->chat_template.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return tc;
+}
 
 absl::Status DataLoader::fail(const std::string& key, const std::string& message) const {
   return absl::InvalidArgumentError(absl::StrCat(config_->source_path, ": ", key, ": ", message));
@@ -95,14 +99,11 @@ absl::StatusOr<DataLoader> DataLoader::open(const Config& config) {
   }
   const std::string dir = tokenizer_dir(path);
   const bool need_config = config.data.format == DataFormat::kChat || config.data.append_eos;
-  absl::StatusOr<TokenizerConfig> tc = read_tokenizer_config(dir);
+  absl::StatusOr<TokenizerConfig> tc = load_tokenizer_config(dir);
   if (tc.ok()) {
     d.tokenizer_config_ = *std::move(tc);
   } else if (need_config || tc.status().code() != absl::StatusCode::kNotFound) {
     return d.fail(d.tokenizer_key_, std::string(tc.status().message()));
-  }
-  if (d.tokenizer_config_.chat_template.empty()) {
-    d.tokenizer_config_.chat_template = read_jinja_file(dir);
   }
   if (config.data.format == DataFormat::kChat) {
     if (absl::Status s = d.open_chat(dir); !s.ok()) return s;
@@ -127,11 +128,7 @@ absl::Status DataLoader::open_chat(const std::string& dir) {
   chat_template_ = std::make_shared<ChatTemplate>(*std::move(parsed));
   chat_.tokenizer = tokenizer_.get();
   chat_.chat_template = chat_template_.get();
-  // Hugging Face passes the special tokens the tokenizer has.
-  for (const auto& [name, value] : {std::pair{"bos_token", tc.bos_token}, {"eos_token", tc.eos_token},
-                                    {"pad_token", tc.pad_token}, {"unk_token", tc.unk_token}}) {
-    if (!value.empty()) chat_.variables[name] = value;
-  }
+  chat_.variables = template_variables(tc);
   absl::StatusOr<std::string> turn_end = chat_turn_end(chat_);
   if (!turn_end.ok()) {
     return fail("data.format", absl::StrCat(tc.source, ": ", turn_end.status().message()));

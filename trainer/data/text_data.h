@@ -19,6 +19,10 @@
 
 namespace dsinf::trainer {
 
+// tokenizer_config.json of a tokenizer's directory, with the chat template
+// of chat_template.jinja beside it when the JSON has none.
+absl::StatusOr<TokenizerConfig> load_tokenizer_config(const std::string& dir);
+
 class DataLoader {
  public:
   // Reads the tokenizer and chat template the config's data needs.

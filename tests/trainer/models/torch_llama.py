@@ -268,6 +268,8 @@ def cmd_eval(args):
         if tuple(weights[name].shape) != tuple(shape):
             sys.exit(f"{name}: shape {weights[name].shape}, expected {shape}")
         P[name] = torch.from_numpy(weights[name])
+    if args.examples:
+        return eval_examples(s, P, args)
     tokens, T = read_tokens(args.data), args.seq
     n = (len(tokens) - 1) // T
     total, count = 0.0, 0
@@ -279,6 +281,22 @@ def cmd_eval(args):
             losses = losses_of(s, P, idx, tgt)
             total += losses.sum().item()
             count += losses.numel()
+    print(json.dumps({"loss": total / count, "tokens": count}))
+
+
+def eval_examples(s, P, args):
+    """SFT examples, each alone and unpadded: the mean over the positions whose
+    target is trained (Hugging Face's -100 labels elsewhere), first seq+1 ids."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for e in json.load(open(args.examples)):
+            ids, trained = e["ids"][:args.seq + 1], e["trained"][:args.seq + 1]
+            idx = torch.tensor([ids[:-1]], dtype=torch.int64)
+            tgt = torch.tensor([[t if k else -100 for t, k in zip(ids[1:], trained[1:])]],
+                               dtype=torch.int64)
+            losses = losses_of(s, P, idx, tgt)  # 0 where ignored
+            total += losses.sum().item()
+            count += int((tgt != -100).sum().item())
     print(json.dumps({"loss": total / count, "tokens": count}))
 
 
@@ -307,7 +325,8 @@ def main():
     g.add_argument("--seed", type=int, default=0)
     e = sub.add_parser("eval")
     e.add_argument("--dir", required=True)
-    e.add_argument("--data", required=True)
+    e.add_argument("--data")
+    e.add_argument("--examples", help="JSON list of {ids, trained}: SFT examples, masked mean")
     e.add_argument("--seq", type=int, required=True)
     e.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
