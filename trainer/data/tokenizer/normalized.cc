@@ -8,6 +8,7 @@
 namespace dsinf::trainer::tokenizer_internal {
 
 Piece append_original(Arena& arena, std::string_view input) {
+  if (arena.text.size() + input.size() > kArenaBytesMax) throw ArenaFull();
   const auto base = static_cast<uint32_t>(arena.text.size());
   arena.text.append(input);
   arena.align.resize(arena.text.size());
@@ -24,12 +25,14 @@ Piece append_original(Arena& arena, std::string_view input) {
 }
 
 void PieceBuilder::append(std::string_view bytes, Span span) {
+  if (arena_.text.size() + bytes.size() > kArenaBytesMax) throw ArenaFull();
   arena_.text.append(bytes);
   arena_.align.resize(arena_.text.size(), span);
 }
 
 void PieceBuilder::copy(uint32_t begin, uint32_t end) {
   const size_t at = arena_.text.size(), length = end - begin;
+  if (at + length > kArenaBytesMax) throw ArenaFull();
   arena_.text.resize(at + length);
   std::memmove(arena_.text.data() + at, arena_.text.data() + begin, length);
   arena_.align.resize(at + length);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,13 @@ struct Arena {
   std::string text;
   std::vector<Span> align;  // (text.size()): where each byte came from
 };
+
+// Offsets into the arena are 32-bit: a text whose transformations would grow
+// it past that throws this (Tokenizer::encode turns it into a status).
+struct ArenaFull : std::length_error {
+  ArenaFull() : std::length_error("the text grew past 4 GiB in the pipeline") {}
+};
+inline constexpr size_t kArenaBytesMax = 0xFFFFFFF0u;
 
 struct Piece {
   uint32_t begin = 0;  // [begin, end) of Arena::text

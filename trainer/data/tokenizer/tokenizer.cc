@@ -123,8 +123,8 @@ absl::StatusOr<Encoding> Tokenizer::Impl::encode(std::string_view text,
         absl::StrCat("text of ", text.size(), " bytes is too long (at most 2^31 - 1)"));
   }
   Arena arena;
-  arena.text.reserve(text.size() * 2 + 16);
-  arena.align.reserve(text.size() * 2 + 16);
+  arena.text.reserve(text.size() + 64);
+  arena.align.reserve(text.size() + 64);
   const Piece whole = append_original(arena, text);
 
   // The raw added tokens, then the normalized remainder's normalized ones.
@@ -147,21 +147,18 @@ absl::StatusOr<Encoding> Tokenizer::Impl::encode(std::string_view text,
   }
 
   Encoding encoding;
-  encoding.ids.reserve(text.size() / 3 + 4);
-  thread_local std::vector<int32_t> ids;
-  thread_local std::vector<Span> spans;
-  ids.clear();
-  spans.clear();
+  encoding.ids.reserve(text.size() / 4 + 4);
+  std::vector<Span> spans;
+  spans.reserve(text.size() / 4 + 4);
   for (const Piece& piece : pieces) {
     if (piece.empty()) continue;
     if (piece.added_id >= 0) {
-      ids.push_back(piece.added_id);
+      encoding.ids.push_back(piece.added_id);
       spans.push_back(original_span(arena, piece.begin, piece.end));
       continue;
     }
-    if (absl::Status s = model->tokenize(arena, piece, ids, spans); !s.ok()) return s;
+    if (absl::Status s = model->tokenize(arena, piece, encoding.ids, spans); !s.ok()) return s;
   }
-  encoding.ids.assign(ids.begin(), ids.end());
   encoding.offsets.reserve(spans.size());
   for (const Span& span : spans) encoding.offsets.emplace_back(span.begin, span.end);
   if (post_processor != nullptr) {
@@ -209,6 +206,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::load(const std::string& pa
 absl::StatusOr<Encoding> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
   try {
     return impl_->encode(text, add_special_tokens);
+  } catch (const ArenaFull& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("encode: ", e.what()));
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError(
         absl::StrCat("out of memory encoding ", text.size(), " bytes"));

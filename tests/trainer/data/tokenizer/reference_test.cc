@@ -113,9 +113,9 @@ std::string ids_string(const std::vector<int32_t>& ids) {
   return out + (ids.size() > 60 ? ",...]" : "]");
 }
 
-class ReferenceTest : public testing::TestWithParam<std::string> {};
+class TokenizerReference : public testing::TestWithParam<std::string> {};
 
-TEST_P(ReferenceTest, IdsAndDecodesMatch) {
+TEST_P(TokenizerReference, IdsAndDecodesMatch) {
   const std::string family = GetParam();
   const fs::path dir = kFixtures / "tokenizers" / family;
   if (!fs::exists(dir / "tokenizer.json") || !fs::exists(dir / "tokenizer_config.json") ||
@@ -193,7 +193,7 @@ TEST_P(ReferenceTest, IdsAndDecodesMatch) {
       family.c_str(), identical, corpus.size(), deviations_held, round_trips);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, ReferenceTest,
+INSTANTIATE_TEST_SUITE_P(Families, TokenizerReference,
                          testing::Values("llama2", "llama3", "qwen3", "gemma3", "deepseek_v3"));
 
 }  // namespace
