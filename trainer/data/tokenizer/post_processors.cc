@@ -71,6 +71,11 @@ class Template final : public PostProcessor {
     add_tokens(encoding, before_, true, text_bytes);
     add_tokens(encoding, after_, false, text_bytes);
   }
+  std::vector<int32_t> added_ids() const override {
+    std::vector<int32_t> ids = before_;
+    ids.insert(ids.end(), after_.begin(), after_.end());
+    return ids;
+  }
 
  private:
   std::vector<int32_t> before_, after_;
@@ -88,6 +93,7 @@ class ClsSep final : public PostProcessor {
     add_tokens(encoding, {cls_}, true, text_bytes);
     add_tokens(encoding, {sep_}, false, text_bytes);
   }
+  std::vector<int32_t> added_ids() const override { return {cls_, sep_}; }
 
  private:
   int32_t cls_, sep_;
@@ -102,6 +108,14 @@ class Sequence final : public PostProcessor {
     for (const auto& step : steps_) {
       step->process(encoding, add_special_tokens, text_bytes, token_string);
     }
+  }
+  std::vector<int32_t> added_ids() const override {
+    std::vector<int32_t> ids;
+    for (const auto& step : steps_) {
+      const std::vector<int32_t> more = step->added_ids();
+      ids.insert(ids.end(), more.begin(), more.end());
+    }
+    return ids;
   }
 
  private:

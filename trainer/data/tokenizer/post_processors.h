@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "trainer/data/tokenizer/json_util.h"
@@ -23,6 +24,8 @@ class PostProcessor {
   // `text_bytes`: the input's size, where tokens added after the sequence sit.
   virtual void process(Encoding& encoding, bool add_special_tokens, uint32_t text_bytes,
                        const TokenString& token_string) const = 0;
+  // Every id process may add (checked against the vocabulary at load).
+  virtual std::vector<int32_t> added_ids() const { return {}; }
 };
 
 absl::StatusOr<std::unique_ptr<PostProcessor>> load_post_processor(const Json& value,

@@ -110,6 +110,15 @@ absl::Status Tokenizer::Impl::load(const Json& root) {
                                             *model, normalizer.get());
   if (!loaded_added.ok()) return loaded_added.status();
   added = *std::move(loaded_added);
+  // An id the post-processor adds must be a token: callers index tables by id.
+  if (post_processor != nullptr) {
+    for (int32_t id : post_processor->added_ids()) {
+      if (token_string(id) == nullptr) {
+        return json_error("post_processor",
+                          absl::StrCat("adds id ", id, ", which is no token of the vocabulary"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 // of corpus.json: identical ids, and identical decodes. Skipped, saying why,
 // when node or the fixtures (scripts/fixtures.sh) are absent.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -113,11 +114,9 @@ std::string ids_string(const std::vector<int32_t>& ids) {
   return out + (ids.size() > 60 ? ",...]" : "]");
 }
 
-class TokenizerReference : public testing::TestWithParam<std::string> {};
-
-TEST_P(TokenizerReference, IdsAndDecodesMatch) {
-  const std::string family = GetParam();
-  const fs::path dir = kFixtures / "tokenizers" / family;
+// Compares the tokenizer in `dir` (tokenizer.json and tokenizer_config.json)
+// with the reference; `family` names it in messages and the deviations list.
+void compare_with_reference(const fs::path& dir, const std::string& family) {
   if (!fs::exists(dir / "tokenizer.json") || !fs::exists(dir / "tokenizer_config.json") ||
       !fs::exists(kModule)) {
     GTEST_SKIP() << "fixtures absent (" << dir.string() << ", " << kModule.string()
@@ -191,6 +190,56 @@ TEST_P(TokenizerReference, IdsAndDecodesMatch) {
       "%s: %d/%zu cases identical to the reference, %d known deviations held, "
       "%d decodes give the text back\n",
       family.c_str(), identical, corpus.size(), deviations_held, round_trips);
+}
+
+class TokenizerReference : public testing::TestWithParam<std::string> {};
+
+TEST_P(TokenizerReference, IdsAndDecodesMatch) {
+  compare_with_reference(kFixtures / "tokenizers" / GetParam(), GetParam());
+}
+
+// Llama 2 as Mistral-style files have it: no normalizer, a Metaspace
+// pre-tokenizer prepending to the first piece only, and </s> appended by the
+// template -- components the five fixtures do not use. (transformers.js reads
+// Metaspace's add_prefix_space, not prepend_scheme, and never splits: the
+// variant sets both the way it can follow.)
+TEST(TokenizerReference, MetaspaceVariantOfLlama2) {
+  const fs::path source = kFixtures / "tokenizers" / "llama2";
+  if (!fs::exists(source / "tokenizer.json") || !fs::exists(source / "tokenizer_config.json")) {
+    GTEST_SKIP() << "fixtures absent: run scripts/fixtures.sh";
+  }
+  Json tokenizer = Json::parse(std::ifstream(source / "tokenizer.json"));
+  tokenizer["normalizer"] = nullptr;
+  tokenizer["pre_tokenizer"] = {{"type", "Metaspace"},
+                                {"replacement", "\u2581"},
+                                {"prepend_scheme", "first"},
+                                {"split", false},
+                                {"add_prefix_space", true}};
+  tokenizer["post_processor"]["single"].push_back(
+      {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}});
+  tokenizer["post_processor"]["special_tokens"]["</s>"] = {
+      {"id", "</s>"}, {"ids", {2}}, {"tokens", {"</s>"}}};
+  const fs::path dir = fs::temp_directory_path() /
+                       ("dsinf_tokenizer_metaspace_" + std::to_string(::getpid())) /
+                       "llama2_metaspace";
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << tokenizer.dump();
+  fs::copy_file(source / "tokenizer_config.json", dir / "tokenizer_config.json",
+                fs::copy_options::overwrite_existing);
+  compare_with_reference(dir, "llama2_metaspace");
+}
+
+// DSINF_TOKENIZER_DIRS: more directories (colon-separated) to compare, e.g.
+// fixtures edited to try other components.
+TEST(TokenizerReferenceExtra, DirectoriesFromEnvironment) {
+  const char* dirs = std::getenv("DSINF_TOKENIZER_DIRS");
+  if (dirs == nullptr) GTEST_SKIP() << "DSINF_TOKENIZER_DIRS is not set";
+  std::stringstream list(dirs);
+  for (std::string dir; std::getline(list, dir, ':');) {
+    if (dir.empty()) continue;
+    SCOPED_TRACE(dir);
+    compare_with_reference(dir, fs::path(dir).filename().string());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TokenizerReference,

@@ -156,6 +156,10 @@ TEST(TokenizerLoad, MalformedFilesReturnStatus) {
                          {"special_tokens", Json::object()}};
   expect_refused(j, "post_processor.special_tokens.<nope>: missing");
   j = base;
+  j["post_processor"] = {
+      {"type", "BertProcessing"}, {"cls", {"[CLS]", 5000}}, {"sep", {"[SEP]", 1}}};
+  expect_refused(j, "post_processor: adds id 5000, which is no token of the vocabulary");
+  j = base;
   j["decoder"] = {{"type", "Strip"}, {"content", "ab"}, {"start", 1}, {"stop", 0}};
   expect_refused(j, "decoder.content: expected a single character");
   expect_refused(Json::array(), "(root): expected an object");
