@@ -47,5 +47,24 @@ TEST(TokenizerRegex, OnigurumaMeaningsOnPcre2) {
   }
 }
 
+// Llama 3's split pattern: only \s and \S change; the rest (the (?i:)
+// group, \p{..}, the lookahead) PCRE2 reads as Oniguruma does.
+TEST(TokenizerRegex, Llama3PatternRewrite) {
+  const std::string space =
+      "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"
+      "\\x{202F}\\x{205F}\\x{3000}";
+  const std::string pattern =
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  const std::string expected =
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^" + space +
+      "\\p{L}\\p{N}]+[\\r\\n]*|[" + space + "]*[\\r\\n]+|[" + space + "]+(?![^" + space + "])|[" +
+      space + "]+";
+  auto translated = tokenizer_internal::oniguruma_to_pcre2(pattern);
+  ASSERT_TRUE(translated.ok()) << translated.status();
+  EXPECT_EQ(*translated, expected);
+  EXPECT_TRUE(tokenizer_internal::Regex::compile(pattern).ok());
+}
+
 }  // namespace
 }  // namespace dsinf::trainer::tokenizer_test
