@@ -56,6 +56,23 @@ struct Expr {
   TestFn test = nullptr;
 };
 
+// A variable a frame (the template, a loop iteration, a loop's filter or
+// else, a set block's or generation block's body) holds, and how it starts
+// on entering the frame -- jinja2's idtracking, which scoping.cc replicates:
+// names resolve statically, so a name the enclosing frame assigns anywhere
+// is that frame's variable even where read before the assignment.
+struct Slot {
+  enum class Load : uint8_t {
+    kParam,      // a loop target or `loop`, bound by the loop
+    kResolve,    // from the caller's variables (or the globals)
+    kAlias,      // a copy of the enclosing frames' variable of that name
+    kUndefined,  // undefined until assigned
+  };
+  std::string name;
+  Load load;
+};
+using Slots = std::vector<Slot>;
+
 enum class StmtKind : uint8_t {
   kText,      // text
   kOutput,    // {{ expr }}
@@ -88,6 +105,12 @@ struct Stmt {
   std::vector<Branch> branches;
   std::vector<ExprPtr> filters;  // kSetBlock
   Body body, else_body;
+  Slots body_slots, test_slots, else_slots;  // the frames of kFor, kSetBlock, kBody
+};
+
+struct Template {
+  Body body;
+  Slots slots;  // the template's own frame
 };
 
 }  // namespace dsinf::trainer::jinja

@@ -139,7 +139,7 @@ absl::StatusOr<std::shared_ptr<const ChatTemplate::Program>> compile(std::string
   return guarded(origin, [&]() -> absl::StatusOr<std::shared_ptr<const ChatTemplate::Program>> {
     auto program = std::make_shared<ChatTemplate::Program>();
     program->origin = origin;
-    program->body = parse_template(source);
+    program->tmpl = parse_template(source);
     return std::shared_ptr<const ChatTemplate::Program>(std::move(program));
   });
 }
@@ -149,7 +149,7 @@ absl::StatusOr<std::string> render_program(const ChatTemplate::Program& program,
                                            const RenderOptions& options) {
   return guarded(program.origin, [&]() -> absl::StatusOr<std::string> {
     Renderer renderer(options, context);
-    return renderer.render(program.body);
+    return renderer.render(program.tmpl);
   });
 }
 

@@ -66,6 +66,21 @@ Value sort_key(const Value& item, const Value& attribute, bool case_sensitive) {
   return ignore_case(v, case_sensitive);
 }
 
+// jinja2's map, select, unique, ... are Python generators: computed here at
+// once, but true even when empty, without len(), consumed by one pass, and
+// raising what computing them raised only when consumed.
+template <typename Produce>
+Value lazily(Produce&& produce) {
+  auto g = std::make_shared<Generator>();
+  try {
+    produce(g->items);
+  } catch (TemplateError& e) {
+    if (e.code != absl::StatusCode::kInvalidArgument) throw;
+    g->error = std::move(e.message);
+  }
+  return Value::generator(std::move(g));
+}
+
 CallArgs rest_args(const CallArgs& args, size_t skip) {
   CallArgs rest;
   rest.positional.assign(args.positional.begin() + std::min(skip, args.positional.size()), args.positional.end());
@@ -155,6 +170,12 @@ Value f_forceescape(Renderer& r, const Value& v, const CallArgs& args) {
 
 Value f_first(Renderer&, const Value& v, const CallArgs& args) {
   args.bind("first", {}, 0, {});
+  if (v.kind() == Kind::kGenerator) {
+    Generator& g = v.generator();
+    if (g.next < g.items.size()) return g.items[g.next++];
+    if (!g.error.empty()) fail(g.error);
+    return Value::undefined("No first item, sequence was empty.");
+  }
   if (v.is_sequence()) {
     if (v.items().empty()) return Value::undefined("No first item, sequence was empty.");
     return v.items().front();
@@ -167,6 +188,7 @@ Value f_first(Renderer&, const Value& v, const CallArgs& args) {
 
 Value f_last(Renderer&, const Value& v, const CallArgs& args) {
   args.bind("last", {}, 0, {});
+  if (v.kind() == Kind::kGenerator) fail("'generator' object is not reversible");
   if (v.is_sequence()) {
     if (v.items().empty()) return Value::undefined("No last item, sequence was empty.");
     return v.items().back();
@@ -203,6 +225,7 @@ Value f_indent(Renderer& r, const Value& v, const CallArgs& args) {
   const std::vector<Value> a = args.bind("indent", {"width", "first", "blank"}, 0,
                                          {Value::integer(4), Value::boolean(false), Value::boolean(false)});
   if (v.is_undefined()) fail_undefined(v);
+  if (!v.is_string()) fail("indent: a string is required, not " + type_name(v));
   std::string indention;
   if (a[0].is_string()) {
     indention = a[0].str();
@@ -256,11 +279,11 @@ Value f_int(Renderer&, const Value& v, const CallArgs& args) {
 
 Value f_items(Renderer&, const Value& v, const CallArgs& args) {
   args.bind("items", {}, 0, {});
-  if (v.is_undefined()) return Value::list({});
-  if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
-  ValueList items;
-  for (const auto& [key, value] : v.dict().entries) items.push_back(Value::tuple({key, value}));
-  return Value::list(std::move(items));
+  return lazily([&](ValueList& items) {
+    if (v.is_undefined()) return;
+    if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
+    for (const auto& [key, value] : v.dict().entries) items.push_back(Value::tuple({key, value}));
+  });
 }
 
 Value f_join(Renderer& r, const Value& v, const CallArgs& args) {
@@ -294,8 +317,6 @@ Value f_upper(Renderer&, const Value& v, const CallArgs& args) {
 }
 
 Value f_map(Renderer& r, const Value& v, const CallArgs& args) {
-  ValueList out;
-  const ValueList items = iterate(v);
   if (args.positional.empty()) {
     Value attribute, fallback;
     bool has_attribute = false, has_default = false;
@@ -305,17 +326,21 @@ Value f_map(Renderer& r, const Value& v, const CallArgs& args) {
       else fail("Unexpected keyword argument '" + key + "'");
     }
     if (!has_attribute) fail("map requires a filter argument");
-    for (const Value& item : items) {
-      Value mapped = attribute_path(item, attribute);
-      if (has_default && mapped.is_undefined()) mapped = fallback;
-      out.push_back(std::move(mapped));
-    }
-    return Value::list(std::move(out));
+    return lazily([&](ValueList& out) {
+      if (!truthy(v)) return;
+      for (const Value& item : iterate(v)) {
+        Value mapped = attribute_path(item, attribute);
+        if (has_default && mapped.is_undefined()) mapped = fallback;
+        out.push_back(std::move(mapped));
+      }
+    });
   }
   const std::string name = to_str(args.positional[0]);
   const CallArgs rest = rest_args(args, 1);
-  for (const Value& item : items) out.push_back(r.apply_filter(name, item, rest));
-  return Value::list(std::move(out));
+  return lazily([&](ValueList& out) {
+    if (!truthy(v)) return;
+    for (const Value& item : iterate(v)) out.push_back(r.apply_filter(name, item, rest));
+  });
 }
 
 Value min_max(const Value& v, const CallArgs& args, bool want_max) {
@@ -358,7 +383,8 @@ Value f_reverse(Renderer&, const Value& v, const CallArgs& args) {
   }
   ValueList items = iterate(v);
   std::reverse(items.begin(), items.end());
-  return Value::list(std::move(items));
+  if (v.kind() == Kind::kGenerator) return Value::list(std::move(items));  // list(v) reversed
+  return lazily([&](ValueList& out) { out = std::move(items); });  // reversed(v)
 }
 
 Value f_round(Renderer&, const Value& v, const CallArgs& args) {
@@ -401,7 +427,6 @@ Value f_safe(Renderer&, const Value& v, const CallArgs& args) {
 }
 
 Value select_items(Renderer& r, const Value& v, const CallArgs& args, bool by_attribute, bool keep) {
-  const ValueList items = iterate(v);
   size_t skip = 0;
   Value attribute;
   if (by_attribute) {
@@ -412,13 +437,14 @@ Value select_items(Renderer& r, const Value& v, const CallArgs& args, bool by_at
   const bool has_test = args.positional.size() > skip;
   const std::string test = has_test ? to_str(args.positional[skip]) : "";
   const CallArgs rest = rest_args(args, skip + 1);
-  ValueList out;
-  for (const Value& item : items) {
-    const Value subject = by_attribute ? attribute_path(item, attribute) : item;
-    const bool passes = has_test ? r.apply_test(test, subject, rest) : truthy(subject);
-    if (passes == keep) out.push_back(item);
-  }
-  return Value::list(std::move(out));
+  return lazily([&](ValueList& out) {
+    if (!truthy(v)) return;
+    for (const Value& item : iterate(v)) {
+      const Value subject = by_attribute ? attribute_path(item, attribute) : item;
+      const bool passes = has_test ? r.apply_test(test, subject, rest) : truthy(subject);
+      if (passes == keep) out.push_back(item);
+    }
+  });
 }
 Value f_select(Renderer& r, const Value& v, const CallArgs& a) { return select_items(r, v, a, false, true); }
 Value f_reject(Renderer& r, const Value& v, const CallArgs& a) { return select_items(r, v, a, false, false); }
@@ -432,8 +458,11 @@ Value f_sort(Renderer&, const Value& v, const CallArgs& args) {
   std::vector<std::pair<Value, size_t>> keyed;
   for (size_t i = 0; i < items.size(); ++i) keyed.emplace_back(sort_key(items[i], a[2], truthy(a[1])), i);
   const bool reverse = truthy(a[0]);
+  // jinja2 sorts by [key] lists, which compare equal elements as ties before
+  // ordering them: equal Undefined keys do not fail.
+  const auto less = [](const Value& x, const Value& y) { return !equals(x, y) && compare(x, y) < 0; };
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
-    return reverse ? compare(y.first, x.first) < 0 : compare(x.first, y.first) < 0;
+    return reverse ? less(y.first, x.first) : less(x.first, y.first);
   });
   ValueList out;
   for (const auto& [key, i] : keyed) out.push_back(items[i]);
@@ -467,7 +496,10 @@ Value f_title(Renderer&, const Value& v, const CallArgs& args) {
     const bool sep = separator(cps[i]);
     size_t j = i;
     while (j < cps.size() && separator(cps[j]) == sep) ++j;
-    for (size_t k = i; k < j; ++k) out.push_back(k == i ? to_upper(cps[k]) : to_lower(cps[k]));
+    for (size_t k = i; k < j; ++k) {
+      if (k == i) append_upper(cps[k], out);
+      else append_lower(cps[k], out);
+    }
     i = j;
   }
   return Value::string(utf8_encode(out));
@@ -512,16 +544,17 @@ Value f_trim(Renderer&, const Value& v, const CallArgs& args) {
 Value f_unique(Renderer&, const Value& v, const CallArgs& args) {
   const std::vector<Value> a = args.bind("unique", {"case_sensitive", "attribute"}, 0,
                                          {Value::boolean(false), Value::none()});
-  ValueList out, seen;
-  for (const Value& item : iterate(v)) {
-    Value key = sort_key(item, a[1], truthy(a[0]));
-    if (key.kind() == Kind::kList || key.kind() == Kind::kDict) fail("unhashable type: '" + type_name(key) + "'");
-    if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) {
-      seen.push_back(std::move(key));
-      out.push_back(item);
+  return lazily([&](ValueList& out) {
+    ValueList seen;
+    for (const Value& item : iterate(v)) {
+      Value key = sort_key(item, a[1], truthy(a[0]));
+      if (key.kind() == Kind::kList || key.kind() == Kind::kDict) fail("unhashable type: '" + type_name(key) + "'");
+      if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) {
+        seen.push_back(std::move(key));
+        out.push_back(item);
+      }
     }
-  }
-  return Value::list(std::move(out));
+  });
 }
 
 Value f_wordcount(Renderer&, const Value& v, const CallArgs& args) {
@@ -563,23 +596,35 @@ constexpr std::string_view kRefusedFilters[] = {
 
 // ---- tests ----
 
-bool t_boolean(Renderer&, const Value& v, const CallArgs&) { return v.kind() == Kind::kBool; }
-bool t_callable(Renderer&, const Value& v, const CallArgs&) { return v.kind() == Kind::kCallable; }
-bool t_defined(Renderer&, const Value& v, const CallArgs&) { return !v.is_undefined(); }
-bool t_undefined(Renderer&, const Value& v, const CallArgs&) { return v.is_undefined(); }
-bool t_none(Renderer&, const Value& v, const CallArgs&) { return v.is_none(); }
-bool t_true(Renderer&, const Value& v, const CallArgs&) { return v.kind() == Kind::kBool && v.as_bool(); }
-bool t_false(Renderer&, const Value& v, const CallArgs&) { return v.kind() == Kind::kBool && !v.as_bool(); }
-bool t_integer(Renderer&, const Value& v, const CallArgs&) { return v.kind() == Kind::kInt; }
-bool t_float(Renderer&, const Value& v, const CallArgs&) { return v.kind() == Kind::kFloat; }
-bool t_number(Renderer&, const Value& v, const CallArgs&) { return v.is_number(); }
-bool t_string(Renderer&, const Value& v, const CallArgs&) { return v.is_string(); }
-bool t_mapping(Renderer&, const Value& v, const CallArgs&) { return v.is_dict(); }
-bool t_escaped(Renderer&, const Value& v, const CallArgs&) { return v.is_string() && v.markup(); }
-bool t_iterable(Renderer&, const Value& v, const CallArgs&) {
-  return v.is_undefined() || v.is_string() || v.is_sequence() || v.is_dict();
+void no_args(const CallArgs& args, std::string_view test) {
+  if (!args.positional.empty() || !args.keyword.empty()) {
+    fail(str_cat("test_", test, "() takes 1 positional argument but ", args.positional.size() + 1,
+                 " were given"));
+  }
 }
-bool t_sequence(Renderer&, const Value& v, const CallArgs&) {
+
+bool t_boolean(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "boolean"); return v.kind() == Kind::kBool; }
+bool t_callable(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "callable");
+  return v.kind() == Kind::kCallable || v.is_undefined();  // Undefined has __call__ (that fails)
+}
+bool t_defined(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "defined"); return !v.is_undefined(); }
+bool t_undefined(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "undefined"); return v.is_undefined(); }
+bool t_none(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "none"); return v.is_none(); }
+bool t_true(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "true"); return v.kind() == Kind::kBool && v.as_bool(); }
+bool t_false(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "false"); return v.kind() == Kind::kBool && !v.as_bool(); }
+bool t_integer(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "integer"); return v.kind() == Kind::kInt; }
+bool t_float(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "float"); return v.kind() == Kind::kFloat; }
+bool t_number(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "number"); return v.is_number(); }
+bool t_string(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "string"); return v.is_string(); }
+bool t_mapping(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "mapping"); return v.is_dict(); }
+bool t_escaped(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "escaped"); return v.is_string() && v.markup(); }
+bool t_iterable(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "iterable");
+  return v.kind() == Kind::kGenerator || v.is_undefined() || v.is_string() || v.is_sequence() || v.is_dict();
+}
+bool t_sequence(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "sequence");
   return v.is_undefined() || v.is_string() || v.is_sequence() || v.is_dict();
 }
 // str.islower() / str.isupper(): some cased character, none of the other case.
@@ -591,13 +636,15 @@ bool all_cased(const Value& v, bool lower) {
   }
   return any_cased;
 }
-bool t_lower(Renderer&, const Value& v, const CallArgs&) { return all_cased(v, true); }
-bool t_upper(Renderer&, const Value& v, const CallArgs&) { return all_cased(v, false); }
+bool t_lower(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "lower"); return all_cased(v, true); }
+bool t_upper(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "upper"); return all_cased(v, false); }
 
-bool t_odd(Renderer& r, const Value& v, const CallArgs&) {
+bool t_odd(Renderer& r, const Value& v, const CallArgs& a) {
+  no_args(a, "odd");
   return equals(binary_op(r, "%", v, Value::integer(2)), Value::integer(1));
 }
-bool t_even(Renderer& r, const Value& v, const CallArgs&) {
+bool t_even(Renderer& r, const Value& v, const CallArgs& a) {
+  no_args(a, "even");
   return equals(binary_op(r, "%", v, Value::integer(2)), Value::integer(0));
 }
 bool t_divisibleby(Renderer& r, const Value& v, const CallArgs& args) {

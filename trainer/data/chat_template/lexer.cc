@@ -1,5 +1,6 @@
 #include "trainer/data/chat_template/lexer.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 
@@ -163,7 +164,9 @@ class Lexer {
       const size_t newline = text.rfind('\n');
       const size_t line_start = newline == std::string::npos ? 0 : newline + 1;
       if (line_start > 0 || line_starting_) {
-        if (text.find_first_not_of(" \t", line_start) == std::string::npos) text.resize(line_start);
+        // Only whitespace (Python's \s: Unicode's too) back to the line start.
+        const std::u32string rest = utf8_decode(std::string_view(text).substr(line_start));
+        if (std::all_of(rest.begin(), rest.end(), is_space)) text.resize(line_start);
       }
     }
     const int line = line_;
@@ -227,6 +230,10 @@ class Lexer {
 
   void lex_comment(size_t body) {
     const int line = line_;
+    if (body >= src_.size()) {  // jinja2's lexer stops quietly at "{#" that ends the template
+      advance_to(src_.size());
+      return;
+    }
     for (size_t p = body; p < src_.size(); ++p) {
       if (src_[p] != '#' && src_[p] != '+' && src_[p] != '-') continue;
       const size_t length = block_end_length(p, '#');

@@ -78,23 +78,23 @@ Value method_of(const Value& obj, std::string_view name) {
       if (const Value* v = obj.ns()->attrs.find(name)) return *v;
       break;
     case Kind::kLoop: {
-      const LoopState& loop = obj.loop();
-      const int64_t length = static_cast<int64_t>(loop.items->size());
+      LoopState& loop = obj.loop();
       const int64_t i = loop.index0;
+      const auto next_exists = [&]() { return loop.fill(static_cast<size_t>(i) + 2); };
       if (name == "index") return Value::integer(i + 1);
       if (name == "index0") return Value::integer(i);
-      if (name == "revindex") return Value::integer(length - i);
-      if (name == "revindex0") return Value::integer(length - i - 1);
+      if (name == "revindex") return Value::integer(loop.length() - i);
+      if (name == "revindex0") return Value::integer(loop.length() - i - 1);
       if (name == "first") return Value::boolean(i == 0);
-      if (name == "last") return Value::boolean(i == length - 1);
-      if (name == "length") return Value::integer(length);
+      if (name == "last") return Value::boolean(!next_exists());
+      if (name == "length") return Value::integer(loop.length());
       if (name == "depth") return Value::integer(1);
       if (name == "depth0") return Value::integer(0);
       if (name == "previtem") {
-        return i > 0 ? (*loop.items)[i - 1] : Value::undefined("there is no previous item");
+        return i > 0 ? loop.accepted[i - 1] : Value::undefined("there is no previous item");
       }
       if (name == "nextitem") {
-        return i + 1 < length ? (*loop.items)[i + 1] : Value::undefined("there is no next item");
+        return next_exists() ? loop.accepted[i + 1] : Value::undefined("there is no next item");
       }
       if (name == "cycle" || name == "changed") return bound(obj, name);
       break;
@@ -368,10 +368,12 @@ Value get_item(const Value& obj, const Value& key) {
 
 Value get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
   if (obj.is_undefined()) fail(obj.str().empty() ? "an undefined value was used" : obj.str());
+  // jinja2 compiles a slice to Python's own obj[a:b:c], outside the
+  // sandbox's getitem: what cannot be sliced fails rather than giving Undefined.
   for (const Value* v : {&start, &stop, &step}) {
     if (v->is_undefined()) fail(v->str().empty() ? "an undefined value was used" : v->str());
     if (!v->is_none() && !v->is_int()) {
-      return Value::undefined("slice indices must be integers or None");
+      fail("slice indices must be integers or None or have an __index__ method");
     }
   }
   if (obj.is_string()) {
@@ -389,7 +391,9 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
     }
     return obj.kind() == Kind::kTuple ? Value::tuple(std::move(out)) : Value::list(std::move(out));
   }
-  return Value::undefined(str_cat("'", object_repr(obj), "' cannot be sliced"));
+  if (obj.is_dict()) fail("unhashable type: 'slice'");
+  if (obj.kind() == Kind::kGenerator) fail("'generator' object is not subscriptable");
+  fail(str_cat("'", type_name(obj), "' object is not subscriptable"));
 }
 
 Value call_value(Renderer& r, const Value& fn, const CallArgs& args) {
@@ -411,6 +415,8 @@ ValueList iterate(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined:
       return {};
+    case Kind::kGenerator:
+      return v.generator().take_rest();
     case Kind::kList:
     case Kind::kTuple:
       return v.items();

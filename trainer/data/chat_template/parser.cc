@@ -5,6 +5,7 @@
 
 #include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/lexer.h"
+#include "trainer/data/chat_template/scoping.h"
 
 namespace dsinf::trainer::jinja {
 
@@ -768,6 +769,11 @@ class Parser {
 
 }  // namespace
 
-Body parse_template(std::string_view source) { return Parser(source).run(); }
+Template parse_template(std::string_view source) {
+  Template t;
+  t.body = Parser(source).run();
+  t.slots = analyze_frames(t.body);
+  return t;
+}
 
 }  // namespace dsinf::trainer::jinja

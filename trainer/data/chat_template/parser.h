@@ -12,7 +12,8 @@
 
 namespace dsinf::trainer::jinja {
 
-// Throws TemplateError with the line of what it cannot parse.
-Body parse_template(std::string_view source);
+// Throws TemplateError with the line of what it cannot parse. The result's
+// frames carry their variables (scoping.h).
+Template parse_template(std::string_view source);
 
 }  // namespace dsinf::trainer::jinja

@@ -16,7 +16,7 @@ namespace dsinf::trainer {
 
 struct ChatTemplate::Program {
   std::string origin;
-  jinja::Body body;
+  jinja::Template tmpl;
 };
 
 namespace jinja {

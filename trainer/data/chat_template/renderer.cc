@@ -41,6 +41,11 @@ bool holds_namespace(const Value& v) {
       }
       return false;
     case Kind::kCallable: return holds_namespace(v.fn().self);
+    case Kind::kGenerator:
+      for (const Value& item : v.generator().items) {
+        if (holds_namespace(item)) return true;
+      }
+      return false;
     default: return false;
   }
 }
@@ -149,10 +154,13 @@ std::string format_number(const std::string& spec, char conversion, const Value&
 std::string percent_format(Renderer& r, const Value& format_value, const Value& args) {
   const std::string& format = format_value.str();
   const bool markup = format_value.markup();
+  // Python: a tuple gives the arguments; anything else is one argument, and
+  // when it has __getitem__ (dict, list, Undefined) also the mapping for
+  // %(key)s, with no complaint about arguments left unused.
   std::vector<Value> positional;
-  const bool mapping = args.is_dict();
+  const bool mapping = args.is_dict() || args.kind() == Kind::kList || args.is_undefined();
   if (args.kind() == Kind::kTuple) positional = args.items();
-  else if (!mapping) positional.push_back(args);
+  else positional.push_back(args);
   size_t next = 0;
   std::string out;
   const auto take = [&]() -> const Value& {
@@ -170,6 +178,8 @@ std::string percent_format(Renderer& r, const Value& format_value, const Value& 
       const size_t close = format.find(')', i);
       if (close == std::string::npos) fail("incomplete format key");
       if (!mapping) fail("format requires a mapping");
+      if (args.is_undefined()) fail(args.str());
+      if (!args.is_dict()) fail("list indices must be integers or slices, not str");
       value = args.dict().find(std::string_view(format).substr(i + 1, close - i - 1));
       if (value == nullptr) fail("KeyError: " + format.substr(i + 1, close - i - 1));
       i = close + 1;
@@ -283,12 +293,21 @@ bool contains(const Value& container, const Value& item) {
         fail("unhashable type: '" + type_name(item) + "'");
       }
       return container.dict().find(item) != nullptr;
+    case Kind::kGenerator: {  // consumes up to the match, as Python does
+      Generator& g = container.generator();
+      while (g.next < g.items.size()) {
+        if (equals(g.items[g.next++], item)) return true;
+      }
+      if (!g.error.empty()) fail(g.error);
+      return false;
+    }
     default:
       fail("argument of type '" + type_name(container) + "' is not iterable");
   }
 }
 
 Value binary_op(Renderer& r, std::string_view op, const Value& a, const Value& b) {
+  if (op == "%" && a.is_string() && b.is_undefined()) return Value::string(percent_format(r, a, b), a.markup());
   if (a.is_undefined()) fail_undefined(a);
   if (b.is_undefined()) fail_undefined(b);
   const bool ints = a.is_int() && b.is_int();
@@ -380,11 +399,34 @@ Renderer::Renderer(const RenderOptions& options, const nlohmann::json& context)
   context_ = from_json(context).dict();
 }
 
-std::string Renderer::render(const Body& body) {
-  scopes_.assign(1, Scope());
+std::string Renderer::render(const Template& t) {
+  scopes_.clear();
   out_.clear();
-  exec(body);
+  enter_frame(t.slots);
+  exec(t.body);
   return std::move(out_);
+}
+
+void Renderer::enter_frame(const Slots& slots) {
+  Scope scope;
+  scope.reserve(slots.size());
+  for (const Slot& slot : slots) {
+    switch (slot.load) {
+      case Slot::Load::kResolve:
+        scope.emplace_back(slot.name, resolve(slot.name));
+        break;
+      case Slot::Load::kAlias:
+        scope.emplace_back(slot.name, lookup(slot.name));
+        break;
+      case Slot::Load::kUndefined:
+        scope.emplace_back(slot.name, Value::undefined(str_cat("'", slot.name, "' is undefined")));
+        break;
+      case Slot::Load::kParam:
+        scope.emplace_back(slot.name, Value());
+        break;
+    }
+  }
+  scopes_.push_back(std::move(scope));
 }
 
 void Renderer::step() {
@@ -417,6 +459,10 @@ Value Renderer::lookup(const std::string& name) const {
       if (it->first == name) return it->second;
     }
   }
+  return resolve(name);
+}
+
+Value Renderer::resolve(const std::string& name) const {
   if (const Value* v = context_.find(name)) return *v;
   Value global = find_global(name);
   if (!global.is_undefined()) return global;
@@ -484,6 +530,7 @@ Renderer::Flow Renderer::exec(const Stmt& s) {
       case StmtKind::kSetBlock: {
         std::string outer;
         std::swap(out_, outer);
+        enter_frame(s.body_slots);
         Flow flow;
         try {
           flow = exec(s.body);
@@ -496,6 +543,7 @@ Renderer::Flow Renderer::exec(const Stmt& s) {
         for (const ExprPtr& filter : s.filters) {
           value = filter->filter(*this, value, eval_args(*filter));
         }
+        leave_frame();
         exec_set(s, std::move(value));
         return flow;
       }
@@ -503,8 +551,12 @@ Renderer::Flow Renderer::exec(const Stmt& s) {
         return Flow::kBreak;
       case StmtKind::kContinue:
         return Flow::kContinue;
-      case StmtKind::kBody:
-        return exec(s.body);
+      case StmtKind::kBody: {
+        enter_frame(s.body_slots);
+        const Flow flow = exec(s.body);
+        leave_frame();
+        return flow;
+      }
     }
   } catch (TemplateError& e) {
     if (e.line == 0) e.line = s.line;
@@ -514,37 +566,44 @@ Renderer::Flow Renderer::exec(const Stmt& s) {
 }
 
 Renderer::Flow Renderer::exec_for(const Stmt& s) {
-  ValueList items = iterate(eval(*s.expr));
+  auto state = std::make_shared<LoopState>();
+  state->source = std::make_shared<const ValueList>(iterate(eval(*s.expr)));
+  const size_t depth = scopes_.size();
   if (s.condition) {
-    ValueList kept;
-    for (Value& item : items) {
+    // The filter runs in its own frame over the loop's enclosing frames, also
+    // when loop.last or loop.length asks for it from inside the body.
+    state->accept = [this, &s, depth](const Value& item) {
       step();
-      scopes_.emplace_back();
+      std::vector<Scope> above(std::make_move_iterator(scopes_.begin() + depth),
+                               std::make_move_iterator(scopes_.end()));
+      scopes_.resize(depth);
+      enter_frame(s.test_slots);
       bind_targets(s, item);
       const bool keep = truthy(eval(*s.condition));
-      scopes_.pop_back();
-      if (keep) kept.push_back(std::move(item));
-    }
-    items = std::move(kept);
+      leave_frame();
+      for (Scope& scope : above) scopes_.push_back(std::move(scope));
+      return keep;
+    };
   }
-  if (items.empty()) {
-    scopes_.emplace_back();
-    const Flow flow = exec(s.else_body);
-    scopes_.pop_back();
-    return flow;
-  }
-  const auto shared = std::make_shared<const ValueList>(std::move(items));
-  for (size_t i = 0; i < shared->size(); ++i) {
+  bool iterated = false;
+  for (size_t i = 0; state->fill(i + 1); ++i) {
     step();
-    scopes_.emplace_back();
-    bind_targets(s, (*shared)[i]);
-    auto state = std::make_shared<LoopState>();
-    state->items = shared;
+    iterated = true;
     state->index0 = static_cast<int64_t>(i);
-    bind("loop", Value::loop(std::move(state)));
+    enter_frame(s.body_slots);
+    bind_targets(s, state->accepted[i]);
+    bind("loop", Value::loop(state));
     const Flow flow = exec(s.body);
-    scopes_.pop_back();
+    leave_frame();
     if (flow == Flow::kBreak) break;
+  }
+  state->open = false;
+  state->accept = nullptr;
+  if (!iterated) {
+    enter_frame(s.else_slots);
+    const Flow flow = exec(s.else_body);
+    leave_frame();
+    return flow;
   }
   return Flow::kNormal;
 }

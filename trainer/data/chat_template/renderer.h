@@ -34,7 +34,7 @@ class Renderer {
  public:
   Renderer(const RenderOptions& options, const nlohmann::json& context);
   // Throws TemplateError.
-  std::string render(const Body& body);
+  std::string render(const Template& t);
 
   Value eval(const Expr& e);
   // Charges `bytes` of built strings or lists against the work budget.
@@ -57,6 +57,9 @@ class Renderer {
   void step();
 
   Value lookup(const std::string& name) const;
+  Value resolve(const std::string& name) const;  // the caller's variables, then the globals
+  void enter_frame(const Slots& slots);
+  void leave_frame() { scopes_.pop_back(); }
   void bind(const std::string& name, Value value);
   void bind_targets(const Stmt& s, const Value& item);
   CallArgs eval_args(const Expr& e);

@@ -299,20 +299,24 @@ std::string py_replace(Renderer& r, std::string_view s, std::string_view old,
 }
 
 std::string py_title(std::string_view s) {
-  std::u32string cps = utf8_decode(s);
+  std::u32string out;
   bool previous_cased = false;
-  for (char32_t& cp : cps) {
-    const char32_t original = cp;
-    cp = previous_cased ? to_lower(cp) : to_title(cp);
-    previous_cased = is_cased(original);
+  for (char32_t cp : utf8_decode(s)) {
+    if (previous_cased) append_lower(cp, out);
+    else append_title(cp, out);
+    previous_cased = is_cased(cp);
   }
-  return utf8_encode(cps);
+  return utf8_encode(out);
 }
 
 std::string py_capitalize(std::string_view s) {
-  std::u32string cps = utf8_decode(s);
-  for (size_t i = 0; i < cps.size(); ++i) cps[i] = i == 0 ? to_title(cps[i]) : to_lower(cps[i]);
-  return utf8_encode(cps);
+  std::u32string out;
+  const std::u32string cps = utf8_decode(s);
+  for (size_t i = 0; i < cps.size(); ++i) {
+    if (i == 0) append_title(cps[i], out);
+    else append_lower(cps[i], out);
+  }
+  return utf8_encode(out);
 }
 
 std::vector<std::string> py_splitlines(std::string_view s, bool keepends) {
@@ -594,9 +598,13 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
   if (name == "capitalize") return no_args(), Value::string(py_capitalize(s));
   if (name == "swapcase") {
     no_args();
-    std::u32string cps = utf8_decode(s);
-    for (char32_t& cp : cps) cp = is_upper(cp) ? to_lower(cp) : is_lower(cp) ? to_upper(cp) : cp;
-    return Value::string(utf8_encode(cps));
+    std::u32string out;
+    for (char32_t cp : utf8_decode(s)) {
+      if (is_upper(cp)) append_lower(cp, out);
+      else if (is_lower(cp)) append_upper(cp, out);
+      else out.push_back(cp);
+    }
+    return Value::string(utf8_encode(out));
   }
   if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
     const std::vector<Value> a = args.bind(name, {"sub", "start", "end"}, 1, {Value::none(), Value::none()});

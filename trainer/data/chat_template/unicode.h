@@ -27,6 +27,12 @@ char32_t to_upper(char32_t cp);
 char32_t to_lower(char32_t cp);
 char32_t to_title(char32_t cp);
 
+// Python's full case mappings: 'ß'.upper() is "SS", 'ß'.title() is "Ss",
+// 'İ'.lower() is "i̇" (SpecialCasing.txt, unconditional entries).
+void append_upper(char32_t cp, std::u32string& out);
+void append_lower(char32_t cp, std::u32string& out);
+void append_title(char32_t cp, std::u32string& out);
+
 std::string str_upper(std::string_view s);
 std::string str_lower(std::string_view s);
 

@@ -98,12 +98,27 @@ Value Value::callable(std::shared_ptr<const Callable> fn) {
   v.payload_ = std::move(fn);
   return v;
 }
-Value Value::loop(std::shared_ptr<const LoopState> state) {
+Value Value::loop(std::shared_ptr<LoopState> state) {
   Value v;
   v.kind_ = Kind::kLoop;
   v.depth_ = 1;
   v.payload_ = std::move(state);
   return v;
+}
+
+Value Value::generator(std::shared_ptr<Generator> state) {
+  Value v;
+  v.kind_ = Kind::kGenerator;
+  v.depth_ = nesting_of(state->items);
+  v.payload_ = std::move(state);
+  return v;
+}
+
+ValueList Generator::take_rest() {
+  ValueList rest(items.begin() + static_cast<std::ptrdiff_t>(std::min(next, items.size())), items.end());
+  next = items.size();
+  if (!error.empty()) fail(error);
+  return rest;
 }
 
 int64_t Value::as_int() const {
@@ -125,7 +140,21 @@ const std::shared_ptr<Namespace>& Value::ns() const {
   return std::get<std::shared_ptr<Namespace>>(payload_);
 }
 const Callable& Value::fn() const { return *std::get<std::shared_ptr<const Callable>>(payload_); }
-const LoopState& Value::loop() const { return *std::get<std::shared_ptr<const LoopState>>(payload_); }
+LoopState& Value::loop() const { return *std::get<std::shared_ptr<LoopState>>(payload_); }
+
+bool LoopState::fill(size_t count) {
+  while (accepted.size() < count && open && scanned < source->size()) {
+    const Value& item = (*source)[scanned++];
+    if (!accept || accept(item)) accepted.push_back(item);
+  }
+  return accepted.size() >= count;
+}
+
+int64_t LoopState::length() {
+  fill(SIZE_MAX);
+  return static_cast<int64_t>(accepted.size());
+}
+Generator& Value::generator() const { return *std::get<std::shared_ptr<Generator>>(payload_); }
 
 const Value* ValueDict::find(const Value& key) const {
   for (const auto& entry : entries) {
@@ -211,6 +240,8 @@ bool equals(const Value& a, const Value& b) {
              equals(a.fn().self, b.fn().self);
     case Kind::kLoop:
       return &a.loop() == &b.loop();
+    case Kind::kGenerator:
+      return &a.generator() == &b.generator();
     default:
       return false;
   }
@@ -397,7 +428,10 @@ void repr_into(const Value& v, std::string& out, bool top_level_str) {
       }
       return;
     case Kind::kLoop:
-      out += str_cat("<LoopContext ", v.loop().index0 + 1, "/", v.loop().items->size(), ">");
+      out += str_cat("<LoopContext ", v.loop().index0 + 1, "/", v.loop().length(), ">");
+      return;
+    case Kind::kGenerator:
+      out += "<generator object>";
       return;
   }
 }
@@ -431,6 +465,7 @@ std::string type_name(const Value& v) {
     case Kind::kNamespace: return "Namespace";
     case Kind::kCallable: return v.fn().method ? "builtin_function_or_method" : "function";
     case Kind::kLoop: return "LoopContext";
+    case Kind::kGenerator: return "generator";
   }
   return "object";
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,6 +24,7 @@ struct ValueDict;
 struct Namespace;
 struct Callable;
 struct LoopState;
+struct Generator;
 
 enum class Kind : uint8_t {
   kUndefined,  // jinja2's default Undefined: "" when printed, falsy, empty when iterated
@@ -37,6 +39,7 @@ enum class Kind : uint8_t {
   kNamespace,
   kCallable,
   kLoop,   // the `loop` variable of a for loop
+  kGenerator,  // what map/select/unique/... return: always true, no len(), iterates once
 };
 
 // Containers nest at most this deep, so that no recursive walk (printing,
@@ -57,7 +60,8 @@ class Value {
   static Value dict(ValueDict items);
   static Value ns(std::shared_ptr<Namespace> ns);
   static Value callable(std::shared_ptr<const Callable> fn);
-  static Value loop(std::shared_ptr<const LoopState> state);
+  static Value loop(std::shared_ptr<LoopState> state);
+  static Value generator(std::shared_ptr<Generator> state);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::kUndefined; }
@@ -79,14 +83,15 @@ class Value {
   const ValueDict& dict() const;
   const std::shared_ptr<Namespace>& ns() const;
   const Callable& fn() const;
-  const LoopState& loop() const;
+  LoopState& loop() const;
+  Generator& generator() const;
 
  private:
   using Payload =
       std::variant<std::monostate, bool, int64_t, double, std::shared_ptr<const std::string>,
                    std::shared_ptr<const ValueList>, std::shared_ptr<const ValueDict>,
                    std::shared_ptr<Namespace>, std::shared_ptr<const Callable>,
-                   std::shared_ptr<const LoopState>>;
+                   std::shared_ptr<LoopState>, std::shared_ptr<Generator>>;
   Kind kind_ = Kind::kUndefined;
   bool markup_ = false;
   uint16_t depth_ = 0;  // 0 for scalars; 1 + the deepest element for containers
@@ -112,9 +117,32 @@ struct Callable {
   bool method = false;
 };
 
+// jinja2's filters that return Python generators are computed eagerly here;
+// the result remembers how far it has been consumed, and the error (if any)
+// that computing the rest raised, to surface when the rest is consumed.
+struct Generator {
+  ValueList items;
+  size_t next = 0;
+  std::string error;
+
+  // The rest, consumed; throws the deferred error after handing out all.
+  ValueList take_rest();
+};
+
+// A for loop's `loop`. With an `if` filter, items are tested lazily, as
+// jinja2's generator does: when the loop reaches them, or earlier when
+// loop.last, nextitem, length or revindex must look ahead.
 struct LoopState {
-  std::shared_ptr<const ValueList> items;  // after the loop's `if` filter
+  std::shared_ptr<const ValueList> source;  // before the filter
+  std::function<bool(const Value&)> accept;  // the filter; null: none
+  bool open = true;  // false once the loop is over: nothing is tested then
+  ValueList accepted;
+  size_t scanned = 0;  // source items tested so far
   int64_t index0 = 0;
+
+  // Whether `count` items pass, testing only as many as needed.
+  bool fill(size_t count);
+  int64_t length();
 };
 
 // Python's truth, ==, and ordering (<0, 0, >0; a TypeError for mixed types).

@@ -1,7 +1,7 @@
 """Renders chat templates the way transformers' apply_chat_template does.
 
 Python jinja2's ImmutableSandboxedEnvironment(trim_blocks=True,
-lstrip_blocks=True) with the loopcontrols extension, the globals
+lstrip_blocks=True) with the loopcontrols extension and {% generation %}, the globals
 raise_exception and strftime_now, and transformers' tojson filter (json.dumps,
 ensure_ascii=False). A second reference beside reference_render.mjs: where
 @huggingface/jinja departs from jinja2, jinja2 is what transformers runs.
@@ -18,6 +18,21 @@ import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
+class GenerationTag(jinja2.ext.Extension):
+    """transformers' {% generation %} (AssistantTracker), without the tracking:
+    a call block that renders its body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller):
+        return caller()
+
+
 def make_env(now):
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
@@ -30,7 +45,7 @@ def make_env(now):
         return now.strftime(fmt)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+                                        extensions=[GenerationTag, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
