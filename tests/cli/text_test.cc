@@ -133,21 +133,51 @@ TEST(Tokenize, BadInputExitsTwoNamingFileAndLineAndWritesNothing) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// Text tokenized on the fly trains to the same bytes as its `dsinf tokenize` shard.
+TEST(Tokenize, TrainingOnTextEqualsTrainingOnItsShard) {
+  SKIP_WITHOUT_FIXTURES();
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "Line " + std::to_string(i) + ": the quick brown fox, again.\n";
+  write_text(dir / "doc.txt", text);
+  const CommandResult tok = run_dsinf("tokenize --tokenizer " + fixture("llama2") + " --in " +
+                                          (dir / "doc.txt") + " --out " + (dir / "doc.bin"),
+                                      dir.path());
+  ASSERT_EQ(tok.exit_code, 0) << tok.err;
+  auto config = [&](const std::string& data, const std::string& out) {
+    json c = base_config(dir, out, 2);
+    c["model"] = {{"type", "llama"}, {"hidden_size", 32}, {"num_hidden_layers", 1},
+                  {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 48},
+                  {"vocab_size", 32000}, {"max_position_embeddings", 64}};
+    c["data"] = {{"path", data}, {"seq_len", 32}, {"tokenizer", fixture("llama2")}};
+    return c;
+  };
+  write_text(dir / "text.json", config(dir / "doc.txt", dir / "from_text").dump());
+  write_text(dir / "shard.json", config(dir / "doc.bin", dir / "from_shard").dump());
+  for (const char* name : {"text", "shard"}) {
+    const CommandResult r = run_dsinf("train " + (dir / (std::string(name) + ".json")), dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const std::string a = checkpoint(dir / "from_text", 2);
+  ASSERT_GT(a.size(), 4096u);
+  EXPECT_TRUE(a == checkpoint(dir / "from_shard", 2));
+}
+
 // ---- SFT ----
 
 std::string llama_script() {
   return std::string("/usr/bin/python3 ") + DSINF_SOURCE_DIR + "/tests/trainer/models/torch_llama.py";
 }
 
-// A random 2-layer Llama with Llama 2's vocabulary, tokenizer and chat template in `dir`/model.
+// A random 2-layer Llama with Llama 3's vocabulary, tokenizer and chat template in `dir`/model.
 void make_chat_model(const TempDir& dir) {
   const CommandResult gen = run_command(llama_script() + " golden --out " + dir.path() +
-                                            " --vocab 32000 --hidden 32 --layers 2 --heads 4 "
+                                            " --vocab 128256 --hidden 32 --layers 2 --heads 4 "
                                             "--kv-heads 2 --inter 48 --seq 4 --batch 1 --seed 3",
                                         dir.path());
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-    fs::copy_file(fixture("llama2") + "/" + f, dir / ("model/" + std::string(f)));
+    fs::copy_file(fixture("llama3") + "/" + f, dir / ("model/" + std::string(f)));
   }
 }
 
@@ -172,8 +202,9 @@ json sft_config(const TempDir& dir, const std::string& data, const std::string& 
   return c;
 }
 
-// Llama 2's template renders "<s>[INST] Hi there [/INST] Hello! </s><s>[INST] ...":
-// the trained tokens are each assistant answer and its " </s>", written out here.
+// Llama 3's template renders each message as a header, the content and <|eot_id|>
+// (and always ends with an assistant header): the trained tokens are each
+// assistant answer and its <|eot_id|>, written out here.
 TEST(Sft, ChatMaskIsTheAssistantTurnsAndItsMaskedLossMatchesTheReference) {
   SKIP_WITHOUT_FIXTURES();
   if (!have_torch()) GTEST_SKIP() << "python3-torch is not installed";
@@ -189,7 +220,11 @@ TEST(Sft, ChatMaskIsTheAssistantTurnsAndItsMaskedLossMatchesTheReference) {
       dir.path());
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   const json example = json::parse(shown.out);
-  EXPECT_EQ(example["text"], "<s>[INST] Hi there [/INST] Hello! </s><s>[INST] Bye [/INST] See you. </s>");
+  const std::string user = "<|start_header_id|>user<|end_header_id|>\n\n";
+  const std::string assistant = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  EXPECT_EQ(example["text"], "<|begin_of_text|>" + user + "Hi there<|eot_id|>" + assistant +
+                                 "Hello!<|eot_id|>" + user + "Bye<|eot_id|>" + assistant +
+                                 "See you.<|eot_id|>" + assistant);
   const std::vector<int32_t> ids = example["ids"].get<std::vector<int32_t>>();
   const std::vector<int> trained = example["trained"].get<std::vector<int>>();
   ASSERT_EQ(ids.size(), trained.size());
@@ -198,8 +233,8 @@ TEST(Sft, ChatMaskIsTheAssistantTurnsAndItsMaskedLossMatchesTheReference) {
     if (trained[i]) trained_ids.push_back(ids[i]);
   }
   EXPECT_EQ(pieces(dir / "model/tokenizer.json", trained_ids),
-            (std::vector<std::string>{"\u2581Hello", "!", "\u2581", "</s>", "\u2581See", "\u2581you",
-                                      ".", "\u2581", "</s>"}));
+            (std::vector<std::string>{"Hello", "!", "<|eot_id|>", "See", "\u0120you", ".",
+                                      "<|eot_id|>"}));
   // The masked mean over those targets, against the float64 reference.
   write_text(dir / "chat.jsonl", json{{"messages", messages}}.dump() + "\n");
   write_text(dir / "examples.json", json::array({example}).dump());
@@ -216,7 +251,7 @@ TEST(Sft, ChatMaskIsTheAssistantTurnsAndItsMaskedLossMatchesTheReference) {
   EXPECT_NEAR(got["loss"].get<double>(), want, 1e-4 * want);
 }
 
-// prompt + completion: the BOS and the prompt carry no loss; the completion does.
+// prompt + completion: the prompt carries no loss; the completion does.
 TEST(Sft, PromptCompletionTrainsTheCompletionOnly) {
   SKIP_WITHOUT_FIXTURES();
   if (!have_torch()) GTEST_SKIP() << "python3-torch is not installed";
@@ -226,7 +261,8 @@ TEST(Sft, PromptCompletionTrainsTheCompletionOnly) {
   write_text(dir / "pc.json", sft_config(dir, dir / "pc.jsonl", "prompt_completion", dir / "out", 1).dump());
   const CommandResult r = run_dsinf("eval " + (dir / "pc.json") + " --json", dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  // " Four": "\u2581Four" is one piece of Llama 2's vocabulary, and nothing is appended after it.
+  // " Four" is one piece of Llama 3's vocabulary ("\u0120Four"), and this tokenizer.json's
+  // post-processor appends nothing.
   EXPECT_EQ(json_lines(r.out).back()["tokens"], 1);
 }
 
@@ -272,7 +308,7 @@ TEST(Sft, BadChatDataExitsTwoNamingFileAndLine) {
   };
   for (const Case& k : {Case{"notjson", good.dump() + "\n{oops\n", "line 2: not valid JSON"},
                         Case{"nomessages", "{\"msgs\": []}\n", "line 1"},
-                        Case{"roles", json{{"messages", json::array({{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}})}}.dump() + "\n", "alternate"},
+                        Case{"roles", json{{"messages", json::array({{{"content", "a"}}})}}.dump() + "\n", "line 1: \"messages\" must be"},
                         Case{"empty", "\n\n", "no example"}}) {
     SCOPED_TRACE(k.name);
     write_text(dir / (k.name + ".jsonl"), k.text);
