@@ -257,6 +257,9 @@ TEST(ConfigTest, BatchTripleDerivations) {
 
 // Every example config runs as it stands: it loads with no error and no warning.
 TEST(ConfigTest, ShippedConfigsLoadCleanly) {
+  // They are run from the repository root (their relative paths say so).
+  const std::filesystem::path before = std::filesystem::current_path();
+  std::filesystem::current_path(DSINF_SOURCE_DIR);
   int seen = 0;
   for (const auto& entry :
        std::filesystem::directory_iterator(std::string(DSINF_SOURCE_DIR) + "/configs")) {
@@ -277,6 +280,7 @@ TEST(ConfigTest, ShippedConfigsLoadCleanly) {
         << entry.path() << ": " << (loaded->warnings.empty() ? "" : loaded->warnings.front());
   }
   EXPECT_GE(seen, 3);
+  std::filesystem::current_path(before);
 }
 
 TEST(ConfigTest, WarningsOnlyForPresentKeysNotActedOn) {
