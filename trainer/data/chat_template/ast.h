@@ -31,7 +31,7 @@ enum class ExprKind : uint8_t {
   kCompare,  // operands[0] ops[0] operands[1] ops[1] ... (chained, as Python)
   kAnd,
   kOr,
-  kCond,     // operands[0] if operands[1] else operands[2] (null: Undefined)
+  kCond,  // operands[0] if operands[1] else operands[2] (null: Undefined)
 };
 
 struct Expr;
@@ -82,7 +82,7 @@ enum class StmtKind : uint8_t {
   kSetBlock,  // set targets[0] [| filters] %}body{% endset
   kBreak,
   kContinue,
-  kBody,      // a transparent block: {% generation %}body{% endgeneration %}
+  kBody,  // a transparent block: {% generation %}body{% endgeneration %}
 };
 
 struct Stmt;

@@ -7,7 +7,6 @@
 //   renderer.cc  statements, scoping, operators, limits
 //   methods.cc   attribute/item access, calls, globals, dict/list methods
 //   strings.cc   str methods; filters.cc filters and tests; value.cc values
-#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/chat_template.h"
 
 #include <filesystem>
@@ -16,6 +15,7 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/parser.h"
 #include "trainer/data/chat_template/program.h"
 
@@ -56,11 +56,12 @@ absl::StatusOr<std::string> token_content(const nlohmann::json& config, const st
     const auto content = it->find("content");
     if (content != it->end() && content->is_string()) return content->get<std::string>();
   }
-  return absl::InvalidArgumentError(str_cat(
-      source, ": \"", key, "\" must be a string or an added token {\"content\": ...}"));
+  return absl::InvalidArgumentError(
+      str_cat(source, ": \"", key, "\" must be a string or an added token {\"content\": ...}"));
 }
 
-absl::StatusOr<std::string> default_template(const nlohmann::json& value, const std::string& source) {
+absl::StatusOr<std::string> default_template(const nlohmann::json& value,
+                                             const std::string& source) {
   if (value.is_null()) return std::string();
   if (value.is_string()) return value.get<std::string>();
   if (value.is_array()) {
@@ -69,7 +70,8 @@ absl::StatusOr<std::string> default_template(const nlohmann::json& value, const 
                          entry.contains("template") && entry["template"].is_string();
       if (!valid) {
         return absl::InvalidArgumentError(
-            source + ": \"chat_template\" lists an entry that is not {\"name\": ..., \"template\": ...}");
+            source +
+            ": \"chat_template\" lists an entry that is not {\"name\": ..., \"template\": ...}");
       }
       if (entry["name"] == "default") return entry["template"].get<std::string>();
     }
@@ -95,18 +97,21 @@ absl::StatusOr<TokenizerConfig> read_tokenizer_config(const std::string& path) {
     std::error_code ec;
     std::filesystem::path file(path);
     if (std::filesystem::is_directory(file, ec)) file /= "tokenizer_config.json";
-    if (!std::filesystem::exists(file, ec)) return absl::NotFoundError(file.string() + ": not found");
+    if (!std::filesystem::exists(file, ec))
+      return absl::NotFoundError(file.string() + ": not found");
     absl::StatusOr<std::string> text = read_file(file);
     if (!text.ok()) return text.status();
     const nlohmann::json config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded()) return absl::InvalidArgumentError(file.string() + ": not valid JSON");
-    if (!config.is_object()) return absl::InvalidArgumentError(file.string() + ": not a JSON object");
+    if (config.is_discarded())
+      return absl::InvalidArgumentError(file.string() + ": not valid JSON");
+    if (!config.is_object())
+      return absl::InvalidArgumentError(file.string() + ": not a JSON object");
 
     TokenizerConfig out;
     out.source = file.string();
     const auto chat_template = config.find("chat_template");
-    absl::StatusOr<std::string> source =
-        default_template(chat_template == config.end() ? nlohmann::json() : *chat_template, out.source);
+    absl::StatusOr<std::string> source = default_template(
+        chat_template == config.end() ? nlohmann::json() : *chat_template, out.source);
     if (!source.ok()) return source.status();
     out.chat_template = std::move(*source);
     if (out.chat_template.empty()) {
@@ -118,8 +123,10 @@ absl::StatusOr<TokenizerConfig> read_tokenizer_config(const std::string& path) {
         out.chat_template = std::move(*jinja);
       }
     }
-    for (auto [key, field] : {std::pair{"bos_token", &out.bos_token}, {"eos_token", &out.eos_token},
-                              {"pad_token", &out.pad_token}, {"unk_token", &out.unk_token}}) {
+    for (auto [key, field] : {std::pair{"bos_token", &out.bos_token},
+                              {"eos_token", &out.eos_token},
+                              {"pad_token", &out.pad_token},
+                              {"unk_token", &out.unk_token}}) {
       absl::StatusOr<std::string> token = token_content(config, key, out.source);
       if (!token.ok()) return token.status();
       *field = std::move(*token);
@@ -161,13 +168,15 @@ ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
 ChatTemplate::~ChatTemplate() = default;
 
 absl::StatusOr<ChatTemplate> ChatTemplate::parse(std::string_view source, std::string origin) {
-  absl::StatusOr<std::shared_ptr<const Program>> program = jinja::compile(source, std::move(origin));
+  absl::StatusOr<std::shared_ptr<const Program>> program =
+      jinja::compile(source, std::move(origin));
   if (!program.ok()) return program.status();
   return ChatTemplate(std::move(*program));
 }
 
 absl::StatusOr<std::string> ChatTemplate::render(const nlohmann::json& context) const {
-  if (!program_) return absl::FailedPreconditionError("chat_template: rendering a moved-from template");
+  if (!program_)
+    return absl::FailedPreconditionError("chat_template: rendering a moved-from template");
   return jinja::render_program(*program_, context, jinja::RenderOptions{});
 }
 

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/builtins.h"
+#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/renderer.h"
 #include "trainer/data/chat_template/strings.h"
 #include "trainer/data/chat_template/unicode.h"
@@ -29,13 +29,19 @@ Value str_result(const Value& input, std::string s) { return Value::string(std::
 
 int64_t length_of(const Value& v) {
   switch (v.kind()) {
-    case Kind::kUndefined: return 0;
-    case Kind::kString: return utf8_length(v.str());
+    case Kind::kUndefined:
+      return 0;
+    case Kind::kString:
+      return utf8_length(v.str());
     case Kind::kList:
-    case Kind::kTuple: return static_cast<int64_t>(v.items().size());
-    case Kind::kDict: return static_cast<int64_t>(v.dict().entries.size());
-    case Kind::kNamespace: fail("object of type 'Namespace' has no len()");
-    default: fail("object of type '" + type_name(v) + "' has no len()");
+    case Kind::kTuple:
+      return static_cast<int64_t>(v.items().size());
+    case Kind::kDict:
+      return static_cast<int64_t>(v.dict().entries.size());
+    case Kind::kNamespace:
+      fail("object of type 'Namespace' has no len()");
+    default:
+      fail("object of type '" + type_name(v) + "' has no len()");
   }
 }
 
@@ -47,10 +53,13 @@ Value attribute_path(const Value& item, const Value& attribute) {
   size_t start = 0;
   while (true) {
     const size_t dot = path.find('.', start);
-    const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(),
+                                                      [](char c) { return c >= '0' && c <= '9'; });
     if (v.is_undefined()) fail_undefined(v);
-    v = get_item(v, numeric ? Value::integer(std::strtoll(part.c_str(), nullptr, 10)) : Value::string(part));
+    v = get_item(
+        v, numeric ? Value::integer(std::strtoll(part.c_str(), nullptr, 10)) : Value::string(part));
     if (dot == std::string::npos) return v;
     start = dot + 1;
   }
@@ -83,7 +92,8 @@ Value lazily(Produce&& produce) {
 
 CallArgs rest_args(const CallArgs& args, size_t skip) {
   CallArgs rest;
-  rest.positional.assign(args.positional.begin() + std::min(skip, args.positional.size()), args.positional.end());
+  rest.positional.assign(args.positional.begin() + std::min(skip, args.positional.size()),
+                         args.positional.end());
   rest.keyword = args.keyword;
   return rest;
 }
@@ -132,15 +142,16 @@ Value f_length(Renderer&, const Value& v, const CallArgs& args) {
 }
 
 Value f_default(Renderer&, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a =
-      args.bind("default", {"default_value", "boolean"}, 0, {Value::string(""), Value::boolean(false)});
+  const std::vector<Value> a = args.bind("default", {"default_value", "boolean"}, 0,
+                                         {Value::string(""), Value::boolean(false)});
   if (v.is_undefined() || (truthy(a[1]) && !truthy(v))) return a[0];
   return v;
 }
 
 Value f_dictsort(Renderer&, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a = args.bind("dictsort", {"case_sensitive", "by", "reverse"}, 0,
-                                         {Value::boolean(false), Value::string("key"), Value::boolean(false)});
+  const std::vector<Value> a =
+      args.bind("dictsort", {"case_sensitive", "by", "reverse"}, 0,
+                {Value::boolean(false), Value::string("key"), Value::boolean(false)});
   if (!v.is_dict()) fail("dictsort: a mapping is required, not " + type_name(v));
   const std::string by = to_str(a[1]);
   if (by != "key" && by != "value") fail("You can only sort by either 'key' or 'value'");
@@ -149,7 +160,8 @@ Value f_dictsort(Renderer&, const Value& v, const CallArgs& args) {
   ValueList items;
   for (const auto& [key, value] : v.dict().entries) items.push_back(Value::tuple({key, value}));
   std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
-    return compare(ignore_case(x.items()[pos], case_sensitive), ignore_case(y.items()[pos], case_sensitive)) < 0;
+    return compare(ignore_case(x.items()[pos], case_sensitive),
+                   ignore_case(y.items()[pos], case_sensitive)) < 0;
   });
   if (truthy(a[2])) std::reverse(items.begin(), items.end());
   return Value::list(std::move(items));
@@ -222,8 +234,9 @@ Value f_format(Renderer& r, const Value& v, const CallArgs& args) {
 }
 
 Value f_indent(Renderer& r, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a = args.bind("indent", {"width", "first", "blank"}, 0,
-                                         {Value::integer(4), Value::boolean(false), Value::boolean(false)});
+  const std::vector<Value> a =
+      args.bind("indent", {"width", "first", "blank"}, 0,
+                {Value::integer(4), Value::boolean(false), Value::boolean(false)});
   if (v.is_undefined()) fail_undefined(v);
   if (!v.is_string()) fail("indent: a string is required, not " + type_name(v));
   std::string indention;
@@ -255,15 +268,18 @@ Value f_indent(Renderer& r, const Value& v, const CallArgs& args) {
 }
 
 Value f_int(Renderer&, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a = args.bind("int", {"default", "base"}, 0, {Value::integer(0), Value::integer(10)});
+  const std::vector<Value> a =
+      args.bind("int", {"default", "base"}, 0, {Value::integer(0), Value::integer(10)});
   if (v.is_undefined()) fail_undefined(v);
   if (v.is_string()) {
     if (!a[1].is_int()) fail("int() base must be an integer");
-    if (const auto i = py_int(v.str(), static_cast<int>(std::clamp<int64_t>(a[1].as_int(), -1, 37)))) {
+    if (const auto i =
+            py_int(v.str(), static_cast<int>(std::clamp<int64_t>(a[1].as_int(), -1, 37)))) {
       return Value::integer(*i);
     }
     if (const auto f = py_float(v.str())) {
-      if (std::isfinite(*f) && std::fabs(*f) < 9.2e18) return Value::integer(static_cast<int64_t>(*f));
+      if (std::isfinite(*f) && std::fabs(*f) < 9.2e18)
+        return Value::integer(static_cast<int64_t>(*f));
     }
     return a[0];
   }
@@ -287,7 +303,8 @@ Value f_items(Renderer&, const Value& v, const CallArgs& args) {
 }
 
 Value f_join(Renderer& r, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a = args.bind("join", {"d", "attribute"}, 0, {Value::string(""), Value::none()});
+  const std::vector<Value> a =
+      args.bind("join", {"d", "attribute"}, 0, {Value::string(""), Value::none()});
   const std::string separator = to_str(a[0]);
   std::string out;
   const ValueList items = iterate(v);
@@ -321,9 +338,12 @@ Value f_map(Renderer& r, const Value& v, const CallArgs& args) {
     Value attribute, fallback;
     bool has_attribute = false, has_default = false;
     for (const auto& [key, value] : args.keyword) {
-      if (key == "attribute") attribute = value, has_attribute = true;
-      else if (key == "default") fallback = value, has_default = true;
-      else fail("Unexpected keyword argument '" + key + "'");
+      if (key == "attribute")
+        attribute = value, has_attribute = true;
+      else if (key == "default")
+        fallback = value, has_default = true;
+      else
+        fail("Unexpected keyword argument '" + key + "'");
     }
     if (!has_attribute) fail("map requires a filter argument");
     return lazily([&](ValueList& out) {
@@ -344,8 +364,8 @@ Value f_map(Renderer& r, const Value& v, const CallArgs& args) {
 }
 
 Value min_max(const Value& v, const CallArgs& args, bool want_max) {
-  const std::vector<Value> a = args.bind(want_max ? "max" : "min", {"case_sensitive", "attribute"}, 0,
-                                         {Value::boolean(false), Value::none()});
+  const std::vector<Value> a = args.bind(want_max ? "max" : "min", {"case_sensitive", "attribute"},
+                                         0, {Value::boolean(false), Value::none()});
   const ValueList items = iterate(v);
   if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
   size_t best = 0;
@@ -363,13 +383,16 @@ Value f_min(Renderer&, const Value& v, const CallArgs& args) { return min_max(v,
 Value f_replace(Renderer& r, const Value& v, const CallArgs& args) {
   const std::vector<Value> a = args.bind("replace", {"old", "new", "count"}, 2, {Value::none()});
   const int64_t count = a[2].is_none() ? -1 : (a[2].is_int() ? a[2].as_int() : -1);
-  if (!a[2].is_none() && !a[2].is_int()) fail("'" + type_name(a[2]) + "' object cannot be interpreted as an integer");
+  if (!a[2].is_none() && !a[2].is_int())
+    fail("'" + type_name(a[2]) + "' object cannot be interpreted as an integer");
   const Value text = soft_str(v);
   if (text.markup()) {
     const Value old = soft_str(a[0]), replacement = soft_str(a[1]);
-    return Value::string(py_replace(r, text.str(), old.markup() ? old.str() : html_escape(old.str()),
-                                    replacement.markup() ? replacement.str() : html_escape(replacement.str()), count),
-                         true);
+    return Value::string(
+        py_replace(r, text.str(), old.markup() ? old.str() : html_escape(old.str()),
+                   replacement.markup() ? replacement.str() : html_escape(replacement.str()),
+                   count),
+        true);
   }
   return Value::string(py_replace(r, text.str(), to_str(a[0]), to_str(a[1]), count));
 }
@@ -384,11 +407,12 @@ Value f_reverse(Renderer&, const Value& v, const CallArgs& args) {
   ValueList items = iterate(v);
   std::reverse(items.begin(), items.end());
   if (v.kind() == Kind::kGenerator) return Value::list(std::move(items));  // list(v) reversed
-  return lazily([&](ValueList& out) { out = std::move(items); });  // reversed(v)
+  return lazily([&](ValueList& out) { out = std::move(items); });          // reversed(v)
 }
 
 Value f_round(Renderer&, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a = args.bind("round", {"precision", "method"}, 0, {Value::integer(0), Value::string("common")});
+  const std::vector<Value> a =
+      args.bind("round", {"precision", "method"}, 0, {Value::integer(0), Value::string("common")});
   const std::string method = to_str(a[1]);
   if (method != "common" && method != "ceil" && method != "floor") {
     fail("method must be common, ceil or floor");
@@ -426,7 +450,8 @@ Value f_safe(Renderer&, const Value& v, const CallArgs& args) {
   return Value::string(to_str(v), true);
 }
 
-Value select_items(Renderer& r, const Value& v, const CallArgs& args, bool by_attribute, bool keep) {
+Value select_items(Renderer& r, const Value& v, const CallArgs& args, bool by_attribute,
+                   bool keep) {
   size_t skip = 0;
   Value attribute;
   if (by_attribute) {
@@ -446,21 +471,33 @@ Value select_items(Renderer& r, const Value& v, const CallArgs& args, bool by_at
     }
   });
 }
-Value f_select(Renderer& r, const Value& v, const CallArgs& a) { return select_items(r, v, a, false, true); }
-Value f_reject(Renderer& r, const Value& v, const CallArgs& a) { return select_items(r, v, a, false, false); }
-Value f_selectattr(Renderer& r, const Value& v, const CallArgs& a) { return select_items(r, v, a, true, true); }
-Value f_rejectattr(Renderer& r, const Value& v, const CallArgs& a) { return select_items(r, v, a, true, false); }
+Value f_select(Renderer& r, const Value& v, const CallArgs& a) {
+  return select_items(r, v, a, false, true);
+}
+Value f_reject(Renderer& r, const Value& v, const CallArgs& a) {
+  return select_items(r, v, a, false, false);
+}
+Value f_selectattr(Renderer& r, const Value& v, const CallArgs& a) {
+  return select_items(r, v, a, true, true);
+}
+Value f_rejectattr(Renderer& r, const Value& v, const CallArgs& a) {
+  return select_items(r, v, a, true, false);
+}
 
 Value f_sort(Renderer&, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a = args.bind("sort", {"reverse", "case_sensitive", "attribute"}, 0,
-                                         {Value::boolean(false), Value::boolean(false), Value::none()});
+  const std::vector<Value> a =
+      args.bind("sort", {"reverse", "case_sensitive", "attribute"}, 0,
+                {Value::boolean(false), Value::boolean(false), Value::none()});
   ValueList items = iterate(v);
   std::vector<std::pair<Value, size_t>> keyed;
-  for (size_t i = 0; i < items.size(); ++i) keyed.emplace_back(sort_key(items[i], a[2], truthy(a[1])), i);
+  for (size_t i = 0; i < items.size(); ++i)
+    keyed.emplace_back(sort_key(items[i], a[2], truthy(a[1])), i);
   const bool reverse = truthy(a[0]);
   // jinja2 sorts by [key] lists, which compare equal elements as ties before
   // ordering them: equal Undefined keys do not fail.
-  const auto less = [](const Value& x, const Value& y) { return !equals(x, y) && compare(x, y) < 0; };
+  const auto less = [](const Value& x, const Value& y) {
+    return !equals(x, y) && compare(x, y) < 0;
+  };
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     return reverse ? less(y.first, x.first) : less(x.first, y.first);
   });
@@ -475,7 +512,8 @@ Value f_string(Renderer&, const Value& v, const CallArgs& args) {
 }
 
 Value f_sum(Renderer& r, const Value& v, const CallArgs& args) {
-  const std::vector<Value> a = args.bind("sum", {"attribute", "start"}, 0, {Value::none(), Value::integer(0)});
+  const std::vector<Value> a =
+      args.bind("sum", {"attribute", "start"}, 0, {Value::none(), Value::integer(0)});
   Value total = a[1];
   for (const Value& item : iterate(v)) {
     total = binary_op(r, "+", total, a[0].is_none() ? item : attribute_path(item, a[0]));
@@ -497,8 +535,10 @@ Value f_title(Renderer&, const Value& v, const CallArgs& args) {
     size_t j = i;
     while (j < cps.size() && separator(cps[j]) == sep) ++j;
     for (size_t k = i; k < j; ++k) {
-      if (k == i) append_upper(cps[k], out);
-      else append_lower(cps[k], out);
+      if (k == i)
+        append_upper(cps[k], out);
+      else
+        append_lower(cps[k], out);
     }
     i = j;
   }
@@ -548,7 +588,8 @@ Value f_unique(Renderer&, const Value& v, const CallArgs& args) {
     ValueList seen;
     for (const Value& item : iterate(v)) {
       Value key = sort_key(item, a[1], truthy(a[0]));
-      if (key.kind() == Kind::kList || key.kind() == Kind::kDict) fail("unhashable type: '" + type_name(key) + "'");
+      if (key.kind() == Kind::kList || key.kind() == Kind::kDict)
+        fail("unhashable type: '" + type_name(key) + "'");
       if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) {
         seen.push_back(std::move(key));
         out.push_back(item);
@@ -574,24 +615,52 @@ struct NamedFilter {
   FilterFn fn;
 };
 constexpr NamedFilter kFilters[] = {
-    {"abs", f_abs},         {"attr", f_attr},         {"capitalize", f_capitalize},
-    {"center", f_center},   {"count", f_length},      {"d", f_default},
-    {"default", f_default}, {"dictsort", f_dictsort}, {"e", f_escape},
-    {"escape", f_escape},   {"first", f_first},       {"float", f_float},
-    {"forceescape", f_forceescape}, {"format", f_format}, {"indent", f_indent},
-    {"int", f_int},         {"items", f_items},       {"join", f_join},
-    {"last", f_last},       {"length", f_length},     {"list", f_list},
-    {"lower", f_lower},     {"map", f_map},           {"max", f_max},
-    {"min", f_min},         {"reject", f_reject},     {"rejectattr", f_rejectattr},
-    {"replace", f_replace}, {"reverse", f_reverse},   {"round", f_round},
-    {"safe", f_safe},       {"select", f_select},     {"selectattr", f_selectattr},
-    {"sort", f_sort},       {"string", f_string},     {"sum", f_sum},
-    {"title", f_title},     {"tojson", f_tojson},     {"trim", f_trim},
-    {"unique", f_unique},   {"upper", f_upper},       {"wordcount", f_wordcount},
+    {"abs", f_abs},
+    {"attr", f_attr},
+    {"capitalize", f_capitalize},
+    {"center", f_center},
+    {"count", f_length},
+    {"d", f_default},
+    {"default", f_default},
+    {"dictsort", f_dictsort},
+    {"e", f_escape},
+    {"escape", f_escape},
+    {"first", f_first},
+    {"float", f_float},
+    {"forceescape", f_forceescape},
+    {"format", f_format},
+    {"indent", f_indent},
+    {"int", f_int},
+    {"items", f_items},
+    {"join", f_join},
+    {"last", f_last},
+    {"length", f_length},
+    {"list", f_list},
+    {"lower", f_lower},
+    {"map", f_map},
+    {"max", f_max},
+    {"min", f_min},
+    {"reject", f_reject},
+    {"rejectattr", f_rejectattr},
+    {"replace", f_replace},
+    {"reverse", f_reverse},
+    {"round", f_round},
+    {"safe", f_safe},
+    {"select", f_select},
+    {"selectattr", f_selectattr},
+    {"sort", f_sort},
+    {"string", f_string},
+    {"sum", f_sum},
+    {"title", f_title},
+    {"tojson", f_tojson},
+    {"trim", f_trim},
+    {"unique", f_unique},
+    {"upper", f_upper},
+    {"wordcount", f_wordcount},
 };
 // jinja2 has these; this renderer refuses them by name.
 constexpr std::string_view kRefusedFilters[] = {
-    "batch",    "filesizeformat", "groupby", "pprint", "random",    "slice",   "striptags",
+    "batch",    "filesizeformat", "groupby", "pprint",   "random",  "slice",  "striptags",
     "truncate", "urlencode",      "urlize",  "wordwrap", "xmlattr", "min_max"};
 
 // ---- tests ----
@@ -603,25 +672,62 @@ void no_args(const CallArgs& args, std::string_view test) {
   }
 }
 
-bool t_boolean(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "boolean"); return v.kind() == Kind::kBool; }
+bool t_boolean(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "boolean");
+  return v.kind() == Kind::kBool;
+}
 bool t_callable(Renderer&, const Value& v, const CallArgs& a) {
   no_args(a, "callable");
   return v.kind() == Kind::kCallable || v.is_undefined();  // Undefined has __call__ (that fails)
 }
-bool t_defined(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "defined"); return !v.is_undefined(); }
-bool t_undefined(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "undefined"); return v.is_undefined(); }
-bool t_none(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "none"); return v.is_none(); }
-bool t_true(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "true"); return v.kind() == Kind::kBool && v.as_bool(); }
-bool t_false(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "false"); return v.kind() == Kind::kBool && !v.as_bool(); }
-bool t_integer(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "integer"); return v.kind() == Kind::kInt; }
-bool t_float(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "float"); return v.kind() == Kind::kFloat; }
-bool t_number(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "number"); return v.is_number(); }
-bool t_string(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "string"); return v.is_string(); }
-bool t_mapping(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "mapping"); return v.is_dict(); }
-bool t_escaped(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "escaped"); return v.is_string() && v.markup(); }
+bool t_defined(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "defined");
+  return !v.is_undefined();
+}
+bool t_undefined(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "undefined");
+  return v.is_undefined();
+}
+bool t_none(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "none");
+  return v.is_none();
+}
+bool t_true(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "true");
+  return v.kind() == Kind::kBool && v.as_bool();
+}
+bool t_false(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "false");
+  return v.kind() == Kind::kBool && !v.as_bool();
+}
+bool t_integer(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "integer");
+  return v.kind() == Kind::kInt;
+}
+bool t_float(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "float");
+  return v.kind() == Kind::kFloat;
+}
+bool t_number(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "number");
+  return v.is_number();
+}
+bool t_string(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "string");
+  return v.is_string();
+}
+bool t_mapping(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "mapping");
+  return v.is_dict();
+}
+bool t_escaped(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "escaped");
+  return v.is_string() && v.markup();
+}
 bool t_iterable(Renderer&, const Value& v, const CallArgs& a) {
   no_args(a, "iterable");
-  return v.kind() == Kind::kGenerator || v.is_undefined() || v.is_string() || v.is_sequence() || v.is_dict();
+  return v.kind() == Kind::kGenerator || v.is_undefined() || v.is_string() || v.is_sequence() ||
+         v.is_dict();
 }
 bool t_sequence(Renderer&, const Value& v, const CallArgs& a) {
   no_args(a, "sequence");
@@ -636,8 +742,14 @@ bool all_cased(const Value& v, bool lower) {
   }
   return any_cased;
 }
-bool t_lower(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "lower"); return all_cased(v, true); }
-bool t_upper(Renderer&, const Value& v, const CallArgs& a) { no_args(a, "upper"); return all_cased(v, false); }
+bool t_lower(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "lower");
+  return all_cased(v, true);
+}
+bool t_upper(Renderer&, const Value& v, const CallArgs& a) {
+  no_args(a, "upper");
+  return all_cased(v, false);
+}
 
 bool t_odd(Renderer& r, const Value& v, const CallArgs& a) {
   no_args(a, "odd");
@@ -658,11 +770,12 @@ bool compare_test(Renderer&, const Value& v, const CallArgs& args, std::string_v
   if (op == "!=") return !equals(v, a[0]);
   if (v.is_undefined()) fail_undefined(v);
   if (a[0].is_undefined()) fail_undefined(a[0]);
-  const bool orderable = (v.is_number() && a[0].is_number()) || (v.is_string() && a[0].is_string()) ||
+  const bool orderable = (v.is_number() && a[0].is_number()) ||
+                         (v.is_string() && a[0].is_string()) ||
                          (v.is_sequence() && v.kind() == a[0].kind());
   if (!orderable) {
     fail(str_cat("'", op, "' not supported between instances of '", type_name(v), "' and '",
-                      type_name(a[0]), "'"));
+                 type_name(a[0]), "'"));
   }
   const int c = compare(v, a[0]);
   return op == "<" ? c < 0 : op == "<=" ? c <= 0 : op == ">" ? c > 0 : c >= 0;
@@ -685,15 +798,23 @@ bool t_sameas(Renderer&, const Value& v, const CallArgs& args) {
   if (v.kind() != o.kind()) return false;
   switch (v.kind()) {
     case Kind::kNone:
-    case Kind::kUndefined: return true;
-    case Kind::kBool: return v.as_bool() == o.as_bool();
-    case Kind::kInt: return v.as_int() == o.as_int() && v.as_int() >= -5 && v.as_int() <= 256;
-    case Kind::kString: return &v.str() == &o.str();
+    case Kind::kUndefined:
+      return true;
+    case Kind::kBool:
+      return v.as_bool() == o.as_bool();
+    case Kind::kInt:
+      return v.as_int() == o.as_int() && v.as_int() >= -5 && v.as_int() <= 256;
+    case Kind::kString:
+      return &v.str() == &o.str();
     case Kind::kList:
-    case Kind::kTuple: return &v.items() == &o.items();
-    case Kind::kDict: return &v.dict() == &o.dict();
-    case Kind::kNamespace: return v.ns() == o.ns();
-    default: return false;
+    case Kind::kTuple:
+      return &v.items() == &o.items();
+    case Kind::kDict:
+      return &v.dict() == &o.dict();
+    case Kind::kNamespace:
+      return v.ns() == o.ns();
+    default:
+      return false;
   }
 }
 
@@ -711,19 +832,45 @@ struct NamedTest {
   TestFn fn;
 };
 constexpr NamedTest kTests[] = {
-    {"boolean", t_boolean},   {"callable", t_callable}, {"defined", t_defined},
-    {"divisibleby", t_divisibleby}, {"eq", t_eq},       {"equalto", t_eq},
-    {"==", t_eq},             {"escaped", t_escaped},   {"even", t_even},
-    {"false", t_false},       {"filter", t_filter},     {"float", t_float},
-    {"ge", t_ge},             {">=", t_ge},             {"gt", t_gt},
-    {"greaterthan", t_gt},    {">", t_gt},              {"in", t_in},
-    {"integer", t_integer},   {"iterable", t_iterable}, {"le", t_le},
-    {"<=", t_le},             {"lower", t_lower},       {"lt", t_lt},
-    {"lessthan", t_lt},       {"<", t_lt},              {"mapping", t_mapping},
-    {"ne", t_ne},             {"!=", t_ne},             {"none", t_none},
-    {"number", t_number},     {"odd", t_odd},           {"sameas", t_sameas},
-    {"sequence", t_sequence}, {"string", t_string},     {"test", t_test},
-    {"true", t_true},         {"undefined", t_undefined}, {"upper", t_upper},
+    {"boolean", t_boolean},
+    {"callable", t_callable},
+    {"defined", t_defined},
+    {"divisibleby", t_divisibleby},
+    {"eq", t_eq},
+    {"equalto", t_eq},
+    {"==", t_eq},
+    {"escaped", t_escaped},
+    {"even", t_even},
+    {"false", t_false},
+    {"filter", t_filter},
+    {"float", t_float},
+    {"ge", t_ge},
+    {">=", t_ge},
+    {"gt", t_gt},
+    {"greaterthan", t_gt},
+    {">", t_gt},
+    {"in", t_in},
+    {"integer", t_integer},
+    {"iterable", t_iterable},
+    {"le", t_le},
+    {"<=", t_le},
+    {"lower", t_lower},
+    {"lt", t_lt},
+    {"lessthan", t_lt},
+    {"<", t_lt},
+    {"mapping", t_mapping},
+    {"ne", t_ne},
+    {"!=", t_ne},
+    {"none", t_none},
+    {"number", t_number},
+    {"odd", t_odd},
+    {"sameas", t_sameas},
+    {"sequence", t_sequence},
+    {"string", t_string},
+    {"test", t_test},
+    {"true", t_true},
+    {"undefined", t_undefined},
+    {"upper", t_upper},
 };
 
 }  // namespace
@@ -732,7 +879,8 @@ FilterFn find_filter(std::string_view name, bool* refused) {
   for (const NamedFilter& f : kFilters) {
     if (f.name == name) return f.fn;
   }
-  *refused = std::find(std::begin(kRefusedFilters), std::end(kRefusedFilters), name) != std::end(kRefusedFilters);
+  *refused = std::find(std::begin(kRefusedFilters), std::end(kRefusedFilters), name) !=
+             std::end(kRefusedFilters);
   return nullptr;
 }
 

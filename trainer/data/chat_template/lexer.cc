@@ -54,9 +54,12 @@ std::string decode_escapes(std::string_view raw, int line) {
     for (int k = 0; k < count; ++k) {
       const char c = raw[at + k];
       int digit;
-      if (c >= '0' && c <= '9') digit = c - '0';
-      else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') digit = (c | 0x20) - 'a' + 10;
-      else fail_at(line, "truncated escape sequence in a string literal");
+      if (c >= '0' && c <= '9')
+        digit = c - '0';
+      else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        digit = (c | 0x20) - 'a' + 10;
+      else
+        fail_at(line, "truncated escape sequence in a string literal");
       value = value * 16 + digit;
     }
     return value;
@@ -68,17 +71,38 @@ std::string decode_escapes(std::string_view raw, int line) {
     }
     const char e = raw[++i];
     switch (e) {
-      case '\n': break;  // a line continuation
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
+      case '\n':
+        break;  // a line continuation
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
       case 'x':
         utf8_append(hex_value(i + 1, 2), out);
         i += 2;
@@ -99,7 +123,8 @@ std::string decode_escapes(std::string_view raw, int line) {
       default:
         if (e >= '0' && e <= '7') {
           uint32_t value = e - '0';
-          for (int k = 0; k < 2 && i + 1 < raw.size() && raw[i + 1] >= '0' && raw[i + 1] <= '7'; ++k) {
+          for (int k = 0; k < 2 && i + 1 < raw.size() && raw[i + 1] >= '0' && raw[i + 1] <= '7';
+               ++k) {
             value = value * 8 + (raw[++i] - '0');
           }
           utf8_append(value, out);
@@ -206,8 +231,10 @@ class Lexer {
       if (at(name, "raw")) {
         const size_t close = skip_space(name + 3);
         size_t end_length = 0;
-        if (at(close, "-%}")) end_length = skip_space(close + 3) - close;
-        else if (at(close, "%}")) end_length = 2;
+        if (at(close, "-%}"))
+          end_length = skip_space(close + 3) - close;
+        else if (at(close, "%}"))
+          end_length = 2;
         if (end_length > 0) {
           push_text(open, sign, true);
           advance_to(close + end_length);
@@ -223,7 +250,8 @@ class Lexer {
       lex_comment(after);
       return;
     }
-    push(kind == '{' ? TokenType::kVariableBegin : TokenType::kBlockBegin, kind == '{' ? "{{" : "{%");
+    push(kind == '{' ? TokenType::kVariableBegin : TokenType::kBlockBegin,
+         kind == '{' ? "{{" : "{%");
     advance_to(after);
     lex_tag(kind == '{');
   }
@@ -304,7 +332,8 @@ class Lexer {
           if (exp_end != std::string::npos) end = exp_end, is_float = true;
         }
         if (is_float) {
-          const std::string text = without_underscores(std::string_view(src_).substr(start, end - start));
+          const std::string text =
+              without_underscores(std::string_view(src_).substr(start, end - start));
           Token token{TokenType::kFloat, text, line_};
           token.number = std::strtod(text.c_str(), nullptr);
           tokens_.push_back(std::move(token));
@@ -323,7 +352,8 @@ class Lexer {
       return is_digit_ascii(c);
     };
     if (src_[p] == '0' && p + 1 < src_.size() &&
-        ((src_[p + 1] | 0x20) == 'b' || (src_[p + 1] | 0x20) == 'o' || (src_[p + 1] | 0x20) == 'x')) {
+        ((src_[p + 1] | 0x20) == 'b' || (src_[p + 1] | 0x20) == 'o' ||
+         (src_[p + 1] | 0x20) == 'x')) {
       base = (src_[p + 1] | 0x20) == 'b' ? 2 : (src_[p + 1] | 0x20) == 'o' ? 8 : 16;
       size_t q = p + 2, digits_end = std::string::npos;
       while (true) {
@@ -349,14 +379,18 @@ class Lexer {
       while (true) {
         size_t r = p;
         if (r < src_.size() && src_[r] == '_') ++r;
-        if (r < src_.size() && is_digit_ascii(src_[r]) && (!zero || src_[r] == '0')) p = r + 1;
-        else break;
+        if (r < src_.size() && is_digit_ascii(src_[r]) && (!zero || src_[r] == '0'))
+          p = r + 1;
+        else
+          break;
       }
     }
     std::string digits = without_underscores(std::string_view(src_).substr(start, p - start));
-    const std::string_view body = base == 10 ? std::string_view(digits) : std::string_view(digits).substr(2);
+    const std::string_view body =
+        base == 10 ? std::string_view(digits) : std::string_view(digits).substr(2);
     Token token{TokenType::kInteger, digits, line_};
-    const auto [ptr, ec] = std::from_chars(body.data(), body.data() + body.size(), token.integer, base);
+    const auto [ptr, ec] =
+        std::from_chars(body.data(), body.data() + body.size(), token.integer, base);
     if (ec != std::errc()) fail_at(line_, "integer literal " + digits + " is beyond 64 bits");
     tokens_.push_back(std::move(token));
     advance_to(p);
@@ -384,8 +418,10 @@ class Lexer {
       if (brackets.empty()) {
         size_t length = 0;
         if (variable) {
-          if (at(pos_, "-}}")) length = skip_space(pos_ + 3) - pos_;
-          else if (at(pos_, "}}")) length = 2;
+          if (at(pos_, "-}}"))
+            length = skip_space(pos_ + 3) - pos_;
+          else if (at(pos_, "}}"))
+            length = 2;
         } else {
           length = block_end_length(pos_, '%');
         }
@@ -422,7 +458,8 @@ class Lexer {
       for (std::string_view two : kTwo) {
         if (at(pos_, two)) op = two;
       }
-      if (op.empty() && std::string_view("+-/*%~[](){}<>=.:|,;").find(c) != std::string_view::npos) {
+      if (op.empty() &&
+          std::string_view("+-/*%~[](){}<>=.:|,;").find(c) != std::string_view::npos) {
         op = std::string(1, c);
       }
       if (op.empty()) {
@@ -434,7 +471,7 @@ class Lexer {
         if (brackets.empty()) fail_at(line_, "unexpected '" + op + "'");
         if (brackets.back() != op[0]) {
           fail_at(line_, str_cat("unexpected '", op, "', expected '",
-                                      std::string(1, brackets.back()), "'"));
+                                 std::string(1, brackets.back()), "'"));
         }
         brackets.pop_back();
       }

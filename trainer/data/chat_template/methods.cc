@@ -7,8 +7,8 @@
 #include <ctime>
 #include <limits>
 
-#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/builtins.h"
+#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/renderer.h"
 #include "trainer/data/chat_template/strings.h"
 #include "trainer/data/chat_template/unicode.h"
@@ -18,18 +18,17 @@ namespace dsinf::trainer::jinja {
 namespace {
 
 constexpr std::string_view kStrMethods[] = {
-    "strip",      "lstrip",   "rstrip",     "split",      "rsplit",       "splitlines",
-    "startswith", "endswith", "replace",    "upper",      "lower",        "title",
-    "capitalize", "swapcase", "casefold",   "find",       "rfind",        "index",
-    "rindex",     "count",    "join",       "format",     "isdigit",      "isalpha",
-    "isalnum",    "isspace",  "islower",    "isupper",    "isdecimal",    "isnumeric",
-    "zfill",      "center",   "ljust",      "rjust",      "removeprefix", "removesuffix",
-    "partition",  "rpartition"};
+    "strip",        "lstrip",    "rstrip",    "split",   "rsplit",  "splitlines", "startswith",
+    "endswith",     "replace",   "upper",     "lower",   "title",   "capitalize", "swapcase",
+    "casefold",     "find",      "rfind",     "index",   "rindex",  "count",      "join",
+    "format",       "isdigit",   "isalpha",   "isalnum", "isspace", "islower",    "isupper",
+    "isdecimal",    "isnumeric", "zfill",     "center",  "ljust",   "rjust",      "removeprefix",
+    "removesuffix", "partition", "rpartition"};
 constexpr std::string_view kDictMethods[] = {"items", "keys", "values", "get", "copy"};
-constexpr std::string_view kDictUnsafe[] = {"pop", "popitem", "setdefault", "update", "clear",
-                                            "fromkeys"};
+constexpr std::string_view kDictUnsafe[] = {"pop",    "popitem", "setdefault",
+                                            "update", "clear",   "fromkeys"};
 constexpr std::string_view kListMethods[] = {"index", "count", "copy"};
-constexpr std::string_view kListUnsafe[] = {"append", "extend", "insert", "pop",
+constexpr std::string_view kListUnsafe[] = {"append", "extend",  "insert", "pop",
                                             "remove", "reverse", "sort",   "clear"};
 constexpr std::string_view kGlobals[] = {"range", "namespace", "dict", "raise_exception",
                                          "strftime_now"};
@@ -52,8 +51,8 @@ Value no_attribute(const Value& obj, std::string_view name) {
 }
 
 Value unsafe(const Value& obj, std::string_view name) {
-  return Value::undefined(str_cat("access to attribute '", name, "' of '", type_name(obj),
-                                       "' object is unsafe."));
+  return Value::undefined(
+      str_cat("access to attribute '", name, "' of '", type_name(obj), "' object is unsafe."));
 }
 
 // A method or field of `obj` named `name`, or kUndefined without a hint
@@ -154,11 +153,12 @@ Value make_range(const CallArgs& args) {
   const int64_t step = p.size() == 3 ? p[2].as_int() : 1;
   if (step == 0) fail("range() arg 3 must not be zero");
   const long double count =
-      step > 0 ? std::ceil((static_cast<long double>(stop) - start) / step)
-               : std::ceil((static_cast<long double>(start) - stop) / -static_cast<long double>(step));
+      step > 0
+          ? std::ceil((static_cast<long double>(stop) - start) / step)
+          : std::ceil((static_cast<long double>(start) - stop) / -static_cast<long double>(step));
   if (count > static_cast<long double>(kMaxRangeLength)) {
     fail(str_cat("Range too big. The sandbox blocks ranges larger than MAX_RANGE (",
-                      kMaxRangeLength, ")."));
+                 kMaxRangeLength, ")."));
   }
   ValueList items;
   for (int64_t i = 0; i < static_cast<int64_t>(std::max<long double>(count, 0)); ++i) {
@@ -239,9 +239,12 @@ Value call_dict_method(const Value& self, const std::string& name, const CallArg
   ValueList items;
   items.reserve(dict.entries.size());
   for (const auto& [key, value] : dict.entries) {
-    if (name == "items") items.push_back(Value::tuple({key, value}));
-    else if (name == "keys") items.push_back(key);
-    else items.push_back(value);
+    if (name == "items")
+      items.push_back(Value::tuple({key, value}));
+    else if (name == "keys")
+      items.push_back(key);
+    else
+      items.push_back(value);
   }
   return Value::list(std::move(items));
 }
@@ -254,8 +257,8 @@ Value call_list_method(const Value& self, const std::string& name, const CallArg
   const std::vector<Value> a = args.bind(name, {"value"}, 1, {});
   const ValueList& items = self.items();
   if (name == "count") {
-    return Value::integer(std::count_if(items.begin(), items.end(),
-                                        [&](const Value& v) { return equals(v, a[0]); }));
+    return Value::integer(
+        std::count_if(items.begin(), items.end(), [&](const Value& v) { return equals(v, a[0]); }));
   }
   for (size_t i = 0; i < items.size(); ++i) {
     if (equals(items[i], a[0])) return Value::integer(static_cast<int64_t>(i));
@@ -278,7 +281,7 @@ std::vector<Value> CallArgs::bind(std::string_view function,
   const std::vector<std::string_view> params(names);
   if (positional.size() > params.size()) {
     fail(str_cat(function, "() takes at most ", params.size(), " argument",
-                      params.size() == 1 ? "" : "s", " (", positional.size(), " given)"));
+                 params.size() == 1 ? "" : "s", " (", positional.size(), " given)"));
   }
   std::vector<Value> out(params.size());
   std::vector<bool> given(params.size(), false);
@@ -402,12 +405,17 @@ Value call_value(Renderer& r, const Value& fn, const CallArgs& args) {
   const Callable& c = fn.fn();
   if (!c.method) return call_global(r, c.name, args);
   switch (c.self.kind()) {
-    case Kind::kString: return call_str_method(r, c.self, c.name, args);
-    case Kind::kDict: return call_dict_method(c.self, c.name, args);
+    case Kind::kString:
+      return call_str_method(r, c.self, c.name, args);
+    case Kind::kDict:
+      return call_dict_method(c.self, c.name, args);
     case Kind::kList:
-    case Kind::kTuple: return call_list_method(c.self, c.name, args);
-    case Kind::kLoop: return call_loop_method(c.self, c.name, args);
-    default: fail("unknown method " + c.name);
+    case Kind::kTuple:
+      return call_list_method(c.self, c.name, args);
+    case Kind::kLoop:
+      return call_loop_method(c.self, c.name, args);
+    default:
+      fail("unknown method " + c.name);
   }
 }
 
@@ -445,12 +453,23 @@ std::string html_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;

@@ -22,24 +22,34 @@ constexpr int kMaxRecursion = 150;
 
 std::string describe(const Token& t) {
   switch (t.type) {
-    case TokenType::kText: return "template text";
-    case TokenType::kVariableBegin: return "'{{'";
-    case TokenType::kVariableEnd: return "end of print statement";
-    case TokenType::kBlockBegin: return "'{%'";
-    case TokenType::kBlockEnd: return "end of statement block";
-    case TokenType::kName: return "'" + t.value + "'";
-    case TokenType::kString: return "string literal";
-    case TokenType::kInteger: return "integer literal";
-    case TokenType::kFloat: return "float literal";
-    case TokenType::kOperator: return "'" + t.value + "'";
-    case TokenType::kEnd: return "end of template";
+    case TokenType::kText:
+      return "template text";
+    case TokenType::kVariableBegin:
+      return "'{{'";
+    case TokenType::kVariableEnd:
+      return "end of print statement";
+    case TokenType::kBlockBegin:
+      return "'{%'";
+    case TokenType::kBlockEnd:
+      return "end of statement block";
+    case TokenType::kName:
+      return "'" + t.value + "'";
+    case TokenType::kString:
+      return "string literal";
+    case TokenType::kInteger:
+      return "integer literal";
+    case TokenType::kFloat:
+      return "float literal";
+    case TokenType::kOperator:
+      return "'" + t.value + "'";
+    case TokenType::kEnd:
+      return "end of template";
   }
   return "token";
 }
 
-constexpr std::string_view kRefusedTags[] = {"macro",   "call",  "filter", "with",
-                                             "include", "import", "from",  "extends",
-                                             "block",   "autoescape"};
+constexpr std::string_view kRefusedTags[] = {"macro",  "call", "filter",  "with",  "include",
+                                             "import", "from", "extends", "block", "autoescape"};
 
 class Parser {
  public:
@@ -140,7 +150,7 @@ class Parser {
         case TokenType::kEnd:
           if (end_tags.size() > 0) {
             fail_at(open_line, str_cat("unexpected end of template: this tag needs its '",
-                                            *end_tags.begin(), "'"));
+                                       *end_tags.begin(), "'"));
           }
           return body;
         case TokenType::kText: {
@@ -345,7 +355,8 @@ class Parser {
     }
     if (!is_tuple) {
       if (!items.empty()) return std::move(items[0]);
-      if (!explicit_parentheses) fail_at(cur().line, "expected an expression, got " + describe(cur()));
+      if (!explicit_parentheses)
+        fail_at(cur().line, "expected an expression, got " + describe(cur()));
     }
     ExprPtr e = node(ExprKind::kTuple, line);
     e->operands = std::move(items);
@@ -535,7 +546,8 @@ class Parser {
       case TokenType::kInteger:
       case TokenType::kFloat:
         e = node(ExprKind::kConst, line);
-        e->constant = t.type == TokenType::kInteger ? Value::integer(t.integer) : Value::number(t.number);
+        e->constant =
+            t.type == TokenType::kInteger ? Value::integer(t.integer) : Value::number(t.number);
         next();
         return done(std::move(e));
       case TokenType::kOperator:
@@ -619,7 +631,8 @@ class Parser {
         next();
         return done(std::move(e));
       }
-      if (attr.type != TokenType::kInteger) fail_at(attr.line, "expected a name or a number after '.'");
+      if (attr.type != TokenType::kInteger)
+        fail_at(attr.line, "expected a name or a number after '.'");
       ExprPtr key = node(ExprKind::kConst, attr.line);
       key->constant = Value::integer(attr.integer);
       next();

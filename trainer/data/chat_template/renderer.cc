@@ -1,10 +1,10 @@
-#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/renderer.h"
 
 #include <cmath>
 #include <cstdio>
 #include <limits>
 
+#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/unicode.h"
 
 namespace dsinf::trainer::jinja {
@@ -16,8 +16,8 @@ namespace {
 }
 
 [[noreturn]] void fail_operands(std::string_view op, const Value& a, const Value& b) {
-  fail(str_cat("unsupported operand type(s) for ", op, ": '", type_name(a), "' and '",
-                    type_name(b), "'"));
+  fail(str_cat("unsupported operand type(s) for ", op, ": '", type_name(a), "' and '", type_name(b),
+               "'"));
 }
 
 [[noreturn]] void fail_overflow() {
@@ -28,7 +28,8 @@ namespace {
 // then reach itself, so printing and freeing never loop.
 bool holds_namespace(const Value& v) {
   switch (v.kind()) {
-    case Kind::kNamespace: return true;
+    case Kind::kNamespace:
+      return true;
     case Kind::kList:
     case Kind::kTuple:
       for (const Value& item : v.items()) {
@@ -40,13 +41,15 @@ bool holds_namespace(const Value& v) {
         if (holds_namespace(value)) return true;
       }
       return false;
-    case Kind::kCallable: return holds_namespace(v.fn().self);
+    case Kind::kCallable:
+      return holds_namespace(v.fn().self);
     case Kind::kGenerator:
       for (const Value& item : v.generator().items) {
         if (holds_namespace(item)) return true;
       }
       return false;
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -124,8 +127,10 @@ Value repeat(Renderer& r, const Value& seq, int64_t times) {
   r.charge(n * times * sizeof(Value));
   ValueList items;
   items.reserve(n * times);
-  for (int64_t i = 0; i < times; ++i) items.insert(items.end(), seq.items().begin(), seq.items().end());
-  return seq.kind() == Kind::kTuple ? Value::tuple(std::move(items)) : Value::list(std::move(items));
+  for (int64_t i = 0; i < times; ++i)
+    items.insert(items.end(), seq.items().begin(), seq.items().end());
+  return seq.kind() == Kind::kTuple ? Value::tuple(std::move(items))
+                                    : Value::list(std::move(items));
 }
 
 std::string format_number(const std::string& spec, char conversion, const Value& v) {
@@ -138,7 +143,8 @@ std::string format_number(const std::string& spec, char conversion, const Value&
     format.push_back(conversion == 'u' || conversion == 'i' ? 'd' : conversion);
     if ((conversion == 'x' || conversion == 'X' || conversion == 'o') && i < 0) {
       // Python prints the sign and the magnitude; C the two's complement.
-      std::snprintf(buf, sizeof buf, format.c_str(), static_cast<long long>(-static_cast<uint64_t>(i)));
+      std::snprintf(buf, sizeof buf, format.c_str(),
+                    static_cast<long long>(-static_cast<uint64_t>(i)));
       return "-" + std::string(buf);
     }
     std::snprintf(buf, sizeof buf, format.c_str(), static_cast<long long>(i));
@@ -159,8 +165,10 @@ std::string percent_format(Renderer& r, const Value& format_value, const Value& 
   // %(key)s, with no complaint about arguments left unused.
   std::vector<Value> positional;
   const bool mapping = args.is_dict() || args.kind() == Kind::kList || args.is_undefined();
-  if (args.kind() == Kind::kTuple) positional = args.items();
-  else positional.push_back(args);
+  if (args.kind() == Kind::kTuple)
+    positional = args.items();
+  else
+    positional.push_back(args);
   size_t next = 0;
   std::string out;
   const auto take = [&]() -> const Value& {
@@ -185,7 +193,8 @@ std::string percent_format(Renderer& r, const Value& format_value, const Value& 
       i = close + 1;
     }
     std::string spec;
-    while (i < format.size() && std::string_view("#0- +").find(format[i]) != std::string_view::npos) {
+    while (i < format.size() &&
+           std::string_view("#0- +").find(format[i]) != std::string_view::npos) {
       spec.push_back(format[i++]);
     }
     const auto read_number = [&]() {
@@ -232,24 +241,35 @@ std::string percent_format(Renderer& r, const Value& format_value, const Value& 
         const bool left = spec.find('-') != std::string::npos;
         std::string width_digits;
         for (char c : spec.substr(0, dot)) {
-          if (c >= '0' && c <= '9' && !(width_digits.empty() && c == '0')) width_digits.push_back(c);
+          if (c >= '0' && c <= '9' && !(width_digits.empty() && c == '0'))
+            width_digits.push_back(c);
         }
         const size_t width = width_digits.empty() ? 0 : std::stoul(width_digits);
         const std::string pad(width > cps.size() ? width - cps.size() : 0, ' ');
         out += left ? utf8_encode(cps) + pad : pad + utf8_encode(cps);
         break;
       }
-      case 'd': case 'i': case 'u': case 'e': case 'E': case 'f': case 'F': case 'g': case 'G':
+      case 'd':
+      case 'i':
+      case 'u':
+      case 'e':
+      case 'E':
+      case 'f':
+      case 'F':
+      case 'g':
+      case 'G':
         if (!v.is_number()) {
           fail(str_cat("%", std::string(1, conversion), " format: a real number is required, not ",
-                            type_name(v)));
+                       type_name(v)));
         }
         out += format_number(spec, conversion, v);
         break;
-      case 'x': case 'X': case 'o':
+      case 'x':
+      case 'X':
+      case 'o':
         if (!v.is_int()) {
           fail(str_cat("%", std::string(1, conversion), " format: an integer is required, not ",
-                            type_name(v)));
+                       type_name(v)));
         }
         out += format_number(spec, conversion, v);
         break;
@@ -307,7 +327,8 @@ bool contains(const Value& container, const Value& item) {
 }
 
 Value binary_op(Renderer& r, std::string_view op, const Value& a, const Value& b) {
-  if (op == "%" && a.is_string() && b.is_undefined()) return Value::string(percent_format(r, a, b), a.markup());
+  if (op == "%" && a.is_string() && b.is_undefined())
+    return Value::string(percent_format(r, a, b), a.markup());
   if (a.is_undefined()) fail_undefined(a);
   if (b.is_undefined()) fail_undefined(b);
   const bool ints = a.is_int() && b.is_int();
@@ -329,11 +350,12 @@ Value binary_op(Renderer& r, std::string_view op, const Value& a, const Value& b
       r.charge((a.items().size() + b.items().size()) * sizeof(Value));
       ValueList items = a.items();
       items.insert(items.end(), b.items().begin(), b.items().end());
-      return a.kind() == Kind::kTuple ? Value::tuple(std::move(items)) : Value::list(std::move(items));
+      return a.kind() == Kind::kTuple ? Value::tuple(std::move(items))
+                                      : Value::list(std::move(items));
     }
     if (a.is_string() || a.is_sequence()) {
       fail(str_cat("can only concatenate ", type_name(a), " (not \"", type_name(b), "\") to ",
-                        type_name(a)));
+                   type_name(a)));
     }
     fail_operands(op, a, b);
   }
@@ -430,8 +452,8 @@ void Renderer::enter_frame(const Slots& slots) {
 }
 
 void Renderer::step() {
-  if (++steps_ > kMaxSteps) {
-    fail_limit(str_cat("the template takes more than ", kMaxSteps, " evaluation steps"));
+  if (++steps_ > options_.max_steps) {
+    fail_limit(str_cat("the template takes more than ", options_.max_steps, " evaluation steps"));
   }
 }
 
@@ -439,7 +461,7 @@ void Renderer::charge(size_t bytes) {
   work_bytes_ += bytes;
   if (work_bytes_ > kMaxWorkBytes) {
     fail_limit(str_cat("the template builds more than ", kMaxWorkBytes >> 20,
-                            " MiB of strings and lists"));
+                       " MiB of strings and lists"));
   }
   if (bytes > kMaxOutputBytes) {
     fail_limit(str_cat("a value would exceed ", kMaxOutputBytes >> 20, " MiB"));
@@ -448,8 +470,8 @@ void Renderer::charge(size_t bytes) {
 
 void Renderer::emit(std::string_view text) {
   out_ += text;
-  if (out_.size() > kMaxOutputBytes) {
-    fail_limit(str_cat("the output exceeds ", kMaxOutputBytes >> 20, " MiB"));
+  if (out_.size() > options_.max_output_bytes) {
+    fail_limit(str_cat("the output exceeds ", options_.max_output_bytes, " bytes"));
   }
 }
 
@@ -490,8 +512,8 @@ void Renderer::bind_targets(const Stmt& s, const Value& item) {
     fail(str_cat("too many values to unpack (expected ", s.targets.size(), ")"));
   }
   if (parts.size() < s.targets.size()) {
-    fail(str_cat("not enough values to unpack (expected ", s.targets.size(), ", got ",
-                      parts.size(), ")"));
+    fail(str_cat("not enough values to unpack (expected ", s.targets.size(), ", got ", parts.size(),
+                 ")"));
   }
   for (size_t i = 0; i < parts.size(); ++i) bind(s.targets[i], std::move(parts[i]));
 }
@@ -513,8 +535,10 @@ Renderer::Flow Renderer::exec(const Stmt& s) {
         return Flow::kNormal;
       case StmtKind::kOutput: {
         const Value v = eval(*s.expr);
-        if (v.is_string()) emit(v.str());
-        else emit(to_str(v));
+        if (v.is_string())
+          emit(v.str());
+        else
+          emit(to_str(v));
         return Flow::kNormal;
       }
       case StmtKind::kIf:
@@ -675,7 +699,8 @@ Value Renderer::eval_inner(const Expr& e) {
       ValueList items;
       items.reserve(e.operands.size());
       for (const ExprPtr& op : e.operands) items.push_back(eval(*op));
-      return e.kind == ExprKind::kList ? Value::list(std::move(items)) : Value::tuple(std::move(items));
+      return e.kind == ExprKind::kList ? Value::list(std::move(items))
+                                       : Value::tuple(std::move(items));
     }
     case ExprKind::kDict: {
       ValueDict dict;
@@ -739,8 +764,10 @@ Value Renderer::eval_inner(const Expr& e) {
       std::string out;
       for (const ExprPtr& op : e.operands) {
         const Value v = eval(*op);
-        if (v.is_string()) out += v.str();
-        else out += to_str(v);
+        if (v.is_string())
+          out += v.str();
+        else
+          out += to_str(v);
         charge(out.size());
       }
       return Value::string(std::move(out));
@@ -751,10 +778,14 @@ Value Renderer::eval_inner(const Expr& e) {
         Value right = eval(*e.operands[i + 1]);
         const std::string& op = e.ops[i];
         bool holds;
-        if (op == "==") holds = equals(left, right);
-        else if (op == "!=") holds = !equals(left, right);
-        else if (op == "in") holds = contains(right, left);
-        else if (op == "not in") holds = !contains(right, left);
+        if (op == "==")
+          holds = equals(left, right);
+        else if (op == "!=")
+          holds = !equals(left, right);
+        else if (op == "in")
+          holds = contains(right, left);
+        else if (op == "not in")
+          holds = !contains(right, left);
         else {
           if (left.is_undefined()) fail_undefined(left);
           if (right.is_undefined()) fail_undefined(right);
@@ -763,7 +794,7 @@ Value Renderer::eval_inner(const Expr& e) {
                                  (left.is_sequence() && left.kind() == right.kind());
           if (!orderable) {
             fail(str_cat("'", op, "' not supported between instances of '", type_name(left),
-                              "' and '", type_name(right), "'"));
+                         "' and '", type_name(right), "'"));
           }
           const int c = compare(left, right);
           holds = op == "<" ? c < 0 : op == "<=" ? c <= 0 : op == ">" ? c > 0 : c >= 0;
@@ -791,7 +822,7 @@ Value Renderer::eval_inner(const Expr& e) {
       if (truthy(eval(*e.operands[1]))) return eval(*e.operands[0]);
       if (e.operands[2]) return eval(*e.operands[2]);
       return Value::undefined(str_cat("the inline if-expression on line ", e.line,
-                                           " evaluated to false and no else section was defined."));
+                                      " evaluated to false and no else section was defined."));
   }
   fail("unknown expression");
 }

@@ -20,15 +20,19 @@
 
 namespace dsinf::trainer::jinja {
 
-struct RenderOptions {
-  // The local time strftime_now() formats; unset: the clock's, at the call.
-  std::optional<std::tm> now;
-};
-
-inline constexpr size_t kMaxOutputBytes = size_t{64} << 20;
+inline constexpr size_t kMaxOutputBytes = size_t{64} << 20;  // also any one string
 inline constexpr size_t kMaxWorkBytes = size_t{1} << 30;
 inline constexpr int64_t kMaxSteps = 20'000'000;
 inline constexpr size_t kMaxRangeLength = 100'000;  // jinja2's sandbox MAX_RANGE
+
+struct RenderOptions {
+  // The local time strftime_now() formats; unset: the clock's, at the call.
+  std::optional<std::tm> now;
+  // Evaluation steps (statements, expressions, loop iterations) and output
+  // bytes one render may take; tests lower them.
+  int64_t max_steps = kMaxSteps;
+  size_t max_output_bytes = kMaxOutputBytes;
+};
 
 class Renderer {
  public:

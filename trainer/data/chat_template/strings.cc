@@ -1,4 +1,3 @@
-#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/strings.h"
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/renderer.h"
 #include "trainer/data/chat_template/unicode.h"
 
@@ -47,7 +47,8 @@ Window window(std::string_view s, const Value& start, const Value& end) {
   return w;
 }
 
-bool affix_matches(const Value& affix, const std::u32string& text, bool prefix, std::string_view method) {
+bool affix_matches(const Value& affix, const std::u32string& text, bool prefix,
+                   std::string_view method) {
   std::vector<std::u32string> options;
   if (affix.kind() == Kind::kTuple) {
     for (const Value& v : affix.items()) options.push_back(utf8_decode(require_str(v, method)));
@@ -58,7 +59,8 @@ bool affix_matches(const Value& affix, const std::u32string& text, bool prefix, 
   }
   for (const std::u32string& o : options) {
     if (o.size() > text.size()) continue;
-    if (prefix ? text.compare(0, o.size(), o) == 0 : text.compare(text.size() - o.size(), o.size(), o) == 0) {
+    if (prefix ? text.compare(0, o.size(), o) == 0
+               : text.compare(text.size() - o.size(), o.size(), o) == 0) {
       return true;
     }
   }
@@ -134,12 +136,16 @@ ValueList split_on(std::string_view s, std::string_view sep, int64_t maxsplit, b
 std::string pad(std::string_view s, int64_t width, char32_t fill, char align) {
   const int64_t length = utf8_length(s);
   if (width <= length) return std::string(s);
-  if (width > static_cast<int64_t>(kMaxOutputBytes)) fail_limit("a padded string would exceed the limit");
+  if (width > static_cast<int64_t>(kMaxOutputBytes))
+    fail_limit("a padded string would exceed the limit");
   const int64_t margin = width - length;
   int64_t left = 0;
-  if (align == '>') left = margin;
-  else if (align == '^') left = margin / 2;
-  else if (align == 'c') left = margin / 2 + (margin & width & 1);  // str.center's rounding
+  if (align == '>')
+    left = margin;
+  else if (align == '^')
+    left = margin / 2;
+  else if (align == 'c')
+    left = margin / 2 + (margin & width & 1);  // str.center's rounding
   std::string fill_utf8;
   utf8_append(fill, fill_utf8);
   std::string out;
@@ -206,7 +212,8 @@ std::string str_format(Renderer& r, const std::string& format, const CallArgs& a
     size_t name_end = field.find_first_of(".[");
     const std::string name = field.substr(0, name_end);
     Value v;
-    if (name.empty() || std::all_of(name.begin(), name.end(), [](char d) { return d >= '0' && d <= '9'; })) {
+    if (name.empty() ||
+        std::all_of(name.begin(), name.end(), [](char d) { return d >= '0' && d <= '9'; })) {
       const size_t index = name.empty() ? auto_index++ : std::strtoul(name.c_str(), nullptr, 10);
       if (index >= args.positional.size()) {
         fail(str_cat("Replacement index ", index, " out of range for positional args tuple"));
@@ -222,20 +229,28 @@ std::string str_format(Renderer& r, const std::string& format, const CallArgs& a
     while (name_end != std::string::npos && name_end < field.size()) {
       if (field[name_end] == '.') {
         const size_t next = field.find_first_of(".[", name_end + 1);
-        v = get_attribute(v, field.substr(name_end + 1, next == std::string::npos ? std::string::npos : next - name_end - 1));
+        v = get_attribute(
+            v, field.substr(name_end + 1,
+                            next == std::string::npos ? std::string::npos : next - name_end - 1));
         name_end = next;
       } else {
         const size_t end = field.find(']', name_end);
         if (end == std::string::npos) fail("Missing ']' in format string");
         const std::string key = field.substr(name_end + 1, end - name_end - 1);
-        const bool numeric = !key.empty() && std::all_of(key.begin(), key.end(), [](char d) { return d >= '0' && d <= '9'; });
-        v = get_item(v, numeric ? Value::integer(std::strtoll(key.c_str(), nullptr, 10)) : Value::string(key));
+        const bool numeric = !key.empty() && std::all_of(key.begin(), key.end(), [](char d) {
+          return d >= '0' && d <= '9';
+        });
+        v = get_item(v, numeric ? Value::integer(std::strtoll(key.c_str(), nullptr, 10))
+                                : Value::string(key));
         name_end = end + 1;
       }
     }
-    if (conversion == 's') v = Value::string(to_str(v));
-    else if (conversion == 'r' || conversion == 'a') v = Value::string(repr(v));
-    else if (conversion != 0) fail(str_cat("Unknown conversion specifier ", std::string(1, conversion)));
+    if (conversion == 's')
+      v = Value::string(to_str(v));
+    else if (conversion == 'r' || conversion == 'a')
+      v = Value::string(repr(v));
+    else if (conversion != 0)
+      fail(str_cat("Unknown conversion specifier ", std::string(1, conversion)));
     out += py_format_spec(v, spec);
     r.charge(out.size());
   }
@@ -251,8 +266,10 @@ std::string py_strip(std::string_view s, const Value& chars, bool left, bool rig
   const bool whitespace = !chars.is_string();
   if (whitespace && is_ascii(s)) {
     size_t a = 0, b = s.size();
-    if (left) while (a < b && is_space(static_cast<unsigned char>(s[a]))) ++a;
-    if (right) while (b > a && is_space(static_cast<unsigned char>(s[b - 1]))) --b;
+    if (left)
+      while (a < b && is_space(static_cast<unsigned char>(s[a]))) ++a;
+    if (right)
+      while (b > a && is_space(static_cast<unsigned char>(s[b - 1]))) --b;
     return std::string(s.substr(a, b - a));
   }
   const std::u32string set = whitespace ? std::u32string() : utf8_decode(chars.str());
@@ -261,8 +278,10 @@ std::string py_strip(std::string_view s, const Value& chars, bool left, bool rig
   };
   const std::u32string cps = utf8_decode(s);
   size_t a = 0, b = cps.size();
-  if (left) while (a < b && strip(cps[a])) ++a;
-  if (right) while (b > a && strip(cps[b - 1])) --b;
+  if (left)
+    while (a < b && strip(cps[a])) ++a;
+  if (right)
+    while (b > a && strip(cps[b - 1])) --b;
   return utf8_encode(std::u32string_view(cps).substr(a, b - a));
 }
 
@@ -302,8 +321,10 @@ std::string py_title(std::string_view s) {
   std::u32string out;
   bool previous_cased = false;
   for (char32_t cp : utf8_decode(s)) {
-    if (previous_cased) append_lower(cp, out);
-    else append_title(cp, out);
+    if (previous_cased)
+      append_lower(cp, out);
+    else
+      append_title(cp, out);
     previous_cased = is_cased(cp);
   }
   return utf8_encode(out);
@@ -313,8 +334,10 @@ std::string py_capitalize(std::string_view s) {
   std::u32string out;
   const std::u32string cps = utf8_decode(s);
   for (size_t i = 0; i < cps.size(); ++i) {
-    if (i == 0) append_title(cps[i], out);
-    else append_lower(cps[i], out);
+    if (i == 0)
+      append_title(cps[i], out);
+    else
+      append_lower(cps[i], out);
   }
   return utf8_encode(out);
 }
@@ -325,12 +348,13 @@ std::vector<std::string> py_splitlines(std::string_view s, bool keepends) {
   size_t start = 0;
   for (size_t i = 0; i < cps.size(); ++i) {
     const char32_t c = cps[i];
-    const bool breaks = c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
-                        c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
+    const bool breaks = c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C ||
+                        c == 0x1D || c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
     if (!breaks) continue;
     size_t end = i + 1;
     if (c == '\r' && i + 1 < cps.size() && cps[i + 1] == '\n') end = i + 2;
-    lines.push_back(utf8_encode(std::u32string_view(cps).substr(start, (keepends ? end : i) - start)));
+    lines.push_back(
+        utf8_encode(std::u32string_view(cps).substr(start, (keepends ? end : i) - start)));
     start = end;
     i = end - 1;
   }
@@ -356,8 +380,10 @@ std::optional<int64_t> py_int(std::string_view text, int base) {
   bool after_prefix = false;
   if (base == 0) {
     base = prefixed ? prefixed : 10;
-    if (prefixed) s.remove_prefix(2), after_prefix = true;
-    else if (s.size() > 1 && s[0] == '0' && s.find_first_not_of("0_") != std::string_view::npos) return std::nullopt;
+    if (prefixed)
+      s.remove_prefix(2), after_prefix = true;
+    else if (s.size() > 1 && s[0] == '0' && s.find_first_not_of("0_") != std::string_view::npos)
+      return std::nullopt;
   } else if (prefixed == base) {
     s.remove_prefix(2);
     after_prefix = true;
@@ -373,9 +399,12 @@ std::optional<int64_t> py_int(std::string_view text, int base) {
       continue;
     }
     int digit;
-    if (c >= '0' && c <= '9') digit = c - '0';
-    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') digit = (c | 0x20) - 'a' + 10;
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      digit = c - '0';
+    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+      digit = (c | 0x20) - 'a' + 10;
+    else
+      return std::nullopt;
     if (digit >= base) return std::nullopt;
     if (__builtin_mul_overflow(magnitude, static_cast<uint64_t>(base), &magnitude) ||
         __builtin_add_overflow(magnitude, static_cast<uint64_t>(digit), &magnitude) ||
@@ -411,7 +440,8 @@ std::optional<double> py_float(std::string_view text) {
         body.push_back(s[i]);
         previous_digit = true;
         if (count) ++mantissa_digits;
-      } else if (s[i] == '_' && previous_digit && i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '9') {
+      } else if (s[i] == '_' && previous_digit && i + 1 < s.size() && s[i + 1] >= '0' &&
+                 s[i + 1] <= '9') {
         previous_digit = false;
       } else {
         break;
@@ -456,7 +486,8 @@ std::string py_format_spec(const Value& v, std::string_view spec) {
     i = 1;
   }
   char sign = '-';
-  if (i < cps.size() && (cps[i] == '+' || cps[i] == '-' || cps[i] == ' ')) sign = static_cast<char>(cps[i++]);
+  if (i < cps.size() && (cps[i] == '+' || cps[i] == '-' || cps[i] == ' '))
+    sign = static_cast<char>(cps[i++]);
   if (i < cps.size() && cps[i] == '#') fail("the '#' format option is not supported");
   if (i < cps.size() && cps[i] == '0') {
     if (align == 0) fill = '0', align = '=';
@@ -486,7 +517,8 @@ std::string py_format_spec(const Value& v, std::string_view spec) {
   bool negative = false;
   bool numeric = false;
   if (v.is_string()) {
-    if (type != 0 && type != 's') fail(str_cat("Unknown format code '", std::string(1, type), "' for object of type 'str'"));
+    if (type != 0 && type != 's')
+      fail(str_cat("Unknown format code '", std::string(1, type), "' for object of type 'str'"));
     body = v.str();
     if (precision >= 0) {
       std::u32string text = utf8_decode(body);
@@ -510,7 +542,8 @@ std::string py_format_spec(const Value& v, std::string_view spec) {
       std::reverse(body.begin(), body.end());
     } else {
       if (type == 'd' || type == 'x' || type == 'X' || type == 'o' || type == 'b') {
-        fail(str_cat("Unknown format code '", std::string(1, type), "' for object of type 'float'"));
+        fail(
+            str_cat("Unknown format code '", std::string(1, type), "' for object of type 'float'"));
       }
       double f = v.as_double();
       negative = std::signbit(f) && !std::isnan(f);
@@ -524,7 +557,8 @@ std::string py_format_spec(const Value& v, std::string_view spec) {
       } else {
         const char c = type == 0 ? 'g' : type;
         if (std::string_view("eEfFgG").find(c) == std::string_view::npos) {
-          fail(str_cat("Unknown format code '", std::string(1, type), "' for object of type 'float'"));
+          fail(str_cat("Unknown format code '", std::string(1, type),
+                       "' for object of type 'float'"));
         }
         const std::string f_format = str_cat("%.*", std::string(1, c));
         std::snprintf(buf, sizeof buf, f_format.c_str(), precision < 0 ? 6 : precision, f);
@@ -546,9 +580,12 @@ std::string py_format_spec(const Value& v, std::string_view spec) {
   }
   std::string sign_text;
   if (numeric) {
-    if (negative) sign_text = "-";
-    else if (sign == '+') sign_text = "+";
-    else if (sign == ' ') sign_text = " ";
+    if (negative)
+      sign_text = "-";
+    else if (sign == '+')
+      sign_text = "+";
+    else if (sign == ' ')
+      sign_text = " ";
   }
   if (align == 0) align = numeric ? '>' : '<';
   if (align == '=') {
@@ -557,7 +594,8 @@ std::string py_format_spec(const Value& v, std::string_view spec) {
   return pad(sign_text + body, width, fill, align);
 }
 
-Value call_str_method(Renderer& r, const Value& self, const std::string& name, const CallArgs& args) {
+Value call_str_method(Renderer& r, const Value& self, const std::string& name,
+                      const CallArgs& args) {
   const std::string& s = self.str();
   const auto no_args = [&]() { args.bind(name, {}, 0, {}); };
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
@@ -565,9 +603,11 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     return Value::string(py_strip(s, a[0], name != "rstrip", name != "lstrip"));
   }
   if (name == "split" || name == "rsplit") {
-    const std::vector<Value> a = args.bind(name, {"sep", "maxsplit"}, 0, {Value::none(), Value::integer(-1)});
+    const std::vector<Value> a =
+        args.bind(name, {"sep", "maxsplit"}, 0, {Value::none(), Value::integer(-1)});
     const int64_t maxsplit = require_int(a[1], "maxsplit");
-    if (a[0].is_none()) return Value::list(split_whitespace(utf8_decode(s), maxsplit, name == "rsplit"));
+    if (a[0].is_none())
+      return Value::list(split_whitespace(utf8_decode(s), maxsplit, name == "rsplit"));
     return Value::list(split_on(s, require_str(a[0], "sep"), maxsplit, name == "rsplit"));
   }
   if (name == "splitlines") {
@@ -577,12 +617,14 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     return Value::list(std::move(out));
   }
   if (name == "startswith" || name == "endswith") {
-    const std::vector<Value> a = args.bind(name, {"affix", "start", "end"}, 1, {Value::none(), Value::none()});
+    const std::vector<Value> a =
+        args.bind(name, {"affix", "start", "end"}, 1, {Value::none(), Value::none()});
     if (a[0].is_string() && a[1].is_none() && a[2].is_none()) {
       const std::string& affix = a[0].str();
       if (affix.size() > s.size()) return Value::boolean(false);
-      return Value::boolean(name == "startswith" ? s.compare(0, affix.size(), affix) == 0
-                                                 : s.compare(s.size() - affix.size(), affix.size(), affix) == 0);
+      return Value::boolean(name == "startswith"
+                                ? s.compare(0, affix.size(), affix) == 0
+                                : s.compare(s.size() - affix.size(), affix.size(), affix) == 0);
     }
     const Window w = window(s, a[1], a[2]);
     return Value::boolean(affix_matches(a[0], w.cps, name == "startswith", name));
@@ -590,7 +632,8 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
   if (name == "replace") {
     const std::vector<Value> a = args.bind(name, {"old", "new", "count"}, 2, {Value::integer(-1)});
     return Value::string(py_replace(r, s, require_str(a[0], "replace() argument 1"),
-                                    require_str(a[1], "replace() argument 2"), require_int(a[2], "count")));
+                                    require_str(a[1], "replace() argument 2"),
+                                    require_int(a[2], "count")));
   }
   if (name == "upper") return no_args(), Value::string(str_upper(s));
   if (name == "lower" || name == "casefold") return no_args(), Value::string(str_lower(s));
@@ -600,20 +643,26 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     no_args();
     std::u32string out;
     for (char32_t cp : utf8_decode(s)) {
-      if (is_upper(cp)) append_lower(cp, out);
-      else if (is_lower(cp)) append_upper(cp, out);
-      else out.push_back(cp);
+      if (is_upper(cp))
+        append_lower(cp, out);
+      else if (is_lower(cp))
+        append_upper(cp, out);
+      else
+        out.push_back(cp);
     }
     return Value::string(utf8_encode(out));
   }
   if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
-    const std::vector<Value> a = args.bind(name, {"sub", "start", "end"}, 1, {Value::none(), Value::none()});
+    const std::vector<Value> a =
+        args.bind(name, {"sub", "start", "end"}, 1, {Value::none(), Value::none()});
     const std::u32string sub = utf8_decode(require_str(a[0], name + "() argument"));
     const Window w = window(s, a[1], a[2]);
     if (name == "count") {
       if (sub.empty()) return Value::integer(static_cast<int64_t>(w.cps.size()) + 1);
       int64_t n = 0;
-      for (size_t at = w.cps.find(sub); at != std::u32string::npos; at = w.cps.find(sub, at + sub.size())) ++n;
+      for (size_t at = w.cps.find(sub); at != std::u32string::npos;
+           at = w.cps.find(sub, at + sub.size()))
+        ++n;
       return Value::integer(n);
     }
     const size_t at = name[0] == 'r' ? w.cps.rfind(sub) : w.cps.find(sub);
@@ -629,7 +678,8 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     const ValueList items = iterate(a[0]);
     for (size_t i = 0; i < items.size(); ++i) {
       if (!items[i].is_string()) {
-        fail(str_cat("sequence item ", i, ": expected str instance, ", type_name(items[i]), " found"));
+        fail(str_cat("sequence item ", i, ": expected str instance, ", type_name(items[i]),
+                     " found"));
       }
       if (i > 0) out += s;
       out += items[i].str();
@@ -638,7 +688,8 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     return Value::string(std::move(out));
   }
   if (name == "format") return Value::string(str_format(r, s, args));
-  if (name == "isdigit" || name == "isdecimal" || name == "isnumeric") return no_args(), Value::boolean(all_of_cps(s, is_digit));
+  if (name == "isdigit" || name == "isdecimal" || name == "isnumeric")
+    return no_args(), Value::boolean(all_of_cps(s, is_digit));
   if (name == "isalpha") return no_args(), Value::boolean(all_of_cps(s, is_alpha));
   if (name == "isalnum") {
     no_args();
@@ -652,7 +703,8 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     const int64_t width = require_int(a[0], "width");
     std::string_view body = s;
     std::string sign;
-    if (!body.empty() && (body[0] == '+' || body[0] == '-')) sign = std::string(1, body[0]), body.remove_prefix(1);
+    if (!body.empty() && (body[0] == '+' || body[0] == '-'))
+      sign = std::string(1, body[0]), body.remove_prefix(1);
     return Value::string(sign + pad(body, width - static_cast<int64_t>(sign.size()), '0', '>'));
   }
   if (name == "center" || name == "ljust" || name == "rjust") {
@@ -660,12 +712,15 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     const std::u32string fill = utf8_decode(require_str(a[1], "fillchar"));
     if (fill.size() != 1) fail("The fill character must be exactly one character long");
     return Value::string(pad(s, require_int(a[0], "width"), fill[0],
-                             name == "center" ? 'c' : name == "ljust" ? '<' : '>'));
+                             name == "center"  ? 'c'
+                             : name == "ljust" ? '<'
+                                               : '>'));
   }
   if (name == "removeprefix" || name == "removesuffix") {
     const std::vector<Value> a = args.bind(name, {"affix"}, 1, {});
     const std::string& affix = require_str(a[0], name + "() argument");
-    if (name == "removeprefix" && s.compare(0, affix.size(), affix) == 0) return Value::string(s.substr(affix.size()));
+    if (name == "removeprefix" && s.compare(0, affix.size(), affix) == 0)
+      return Value::string(s.substr(affix.size()));
     if (name == "removesuffix" && affix.size() <= s.size() && !affix.empty() &&
         s.compare(s.size() - affix.size(), affix.size(), affix) == 0) {
       return Value::string(s.substr(0, s.size() - affix.size()));
@@ -678,8 +733,9 @@ Value call_str_method(Renderer& r, const Value& self, const std::string& name, c
     if (sep.empty()) fail("empty separator");
     const size_t at = name == "partition" ? s.find(sep) : s.rfind(sep);
     if (at == std::string::npos) {
-      return name == "partition" ? Value::tuple({Value::string(s), Value::string(""), Value::string("")})
-                                 : Value::tuple({Value::string(""), Value::string(""), Value::string(s)});
+      return name == "partition"
+                 ? Value::tuple({Value::string(s), Value::string(""), Value::string("")})
+                 : Value::tuple({Value::string(""), Value::string(""), Value::string(s)});
     }
     return Value::tuple({Value::string(s.substr(0, at)), Value::string(sep),
                          Value::string(s.substr(at + sep.size()))});

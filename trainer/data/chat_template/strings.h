@@ -11,7 +11,8 @@
 
 namespace dsinf::trainer::jinja {
 
-Value call_str_method(Renderer& r, const Value& self, const std::string& name, const CallArgs& args);
+Value call_str_method(Renderer& r, const Value& self, const std::string& name,
+                      const CallArgs& args);
 
 // str.strip/lstrip/rstrip: `chars` None strips whitespace.
 std::string py_strip(std::string_view s, const Value& chars, bool left, bool right);

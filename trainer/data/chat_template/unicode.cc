@@ -20,9 +20,12 @@ std::u32string utf8_decode(std::string_view s) {
     }
     int length = 0;
     char32_t cp = 0, min = 0;
-    if ((b0 & 0xE0) == 0xC0) length = 2, cp = b0 & 0x1F, min = 0x80;
-    else if ((b0 & 0xF0) == 0xE0) length = 3, cp = b0 & 0x0F, min = 0x800;
-    else if ((b0 & 0xF8) == 0xF0) length = 4, cp = b0 & 0x07, min = 0x10000;
+    if ((b0 & 0xE0) == 0xC0)
+      length = 2, cp = b0 & 0x1F, min = 0x80;
+    else if ((b0 & 0xF0) == 0xE0)
+      length = 3, cp = b0 & 0x0F, min = 0x800;
+    else if ((b0 & 0xF8) == 0xF0)
+      length = 4, cp = b0 & 0x07, min = 0x10000;
     bool ok = length > 0 && i + length <= s.size();
     for (int k = 1; ok && k < length; ++k) {
       const auto b = static_cast<unsigned char>(s[i + k]);
@@ -89,10 +92,24 @@ utf8proc_category_t category(char32_t cp) {
 
 bool is_space(char32_t cp) {
   switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D:
-    case 0x1C: case 0x1D: case 0x1E: case 0x1F: case 0x20:
-    case 0x85: case 0xA0: case 0x1680:
-    case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x1C:
+    case 0x1D:
+    case 0x1E:
+    case 0x1F:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;
@@ -102,8 +119,11 @@ bool is_space(char32_t cp) {
 bool is_alpha(char32_t cp) {
   if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
   switch (category(cp)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
       return true;
     default:
       return false;
@@ -119,9 +139,14 @@ bool is_printable(char32_t cp) {
   if (cp == ' ') return true;
   if (cp < 0x80) return cp > 0x20 && cp < 0x7F;
   switch (category(cp)) {
-    case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CS:
-    case UTF8PROC_CATEGORY_CO: case UTF8PROC_CATEGORY_CN: case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP: case UTF8PROC_CATEGORY_ZS:
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CO:
+    case UTF8PROC_CATEGORY_CN:
+    case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP:
+    case UTF8PROC_CATEGORY_ZS:
       return false;
     default:
       return true;
@@ -318,11 +343,10 @@ constexpr SpecialCase kTitleSpecial[] = {
     {0xFB17, {0x544, 0x56D}},
 };
 
-
 bool append_special(const SpecialCase* begin, const SpecialCase* end, char32_t cp,
                     std::u32string& out) {
-  const SpecialCase* it = std::lower_bound(
-      begin, end, cp, [](const SpecialCase& s, char32_t c) { return s.cp < c; });
+  const SpecialCase* it =
+      std::lower_bound(begin, end, cp, [](const SpecialCase& s, char32_t c) { return s.cp < c; });
   if (it == end || it->cp != cp) return false;
   for (char32_t c : it->to) {
     if (c != 0) out.push_back(c);
@@ -333,12 +357,14 @@ bool append_special(const SpecialCase* begin, const SpecialCase* end, char32_t c
 }  // namespace
 
 void append_upper(char32_t cp, std::u32string& out) {
-  if (cp >= 0x80 && append_special(std::begin(kUpperSpecial), std::end(kUpperSpecial), cp, out)) return;
+  if (cp >= 0x80 && append_special(std::begin(kUpperSpecial), std::end(kUpperSpecial), cp, out))
+    return;
   out.push_back(to_upper(cp));
 }
 
 void append_title(char32_t cp, std::u32string& out) {
-  if (cp >= 0x80 && append_special(std::begin(kTitleSpecial), std::end(kTitleSpecial), cp, out)) return;
+  if (cp >= 0x80 && append_special(std::begin(kTitleSpecial), std::end(kTitleSpecial), cp, out))
+    return;
   out.push_back(to_title(cp));
 }
 

@@ -18,7 +18,7 @@ bool is_ascii(std::string_view s);
 
 bool is_space(char32_t cp);  // str.isspace()
 bool is_alpha(char32_t cp);
-bool is_digit(char32_t cp);  // str.isdigit(): decimal digits
+bool is_digit(char32_t cp);      // str.isdigit(): decimal digits
 bool is_printable(char32_t cp);  // str.isprintable(), for repr()
 bool is_lower(char32_t cp);
 bool is_upper(char32_t cp);

@@ -1,4 +1,3 @@
-#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/value.h"
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "trainer/data/chat_template/error.h"
 #include "trainer/data/chat_template/unicode.h"
 
 namespace dsinf::trainer::jinja {
@@ -115,7 +115,8 @@ Value Value::generator(std::shared_ptr<Generator> state) {
 }
 
 ValueList Generator::take_rest() {
-  ValueList rest(items.begin() + static_cast<std::ptrdiff_t>(std::min(next, items.size())), items.end());
+  ValueList rest(items.begin() + static_cast<std::ptrdiff_t>(std::min(next, items.size())),
+                 items.end());
   next = items.size();
   if (!error.empty()) fail(error);
   return rest;
@@ -134,8 +135,12 @@ const std::string& Value::str() const {
   if (const auto* s = std::get_if<std::shared_ptr<const std::string>>(&payload_)) return **s;
   return kEmpty;
 }
-const ValueList& Value::items() const { return *std::get<std::shared_ptr<const ValueList>>(payload_); }
-const ValueDict& Value::dict() const { return *std::get<std::shared_ptr<const ValueDict>>(payload_); }
+const ValueList& Value::items() const {
+  return *std::get<std::shared_ptr<const ValueList>>(payload_);
+}
+const ValueDict& Value::dict() const {
+  return *std::get<std::shared_ptr<const ValueDict>>(payload_);
+}
 const std::shared_ptr<Namespace>& Value::ns() const {
   return std::get<std::shared_ptr<Namespace>>(payload_);
 }
@@ -269,8 +274,8 @@ int compare(const Value& a, const Value& b) {
     }
     return x.size() < y.size() ? -1 : (x.size() > y.size() ? 1 : 0);
   }
-  fail(str_cat("'<' not supported between instances of '", type_name(a), "' and '",
-                    type_name(b), "'"));
+  fail(str_cat("'<' not supported between instances of '", type_name(a), "' and '", type_name(b),
+               "'"));
 }
 
 std::string float_repr(double f) {
@@ -317,7 +322,8 @@ namespace {
 
 void append_hex(uint32_t value, int width, std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (int shift = (width - 1) * 4; shift >= 0; shift -= 4) out.push_back(kHex[(value >> shift) & 15]);
+  for (int shift = (width - 1) * 4; shift >= 0; shift -= 4)
+    out.push_back(kHex[(value >> shift) & 15]);
 }
 
 void repr_string(const std::string& s, std::string& out) {
@@ -421,8 +427,8 @@ void repr_into(const Value& v, std::string& out, bool top_level_str) {
       return;
     case Kind::kCallable:
       if (v.fn().method) {
-        out += str_cat("<built-in method ", v.fn().name, " of ", type_name(v.fn().self),
-                            " object>");
+        out +=
+            str_cat("<built-in method ", v.fn().name, " of ", type_name(v.fn().self), " object>");
       } else {
         out += str_cat("<built-in function ", v.fn().name, ">");
       }
@@ -453,19 +459,32 @@ std::string repr(const Value& v) {
 
 std::string type_name(const Value& v) {
   switch (v.kind()) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return v.markup() ? "Markup" : "str";
-    case Kind::kList: return "list";
-    case Kind::kTuple: return "tuple";
-    case Kind::kDict: return "dict";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kCallable: return v.fn().method ? "builtin_function_or_method" : "function";
-    case Kind::kLoop: return "LoopContext";
-    case Kind::kGenerator: return "generator";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return v.markup() ? "Markup" : "str";
+    case Kind::kList:
+      return "list";
+    case Kind::kTuple:
+      return "tuple";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kCallable:
+      return v.fn().method ? "builtin_function_or_method" : "function";
+    case Kind::kLoop:
+      return "LoopContext";
+    case Kind::kGenerator:
+      return "generator";
   }
   return "object";
 }
@@ -481,14 +500,29 @@ void json_string(const std::string& s, bool ensure_ascii, std::string& out) {
   out.push_back('"');
   for (char32_t cp : utf8_decode(s)) {
     switch (cp) {
-      case '"': out += "\\\""; continue;
-      case '\\': out += "\\\\"; continue;
-      case '\n': out += "\\n"; continue;
-      case '\r': out += "\\r"; continue;
-      case '\t': out += "\\t"; continue;
-      case '\b': out += "\\b"; continue;
-      case '\f': out += "\\f"; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        continue;
+      case '\\':
+        out += "\\\\";
+        continue;
+      case '\n':
+        out += "\\n";
+        continue;
+      case '\r':
+        out += "\\r";
+        continue;
+      case '\t':
+        out += "\\t";
+        continue;
+      case '\b':
+        out += "\\b";
+        continue;
+      case '\f':
+        out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (cp < 0x20 || (ensure_ascii && cp >= 0x7F)) {
       if (cp > 0xFFFF) {
@@ -516,11 +550,16 @@ std::string json_float(double f) {
 
 std::string json_key(const Value& key) {
   switch (key.kind()) {
-    case Kind::kString: return key.str();
-    case Kind::kInt: return std::to_string(key.as_int());
-    case Kind::kBool: return key.as_bool() ? "true" : "false";
-    case Kind::kFloat: return json_float(key.as_double());
-    case Kind::kNone: return "null";
+    case Kind::kString:
+      return key.str();
+    case Kind::kInt:
+      return std::to_string(key.as_int());
+    case Kind::kBool:
+      return key.as_bool() ? "true" : "false";
+    case Kind::kFloat:
+      return json_float(key.as_double());
+    case Kind::kNone:
+      return "null";
     default:
       fail(str_cat("keys must be str, int, float, bool or None, not ", type_name(key)));
   }
@@ -533,11 +572,21 @@ void json_into(const Value& v, const JsonOptions& o, int level, std::string& out
     for (int i = 0; i < at; ++i) out += o.indent;
   };
   switch (v.kind()) {
-    case Kind::kNone: out += "null"; return;
-    case Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
-    case Kind::kInt: out += std::to_string(v.as_int()); return;
-    case Kind::kFloat: out += json_float(v.as_double()); return;
-    case Kind::kString: json_string(v.str(), o.ensure_ascii, out); return;
+    case Kind::kNone:
+      out += "null";
+      return;
+    case Kind::kBool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Kind::kInt:
+      out += std::to_string(v.as_int());
+      return;
+    case Kind::kFloat:
+      out += json_float(v.as_double());
+      return;
+    case Kind::kString:
+      json_string(v.str(), o.ensure_ascii, out);
+      return;
     case Kind::kList:
     case Kind::kTuple: {
       const ValueList& items = v.items();
@@ -595,9 +644,12 @@ Value from_json_at(const nlohmann::json& j, int depth) {
     fail_limit(str_cat("the context nests deeper than ", kMaxNesting, " levels"));
   }
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return Value::none();
-    case nlohmann::json::value_t::boolean: return Value::boolean(j.get<bool>());
-    case nlohmann::json::value_t::number_integer: return Value::integer(j.get<int64_t>());
+    case nlohmann::json::value_t::null:
+      return Value::none();
+    case nlohmann::json::value_t::boolean:
+      return Value::boolean(j.get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return Value::integer(j.get<int64_t>());
     case nlohmann::json::value_t::number_unsigned: {
       const auto u = j.get<uint64_t>();
       if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
@@ -605,8 +657,10 @@ Value from_json_at(const nlohmann::json& j, int depth) {
       }
       return Value::number(static_cast<double>(u));
     }
-    case nlohmann::json::value_t::number_float: return Value::number(j.get<double>());
-    case nlohmann::json::value_t::string: return Value::string(j.get_ref<const std::string&>());
+    case nlohmann::json::value_t::number_float:
+      return Value::number(j.get<double>());
+    case nlohmann::json::value_t::string:
+      return Value::string(j.get_ref<const std::string&>());
     case nlohmann::json::value_t::array: {
       ValueList items;
       items.reserve(j.size());

@@ -30,15 +30,15 @@ enum class Kind : uint8_t {
   kUndefined,  // jinja2's default Undefined: "" when printed, falsy, empty when iterated
   kNone,
   kBool,
-  kInt,    // int64 here; Python's are unbounded (overflow is an error)
+  kInt,  // int64 here; Python's are unbounded (overflow is an error)
   kFloat,
-  kString, // UTF-8; Python indexes it by code point
+  kString,  // UTF-8; Python indexes it by code point
   kList,
   kTuple,  // a list that prints as (a, b) and equals no list
   kDict,   // insertion-ordered, as Python's
   kNamespace,
   kCallable,
-  kLoop,   // the `loop` variable of a for loop
+  kLoop,       // the `loop` variable of a for loop
   kGenerator,  // what map/select/unique/... return: always true, no len(), iterates once
 };
 
@@ -55,7 +55,7 @@ class Value {
   static Value integer(int64_t i);
   static Value number(double f);
   static Value string(std::string s, bool markup = false);
-  static Value list(ValueList items);   // kTooDeep past kMaxNesting
+  static Value list(ValueList items);  // kTooDeep past kMaxNesting
   static Value tuple(ValueList items);
   static Value dict(ValueDict items);
   static Value ns(std::shared_ptr<Namespace> ns);
@@ -76,8 +76,8 @@ class Value {
   int depth() const { return depth_; }
 
   bool as_bool() const { return std::get<bool>(payload_); }
-  int64_t as_int() const;  // bool or int
-  double as_double() const;  // any number
+  int64_t as_int() const;          // bool or int
+  double as_double() const;        // any number
   const std::string& str() const;  // kString; kUndefined: the hint
   const ValueList& items() const;  // kList, kTuple
   const ValueDict& dict() const;
@@ -133,9 +133,9 @@ struct Generator {
 // jinja2's generator does: when the loop reaches them, or earlier when
 // loop.last, nextitem, length or revindex must look ahead.
 struct LoopState {
-  std::shared_ptr<const ValueList> source;  // before the filter
+  std::shared_ptr<const ValueList> source;   // before the filter
   std::function<bool(const Value&)> accept;  // the filter; null: none
-  bool open = true;  // false once the loop is over: nothing is tested then
+  bool open = true;                          // false once the loop is over: nothing is tested then
   ValueList accepted;
   size_t scanned = 0;  // source items tested so far
   int64_t index0 = 0;
