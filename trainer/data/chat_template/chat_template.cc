@@ -1,12 +1,16 @@
 // Chat templates rendered natively, as transformers renders them: jinja2's
 // ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True) with
-// the loopcontrols extension, the globals raise_exception and strftime_now,
-// and tojson as json.dumps(ensure_ascii=False). The layers:
-//   lexer.cc     tokens and whitespace control
-//   parser.cc    the grammar, refusing unsupported tags, filters and tests
-//   renderer.cc  statements, scoping, operators, limits
-//   methods.cc   attribute/item access, calls, globals, dict/list methods
-//   strings.cc   str methods; filters.cc filters and tests; value.cc values
+// the loopcontrols extension and {% generation %}, the globals
+// raise_exception and strftime_now, and tojson as json.dumps(ensure_ascii=
+// False). The layers:
+//   lexer.cc       tokens and whitespace control
+//   parser.cc      the grammar; unsupported tags, filters and tests refused
+//   scoping.cc     which frame holds each variable (jinja2's idtracking)
+//   renderer.cc    statements and expressions, frames, limits
+//   operators.cc   Python's operators and printf-style formatting
+//   methods.cc     attribute/item access, calls, globals, dict/list methods
+//   strings.cc     str methods; filters.cc and predicates.cc: filters, tests
+//   value.cc       values: truth, equality, str(), repr(), json.dumps
 #include "trainer/data/chat_template/chat_template.h"
 
 #include <filesystem>
@@ -151,13 +155,29 @@ absl::StatusOr<std::shared_ptr<const ChatTemplate::Program>> compile(std::string
   });
 }
 
-absl::StatusOr<std::string> render_program(const ChatTemplate::Program& program,
-                                           const nlohmann::json& context,
-                                           const RenderOptions& options) {
+namespace {
+
+template <typename Json>
+absl::StatusOr<std::string> render_json(const ChatTemplate::Program& program, const Json& context,
+                                        const RenderOptions& options) {
   return guarded(program.origin, [&]() -> absl::StatusOr<std::string> {
     Renderer renderer(options, context);
     return renderer.render(program.tmpl);
   });
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> render_program(const ChatTemplate::Program& program,
+                                           const nlohmann::json& context,
+                                           const RenderOptions& options) {
+  return render_json(program, context, options);
+}
+
+absl::StatusOr<std::string> render_program_ordered(const ChatTemplate::Program& program,
+                                                   const nlohmann::ordered_json& context,
+                                                   const RenderOptions& options) {
+  return render_json(program, context, options);
 }
 
 }  // namespace jinja

@@ -317,7 +317,7 @@ Value find_global(std::string_view name) {
 }
 
 Value get_attribute(const Value& obj, std::string_view name) {
-  if (obj.is_undefined()) fail(obj.str().empty() ? "an undefined value was used" : obj.str());
+  if (obj.is_undefined()) fail_undefined(obj);
   Value method = method_of(obj, name);
   if (found(method)) return method;
   if (obj.is_dict()) {
@@ -327,7 +327,7 @@ Value get_attribute(const Value& obj, std::string_view name) {
 }
 
 Value get_item(const Value& obj, const Value& key) {
-  if (obj.is_undefined()) fail(obj.str().empty() ? "an undefined value was used" : obj.str());
+  if (obj.is_undefined()) fail_undefined(obj);
   switch (obj.kind()) {
     case Kind::kDict:
       if (key.kind() != Kind::kList && key.kind() != Kind::kDict) {
@@ -370,11 +370,11 @@ Value get_item(const Value& obj, const Value& key) {
 }
 
 Value get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
-  if (obj.is_undefined()) fail(obj.str().empty() ? "an undefined value was used" : obj.str());
+  if (obj.is_undefined()) fail_undefined(obj);
   // jinja2 compiles a slice to Python's own obj[a:b:c], outside the
   // sandbox's getitem: what cannot be sliced fails rather than giving Undefined.
   for (const Value* v : {&start, &stop, &step}) {
-    if (v->is_undefined()) fail(v->str().empty() ? "an undefined value was used" : v->str());
+    if (v->is_undefined()) fail_undefined(*v);
     if (!v->is_none() && !v->is_int()) {
       fail("slice indices must be integers or None or have an __index__ method");
     }
@@ -400,7 +400,7 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
 }
 
 Value call_value(Renderer& r, const Value& fn, const CallArgs& args) {
-  if (fn.is_undefined()) fail(fn.str().empty() ? "an undefined value was called" : fn.str());
+  if (fn.is_undefined()) fail_undefined(fn);
   if (fn.kind() != Kind::kCallable) fail("'" + type_name(fn) + "' object is not callable");
   const Callable& c = fn.fn();
   if (!c.method) return call_global(r, c.name, args);

@@ -26,6 +26,11 @@ absl::StatusOr<std::shared_ptr<const ChatTemplate::Program>> compile(std::string
 absl::StatusOr<std::string> render_program(const ChatTemplate::Program& program,
                                            const nlohmann::json& context,
                                            const RenderOptions& options);
+// With the caller's key order kept (tool schemas printed by tojson, dicts
+// iterated): as transformers renders a Python dict.
+absl::StatusOr<std::string> render_program_ordered(const ChatTemplate::Program& program,
+                                                   const nlohmann::ordered_json& context,
+                                                   const RenderOptions& options);
 
 }  // namespace jinja
 }  // namespace dsinf::trainer

@@ -36,7 +36,9 @@ struct RenderOptions {
 
 class Renderer {
  public:
+  // `context`: a JSON object of variables, or null for none.
   Renderer(const RenderOptions& options, const nlohmann::json& context);
+  Renderer(const RenderOptions& options, const nlohmann::ordered_json& context);
   // Throws TemplateError.
   std::string render(const Template& t);
 
@@ -68,6 +70,8 @@ class Renderer {
   void bind_targets(const Stmt& s, const Value& item);
   CallArgs eval_args(const Expr& e);
   Value eval_inner(const Expr& e);
+  template <typename Json>
+  void set_context(const Json& context);
 
   RenderOptions options_;
   ValueDict context_;

@@ -14,13 +14,13 @@ namespace dsinf::trainer::jinja {
 namespace {
 
 const std::string& require_str(const Value& v, std::string_view what) {
-  if (v.is_undefined()) fail(v.str().empty() ? "an undefined value was used" : v.str());
+  if (v.is_undefined()) fail_undefined(v);
   if (!v.is_string()) fail(str_cat(what, " must be str, not ", type_name(v)));
   return v.str();
 }
 
 int64_t require_int(const Value& v, std::string_view what) {
-  if (v.is_undefined()) fail(v.str().empty() ? "an undefined value was used" : v.str());
+  if (v.is_undefined()) fail_undefined(v);
   if (!v.is_int()) {
     fail(str_cat("'", type_name(v), "' object cannot be interpreted as an integer (", what, ")"));
   }

@@ -183,6 +183,37 @@ void ValueDict::set(Value key, Value value) {
   entries.emplace_back(std::move(key), std::move(value));
 }
 
+void fail_undefined(const Value& v) {
+  fail(v.str().empty() ? "an undefined value was used" : v.str());
+}
+
+bool holds_namespace(const Value& v) {
+  switch (v.kind()) {
+    case Kind::kNamespace:
+      return true;
+    case Kind::kList:
+    case Kind::kTuple:
+      for (const Value& item : v.items()) {
+        if (holds_namespace(item)) return true;
+      }
+      return false;
+    case Kind::kDict:
+      for (const auto& [key, value] : v.dict().entries) {
+        if (holds_namespace(value)) return true;
+      }
+      return false;
+    case Kind::kCallable:
+      return holds_namespace(v.fn().self);
+    case Kind::kGenerator:
+      for (const Value& item : v.generator().items) {
+        if (holds_namespace(item)) return true;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
 bool truthy(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined:
@@ -639,7 +670,8 @@ void json_into(const Value& v, const JsonOptions& o, int level, std::string& out
   }
 }
 
-Value from_json_at(const nlohmann::json& j, int depth) {
+template <typename Json>
+Value from_json_at(const Json& j, int depth) {
   if (depth > kMaxNesting) {
     fail_limit(str_cat("the context nests deeper than ", kMaxNesting, " levels"));
   }
@@ -647,20 +679,20 @@ Value from_json_at(const nlohmann::json& j, int depth) {
     case nlohmann::json::value_t::null:
       return Value::none();
     case nlohmann::json::value_t::boolean:
-      return Value::boolean(j.get<bool>());
+      return Value::boolean(j.template get<bool>());
     case nlohmann::json::value_t::number_integer:
-      return Value::integer(j.get<int64_t>());
+      return Value::integer(j.template get<int64_t>());
     case nlohmann::json::value_t::number_unsigned: {
-      const auto u = j.get<uint64_t>();
+      const auto u = j.template get<uint64_t>();
       if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return Value::integer(static_cast<int64_t>(u));
       }
       return Value::number(static_cast<double>(u));
     }
     case nlohmann::json::value_t::number_float:
-      return Value::number(j.get<double>());
+      return Value::number(j.template get<double>());
     case nlohmann::json::value_t::string:
-      return Value::string(j.get_ref<const std::string&>());
+      return Value::string(j.template get_ref<const std::string&>());
     case nlohmann::json::value_t::array: {
       ValueList items;
       items.reserve(j.size());
@@ -691,5 +723,6 @@ std::string to_json(const Value& v, const JsonOptions& options) {
 }
 
 Value from_json(const nlohmann::json& j) { return from_json_at(j, 0); }
+Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
 
 }  // namespace dsinf::trainer::jinja

@@ -145,6 +145,14 @@ struct LoopState {
   int64_t length();
 };
 
+// Fails with what makes `v` undefined ("'x' is undefined", ...): what
+// jinja2's Undefined does when used as a value.
+[[noreturn]] void fail_undefined(const Value& v);
+
+// Whether `v` is or holds a namespace. A namespace may not hold one: no
+// value can then reach itself, so printing and freeing never loop.
+bool holds_namespace(const Value& v);
+
 // Python's truth, ==, and ordering (<0, 0, >0; a TypeError for mixed types).
 bool truthy(const Value& v);
 bool equals(const Value& a, const Value& b);
@@ -172,7 +180,10 @@ struct JsonOptions {
 };
 std::string to_json(const Value& v, const JsonOptions& options);
 
-// The template's variables from the caller's JSON.
+// The template's variables from the caller's JSON. nlohmann::json keeps
+// object keys sorted; ordered_json keeps them as written, as Python's dicts
+// do (which tojson and dict iteration show).
 Value from_json(const nlohmann::json& j);
+Value from_json(const nlohmann::ordered_json& j);
 
 }  // namespace dsinf::trainer::jinja

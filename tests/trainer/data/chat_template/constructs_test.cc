@@ -389,6 +389,21 @@ TEST(ChatTemplateConstructs, StrftimeNowFormatsTheGivenTime) {
   EXPECT_EQ(*out, "26 Jul 2024|2024-07-26 09:05");
 }
 
+// nlohmann::json sorts object keys; ordered_json keeps the caller's order,
+// as a Python dict would (tool schemas printed with tojson depend on it).
+TEST(ChatTemplateConstructs, OrderedJsonKeepsKeyOrder) {
+  auto program =
+      jinja::compile("{{ d|tojson }}|{% for k, v in d.items() %}{{ k }}{% endfor %}", "order");
+  ASSERT_TRUE(program.ok()) << program.status();
+  const auto ordered = nlohmann::ordered_json::parse(R"({"d": {"z": 1, "a": {"y": 2, "b": 3}}})");
+  absl::StatusOr<std::string> out = jinja::render_program_ordered(**program, ordered, {});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, R"({"z": 1, "a": {"y": 2, "b": 3}}|za)");
+  out = jinja::render_program(**program, nlohmann::json::parse(ordered.dump()), {});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, R"({"a": {"b": 3, "y": 2}, "z": 1}|az)");
+}
+
 TEST(ChatTemplateConstructs, ContextMayBeNullOrEmpty) {
   absl::StatusOr<ChatTemplate> t = ChatTemplate::parse("[{{ x }}]", "empty");
   ASSERT_TRUE(t.ok());
