@@ -40,7 +40,11 @@ class ChatTemplate {
   // "messages" (a list of {"role", "content", ...}), "add_generation_prompt",
   // "bos_token", "eos_token". Thread-safe. kInvalidArgument for
   // raise_exception (its message) and for errors of evaluation (naming the
-  // line), e.g. a filter applied to a value of the wrong type.
+  // line), e.g. a filter applied to a value of the wrong type;
+  // kResourceExhausted past a render's limits (64 MiB of output, 20M
+  // evaluation steps). nlohmann::json sorts object keys, so dicts iterate
+  // (and tojson prints them) sorted; jinja::render_program_ordered
+  // (program.h) keeps the caller's order, as transformers does.
   absl::StatusOr<std::string> render(const nlohmann::json& context) const;
 
   struct Program;

@@ -594,6 +594,27 @@ Value f_unique(Renderer&, const Value& v, const CallArgs& args) {
   });
 }
 
+Value f_truncate(Renderer&, const Value& v, const CallArgs& args) {
+  const std::vector<Value> a = args.bind(
+      "truncate", {"length", "killwords", "end", "leeway"}, 0,
+      {Value::integer(255), Value::boolean(false), Value::string("..."), Value::integer(5)});
+  if (!a[0].is_int() || !a[3].is_int()) fail("truncate: length and leeway must be integers");
+  const std::u32string text = utf8_decode(to_str(v));
+  const std::u32string end = utf8_decode(to_str(a[2]));
+  const int64_t length = a[0].as_int();
+  if (length < static_cast<int64_t>(end.size())) {
+    fail(str_cat("expected length >= ", end.size(), ", got ", length));
+  }
+  if (a[3].as_int() < 0) fail(str_cat("expected leeway >= 0, got ", a[3].as_int()));
+  if (static_cast<int64_t>(text.size()) <= length + a[3].as_int()) return Value::string(to_str(v));
+  std::u32string kept = text.substr(0, static_cast<size_t>(length) - end.size());
+  if (!truthy(a[1])) {  // cut at the last space, as rsplit(" ", 1)[0]
+    const size_t space = kept.rfind(U' ');
+    if (space != std::u32string::npos) kept.resize(space);
+  }
+  return Value::string(utf8_encode(kept + end));
+}
+
 Value f_wordcount(Renderer&, const Value& v, const CallArgs& args) {
   args.bind("wordcount", {}, 0, {});
   int64_t words = 0;
@@ -652,12 +673,13 @@ constexpr NamedFilter kFilters[] = {
     {"trim", f_trim},
     {"unique", f_unique},
     {"upper", f_upper},
+    {"truncate", f_truncate},
     {"wordcount", f_wordcount},
 };
 // jinja2 has these; this renderer refuses them by name.
 constexpr std::string_view kRefusedFilters[] = {
-    "batch",    "filesizeformat", "groupby", "pprint",   "random",  "slice",  "striptags",
-    "truncate", "urlencode",      "urlize",  "wordwrap", "xmlattr", "min_max"};
+    "batch",     "filesizeformat", "groupby", "pprint",   "random",  "slice",
+    "striptags", "urlencode",      "urlize",  "wordwrap", "xmlattr", "min_max"};
 
 }  // namespace
 

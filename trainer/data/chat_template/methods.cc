@@ -267,7 +267,14 @@ Value call_list_method(const Value& self, const std::string& name, const CallArg
 }
 
 Value call_loop_method(const Value& self, const std::string& name, const CallArgs& args) {
-  if (name == "changed") fail("loop.changed() is not supported");
+  if (name == "changed") {  // whether the arguments differ from the last call's
+    LoopState& loop = self.loop();
+    const Value now = Value::tuple(args.positional);
+    if (loop.has_last_changed && equals(loop.last_changed, now)) return Value::boolean(false);
+    loop.last_changed = now;
+    loop.has_last_changed = true;
+    return Value::boolean(true);
+  }
   if (args.positional.empty()) fail("no items for cycling given");
   const auto& p = args.positional;
   return p[static_cast<size_t>(self.loop().index0) % p.size()];

@@ -139,6 +139,8 @@ struct LoopState {
   ValueList accepted;
   size_t scanned = 0;  // source items tested so far
   int64_t index0 = 0;
+  Value last_changed;  // loop.changed()'s arguments of its last call
+  bool has_last_changed = false;
 
   // Whether `count` items pass, testing only as many as needed.
   bool fill(size_t count);
