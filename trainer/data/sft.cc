@@ -44,7 +44,8 @@ bool is_message(const nlohmann::json& m) {
 }  // namespace
 
 nlohmann::json template_variables(const TokenizerConfig& c) {
-  nlohmann::json v = nlohmann::json::object();
+  // apply_chat_template passes tools and documents, None unless given.
+  nlohmann::json v = {{"tools", nullptr}, {"documents", nullptr}};
   for (const auto& [name, value] : {std::pair{"bos_token", c.bos_token}, {"eos_token", c.eos_token},
                                     {"pad_token", c.pad_token}, {"unk_token", c.unk_token}}) {
     if (!value.empty()) v[name] = value;

@@ -37,8 +37,8 @@ struct ChatFormat {
 };
 
 // The variables Hugging Face renders a chat template with besides the
-// messages: the special tokens the tokenizer names (bos_token, eos_token,
-// pad_token, unk_token; those it has).
+// messages: tools and documents (None), and the special tokens the tokenizer
+// names (bos_token, eos_token, pad_token, unk_token; those it has).
 nlohmann::json template_variables(const TokenizerConfig& config);
 
 // The template's end of an assistant turn: a probe conversation rendered
