@@ -37,6 +37,9 @@ absl::Status forward_backward(Runtime& rt, const StepRequest& request, StepOutco
   for (int64_t micro = 0; micro < gas; ++micro) {
     if (micro == gas - 1 && request.update) rt.last_micro_batch();
     auto t0 = Clock::now();
+    // The step's index and the micro-batch: the same masks on a resumed run.
+    rt.model().set_dropout_key(static_cast<uint64_t>(request.index) * static_cast<uint64_t>(gas) +
+                               static_cast<uint64_t>(micro));
     absl::StatusOr<float> loss = rt.model().forward(request.inputs.data() + micro * window,
                                                     request.targets.data() + micro * window, B);
     if (!loss.ok()) return loss.status();
@@ -48,7 +51,9 @@ absl::Status forward_backward(Runtime& rt, const StepRequest& request, StepOutco
     const float dloss = counted == 0 ? 0.0f
                                      : 1.0f / static_cast<float>(masked ? counted : B * T * gas) *
                                            static_cast<float>(rt.loss_scaler().scale());
-    if (absl::Status s = rt.model().backward(dloss); !s.ok()) return s;
+    absl::Status backward = rt.model().backward(dloss);
+    rt.model().set_dropout_key(std::nullopt);
+    if (!backward.ok()) return backward;
     out.backward_s += seconds_since(t0);
     loss_sum += *loss;
     token_loss_sum += rt.model().last_loss_sum();

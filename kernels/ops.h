@@ -50,7 +50,8 @@ class Ops {
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
   virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                               int N, int C, int OC) = 0;
-  // dinp (N,C) +=, dweight (OC,C) +=, dbias (OC) += (null: no bias).
+  // dinp (N,C) +=, dweight (OC,C) +=, dbias (OC) += (null: no bias). dweight null: the
+  // input's gradient only (a frozen weight), and then dbias must be null too.
   virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                const float* inp, const float* weight, int N, int C, int OC) = 0;
   // Causal self-attention. qkv (B,T,3C) = [q | k | v]; out (B,T,C); att (B,NH,T,T) the softmax
@@ -73,6 +74,12 @@ class Ops {
                                     const int32_t* targets, int N, int V, float dloss) = 0;
   // x *= s over n elements.
   virtual void scale(float* x, float s, size_t n) = 0;
+  // out (n) = in * s where kept, 0 where dropped (kernels/dropout_mask.h: element i of
+  // key `key` with probability p; p 0 keeps all: a scaled copy). out may alias in.
+  // Dropout is dropout_scale(out, in, n, 1 / (1 - p), p, key); its backward is the same
+  // call on the gradient.
+  virtual void dropout_scale(float* out, const float* in, size_t n, float s, float p,
+                             uint64_t key) = 0;
   // Sum of squares of x (n), accumulated in double in a fixed order (deterministic).
   virtual double sum_squares(const float* x, size_t n) = 0;
   // One Adam/AdamW step over n elements: params, m, v updated in place from grads.

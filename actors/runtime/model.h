@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,10 @@ class LayerProgram {
   virtual double last_loss_sum() const = 0;
   // Adds d(loss_sum * dloss)/d(params) to the gradients through the source.
   virtual absl::Status backward(float dloss) = 0;
+  // A training micro-batch sets a key before its forward: dropout masks are a
+  // function of it, so backward's recomputation reproduces them. Cleared
+  // (nullopt, the default) a forward is an evaluation: no dropout.
+  virtual void set_dropout_key(std::optional<uint64_t> key) { (void)key; }
 };
 
 // A model's definition: everything known before anything is allocated.

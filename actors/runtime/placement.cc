@@ -55,7 +55,10 @@ void place_classes(const Placement& p, const ChunkBytes& b, MemoryPlan& plan) {
 
 // Streamed parameters: chunks below stage3_param_persistence_threshold
 // elements get a device slot of their own; the others share the slots, each
-// the size of the largest of them. Returns the number of shared chunks.
+// the size of the largest of them. Returns the number of shared chunks. Over a
+// frozen base the trained chunks (LoRA's adapters) keep slots of their own
+// too: a layer uses its base chunk and its adapters at once, and they change
+// only at updates.
 size_t sort_streamed_chunks(const Placement& p, const std::vector<memory::ChunkLayout>& layouts,
                             MemoryPlan& plan) {
   if (p.params == Tier::kDevice) return 0;
@@ -68,8 +71,10 @@ size_t sort_streamed_chunks(const Placement& p, const std::vector<memory::ChunkL
     return p.reduced() ? p.working_bytes(layout) : size_t{0};
   };
   size_t fp32_part = 0;
+  const bool any_frozen = std::any_of(layouts.begin(), layouts.end(),
+                                      [](const memory::ChunkLayout& l) { return !l.trainable(); });
   for (size_t c = 0; c < layouts.size(); ++c) {
-    if (layouts[c].numel_padded() < threshold) {
+    if (layouts[c].numel_padded() < threshold || (any_frozen && layouts[c].trainable())) {
       plan.persistent[c] = true;
       ++plan.persistent_chunks;
       plan.persistent_bytes += layouts[c].bytes() + area(layouts[c]);

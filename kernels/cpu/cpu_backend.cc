@@ -233,6 +233,11 @@ class CpuBackend : public Backend {
     before_op();
     cpu::scale(x, s, n);
   }
+  void dropout_scale(float* out, const float* in, size_t n, float s, float p,
+                     uint64_t key) override {
+    before_op();
+    cpu::dropout_scale(out, in, n, s, p, key);
+  }
   // The vectorised kernels of cpu/adam.h: the same bits as cpu::sum_squares and
   // cpu::adam_step, at memory speed.
   double sum_squares(const float* x, size_t n) override {

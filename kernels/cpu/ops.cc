@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/dropout_mask.h"
 #include "memory/util/check.h"
 
 namespace dsinf::kernels::cpu {
@@ -253,9 +254,11 @@ void matmul_forward(Real* out, const Real* inp, const Real* weight, NoDeduce<con
 template <typename Real>
 void matmul_backward(Real* dinp, Real* dweight, NoDeduce<Real*> dbias, const Real* dout,
                      const Real* inp, const Real* weight, int N, int C, int OC) {
-  DSINF_CHECK_MSG(dinp != nullptr && dweight != nullptr, "only dbias may be null");
+  DSINF_CHECK_MSG(dinp != nullptr, "dinp may not be null");
+  DSINF_CHECK_MSG(dweight != nullptr || dbias == nullptr, "a frozen weight's bias is frozen too");
   if (N == 0 || C == 0 || OC == 0) return;
   tiled_gemm(false, false, N, C, OC, dout, OC, weight, C, Real(1), dinp, C);
+  if (dweight == nullptr) return;
   tiled_gemm(true, false, OC, C, N, dout, OC, inp, C, Real(1), dweight, C);
   if (dbias != nullptr) bias_backward(dbias, dout, N, OC);
 }
@@ -433,6 +436,13 @@ void scale(Real* x, NoDeduce<Real> s, size_t n) {
 }
 
 template <typename Real>
+void dropout_scale(Real* out, const Real* in, size_t n, NoDeduce<Real> s, float p, uint64_t key) {
+  parallel_over(n, 1, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) out[i] = dropout_keep(key, i, p) ? in[i] * s : Real(0);
+  });
+}
+
+template <typename Real>
 double sum_squares(const Real* x, size_t n) {
   constexpr size_t kLanes = 8;
   const size_t blocks = (n + kSumSquaresBlock - 1) / kSumSquaresBlock;
@@ -504,6 +514,7 @@ void adam_step(Real* params, const Real* grads, Real* m, Real* v, size_t n,
   template void softmax_crossentropy<Real>(Real*, Real*, const Real*, const int32_t*, int, int,    \
                                            Real);                                                  \
   template void scale<Real>(Real*, Real, size_t);                                                  \
+  template void dropout_scale<Real>(Real*, const Real*, size_t, Real, float, uint64_t);            \
   template double sum_squares<Real>(const Real*, size_t);                                          \
   template void adam_step<Real>(Real*, const Real*, Real*, Real*, size_t, const AdamHyper&);
 

@@ -119,6 +119,10 @@ void softmax_crossentropy(Real* losses, NoDeduce<Real*> dlogits, const Real* log
 template <typename Real>
 void scale(Real* x, NoDeduce<Real> s, size_t n);
 
+// out (n) = in * s where dropout_keep(key, i, p), else 0; out may alias in.
+template <typename Real>
+void dropout_scale(Real* out, const Real* in, size_t n, NoDeduce<Real> s, float p, uint64_t key);
+
 // Sum of squares of x (n): each fixed block of kSumSquaresBlock elements is summed in double
 // (over a fixed set of lanes), then the block sums are added in index order.
 inline constexpr size_t kSumSquaresBlock = 4096;

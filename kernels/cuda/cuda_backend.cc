@@ -516,6 +516,10 @@ class CudaBackend final : public Backend {
   void scale(float* x, float s, size_t n) override {
     run_op([&] { return cuda::scale(x, s, n, compute()); });
   }
+  void dropout_scale(float* out, const float* in, size_t n, float s, float p,
+                     uint64_t key) override {
+    run_op([&] { return cuda::dropout_scale(out, in, n, s, p, key, compute()); });
+  }
 
   // ---- decoder ops, on the compute stream (fp32 whatever the matmul precision) ----
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,

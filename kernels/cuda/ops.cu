@@ -25,6 +25,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/dropout_mask.h"
 #include "kernels/cuda/warp.cuh"
 
 namespace dsinf::kernels::cuda {
@@ -541,6 +542,14 @@ __global__ void __launch_bounds__(kThreads) scale_kernel(float* x, float s, size
   for (size_t i = size_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += stride) x[i] *= s;
 }
 
+__global__ void __launch_bounds__(kThreads)
+    dropout_scale_kernel(float* out, const float* in, size_t n, float s, float p, uint64_t key) {
+  const size_t stride = size_t{gridDim.x} * blockDim.x;
+  for (size_t i = size_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += stride) {
+    out[i] = dropout_keep(key, i, p) ? in[i] * s : 0.0f;
+  }
+}
+
 // ------------------------------------------------ softmax cross-entropy --
 
 // One block per row. dlogits may alias logits: every read of the row (the
@@ -742,8 +751,9 @@ absl::Status matmul_backward(Blas& blas, Precision precision, float* dinp, float
                              float* dbias, const float* dout, const float* inp, const float* weight,
                              int N, int C, int OC, StreamHandle stream) {
   if (N < 0 || C < 0 || OC < 0) return invalid("matmul_backward: negative shape");
-  if (dinp == nullptr || dweight == nullptr) {
-    return invalid("matmul_backward: only dbias may be null");
+  if (dinp == nullptr) return invalid("matmul_backward: dinp may not be null");
+  if (dweight == nullptr && dbias != nullptr) {
+    return invalid("matmul_backward: a frozen weight's bias is frozen too");
   }
   if (N == 0 || C == 0 || OC == 0) return absl::OkStatus();
   if (!dout || !inp || !weight) return invalid("matmul_backward: null tensor");
@@ -757,6 +767,7 @@ absl::Status matmul_backward(Blas& blas, Precision precision, float* dinp, float
     const Matmul& mm = **mm_plan;
     DSINF_CUDA_RETURN_IF_ERROR(mm.run(blas, 1.0f, dout, weight, 1.0f, dinp, st));
   }
+  if (dweight == nullptr) return absl::OkStatus();
   {
     // dweight (OC,C) += dout^T @ inp (N,C), dout stored (N,OC): trans_a.
     absl::StatusOr<std::shared_ptr<const Matmul>> mm_plan =
@@ -935,6 +946,14 @@ absl::Status scale(float* x, float s, size_t n, StreamHandle stream) {
   if (!x) return invalid("scale: null tensor");
   scale_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(x, s, n);
   return launch_status("launch of scale_kernel");
+}
+
+absl::Status dropout_scale(float* out, const float* in, size_t n, float s, float p, uint64_t key,
+                           StreamHandle stream) {
+  if (n == 0) return absl::OkStatus();
+  if (!out || !in) return invalid("dropout_scale: null tensor");
+  dropout_scale_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(out, in, n, s, p, key);
+  return launch_status("launch of dropout_scale_kernel");
 }
 
 }  // namespace dsinf::kernels::cuda

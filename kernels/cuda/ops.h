@@ -98,5 +98,7 @@ absl::Status softmax_crossentropy(float* losses, float* dlogits, const float* lo
                                   const int32_t* targets, int N, int V, float dloss,
                                   StreamHandle stream);
 absl::Status scale(float* x, float s, size_t n, StreamHandle stream);
+absl::Status dropout_scale(float* out, const float* in, size_t n, float s, float p, uint64_t key,
+                           StreamHandle stream);
 
 }  // namespace dsinf::kernels::cuda

@@ -208,6 +208,11 @@ absl::StatusOr<ExportOptions> parse_export_options(const Args& parsed) {
     }
     options.max_shard_bytes = *bytes;
   }
+  if (parsed.flag("--adapter") && parsed.flag("--merged")) {
+    return absl::InvalidArgumentError("export: give --adapter or --merged, not both");
+  }
+  if (parsed.flag("--adapter")) options.kind = ExportOptions::Kind::kAdapter;
+  if (parsed.flag("--merged")) options.kind = ExportOptions::Kind::kMerged;
   return options;
 }
 
@@ -215,7 +220,10 @@ absl::StatusOr<ExportOptions> parse_export_options(const Args& parsed) {
 int config_command_main(const std::string& command, const std::vector<std::string>& args,
                         const RunEnvironment& env) {
   Args::Spec spec{{}, {"--json", "--help"}, /*max_positional=*/1};
-  if (command == "export") spec.valued.insert({"--out", "--dtype", "--max-shard-bytes"});
+  if (command == "export") {
+    spec.valued.insert({"--out", "--dtype", "--max-shard-bytes"});
+    spec.flags.insert({"--adapter", "--merged"});
+  }
   if (command == "plan") spec.valued.insert("--tiers");
   absl::StatusOr<Args> parsed = Args::parse(args, spec);
   if (!parsed.ok()) return usage_error(command + ": " + std::string(parsed.status().message()));

@@ -563,6 +563,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
                   "wandb",
                   "checkpoint",
                   "model",
+                  "lora",
                   "data",
                   "train",
                   "memory",
@@ -580,6 +581,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
   read_monitor(top, "tensorboard", &c.tensorboard);
   read_monitor(top, "csv_monitor", &c.csv_monitor);
   read_ignored_sections(top);
+  config_internal::read_lora(top, &c.model);
   config_internal::read_model(top, &c.model);
   read_data(top, &c.data);
   read_train(top, &c.train);
@@ -593,6 +595,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
                  "fp16.enabled and " + bf16_name + ".enabled are both true; enable at most one");
   }
   config_internal::check_model(&diag, &c.model, c.data.seq_len);
+  config_internal::check_lora(&diag, c.model);
   check_paths(&diag, c);
   if (!diag.ok()) return diag.status();
   loaded.warnings = diag.take_warnings();

@@ -385,6 +385,8 @@ void read_model(ObjectReader& top, ModelConfig* m) {
   std::string type;
   const bool typed = r.read_string("type", /*non_empty=*/true, &type);
   r.read_string("init_from", /*non_empty=*/true, &m->init_from);
+  std::string adapter_from;
+  r.read_string("adapter_from", /*non_empty=*/true, &adapter_from);
   r.read_int_as("seed", 0, kNoMax, &m->seed);
   r.read_bool("activation_checkpointing", &m->activation_checkpointing);
   std::error_code ec;
@@ -415,7 +417,7 @@ void read_model(ObjectReader& top, ModelConfig* m) {
            absl::StrCat(what, " is not a model family dsinf has (", family_names(), ")"));
     return;
   }
-  std::vector<absl::string_view> allowed = {"type", "init_from", "seed",
+  std::vector<absl::string_view> allowed = {"type", "init_from", "adapter_from", "seed",
                                             "activation_checkpointing"};
   for (const ShapeKey& key : keys_of(*family)) allowed.push_back(key.name);
   r.allow_only(allowed);
@@ -424,6 +426,8 @@ void read_model(ObjectReader& top, ModelConfig* m) {
   base.init_from = m->init_from;
   base.init_from_directory = m->init_from_directory;
   base.seed = m->seed;
+  base.lora = m->lora;
+  base.adapter_from = adapter_from;
   base.activation_checkpointing = m->activation_checkpointing;
   if (m->init_from_directory) {
     Diagnostics hf_diag(hf_path);

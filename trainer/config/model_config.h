@@ -23,6 +23,29 @@ struct RopeScaling {
   int64_t original_max_position_embeddings = 8192;
 };
 
+// PEFT's LoraConfig, the `lora` section: low-rank adapters A (r, in) and
+// B (out, r) beside the named projections of every layer, over a frozen base:
+// y = x W^T + scale * (dropout(x) A^T) B^T. Keys and defaults as PEFT's.
+struct LoraConfig {
+  bool enabled = false;  // the section is present
+  int r = 8;
+  double alpha = 8.0;    // lora_alpha
+  double dropout = 0.0;  // lora_dropout
+  // Resolved: the targeted projections in layer order, out of q_proj, k_proj,
+  // v_proj, o_proj, gate_proj, up_proj, down_proj ("all-linear": every one).
+  std::vector<std::string> target_modules;
+  bool use_rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
+  // Modules trained fully beside the adapters: "lm_head", "embed_tokens".
+  std::vector<std::string> modules_to_save;
+
+  double scale() const;
+  bool targets(const std::string& module) const;
+  bool saves(const std::string& module) const;
+};
+
+// The projections LoRA can target, in the order a layer uses them.
+const std::vector<std::string>& lora_module_names();
+
 struct ModelConfig {
   std::string type = "gpt2";
   // Every family (GPT-2's names; the decoder families' names in brackets).
@@ -48,6 +71,8 @@ struct ModelConfig {
   std::string init_from;             // empty: seeded initialisation
   bool init_from_directory = false;  // init_from is a Hugging Face model directory
   uint64_t seed = 42;
+  LoraConfig lora;
+  std::string adapter_from;  // a PEFT adapter directory to start the adapters from
   // Keep only each layer's output in forward and recompute the layer in
   // backward: activation memory no longer grows with depth (dsinf's key).
   bool activation_checkpointing = false;

@@ -12,6 +12,11 @@ namespace dsinf::trainer::config_internal {
 // Reads top's "model" section into *m (shape keys resolved: n_kv_head and
 // head_dim never 0 for a decoder family).
 void read_model(ObjectReader& top, ModelConfig* m);
+// Reads top's "lora" section into m->lora (before read_model, which keeps it).
+void read_lora(ObjectReader& top, ModelConfig* m);
+// The lora section against the model: a decoder family, untied embeddings
+// for modules_to_save, model.adapter_from only with LoRA.
+void check_lora(Diagnostics* diag, const ModelConfig& m);
 // Cross-key rules of the model section and data.seq_len (resolving
 // m->seq_len from `seq_len`, 0 when absent).
 void check_model(Diagnostics* diag, ModelConfig* m, int64_t seq_len);

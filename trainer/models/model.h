@@ -36,6 +36,22 @@ class Model : public actors::ModelDef {
   // Chunk c's parameters (or gradients) with Hugging Face names and layouts.
   virtual absl::StatusOr<std::vector<HostTensor>> export_chunk(actors::ChunkSource& chunks,
                                                                size_t c, bool gradients) const = 0;
+  // LoRA: the adapters (and modules_to_save copies) with PEFT's names
+  // ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").
+  virtual absl::StatusOr<std::vector<HostTensor>> adapter_tensors(
+      actors::ChunkSource& chunks) const {
+    (void)chunks;
+    return absl::FailedPreconditionError("the model has no LoRA adapters (no lora section)");
+  }
+  // A PEFT adapter_model.safetensors into the adapter chunks: kInvalidArgument
+  // naming the file and the tensor when one is missing, extra or misshapen.
+  virtual absl::Status load_adapter(const TensorReader& reader, actors::ChunkSource& chunks) const {
+    (void)reader;
+    (void)chunks;
+    return absl::FailedPreconditionError("the model has no LoRA adapters (no lora section)");
+  }
+  // The chunks of the frozen base, first in the layout (0: no frozen base).
+  virtual size_t base_chunks() const { return 0; }
   // Every chunk's, in one list (small models and tests).
   absl::StatusOr<std::vector<HostTensor>> export_hf(actors::ChunkSource& chunks,
                                                     bool gradients) const {

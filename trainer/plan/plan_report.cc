@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "actors/runtime/backend_choice.h"
 #include "actors/runtime/placement.h"
 #include "bench/report.h"
@@ -156,6 +157,9 @@ struct PlanFacts {
   std::vector<memory::ChunkLayout> layouts;
   size_t params = 0, total = 0;  // parameters; bytes of one fp32 class (chunks page-aligned)
   size_t working_total = 0;      // the working params at their home
+  // Over a frozen base (LoRA): the bytes of one fp32 class of the trained
+  // chunks, and the parameters frozen and trained (else trained_total = total).
+  size_t trained_total = 0, frozen_params = 0, trained_params = 0;
   Placement p;
   actors::DeviceRequest device;
   size_t act_with = 0, act_without = 0, activations = 0;
@@ -185,12 +189,13 @@ std::vector<ClassRow> class_rows(const PlanFacts& f) {
   std::vector<ClassRow> classes = {
       {"params", "working params", p.params, f.working_total,
        p.params == Tier::kDevice ? DType::kF32 : w, w},
-      {"grads", "gradients", p.grads, f.total, DType::kF32, w}};
+      {"grads", "gradients", p.grads, f.trained_total, DType::kF32, w}};
   if (!p.master_is_working_copy()) {
-    classes.push_back({"master", "master weights", p.optimizer, f.total, DType::kF32, DType::kF32});
+    classes.push_back(
+        {"master", "master weights", p.optimizer, f.trained_total, DType::kF32, DType::kF32});
   }
-  classes.push_back({"adam_m", "Adam m", p.optimizer, f.total, DType::kF32, DType::kF32});
-  classes.push_back({"adam_v", "Adam v", p.optimizer, f.total, DType::kF32, DType::kF32});
+  classes.push_back({"adam_m", "Adam m", p.optimizer, f.trained_total, DType::kF32, DType::kF32});
+  classes.push_back({"adam_v", "Adam v", p.optimizer, f.trained_total, DType::kF32, DType::kF32});
   return classes;
 }
 
@@ -206,7 +211,13 @@ absl::Status gather_model(const Config& config, const RunEnvironment& env, PlanF
   f.model = *std::move(model);
   f.layouts = f.model->layouts();
   f.params = f.model->num_parameters();
-  for (const memory::ChunkLayout& layout : f.layouts) f.total += layout.bytes();
+  for (const memory::ChunkLayout& layout : f.layouts) {
+    f.total += layout.bytes();
+    size_t numel = 0;
+    for (const memory::TensorSlot& t : layout.tensors()) numel += t.numel;
+    (layout.trainable() ? f.trained_params : f.frozen_params) += numel;
+    if (layout.trainable()) f.trained_total += layout.bytes();
+  }
   f.p = place(config);
   for (const memory::ChunkLayout& layout : f.layouts) f.working_total += f.p.param_home_bytes(layout);
   const int micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
@@ -272,6 +283,16 @@ void print_classes(const PlanFacts& f, std::ostream& out) {
       "placement: zero stage %d | params on %s | gradients on %s | optimizer on %s%s\n",
       config.zero.stage, tier_name(p.params), tier_name(p.grads), tier_name(p.optimizer),
       p.master_is_working_copy() ? " | the master weights are the working params (one copy)" : "");
+  if (f.frozen_params > 0) {
+    const LoraConfig& lora = config.model.lora;
+    out << absl::StrFormat(
+        "LoRA r=%d, scale %.6g on %s%s: %d base parameters frozen (working params only: read, "
+        "never written, no gradient or optimizer state), %d trained\n",
+        lora.r, lora.scale(), absl::StrJoin(lora.target_modules, ","),
+        lora.modules_to_save.empty() ? ""
+                                     : " + " + absl::StrJoin(lora.modules_to_save, ",") + " copies",
+        f.frozen_params, f.trained_params);
+  }
   bench::TextTable classes({"class", "tier", "bytes", "stored as", "moves as"});
   for (const ClassRow& c : class_rows(f)) {
     classes.add_row({c.label, tier_name(c.tier), util::format_bytes_exact(c.bytes),
@@ -390,22 +411,24 @@ void nvme_step_bytes(PlanFacts& f) {
       const double bytes = static_cast<double>(f.p.working_bytes(f.layouts[c]));
       const bool persistent = c < plan.persistent.size() && plan.persistent[c];
       f.nvme_read_bytes += persistent ? bytes : gas * (c == 0 ? 3.0 : 2.0) * bytes;
-      uncached += bytes;
+      // A frozen chunk is never updated: nothing to write back.
+      if (f.layouts[c].trainable()) uncached += bytes;
     }
     if (shared) f.nvme_read_bytes += uncached;
     f.nvme_write_bytes += uncached;
   }
   if (f.p.optimizer == Tier::kNvme) {
     const double copies = shared ? 2 : 3;
-    f.nvme_read_bytes += copies * static_cast<double>(f.total);
-    f.nvme_write_bytes += copies * static_cast<double>(f.total);
+    f.nvme_read_bytes += copies * static_cast<double>(f.trained_total);
+    f.nvme_write_bytes += copies * static_cast<double>(f.trained_total);
   }
 }
 
 StepInputs step_inputs(const PlanFacts& f, const Bandwidths& bw) {
   const ModelConfig& m = f.config->model;
   StepInputs in;
-  in.params = static_cast<double>(f.params);
+  // A frozen parameter costs two thirds of a trained one (no weight gradient).
+  in.params = static_cast<double>(f.trained_params) + 2.0 / 3.0 * static_cast<double>(f.frozen_params);
   in.tokens_per_step = static_cast<double>(f.config->train_batch_size) * m.window();
   in.flops_per_param_token = m.activation_checkpointing ? 8 : 6;
   in.cpu_gflops = *bw.tiers.cpu_gflops;
@@ -510,6 +533,8 @@ ojson plan_json(const PlanFacts& f, const Bandwidths& bw, const StepInputs& in,
   }
   auto opt = [](const std::optional<double>& v) { return v ? ojson(*v) : ojson(nullptr); };
   return {{"params", f.params},
+          {"frozen_params", f.frozen_params},
+          {"trained_params", f.trained_params},
           {"placement",
            {{"params", tier_name(f.p.params)},
             {"grads", tier_name(f.p.grads)},

@@ -37,9 +37,10 @@ constexpr int kFormatVersion = 1;
 constexpr size_t kFooterBytes = 8 + 8 + 4 + 8;
 constexpr const char* kClasses[3] = {"param", "m", "v"};
 
-// The classes a chunk's sections hold: parameters, m and v; a frozen chunk's
-// parameters only.
-int classes_of(const memory::ChunkLayout& layout) { return layout.trainable() ? 3 : 1; }
+// The classes a chunk's sections hold: parameters, m and v; a frozen chunk
+// (LoRA's base) none: it comes from model.init_from, which the header's
+// base_fingerprint identifies.
+int classes_of(const memory::ChunkLayout& layout) { return layout.trainable() ? 3 : 0; }
 
 std::string checkpoint_name(int64_t step) { return absl::StrFormat("ckpt-%08d.dsinf", step); }
 
@@ -65,7 +66,15 @@ uint64_t get_le(const unsigned char* p, int bytes) {
 
 // The shape keys of the model; json (not ordered_json) sorts them, as
 // checkpoints have always stored them.
-json model_shape(const ModelConfig& c) { return json(shape_keys(c)); }
+json model_shape(const ModelConfig& c) {
+  json shape(shape_keys(c));
+  if (c.lora.enabled) {
+    shape["lora"] = {{"r", c.lora.r},
+                     {"target_modules", c.lora.target_modules},
+                     {"modules_to_save", c.lora.modules_to_save}};
+  }
+  return shape;
+}
 
 }  // namespace
 
@@ -124,6 +133,7 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
                    {"optimizer_steps", optimizer_steps},
                    {"skipped_steps", state.skipped_steps}}},
                  {"sections", sections}};
+  if (!state.base_fingerprint.empty()) header["state"]["base_fingerprint"] = state.base_fingerprint;
   if (state.loss_scaler.has_value()) {
     const actors::LossScalerState& ls = *state.loss_scaler;
     header["state"]["loss_scaler"] = {{"scale", ls.scale},
@@ -340,6 +350,7 @@ absl::Status parse_state(const json& st, const std::string& path, Header& h) {
   h.optimizer_steps = st.at("optimizer_steps").get<int64_t>();
   // Written since fp16 loss scaling; older checkpoints have neither.
   state.skipped_steps = st.value("skipped_steps", int64_t{0});
+  state.base_fingerprint = st.value("base_fingerprint", std::string());
   if (st.contains("loss_scaler")) {
     const json& ls = st.at("loss_scaler");
     actors::LossScalerState scaler;

@@ -1,6 +1,6 @@
 // Checkpoints: one file per save, "<output_dir>/ckpt-<step>.dsinf", holding
 // the parameters, Adam m and v of every chunk (raw, page-aligned sections;
-// a frozen chunk has its parameters only;
+// a frozen chunk (LoRA's base) has none: the header names it by fingerprint;
 // each with a CRC32C) and the training state as JSON. Written atomically; the
 // pointer file "<output_dir>/latest" is replaced last, so a crash at any point
 // leaves the previous checkpoint as the newest complete one.
@@ -36,6 +36,9 @@ struct TrainState {
   uint64_t data_tokens = 0;   // size of the training data when saved (a warning if it changes)
   int64_t skipped_steps = 0;  // steps whose update an fp16 overflow skipped
   std::optional<actors::LossScalerState> loss_scaler;  // fp16 runs
+  // LoRA: the frozen base the adapters were trained on (base_fingerprint());
+  // the checkpoint holds the adapters only.
+  std::string base_fingerprint;
 };
 
 using actors::CheckpointState;

@@ -1,6 +1,7 @@
 // `dsinf export`: the weights with Hugging Face names, as a Hugging Face
 // model directory (config.json, shards, index, the source's tokenizer files)
 // or, for GPT-2, as one safetensors file.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -143,6 +144,79 @@ absl::Status export_directory(const Config& config, Session& session, const std:
   return absl::OkStatus();
 }
 
+// PEFT's adapter_config.json for the lora section.
+nlohmann::ordered_json peft_adapter_config(const ModelConfig& m) {
+  const LoraConfig& lora = m.lora;
+  nlohmann::ordered_json alpha = lora.alpha;
+  if (lora.alpha == std::floor(lora.alpha) && lora.alpha < 1e9) {
+    alpha = static_cast<int64_t>(lora.alpha);
+  }
+  nlohmann::ordered_json saved = nullptr;
+  if (!lora.modules_to_save.empty()) saved = lora.modules_to_save;
+  return {{"alpha_pattern", nlohmann::ordered_json::object()},
+          {"base_model_name_or_path", m.init_from.empty() ? nlohmann::ordered_json(nullptr)
+                                                          : nlohmann::ordered_json(m.init_from)},
+          {"bias", "none"},
+          {"fan_in_fan_out", false},
+          {"inference_mode", true},
+          {"init_lora_weights", true},
+          {"layers_pattern", nullptr},
+          {"layers_to_transform", nullptr},
+          {"lora_alpha", alpha},
+          {"lora_dropout", lora.dropout},
+          {"modules_to_save", saved},
+          {"peft_type", "LORA"},
+          {"r", lora.r},
+          {"rank_pattern", nlohmann::ordered_json::object()},
+          {"revision", nullptr},
+          {"target_modules", lora.target_modules},
+          {"task_type", "CAUSAL_LM"},
+          {"use_dora", false},
+          {"use_rslora", lora.use_rslora}};
+}
+
+// A PEFT adapter directory: adapter_config.json and adapter_model.safetensors.
+absl::Status export_adapter(const Config& config, Session& session, const std::string& out,
+                            const ExportOptions& options, const RunOptions& run) {
+  absl::StatusOr<std::vector<HostTensor>> tensors = session.model->adapter_tensors(*session.runtime);
+  if (!tensors.ok()) return tensors.status();
+  std::error_code ec;
+  const bool created = !fs::exists(out, ec);
+  if (created && !fs::create_directory(out, ec)) {
+    return bad_out(out, absl::StrCat("cannot be created: ", ec.message()));
+  }
+  std::vector<TensorToWrite> to_write;
+  size_t elements = 0;
+  for (const HostTensor& t : *tensors) {
+    to_write.push_back({t.name, t.shape, t.data.data()});
+    elements += t.data.size();
+  }
+  absl::Status status = write_safetensors((fs::path(out) / "adapter_model.safetensors").string(),
+                                          to_write, {{"format", "pt"}}, options.dtype);
+  if (status.ok()) {
+    status = write_file_atomic((fs::path(out) / "adapter_config.json").string(),
+                               peft_adapter_config(config.model).dump(2) + "\n");
+  }
+  if (!status.ok()) {
+    for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) fs::remove(e.path(), ec);
+    if (created) fs::remove(out, ec);
+    return status;
+  }
+  const size_t bytes = elements * (options.dtype == TensorDtype::kF32 ? 4 : 2);
+  human(run.json) << absl::StrFormat(
+      "exported the LoRA adapter (%d tensors, %s, r=%d) from %s to %s\n", to_write.size(),
+      util::format_bytes(bytes), config.model.lora.r, session.weights_source, out);
+  if (run.json) {
+    emit_json({{"directory", out},
+               {"adapter", true},
+               {"tensors", to_write.size()},
+               {"bytes", bytes},
+               {"dtype", torch_dtype(options.dtype)},
+               {"weights", session.weights_source}});
+  }
+  return absl::OkStatus();
+}
+
 // GPT-2's single safetensors file.
 absl::Status export_file(Session& session, const std::string& out, const ExportOptions& options,
                          const RunOptions& run) {
@@ -184,9 +258,15 @@ absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
                         const ExportOptions& export_options, const RunOptions& options) {
   const Config& config = loaded.config;
   if (out_path.empty()) return bad_out(out_path, "is empty");
+  if (export_options.kind != ExportOptions::Kind::kModel && !config.model.lora.enabled) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(export_options.kind == ExportOptions::Kind::kAdapter ? "--adapter" : "--merged",
+                     ": ", config.source_path, " has no lora section (no adapters to export)"));
+  }
+  const bool adapter = export_options.kind == ExportOptions::Kind::kAdapter;
   // GPT-2 keeps its single-file export for an --out ending in .safetensors.
   const bool single_file = absl::EndsWith(out_path, ".safetensors");
-  if (single_file && config.model.type != "gpt2") {
+  if (single_file && (config.model.type != "gpt2" || adapter)) {
     return bad_out(out_path, absl::StrCat("names a file; a ", config.model.type,
                                           " exports as a Hugging Face directory"));
   }
@@ -196,6 +276,7 @@ absl::Status run_export(const LoadedConfig& loaded, const std::string& out_path,
   absl::StatusOr<Session> session = open_session(config, options.env, /*training=*/false, /*fp32_weights=*/true);
   if (!session.ok()) return session.status();
   if (absl::Status s = load_inference_weights(config, *session); !s.ok()) return s;
+  if (adapter) return export_adapter(config, *session, out_path, export_options, options);
   return single_file ? export_file(*session, out_path, export_options, options)
                      : export_directory(config, *session, out_path, export_options, options);
 }

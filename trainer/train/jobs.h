@@ -21,6 +21,10 @@ absl::Status run_train(const LoadedConfig& loaded, const RunOptions& options);
 absl::Status run_eval(const LoadedConfig& loaded, const RunOptions& options);
 // `dsinf export`'s own options.
 struct ExportOptions {
+  // A LoRA run exports the base with the adapters folded in (kMerged, its
+  // default), or a PEFT adapter directory (kAdapter).
+  enum class Kind { kModel, kMerged, kAdapter };
+  Kind kind = Kind::kModel;
   TensorDtype dtype = TensorDtype::kF32;
   uint64_t max_shard_bytes = 5'000'000'000;  // transformers' default shard size, 5 GB
 };

@@ -11,14 +11,13 @@ namespace {
 absl::StatusOr<TrainState> restore(const Config& config, Session& session, const std::string& path,
                                    size_t data_tokens, std::ostream& log) {
   actors::Runtime& rt = *session.runtime;
-  absl::StatusOr<TrainState> state = load_checkpoint(path, config.model, rt.layouts(), rt);
+  absl::StatusOr<TrainState> state = load_session_checkpoint(config, session, path);
   if (!state.ok()) return state.status();
   // The scale continues where the saved run left it (a run saved without
   // fp16, or before dsinf kept it, starts the configured scale afresh).
   if (rt.loss_scaler().enabled() && state->loss_scaler.has_value()) {
     rt.loss_scaler().restore(*state->loss_scaler);
   }
-  session.weights_source = path;
   // A save interrupted by a crash left its temporary; it can never complete.
   for (const std::string& name : remove_stale_temporaries(config.train.output_dir)) {
     log << "removed " << name << ", the unfinished save of a process that is gone\n";
@@ -39,17 +38,10 @@ absl::StatusOr<TrainState> resume_or_start(const Config& config, Session& sessio
       find_latest_checkpoint(config.train.output_dir);
   if (!latest.ok()) return latest.status();
   if (!latest->has_value()) {
-    if (!config.model.init_from.empty()) {
-      if (absl::Status s = load_init_from(config, session); !s.ok()) return s;
-    } else {
-      session.weights_source =
-          absl::StrCat("seeded initialisation (model.seed ", config.model.seed, ")");
-      if (absl::Status s = session.model->init_random(config.model.seed, *session.runtime);
-          !s.ok()) {
-        return s;
-      }
-    }
-    return TrainState{};
+    if (absl::Status s = load_start_weights(config, session); !s.ok()) return s;
+    TrainState fresh;
+    fresh.base_fingerprint = session.base_fingerprint;
+    return fresh;
   }
   absl::StatusOr<TrainState> state = restore(config, session, **latest, data_tokens, log);
   if (!state.ok()) return state.status();

@@ -21,6 +21,9 @@ struct Session {
   std::unique_ptr<Model> model;
   std::unique_ptr<actors::Runtime> runtime;  // after model: it ends first
   std::string weights_source;                // the checkpoint, file or seed the weights came from
+  // LoRA: the frozen base's identity, a CRC32C of its weights as they were
+  // loaded (empty without a frozen base).
+  std::string base_fingerprint;
 };
 
 // The model and its runtime; `training` false holds parameters only.
@@ -30,8 +33,15 @@ struct Session {
 absl::StatusOr<Session> open_session(const Config& config, const RunEnvironment& env,
                                      bool training, bool fp32_weights = false);
 
-// model.init_from into the session's chunks; errors name the key.
-absl::Status load_init_from(const Config& config, Session& session);
+// The weights a run starts from: model.init_from, else the seeded
+// initialisation; with LoRA, then model.adapter_from. Sets weights_source and
+// base_fingerprint. Errors name the key.
+absl::Status load_start_weights(const Config& config, Session& session);
+// A checkpoint's state into the session (a LoRA checkpoint's adapters over
+// the base load_start_weights gave): kInvalidArgument when it was trained on
+// another base.
+absl::StatusOr<struct TrainState> load_session_checkpoint(const Config& config, Session& session,
+                                                          const std::string& path);
 // The weights eval and export use: the newest checkpoint in output_dir, else
 // model.init_from, else the seeded initialisation.
 absl::Status load_inference_weights(const Config& config, Session& session);

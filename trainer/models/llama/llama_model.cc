@@ -13,10 +13,14 @@
 namespace dsinf::trainer {
 
 LlamaModel::LlamaModel(const ModelConfig& config)
-    : config_(config), layouts_(make_layouts(config)) {}
+    : config_(config) {
+  // lora_ is a member initialised after layouts_: fill both here.
+  layouts_ = make_layouts(config, nullptr, &lora_);
+}
 
 std::vector<memory::ChunkLayout> LlamaModel::make_layouts(const ModelConfig& c,
-                                                          LlamaBlockTensors* block) {
+                                                          LlamaBlockTensors* block,
+                                                          LlamaLoraTensors* lora) {
   const int64_t C = c.n_embd, V = c.vocab_size, D = c.head_dim, I = c.intermediate_size;
   const int64_t Q = static_cast<int64_t>(c.n_head) * D, K = static_cast<int64_t>(c.n_kv_head) * D;
   std::vector<memory::ChunkLayout> layouts;
@@ -56,6 +60,8 @@ std::vector<memory::ChunkLayout> LlamaModel::make_layouts(const ModelConfig& c,
   final_chunk.add("model.norm.weight", {C});
   if (!c.tie_word_embeddings) final_chunk.add("lm_head.weight", {V, C});
   layouts.push_back(std::move(final_chunk));
+  const LlamaLoraTensors adapters = append_lora_layouts(c, layouts);
+  if (lora != nullptr) *lora = adapters;
   return layouts;
 }
 
@@ -126,14 +132,22 @@ size_t LlamaModel::num_parameters() const {
 // PaLM's accounting: 6 x parameters (the embedding lookup is no product, but
 // a tied embedding is the lm_head's) plus attention's two products,
 // 12 x layers x (NH x D) x T, halved for the causal mask's skipped half.
+// A frozen parameter costs 4 (forward, and the input's gradient; no weight
+// gradient), LoRA's trained ones 6.
 double LlamaModel::flops_per_token() const {
-  double matmul_params = static_cast<double>(num_parameters());
-  if (!config_.tie_word_embeddings) {
-    matmul_params -= static_cast<double>(config_.vocab_size) * config_.n_embd;
+  double frozen = 0, trained = 0;
+  for (const memory::ChunkLayout& layout : layouts_) {
+    for (const memory::TensorSlot& t : layout.tensors()) {
+      (layout.trainable() ? trained : frozen) += static_cast<double>(t.numel);
+    }
   }
+  const double embedding = static_cast<double>(config_.vocab_size) * config_.n_embd;
+  if (!config_.tie_word_embeddings) (lora_.enabled ? frozen : trained) -= embedding;
+  if (lora_.embed_copy >= 0) trained -= embedding;
+  if (lora_.lm_head_copy >= 0) frozen -= embedding;  // the copy computes the logits
   const double attention = 12.0 * config_.n_layer * static_cast<double>(config_.n_head) *
                            config_.head_dim * config_.window() / 2.0;
-  return 6.0 * matmul_params + attention;
+  return 4.0 * frozen + 6.0 * trained + attention;
 }
 
 size_t LlamaModel::activation_bytes(int max_batch) const {
@@ -150,7 +164,7 @@ absl::StatusOr<std::unique_ptr<actors::LayerProgram>> LlamaModel::instantiate(
 
 absl::Status LlamaModel::init_random(uint64_t seed, actors::ChunkSource& chunks) const {
   Rng rng(seed);
-  for (size_t c = 0; c < layouts_.size(); ++c) {
+  for (size_t c = 0; c < (lora_.enabled ? lora_.base_chunks : layouts_.size()); ++c) {
     std::vector<float> host(layouts_[c].numel_padded(), 0.0f);
     for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
       float* dst = host.data() + slot.offset_elems;
@@ -162,13 +176,14 @@ absl::Status LlamaModel::init_random(uint64_t seed, actors::ChunkSource& chunks)
       }
     }
     if (absl::Status s = chunks.write_params(c, host.data()); !s.ok()) return s;
+    if (absl::Status s = init_lora_after(c, host, chunks); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
 absl::Status LlamaModel::load_hf(const TensorReader& reader, actors::ChunkSource& chunks) const {
   std::set<std::string> expected;
-  for (size_t c = 0; c < layouts_.size(); ++c) {
+  for (size_t c = 0; c < (lora_.enabled ? lora_.base_chunks : layouts_.size()); ++c) {
     std::vector<float> host(layouts_[c].numel_padded(), 0.0f);
     for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
       if (reader.find(slot.name) == nullptr) {
@@ -181,6 +196,7 @@ absl::Status LlamaModel::load_hf(const TensorReader& reader, actors::ChunkSource
       expected.insert(slot.name);
     }
     if (absl::Status s = chunks.write_params(c, host.data()); !s.ok()) return s;
+    if (absl::Status s = init_lora_after(c, host, chunks); !s.ok()) return s;
   }
   if (config_.tie_word_embeddings && reader.find("lm_head.weight") != nullptr) {
     const memory::TensorSlot& embed = layouts_[0].tensors()[0];
@@ -207,8 +223,8 @@ absl::Status LlamaModel::load_hf(const TensorReader& reader, actors::ChunkSource
 
 std::vector<HostTensor> LlamaModel::hf_tensors() const {
   std::vector<HostTensor> out;
-  for (const memory::ChunkLayout& layout : layouts_) {
-    for (const memory::TensorSlot& slot : layout.tensors())
+  for (size_t c = 0; c < (lora_.enabled ? lora_.base_chunks : layouts_.size()); ++c) {
+    for (const memory::TensorSlot& slot : layouts_[c].tensors())
       out.push_back({slot.name, slot.shape, {}});
   }
   return out;
@@ -217,6 +233,26 @@ std::vector<HostTensor> LlamaModel::hf_tensors() const {
 absl::StatusOr<std::vector<HostTensor>> LlamaModel::export_chunk(actors::ChunkSource& chunks,
                                                                  size_t c, bool gradients) const {
   std::vector<HostTensor> out;
+  if (gradients && !layouts_[c].trainable()) return out;
+  if (!gradients && lora_.enabled && c >= lora_.base_chunks) return out;  // folded into the base
+  if (!gradients && lora_.enabled) {
+    // A trained copy stands in for its original: export it under the original's name.
+    const int copy = c == 0 ? lora_.embed_copy : c + 1 == lora_.base_chunks ? lora_.lm_head_copy : -1;
+    std::vector<float> host(layouts_[c].numel_padded());
+    if (absl::Status s = chunks.read_chunk(c, false, host.data()); !s.ok()) return s;
+    for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
+      const float* src = host.data() + slot.offset_elems;
+      out.push_back({slot.name, slot.shape, std::vector<float>(src, src + slot.numel)});
+    }
+    if (copy >= 0) {
+      std::vector<float> saved(layouts_[copy].numel_padded());
+      if (absl::Status s = chunks.read_chunk(copy, false, saved.data()); !s.ok()) return s;
+      HostTensor& original = c == 0 ? out[0] : out[1];
+      std::copy(saved.begin(), saved.begin() + original.data.size(), original.data.begin());
+    }
+    if (absl::Status s = merge_into(c, out, chunks); !s.ok()) return s;
+    return out;
+  }
   std::vector<float> host(layouts_[c].numel_padded());
   if (absl::Status s = chunks.read_chunk(c, gradients, host.data()); !s.ok()) return s;
   for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
