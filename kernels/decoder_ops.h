@@ -56,6 +56,14 @@ class DecoderOps {
                                         const float* q, const float* k, const float* v,
                                         const float* out, const float* lse, float* scratch, int B,
                                         int T, int NH, int KV, int D, float scale) = 0;
+
+  // Attention of Tq new queries against a key/value cache (generation, batch 1): q and out
+  // (Tq,NH,D) are the rows of positions [P - Tq, P); k_cache and v_cache (at least P rows, KV, D)
+  // hold the keys and values of positions [0, P), the new ones included. Query i attends to the
+  // keys of positions 0 .. P - Tq + i (causal), grouped as flash_attention_forward's.
+  virtual void cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                        const float* v_cache, int Tq, int P, int NH, int KV, int D,
+                                        float scale) = 0;
 };
 
 }  // namespace dsinf::kernels

@@ -300,6 +300,12 @@ class CpuBackend : public Backend {
     cpu::flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scratch, B, T, NH, KV, D,
                                   scale);
   }
+  void cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                const float* v_cache, int Tq, int P, int NH, int KV, int D,
+                                float scale) override {
+    before_op();
+    cpu::cached_attention_forward(out, q, k_cache, v_cache, Tq, P, NH, KV, D, scale);
+  }
 
  private:
   // This thread's scratch for rounded operands (ops run on one thread at a time

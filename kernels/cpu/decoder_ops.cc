@@ -457,6 +457,44 @@ void flash_attention_backward(Real* dq, Real* dk, Real* dv, const Real* dout, co
                 });
 }
 
+template <typename Real>
+void cached_attention_forward(Real* out, const Real* q, const Real* k_cache, const Real* v_cache,
+                              int Tq, int P, int NH, int KV, int D,
+                              std::type_identity_t<Real> scale) {
+  DSINF_CHECK_MSG(Tq >= 0 && D >= 0 && P >= Tq, "cached attention needs 0 <= Tq <= P");
+  DSINF_CHECK_MSG(KV > 0 && NH > 0 && NH % KV == 0, "NH must be a positive multiple of KV");
+  const int group = NH / KV;
+  const size_t q_ld = static_cast<size_t>(NH) * D, kv_ld = static_cast<size_t>(KV) * D;
+  const size_t work = static_cast<size_t>(P) * 2 * std::max(D, 1);
+  parallel_over(static_cast<size_t>(Tq) * NH, work, [&](size_t r0, size_t r1) {
+    std::vector<Real> scores(static_cast<size_t>(P));
+    for (size_t r = r0; r < r1; ++r) {  // r = i*NH + h
+      const int h = static_cast<int>(r % NH), i = static_cast<int>(r / NH);
+      const int last = P - Tq + i;  // the query's position: keys 0..last
+      const Real* q_row = q + r * D;
+      const Real* k_head = k_cache + static_cast<size_t>(h / group) * D;
+      const Real* v_head = v_cache + static_cast<size_t>(h / group) * D;
+      Real max = -std::numeric_limits<Real>::infinity();
+      for (int j = 0; j <= last; ++j) {
+        scores[j] = dot(q_row, k_head + j * kv_ld, D) * Real(scale);
+        max = std::max(max, scores[j]);
+      }
+      Real sum = 0;
+      for (int j = 0; j <= last; ++j) {
+        scores[j] = std::exp(scores[j] - max);
+        sum += scores[j];
+      }
+      Real* out_row = out + static_cast<size_t>(i) * q_ld + static_cast<size_t>(h) * D;
+      std::fill(out_row, out_row + D, Real(0));
+      for (int j = 0; j <= last; ++j) {
+        const Real w = scores[j] / sum;
+        const Real* v_row = v_head + j * kv_ld;
+        for (int d = 0; d < D; ++d) out_row[d] += w * v_row[d];
+      }
+    }
+  });
+}
+
 #define DSINF_INSTANTIATE_CPU_DECODER_OPS(Real)                                                    \
   template void rmsnorm_forward<Real>(Real*, Real*, const Real*, const Real*, int, int, Real);     \
   template void rmsnorm_backward<Real>(Real*, Real*, const Real*, const Real*, const Real*,        \
@@ -470,7 +508,9 @@ void flash_attention_backward(Real* dq, Real* dk, Real* dv, const Real* dout, co
                                               int, int, int, int, int, Real);                      \
   template void flash_attention_backward<Real>(Real*, Real*, Real*, const Real*, const Real*,      \
                                                const Real*, const Real*, const Real*, const Real*, \
-                                               Real*, int, int, int, int, int, Real);
+                                               Real*, int, int, int, int, int, Real);      \
+  template void cached_attention_forward<Real>(Real*, const Real*, const Real*, const Real*, int, \
+                                               int, int, int, int, Real);
 
 DSINF_INSTANTIATE_CPU_DECODER_OPS(float)
 DSINF_INSTANTIATE_CPU_DECODER_OPS(double)

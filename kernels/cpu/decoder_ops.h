@@ -72,4 +72,13 @@ void flash_attention_backward(Real* dq, Real* dk, Real* dv, const Real* dout, co
                               Real* scratch, int B, int T, int NH, int KV, int D,
                               std::type_identity_t<Real> scale);
 
+// Attention of Tq queries at positions [P - Tq, P) over a cache of keys and values of positions
+// [0, P) (kernels/decoder_ops.h): q, out (Tq,NH,D); k_cache, v_cache (>= P rows, KV, D). One task
+// per (query, head) row: the scores in a row buffer, its max, exponentials and sum, then the
+// weighted values, each summed over the keys in order.
+template <typename Real>
+void cached_attention_forward(Real* out, const Real* q, const Real* k_cache, const Real* v_cache,
+                              int Tq, int P, int NH, int KV, int D,
+                              std::type_identity_t<Real> scale);
+
 }  // namespace dsinf::kernels::cpu

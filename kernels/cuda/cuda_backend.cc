@@ -563,6 +563,14 @@ class CudaBackend final : public Backend {
                                             KV, D, scale, compute());
     });
   }
+  void cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                const float* v_cache, int Tq, int P, int NH, int KV, int D,
+                                float scale) override {
+    run_op([&] {
+      return cuda::cached_attention_forward(out, q, k_cache, v_cache, Tq, P, NH, KV, D, scale,
+                                            compute());
+    });
+  }
 
   // Synchronous by the interface: waits for the compute stream's work so far.
   // NaN when the reduction fails (the failure is also kept for wait()).

@@ -398,6 +398,56 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+struct CachedDims {
+  int Tq, P, NH, KV, D;
+  float scale;
+};
+
+// One warp per row r = i * NH + h of q (Tq,NH,D): query i sits at position P - Tq + i and sees
+// the cached keys 0 .. that position, 32 at a time (lane j scores key j0 + j), with a running max
+// and sum; each lane owns dimensions lane, lane + 32, ... of the output.
+__global__ void __launch_bounds__(kThreads)
+    cached_attention_kernel(float* out, const float* q, const float* k_cache,
+                            const float* v_cache, CachedDims a) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const size_t row = size_t{blockIdx.x} * kWarpsPerBlock + (threadIdx.x >> 5);
+  if (row >= static_cast<size_t>(a.Tq) * a.NH) return;  // the same for the whole warp
+  const int h = static_cast<int>(row % a.NH), i = static_cast<int>(row / a.NH);
+  const int g = h / (a.NH / a.KV), last = a.P - a.Tq + i, D = a.D;
+  const size_t kv_ld = static_cast<size_t>(a.KV) * D;
+  const float* q_row = q + row * D;
+  const float* k_head = k_cache + static_cast<size_t>(g) * D;
+  const float* v_head = v_cache + static_cast<size_t>(g) * D;
+  float o[kDimsPerLane] = {};
+  float m = -INFINITY, l = 0.0f;
+  for (int j0 = 0; j0 <= last; j0 += 32) {
+    const int key = j0 + lane;
+    const float s = key <= last ? dot(q_row, k_head + key * kv_ld, D) * a.scale : -INFINITY;
+    const float m_new = fmaxf(m, warp_max(s));
+    const float p = key <= last ? expf(s - m_new) : 0.0f;
+    const float alpha = expf(m - m_new);  // 0 on the first keys (m = -inf)
+    l = l * alpha + warp_sum(p);
+    m = m_new;
+#pragma unroll
+    for (int r = 0; r < kDimsPerLane; ++r) o[r] *= alpha;
+    const int keys = min(32, last + 1 - j0);
+    for (int j = 0; j < keys; ++j) {
+      const float w = __shfl_sync(0xffffffffu, p, j);
+      const float* v_row = v_head + (j0 + j) * kv_ld;
+#pragma unroll
+      for (int r = 0; r < kDimsPerLane; ++r) {
+        const int d = lane + 32 * r;
+        if (d < D) o[r] += w * v_row[d];
+      }
+    }
+  }
+  float* out_row = out + row * D;
+#pragma unroll
+  for (int r = 0; r < kDimsPerLane; ++r) {
+    if (lane + 32 * r < D) out_row[lane + 32 * r] = o[r] / l;
+  }
+}
+
 absl::Status check_attention(int B, int T, int NH, int KV, int D, const char* op) {
   const std::string name(op);
   if (B < 0 || T < 0 || NH < 0 || KV < 0 || D < 0) return invalid(name + ": negative shape");
@@ -543,6 +593,19 @@ absl::Status flash_attention_backward(float* dq, float* dk, float* dv, const flo
   return launch_attention(flash_dkv_kernel, "flash_dkv_kernel", static_cast<size_t>(B) * KV * tiles,
                           dkv_shared_floats(D), st, dk, dv, dout, q, k, v, lse,
                           static_cast<const float*>(scratch), a);
+}
+
+absl::Status cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                      const float* v_cache, int Tq, int P, int NH, int KV, int D,
+                                      float scale, StreamHandle stream) {
+  DSINF_CUDA_RETURN_IF_ERROR(check_attention(1, Tq, NH, KV, D, "cached_attention_forward"));
+  if (P < Tq) return invalid("cached_attention_forward: P below Tq");
+  if (Tq == 0) return absl::OkStatus();
+  if (!out || !q || !k_cache || !v_cache) return invalid("cached_attention_forward: null tensor");
+  const CachedDims a{Tq, P, NH, KV, D, scale};
+  cached_attention_kernel<<<row_blocks(static_cast<size_t>(Tq) * NH), kThreads, 0,
+                            as_stream(stream)>>>(out, q, k_cache, v_cache, a);
+  return launch_status("launch of cached_attention_kernel");
 }
 
 }  // namespace dsinf::kernels::cuda

@@ -55,4 +55,12 @@ absl::Status flash_attention_backward(float* dq, float* dk, float* dv, const flo
                                       int T, int NH, int KV, int D, float scale,
                                       StreamHandle stream);
 
+// Attention of Tq queries at positions [P - Tq, P) over a key/value cache of
+// positions [0, P) (kernels/decoder_ops.h; batch 1). One warp per (query,
+// head) row, walking the keys 32 at a time with an online softmax; D <=
+// kMaxAttentionHeadDim.
+absl::Status cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                      const float* v_cache, int Tq, int P, int NH, int KV, int D,
+                                      float scale, StreamHandle stream);
+
 }  // namespace dsinf::kernels::cuda

@@ -377,6 +377,46 @@ TEST(CpuDecoderOps, FlashAttentionMatchesMaterialisedSoftmax) {
   }
 }
 
+// ---- attention against a key/value cache ----
+
+struct CachedShape {
+  int Tq, P, NH, KV, D;
+};
+
+// The cache of P positions inside a larger one (rows past P are NaN: never read), the queries the
+// last Tq rows of a full attention's; the reference is that full attention's out in double.
+TEST(CpuDecoderOps, CachedAttentionMatchesTheFullAttentionsLastRows) {
+  constexpr CachedShape kShapes[] = {{1, 1, 2, 2, 16},   {1, 37, 8, 2, 24}, {5, 70, 4, 1, 17},
+                                     {70, 70, 4, 2, 64}, {3, 130, 8, 8, 24}, {1, 200, 6, 3, 40}};
+  uint64_t seed = 500;
+  for (const CachedShape& c : kShapes) {
+    const AttentionShape s{1, c.P, c.NH, c.KV, c.D};
+    SCOPED_TRACE(describe(s) + " Tq=" + std::to_string(c.Tq));
+    const AttentionInputs in(s, seed);
+    seed += 10;
+    const AttentionResults ref = reference_attention(s, in);
+    const size_t q_row = size_t(c.NH) * c.D, kv_row = size_t(c.KV) * c.D, spare = 5;
+    std::vector<float> k_cache((c.P + spare) * kv_row, NAN), v_cache(k_cache.size(), NAN);
+    std::copy(in.k.begin(), in.k.end(), k_cache.begin());
+    std::copy(in.v.begin(), in.v.end(), v_cache.begin());
+    const size_t first = size_t(c.P - c.Tq) * q_row;
+    const std::vector<float> q(in.q.begin() + first, in.q.end());
+    std::vector<float> out(q.size(), NAN);
+    cached_attention_forward(out.data(), q.data(), k_cache.data(), v_cache.data(), c.Tq, c.P, c.NH,
+                             c.KV, c.D, static_cast<float>(in.scale));
+    const Vec expected(ref.out.begin() + first, ref.out.end());
+    const double error = normalized_error(widen(out), expected);
+    EXPECT_LT(error, 1e-5);
+    // The double instantiation to the reference's own precision.
+    Vec out_d(q.size());
+    const Vec kd(in.k.begin(), in.k.end()), vd(in.v.begin(), in.v.end());
+    const Vec qd(in.q.begin() + first, in.q.end());
+    cached_attention_forward(out_d.data(), qd.data(), kd.data(), vd.data(), c.Tq, c.P, c.NH, c.KV,
+                             c.D, in.scale);
+    EXPECT_LT(normalized_error(out_d, expected), 1e-12);
+  }
+}
+
 // The gradients against finite differences of the double forward, across a tile boundary.
 TEST(CpuDecoderOpsGrad, FlashAttention) {
   const AttentionShape s{1, 70, 4, 2, 6};

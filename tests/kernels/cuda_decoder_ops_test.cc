@@ -2,7 +2,8 @@
 // interface against the CPU backend on the same random inputs: RMSNorm, RoPE,
 // SwiGLU and flash attention at several shapes (T up to 1024, GQA ratios 1 to
 // 8, head dimensions 16 to 256), plus the encoder without position
-// embeddings. Every test skips when there is no CUDA driver or device.
+// embeddings; attention against a key/value cache (generation). Every test
+// skips when there is no CUDA driver or device.
 //
 // Outputs an op overwrites are poisoned first (NaN bytes, so an element the
 // GPU never writes fails); "+=" outputs start from the same random contents on
@@ -315,6 +316,38 @@ TEST_F(CudaDecoderOpsTest, FlashAttentionForwardAndBackward) {
     expect_close(*dk, 1e-4, "flash_attention_backward dk" + what, true);
     expect_close(*dv, 1e-4, "flash_attention_backward dv" + what, true);
     expect_close(*scratch, 1e-5, "flash_attention_backward dout . out" + what);
+  }
+}
+
+// Attention against a key/value cache: Tq queries (1: a decode step; Tq = P: a prefill) over a
+// cache with spare rows past P (NaN: never read), head dimensions up to 256, GQA ratios 1 to 8.
+TEST_F(CudaDecoderOpsTest, CachedAttentionForward) {
+  struct Shape {
+    int Tq, P, NH, KV, D, rows;
+  };
+  constexpr Shape kShapes[] = {{1, 1, 2, 2, 16, 4},      {1, 37, 8, 2, 24, 64},
+                               {5, 70, 4, 1, 17, 80},    {70, 70, 4, 2, 64, 70},
+                               {3, 1030, 8, 8, 128, 1100}, {1, 300, 4, 1, 256, 300}};
+  std::mt19937 rng(7);
+  for (const Shape& s : kShapes) {
+    const std::string what = " Tq=" + std::to_string(s.Tq) + " P=" + std::to_string(s.P) +
+                             " NH=" + std::to_string(s.NH) + " KV=" + std::to_string(s.KV) +
+                             " D=" + std::to_string(s.D);
+    const size_t nq = static_cast<size_t>(s.Tq) * s.NH * s.D;
+    const size_t kv = static_cast<size_t>(s.KV) * s.D, filled = kv * s.P;
+    std::vector<float> keys = normal(kv * s.rows, rng, 1.5f), values = normal(kv * s.rows, rng);
+    std::fill(keys.begin() + filled, keys.end(), std::numeric_limits<float>::quiet_NaN());
+    std::fill(values.begin() + filled, values.end(), std::numeric_limits<float>::quiet_NaN());
+    auto q = twin(normal(nq, rng, 1.5f));
+    auto k = twin(keys);
+    auto v = twin(values);
+    auto out = twin(poison(nq));
+    const float scale = static_cast<float>(1 / std::sqrt(double(s.D)));
+    gpu().cached_attention_forward(out->g(), q->g(), k->g(), v->g(), s.Tq, s.P, s.NH, s.KV, s.D,
+                                   scale);
+    cpu().cached_attention_forward(out->c(), q->c(), k->c(), v->c(), s.Tq, s.P, s.NH, s.KV, s.D,
+                                   scale);
+    expect_close(*out, 1e-5, "cached_attention_forward" + what);
   }
 }
 
