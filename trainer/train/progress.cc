@@ -78,6 +78,7 @@ absl::Status Progress::open_monitors() {
 
 void Progress::start(const TrainState& state) {
   first_step_ = state.step;
+  swap_at_start_ = session_.runtime->nvme_stats();
   run_start_ = window_start_ = Clock::now();
 }
 
@@ -230,6 +231,8 @@ absl::Status Progress::finish(const TrainState& state, bool interrupted) {
   if (json_) {
     const double tokens =
         static_cast<double>(steps_run * config_.train_batch_size) * config_.model.window();
+    // The swap's traffic since the weights were loaded (a frozen base is read, never written).
+    const nvme::EngineStats swap = rt.nvme_stats();
     emit_json({{"event", "summary"},
                {"steps", state.step},
                {"steps_run", steps_run},
@@ -240,6 +243,9 @@ absl::Status Progress::finish(const TrainState& state, bool interrupted) {
                {"interrupted", interrupted},
                {"peak_bytes", peak_bytes()},
                {"streaming", streamed},
+               {"swap_io",
+                {{"read_bytes", swap.bytes_read - swap_at_start_.bytes_read},
+                 {"written_bytes", swap.bytes_written - swap_at_start_.bytes_written}}},
                // Background saves: how long the optimizer waited for one to read a chunk.
                {"checkpoint_wait_s", rt.snapshot_wait_s()}});
   }

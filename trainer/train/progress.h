@@ -50,6 +50,7 @@ class Progress {
   size_t host_bytes_;
   std::vector<std::unique_ptr<Monitor>> monitors_;
   int64_t first_step_ = 0;
+  nvme::EngineStats swap_at_start_;  // the swap's counters once the weights were in
   Clock::time_point run_start_, window_start_;
   int64_t window_tokens_ = 0;
   double time_fwd_ = 0, time_bwd_ = 0, time_step_ = 0;
