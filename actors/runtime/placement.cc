@@ -99,8 +99,9 @@ absl::Status device_budget_error(uint64_t budget, size_t shared_chunks, const Me
           : "",
       plan.persistent_chunks > 0 ? absl::StrCat(", ", format_bytes_exact(plan.persistent_bytes),
                                                 " of ", plan.persistent_chunks,
-                                                " parameter chunks below zero_optimization."
-                                                "stage3_param_persistence_threshold")
+                                                " parameter chunks kept on the device (below "
+                                                "zero_optimization.stage3_param_persistence_"
+                                                "threshold, or LoRA adapters)")
                                  : "",
       shared_chunks > 0
           ? absl::StrCat(" and one ", format_bytes_exact(plan.slot_bytes), " parameter slot")

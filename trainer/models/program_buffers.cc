@@ -30,7 +30,9 @@ absl::Status ProgramBuffers::allocate() {
 
 size_t largest_chunk_bytes(const std::vector<memory::ChunkLayout>& layouts) {
   size_t largest = 0;
-  for (const memory::ChunkLayout& layout : layouts) largest = std::max(largest, layout.bytes());
+  for (const memory::ChunkLayout& layout : layouts) {
+    if (layout.trainable()) largest = std::max(largest, layout.bytes());
+  }
   return largest;
 }
 

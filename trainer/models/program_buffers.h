@@ -44,7 +44,8 @@ class ProgramBuffers {
   std::vector<void*> owned_;
 };
 
-// The largest chunk of `layouts` in bytes: a gradient visit buffer's size.
+// The largest trainable chunk of `layouts` in bytes: a gradient visit
+// buffer's size (a frozen chunk gets no visit).
 size_t largest_chunk_bytes(const std::vector<memory::ChunkLayout>& layouts);
 
 // Copies B*T input and target ids to the device (upload stream) and makes the
