@@ -14,6 +14,7 @@
 #include "bench/bench_step.h"
 #include "memory/util/args.h"
 #include "memory/util/exit_code.h"
+#include "trainer/cli/generate_commands.h"
 #include "trainer/cli/text_commands.h"
 #include "trainer/config/config.h"
 #include "trainer/config/runtime_spec.h"
@@ -53,13 +54,20 @@ commands:
   template --tokenizer DIR --in CONVERSATION.json [--add-generation-prompt] [--json]
                                          print a conversation rendered with the model's
                                          chat template
+  generate CONFIG (--prompt TEXT | --in PROMPTS.jsonl) [--max-new-tokens N]
+         [--temperature F] [--top-k N] [--top-p F] [--seed N] [--json]
+                                         continue prompts (the llama family), streaming the
+                                         text; weights as eval takes them (dsinf generate --help)
+  chat   CONFIG [sampling options] [--json]
+                                         a conversation through the chat template; /reset,
+                                         /exit; reads one user line after another from a pipe
   bench step CONFIG [--steps N] [--json] a config's step against its bound, with a trace
   bench tokenize --tokenizer DIR --in PATH... [--json]
                                          tokenizer MB/s against transformers.js
   bench tiers [--path DIR] [--json]      bandwidth of host memory, host copies,
                                          host<->device and NVMe (dsinf bench --help)
 
-eval and export use the newest checkpoint in train.output_dir, else
+eval, export, generate and chat use the newest checkpoint in train.output_dir, else
 model.init_from, else the seeded initialisation.
 
 options:
@@ -280,6 +288,8 @@ int cli_main(int argc, char** argv) {
     return bench_step_main({rest.begin() + 1, rest.end()}, *env);
   }
   if (command == "bench") return bench::bench_main(rest, nvme_settings);
+  if (command == "generate") return generate_main(rest, *env);
+  if (command == "chat") return chat_main(rest, *env);
   if (command != "train" && command != "eval" && command != "export" && command != "plan") {
     return usage_error("unknown command '" + command + "'");
   }

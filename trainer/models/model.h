@@ -69,4 +69,38 @@ class Model : public actors::ModelDef {
 // family dsinf does not have.
 absl::StatusOr<std::unique_ptr<Model>> make_model(const ModelConfig& config);
 
+// Text generation (dsinf generate, chat): one sequence's key/value cache on
+// the device and passes over the model's chunks that append tokens to it.
+// Parameters come from a ChunkSource chunk by chunk in the layer program's
+// order, so a model larger than the device streams its weights from host or
+// NVMe as the training forward does (ZeRO-Inference).
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  // Positions the cache holds: model.max_position_embeddings.
+  virtual int max_positions() const = 0;
+  virtual int vocab_size() const = 0;
+  // 2 x layers x max_positions x KV heads x head_dim x 4 bytes (fp32, batch 1).
+  virtual size_t kv_cache_bytes() const = 0;
+  // Device bytes bind() allocates: the cache and the buffers of a pass of up
+  // to max_positions tokens (page aligned, as the arena takes them).
+  virtual size_t device_bytes() const = 0;
+  // Allocates in `backend`'s arena and reads parameters from `source` (not
+  // owned): kResourceExhausted when the budget is too small.
+  virtual absl::Status bind(kernels::Backend* backend, actors::ChunkSource* source) = 0;
+  // Tokens in the cache: the next token's position.
+  virtual int position() const = 0;
+  // Forgets positions from `positions` on (0: a new sequence); the cache
+  // below it stays valid.
+  virtual void truncate(int positions) = 0;
+  // Appends `tokens` at positions [position(), position() + n) in one pass and
+  // writes the logits (vocab) of the last one into `logits`. kInvalidArgument
+  // for an id outside the vocabulary or past max_positions.
+  virtual absl::Status append(const std::vector<int32_t>& tokens, std::vector<float>& logits) = 0;
+};
+
+// The decoder of `config`'s family: kUnimplemented for GPT-2 (generation
+// supports the llama family) and for LoRA configs.
+absl::StatusOr<std::unique_ptr<Decoder>> make_decoder(const ModelConfig& config);
+
 }  // namespace dsinf::trainer

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -163,6 +164,9 @@ struct PlanFacts {
   Placement p;
   actors::DeviceRequest device;
   size_t act_with = 0, act_without = 0, activations = 0;
+  // dsinf generate and chat (the llama family): the key/value cache and, with
+  // it, the device bytes a generation runtime plans in place of activations.
+  std::optional<size_t> kv_cache, generation_bytes;
   MemoryPlan plan;
   absl::Status budget_status;  // what train says of the budgets
   std::vector<PathSwap> swaps;
@@ -229,6 +233,10 @@ absl::Status gather_model(const Config& config, const RunEnvironment& env, PlanF
     (ckpt ? f.act_with : f.act_without) = (*m)->activation_bytes(micro_batch);
   }
   f.activations = config.model.activation_checkpointing ? f.act_with : f.act_without;
+  if (absl::StatusOr<std::unique_ptr<Decoder>> d = make_decoder(config.model); d.ok()) {
+    f.kv_cache = (*d)->kv_cache_bytes();
+    f.generation_bytes = (*d)->device_bytes();
+  }
   return absl::OkStatus();
 }
 
@@ -350,9 +358,10 @@ void print_device(const PlanFacts& f, std::ostream& out) {
   }
   if (plan.persistent_chunks > 0) {
     out << absl::StrFormat(
-        "  persistent       %d chunks below stage3_param_persistence_threshold %d elements, "
+        "  persistent       %d chunks below stage3_param_persistence_threshold %d elements%s, "
         "a slot each: %s\n",
         plan.persistent_chunks, p.param_persistence_threshold,
+        f.frozen_params > 0 ? " or LoRA's adapters" : "",
         util::format_bytes_exact(plan.persistent_bytes));
   }
   out << "  total            " << util::format_bytes_exact(plan.device_bytes) << "\n"
@@ -360,6 +369,14 @@ void print_device(const PlanFacts& f, std::ostream& out) {
       << " (memory.device_budget_bytes)\n"
       << "  least budget     " << util::format_bytes_exact(plan.device_min_bytes)
       << (plan.slot_bytes > 0 ? " (one parameter slot)\n" : "\n");
+  if (f.kv_cache) {
+    const ModelConfig& m = f.config->model;
+    out << absl::StrFormat(
+        "  generation       key/value cache %s (2 x %d layers x %d positions x %d kv heads x %d "
+        "x 4 bytes), %s with a pass's buffers, in place of activations (dsinf generate, chat)\n",
+        util::format_bytes_exact(*f.kv_cache), m.n_layer, m.n_positions, m.n_kv_head, m.head_dim,
+        util::format_bytes_exact(*f.generation_bytes));
+  }
 }
 
 void print_host_and_swap(const PlanFacts& f, std::ostream& out) {
@@ -507,7 +524,10 @@ ojson bytes_json(const PlanFacts& f) {
             {"persistent", plan.persistent_bytes},
             {"total", plan.device_bytes},
             {"budget", config.memory.device_budget_bytes},
-            {"min_budget", plan.device_min_bytes}}},
+            {"min_budget", plan.device_min_bytes},
+            {"generation_kv_cache", f.kv_cache ? ojson(*f.kv_cache) : ojson(nullptr)},
+            {"generation_bytes",
+             f.generation_bytes ? ojson(*f.generation_bytes) : ojson(nullptr)}}},
           {"host",
            {{"classes", plan.host_class_bytes},
             {"staging", plan.host_staging_bytes},
