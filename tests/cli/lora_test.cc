@@ -5,6 +5,7 @@
 // byte for byte; resuming on another base and bad lora sections exit 2.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -13,6 +14,7 @@
 
 #include "tests/cli/train_util.h"
 #include "tests/test_util.h"
+#include "trainer/data/data.h"
 #include "trainer/models/safetensors.h"
 
 namespace dsinf::testing {
@@ -177,6 +179,47 @@ TEST(LoraCli, AdapterAndMergedExportsLoadBackWithTheSameLoss) {
             0);
   EXPECT_TRUE(read_text(dir / "adapter/adapter_model.safetensors") ==
               read_text(dir / "adapter2/adapter_model.safetensors"));
+}
+
+// The reference's own model (tests/trainer/models/torch_llama.py) as the
+// base, fine-tuned with LoRA; the merged export loads into the reference with
+// the loss dsinf's eval gives base + adapter.
+TEST(LoraCli, MergedExportLoadsIntoTheReferenceWithTheAdaptedLoss) {
+  if (!have_torch()) GTEST_SKIP() << "python3-torch is not installed";
+  TempDir dir;
+  const std::string script =
+      std::string("/usr/bin/python3 ") + DSINF_SOURCE_DIR + "/tests/trainer/models/torch_llama.py";
+  const CommandResult gen = run_command(
+      script + " golden --out " + dir.path() + " --family llama --heads 4 --kv-heads 2",
+      dir.path());
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  std::vector<int32_t> tokens(2000);
+  uint64_t x = 99;
+  for (int32_t& t : tokens) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t = static_cast<int32_t>((x >> 33) % 300);
+  }
+  ASSERT_TRUE(trainer::write_token_shard(dir / "tokens.bin", tokens).ok());
+  json config = base_config(dir, dir / "ft", 3);
+  config["model"] = {{"init_from", dir / "model"}};
+  config["data"] = {{"path", dir / "tokens.bin"}, {"seq_len", 16}};
+  config["lora"] = {{"r", 4}, {"lora_alpha", 16}, {"target_modules", "all-linear"}};
+  ASSERT_EQ(run(dir, "train", "ft", config).exit_code, 0);
+  const CommandResult evaluated = run(dir, "eval", "ft", config);
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.err;
+  ASSERT_EQ(run(dir, "export", "ft", config, "--out " + (dir / "merged")).exit_code, 0);
+  const CommandResult reference = run_command(
+      script + " eval --dir " + (dir / "merged") + " --data " + (dir / "tokens.bin") + " --seq 16",
+      dir.path());
+  ASSERT_EQ(reference.exit_code, 0) << reference.err;
+  const double expected = json::parse(reference.out)["loss"].get<double>();
+  EXPECT_NEAR(loss_of(evaluated), expected, 1e-4 * expected);
+  // ... and the adapters changed the model: the base alone has another loss.
+  const CommandResult base = run_command(
+      script + " eval --dir " + (dir / "model") + " --data " + (dir / "tokens.bin") + " --seq 16",
+      dir.path());
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  EXPECT_GT(std::abs(json::parse(base.out)["loss"].get<double>() - expected), 1e-4);
 }
 
 TEST(LoraCli, CheckpointsHoldTheAdaptersAndRefuseAnotherBase) {
