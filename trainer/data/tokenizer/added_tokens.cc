@@ -93,8 +93,8 @@ absl::StatusOr<std::unique_ptr<AddedVocabulary>> AddedVocabulary::load(
       if (id > kMaxTokenId) return json_error(entry_path, "too many added tokens");
     }
     if (token.normalized && normalizer != nullptr) {
-      Arena arena;
-      Piece piece = append_original(arena, token.content);
+      Arena arena(token.content);
+      Piece piece = arena.input();
       if (absl::Status s = normalizer->normalize(arena, piece); !s.ok()) {
         return json_error(entry_path, sv(s.message()));
       }

@@ -30,6 +30,18 @@ struct QueuedMerge {
   }
 };
 
+// The first and last characters of a (valid UTF-8, non-empty) token.
+uint32_t first_char(std::string_view token) {
+  size_t length;
+  return decode_utf8(token, 0, &length);
+}
+uint32_t last_char(std::string_view token) {
+  size_t start = token.size() - 1;
+  while (start > 0 && (static_cast<unsigned char>(token[start]) & 0xC0) == 0x80) --start;
+  size_t length;
+  return decode_utf8(token, start, &length);
+}
+
 std::string byte_fallback_token(uint8_t byte) { return absl::StrFormat("<0x%02X>", byte); }
 
 absl::StatusOr<std::pair<std::string, std::string>> merge_pair(const Json& entry,
@@ -138,6 +150,9 @@ absl::StatusOr<std::unique_ptr<Bpe>> Bpe::load(const Json& value, std::string_vi
         return json_error(entry_path, absl::StrCat("token \"", *text, "\" is not in model.vocab"));
       }
     }
+    if (!pair->first.empty() && !pair->second.empty()) {  // an empty side never merges
+      bpe->joinable_.insert(char_pair(last_char(pair->first), first_char(pair->second)));
+    }
     // A repeated pair takes the later rank, as Hugging Face's map does.
     bpe->merges_.insert_or_assign(
         (uint64_t(uint32_t(left->second)) << 32) | uint32_t(right->second),
@@ -158,53 +173,97 @@ const std::string* Bpe::id_to_token(int32_t id) const {
   return it == tokens_.end() ? nullptr : &it->second;
 }
 
-absl::Status Bpe::tokenize(const Arena& arena, const Piece& piece, std::vector<int32_t>& ids,
-                           std::vector<Span>& offsets) const {
+absl::Status Bpe::tokenize(const Arena& arena, const Piece& piece, Encoding& out) const {
   const std::string_view word = piece_text(arena, piece);
   if (word.empty()) return absl::OkStatus();
   thread_local WordTokens tokens;
+  // Appends `tokens`, found in word[at, ...).
+  auto append = [&](uint32_t at) {
+    for (const WordToken& t : tokens) {
+      const uint32_t begin = piece.begin + at + t.begin, end = piece.begin + at + t.end;
+      const Span span = original_span(arena, begin, end);
+      out.ids.push_back(t.id);
+      out.offsets.emplace_back(span.begin, span.end);
+    }
+  };
   tokens.clear();
-  auto& shards = cache_[piece.byte_mapped ? 1 : 0];
-  const bool cacheable = word.size() < kCacheWordBytesMax;
-  CacheShard* shard = nullptr;
-  bool hit = false;
-  if (cacheable) {
-    shard = &shards[absl::Hash<absl::string_view>{}(av(word)) % kCacheShards];
-    std::lock_guard<std::mutex> lock(shard->mutex);
-    auto it = shard->words.find(av(word));
-    if (it != shard->words.end()) {
-      tokens = it->second;
-      hit = true;
+  if (word.size() < kCacheWordBytesMax) {
+    if (absl::Status s = cached_word(word, piece.byte_mapped, tokens); !s.ok()) return s;
+    append(0);
+    return absl::OkStatus();
+  }
+  if (ignore_merges_ && whole_word(word, piece.byte_mapped, tokens)) {
+    append(0);
+    return absl::OkStatus();
+  }
+  // A long word -- a whole document when no pre-tokenizer splits the text:
+  // merged part by part, cut between characters that no merge joins, so that
+  // time and memory are those of the parts (merges in one part never reach
+  // another). Parts go through the cache unless ignore_merges would look them
+  // up whole.
+  uint32_t part_begin = 0;
+  auto merge_part = [&](uint32_t part_end) -> absl::Status {
+    const std::string_view part = word.substr(part_begin, part_end - part_begin);
+    tokens.clear();
+    absl::Status s = ignore_merges_ || part.size() >= kCacheWordBytesMax
+                         ? merge_word(part, piece.byte_mapped, tokens)
+                         : cached_word(part, piece.byte_mapped, tokens);
+    if (!s.ok()) return s;
+    append(part_begin);
+    part_begin = part_end;
+    return absl::OkStatus();
+  };
+  uint32_t previous = 0;  // the previous character (its GPT-2 character when byte_mapped)
+  for (uint32_t i = 0; i < word.size();) {
+    size_t length = 1;
+    const uint32_t c = piece.byte_mapped ? byte_level_char(static_cast<uint8_t>(word[i]))
+                                         : decode_utf8(word, i, &length);
+    if (i > 0 && !joinable(previous, c) && is_char_token(previous, piece.byte_mapped) &&
+        is_char_token(c, piece.byte_mapped)) {
+      if (absl::Status s = merge_part(i); !s.ok()) return s;
     }
+    previous = c;
+    i += uint32_t(length);
   }
-  if (!hit) {
-    if (absl::Status s = tokenize_word(word, piece.byte_mapped, tokens); !s.ok()) return s;
-    if (cacheable) {
-      std::lock_guard<std::mutex> lock(shard->mutex);
-      if (shard->words.size() < kCacheWordsPerShard)
-        shard->words.try_emplace(std::string(word), tokens);
-    }
+  absl::Status status = merge_part(uint32_t(word.size()));
+  if (tokens.capacity() > kCacheWordBytesMax) {
+    tokens.clear();
+    tokens.shrink_to_fit();
   }
-  for (const WordToken& t : tokens) {
-    ids.push_back(t.id);
-    offsets.push_back(original_span(arena, piece.begin + t.begin, piece.begin + t.end));
-  }
-  return absl::OkStatus();
+  return status;
 }
 
-absl::Status Bpe::tokenize_word(std::string_view word, bool byte_mapped, WordTokens& out) const {
-  if (ignore_merges_) {
-    std::string mapped;
-    if (byte_mapped) {
-      mapped.reserve(word.size() * 2);
-      for (char c : word) append_utf8(mapped, byte_level_char(static_cast<uint8_t>(c)));
-    }
-    auto it = vocab_.find(av(byte_mapped ? std::string_view(mapped) : word));
-    if (it != vocab_.end()) {
-      out.push_back({it->second, 0, uint32_t(word.size())});
+absl::Status Bpe::cached_word(std::string_view word, bool byte_mapped, WordTokens& out) const {
+  CacheShard& shard =
+      cache_[byte_mapped ? 1 : 0][absl::Hash<absl::string_view>{}(av(word)) % kCacheShards];
+  {
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    auto it = shard.words.find(av(word));
+    if (it != shard.words.end()) {
+      out = it->second;
       return absl::OkStatus();
     }
   }
+  if (absl::Status s = tokenize_word(word, byte_mapped, out); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(shard.mutex);
+  if (shard.words.size() < kCacheWordsPerShard) shard.words.try_emplace(std::string(word), out);
+  return absl::OkStatus();
+}
+
+bool Bpe::whole_word(std::string_view word, bool byte_mapped, WordTokens& out) const {
+  std::string mapped;
+  if (byte_mapped) {
+    mapped.reserve(word.size() * 2);
+    for (char c : word) append_utf8(mapped, byte_level_char(static_cast<uint8_t>(c)));
+  }
+  auto it = vocab_.find(av(byte_mapped ? std::string_view(mapped) : word));
+  if (it == vocab_.end()) return false;
+  out.push_back({it->second, 0, uint32_t(word.size())});
+  return true;
+}
+
+absl::Status Bpe::tokenize_word(std::string_view word, bool byte_mapped, WordTokens& out) const {
+  if (ignore_merges_ && whole_word(word, byte_mapped, out)) return absl::OkStatus();
   return merge_word(word, byte_mapped, out);
 }
 
@@ -310,6 +369,10 @@ absl::Status Bpe::merge_word(std::string_view word, bool byte_mapped, WordTokens
   }
   for (const Symbol& s : symbols) {
     if (s.alive) out.push_back({s.id, s.begin, s.end});
+  }
+  if (symbols.capacity() > kCacheWordBytesMax * 64) {  // a long word's: not kept
+    symbols.clear();
+    symbols.shrink_to_fit();
   }
   return absl::OkStatus();
 }

@@ -1,5 +1,7 @@
 #include "trainer/data/tokenizer/normalized.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -7,155 +9,157 @@
 
 namespace dsinf::trainer::tokenizer_internal {
 
-Piece append_original(Arena& arena, std::string_view input) {
-  if (arena.text.size() + input.size() > kArenaBytesMax) throw ArenaFull();
-  const auto base = static_cast<uint32_t>(arena.text.size());
-  arena.text.append(input);
-  arena.align.resize(arena.text.size());
-  Span* align = arena.align.data() + base;
-  const size_t n = input.size();
-  for (size_t i = 0; i < n;) {
-    size_t length = 1;
-    if (static_cast<unsigned char>(input[i]) >= 0x80) decode_utf8(input, i, &length);
-    const Span span{uint32_t(i), uint32_t(i + length)};
-    for (size_t k = 0; k < length; ++k) align[i + k] = span;
-    i += length;
+Arena::Arena(std::string_view input) : input_(input) {
+  if (input.size() > kArenaBytesMax) throw ArenaFull();
+}
+
+void advise_huge_pages(const void* data, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kPageBytes = 4096, kHugePageBytes = uintptr_t{2} << 20;
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = (begin + kPageBytes - 1) & ~(kPageBytes - 1);
+  const uintptr_t last = (begin + bytes) & ~(kPageBytes - 1);
+  if (last < first + 4 * kHugePageBytes) return;
+  madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+}
+
+void Arena::reserve_more(size_t bytes) {
+  const size_t needed = copies_.size() + bytes;
+  if (needed <= copies_align_.capacity()) return;
+  // Geometric, so that many small pieces do not reallocate each time; a
+  // quarter more than asked, as a replacement may lengthen the text.
+  const size_t capacity = std::max(needed + needed / 4, 2 * copies_align_.capacity());
+  copies_.reserve(capacity);
+  copies_align_.reserve(capacity);
+  advise_huge_pages(copies_.data(), copies_.capacity());
+  advise_huge_pages(copies_align_.data(), copies_align_.capacity() * sizeof(Span));
+}
+
+void Arena::append(std::string_view bytes, Span span) {
+  if (size_t{size()} + bytes.size() > kArenaBytesMax) throw ArenaFull();
+  copies_.append(bytes);
+  copies_align_.resize(copies_.size(), span);
+}
+
+void Arena::copy(uint32_t begin, uint32_t end) {
+  const size_t length = end - begin;
+  if (size_t{size()} + length > kArenaBytesMax) throw ArenaFull();
+  const size_t at = copies_.size();
+  if (begin >= input_.size()) {
+    // From an earlier copy: by offset, as growing may move it.
+    const size_t from = begin - input_.size();
+    copies_.resize(at + length);
+    std::memmove(copies_.data() + at, copies_.data() + from, length);
+    copies_align_.resize(at + length);
+    std::memmove(copies_align_.data() + at, copies_align_.data() + from, length * sizeof(Span));
+    return;
   }
-  return Piece{base, uint32_t(arena.text.size())};
+  copies_.append(input_.substr(begin, length));
+  copies_align_.resize(at + length);
+  Span* out = copies_align_.data() + at;
+  for (uint32_t i = begin; i < end;) {  // one span a character
+    const Span span = byte_span(i);
+    const uint32_t stop = std::min(span.end, end);
+    for (; i < stop; ++i) *out++ = span;
+  }
 }
 
-void PieceBuilder::append(std::string_view bytes, Span span) {
-  if (arena_.text.size() + bytes.size() > kArenaBytesMax) throw ArenaFull();
-  arena_.text.append(bytes);
-  arena_.align.resize(arena_.text.size(), span);
-}
-
-void PieceBuilder::copy(uint32_t begin, uint32_t end) {
-  const size_t at = arena_.text.size(), length = end - begin;
-  if (at + length > kArenaBytesMax) throw ArenaFull();
-  arena_.text.resize(at + length);
-  std::memmove(arena_.text.data() + at, arena_.text.data() + begin, length);
-  arena_.align.resize(at + length);
-  std::memmove(arena_.align.data() + at, arena_.align.data() + begin, length * sizeof(Span));
-}
-
-Piece PieceBuilder::finish(const Piece& like) const {
-  Piece piece = like;
-  piece.begin = begin_;
-  piece.end = static_cast<uint32_t>(arena_.text.size());
-  return piece;
+void Arena::truncate(uint32_t size) {
+  copies_.resize(size - input_.size());
+  copies_align_.resize(size - input_.size());
 }
 
 void prepend(Arena& arena, Piece& piece, std::string_view text) {
   if (piece.empty() || text.empty()) return;
-  PieceBuilder builder(arena);
-  builder.append(text, arena.align[piece.begin]);
+  PieceBuilder builder(arena, text.size() + piece.size());
+  builder.append(text, arena.byte_span(piece.begin));
   builder.copy(piece.begin, piece.end);
-  piece = builder.finish(piece);
-}
-
-void replace_matches(Arena& arena, Piece& piece, const std::vector<MatchRange>& matches,
-                     std::string_view content) {
-  bool any = false;
-  for (const MatchRange& m : matches) any |= m.is_match;
-  if (!any) return;
-  PieceBuilder builder(arena);
-  const uint32_t base = piece.begin;
-  for (const MatchRange& m : matches) {
-    if (!m.is_match) {
-      builder.copy(base + m.begin, base + m.end);
-      continue;
-    }
-    // Hugging Face aligns inserted text with the byte before the insertion
-    // point: the match's last byte (for an empty match, the byte before it).
-    Span span;
-    if (m.end > 0) {
-      span = arena.align[base + m.end - 1];
-    } else {
-      span = {arena.align[base].begin, arena.align[base].begin};
-    }
-    builder.append(content, span);
-  }
   piece = builder.finish(piece);
 }
 
 void map_bytes(Arena& arena, Piece& piece) {
   if (!piece.byte_mapped) return;
-  PieceBuilder builder(arena);
+  PieceBuilder builder(arena, 2 * size_t{piece.size()});  // GPT-2 characters take 1 or 2 bytes
   std::string character;
-  for (uint32_t i = piece.begin; i < piece.end; ++i) {
+  for (uint32_t i = 0; i < piece.size(); ++i) {
+    // Taken again for each byte: appending may move the piece's copy.
+    const auto byte = static_cast<uint8_t>(piece_text(arena, piece)[i]);
     character.clear();
-    append_utf8(character, byte_level_char(static_cast<uint8_t>(arena.text[i])));
-    builder.append(character, arena.align[i]);
+    append_utf8(character, byte_level_char(byte));
+    builder.append(character, arena.byte_span(piece.begin + i));
   }
   piece = builder.finish(piece);
   piece.byte_mapped = false;
 }
 
-void split_piece(const Piece& piece, const std::vector<MatchRange>& matches, SplitBehavior behavior,
-                 bool invert, std::vector<Piece>& out) {
-  struct Part {
-    uint32_t begin, end;
-    bool remove;
-  };
-  thread_local std::vector<Part> parts;
-  parts.clear();
-  auto is_match = [&](const MatchRange& m) { return m.is_match != invert; };
-  switch (behavior) {
+void Replacer::add(const MatchRange& range) {
+  if (!range.is_match) {
+    if (started_) builder_.copy(piece_.begin + range.begin, piece_.begin + range.end);
+    return;
+  }
+  if (!started_) {
+    arena_.reserve_more(piece_.size());
+    builder_.copy(piece_.begin, piece_.begin + range.begin);
+    started_ = true;
+  }
+  // Hugging Face aligns inserted text with the byte before the insertion
+  // point: the match's last byte (for an empty match, the byte before it).
+  Span span;
+  if (range.end > 0) {
+    span = arena_.byte_span(piece_.begin + range.end - 1);
+  } else {
+    const uint32_t first = arena_.byte_span(piece_.begin).begin;
+    span = {first, first};
+  }
+  builder_.append(content_, span);
+}
+
+absl::Status Splitter::add(const MatchRange& range) {
+  const bool matched = range.is_match != invert_;
+  bool join = false;  // whether the range extends the pending part
+  switch (behavior_) {
     case SplitBehavior::kIsolated:
-      for (const MatchRange& m : matches) parts.push_back({m.begin, m.end, false});
-      break;
+      return emit(range.begin, range.end);
     case SplitBehavior::kRemoved:
-      for (const MatchRange& m : matches) parts.push_back({m.begin, m.end, is_match(m)});
+      return matched ? absl::OkStatus() : emit(range.begin, range.end);
+    case SplitBehavior::kContiguous:
+      join = matched == last_matched_;
       break;
-    case SplitBehavior::kContiguous: {
-      bool previous = false;
-      for (const MatchRange& m : matches) {
-        const bool matched = is_match(m);
-        if (matched == previous && !parts.empty()) {
-          parts.back().end = m.end;
-        } else {
-          parts.push_back({m.begin, m.end, false});
-        }
-        previous = matched;
-      }
+    case SplitBehavior::kMergedWithPrevious:
+      join = matched && !last_matched_;
       break;
-    }
-    case SplitBehavior::kMergedWithPrevious: {
-      bool previous = false;
-      for (const MatchRange& m : matches) {
-        const bool matched = is_match(m);
-        if (matched && !previous && !parts.empty()) {
-          parts.back().end = m.end;
-        } else {
-          parts.push_back({m.begin, m.end, false});
-        }
-        previous = matched;
-      }
+    case SplitBehavior::kMergedWithNext:
+      // A match takes the text that follows it (Hugging Face walks the ranges
+      // backwards: a match is joined to the part after it when that part
+      // starts with a non-match).
+      join = last_matched_ && !matched;
       break;
-    }
-    case SplitBehavior::kMergedWithNext: {
-      bool previous = false;
-      for (auto it = matches.rbegin(); it != matches.rend(); ++it) {
-        const bool matched = is_match(*it);
-        if (matched && !previous && !parts.empty()) {
-          parts.back().begin = it->begin;
-        } else {
-          parts.push_back({it->begin, it->end, false});
-        }
-        previous = matched;
-      }
-      std::reverse(parts.begin(), parts.end());
-      break;
-    }
   }
-  for (const Part& part : parts) {
-    if (part.remove || part.begin == part.end) continue;
-    Piece sub = piece;
-    sub.begin = piece.begin + part.begin;
-    sub.end = piece.begin + part.end;
-    out.push_back(sub);
+  last_matched_ = matched;
+  if (pending_ && join) {
+    pending_end_ = range.end;
+    return absl::OkStatus();
   }
+  absl::Status status = pending_ ? emit(pending_begin_, pending_end_) : absl::OkStatus();
+  pending_ = true;
+  pending_begin_ = range.begin;
+  pending_end_ = range.end;
+  return status;
+}
+
+absl::Status Splitter::finish() {
+  if (!pending_) return absl::OkStatus();
+  pending_ = false;
+  return emit(pending_begin_, pending_end_);
+}
+
+absl::Status Splitter::emit(uint32_t begin, uint32_t end) {
+  if (begin == end) return absl::OkStatus();
+  Piece part = piece_;
+  part.begin = piece_.begin + begin;
+  part.end = piece_.begin + end;
+  return sink_(part);
 }
 
 }  // namespace dsinf::trainer::tokenizer_internal

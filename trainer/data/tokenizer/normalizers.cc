@@ -40,8 +40,8 @@ class UnicodeNormalizer final : public Normalizer {
     }
     if (whole == text) return absl::OkStatus();
     // Normalize chunk by chunk so that unchanged characters keep their offsets.
-    const size_t start = arena.text.size();
-    PieceBuilder builder(arena);
+    const uint32_t start = arena.size();
+    PieceBuilder builder(arena, whole.size());
     std::string chunk_out;
     const size_t n = text.size();
     for (size_t i = 0; i < n;) {
@@ -65,9 +65,8 @@ class UnicodeNormalizer final : public Normalizer {
       }
       i = j;
     }
-    if (std::string_view(arena.text).substr(start) != whole) {
-      arena.text.resize(start);
-      arena.align.resize(start);
+    if (piece_text(arena, builder.finish(piece)) != whole) {
+      arena.truncate(start);
       builder.append(whole, original_span(arena, piece.begin, piece.end));
     }
     piece = builder.finish(piece);
@@ -81,17 +80,20 @@ class UnicodeNormalizer final : public Normalizer {
 class Lowercase final : public Normalizer {
  public:
   absl::Status normalize(Arena& arena, Piece& piece) const override {
-    PieceBuilder builder(arena);
+    PieceBuilder builder(arena, piece.size());
     std::string lower;
-    for (uint32_t i = piece.begin; i < piece.end;) {
+    for (uint32_t i = 0; i < piece.size();) {
+      // Taken again for each character: appending may move the piece's copy.
+      const std::string_view text = piece_text(arena, piece);
       size_t length;
-      const uint32_t cp = decode_utf8(arena.text, i, &length);
+      const uint32_t cp = decode_utf8(text, i, &length);
       lower.clear();
       append_lowercase(lower, cp);
-      if (lower == std::string_view(arena.text).substr(i, length)) {
-        builder.copy(i, i + uint32_t(length));
+      const uint32_t at = piece.begin + i;
+      if (lower == text.substr(i, length)) {
+        builder.copy(at, at + uint32_t(length));
       } else {
-        builder.append(lower, arena.align[i]);
+        builder.append(lower, arena.byte_span(at));
       }
       i += uint32_t(length);
     }
@@ -103,11 +105,12 @@ class Lowercase final : public Normalizer {
 class StripAccents final : public Normalizer {
  public:
   absl::Status normalize(Arena& arena, Piece& piece) const override {
-    PieceBuilder builder(arena);
-    for (uint32_t i = piece.begin; i < piece.end;) {
+    PieceBuilder builder(arena, piece.size());
+    for (uint32_t i = 0; i < piece.size();) {
+      // Taken again for each character: appending may move the piece's copy.
       size_t length;
-      const uint32_t cp = decode_utf8(arena.text, i, &length);
-      if (!is_combining_mark(cp)) builder.copy(i, i + uint32_t(length));
+      const uint32_t cp = decode_utf8(piece_text(arena, piece), i, &length);
+      if (!is_combining_mark(cp)) builder.copy(piece.begin + i, piece.begin + i + uint32_t(length));
       i += uint32_t(length);
     }
     piece = builder.finish(piece);
@@ -123,20 +126,18 @@ class Strip final : public Normalizer {
     if (left_) {
       while (!piece.empty()) {
         size_t length;
-        if (!is_whitespace(decode_utf8(arena.text, piece.begin, &length))) break;
+        if (!is_whitespace(decode_utf8(piece_text(arena, piece), 0, &length))) break;
         piece.begin += uint32_t(length);
       }
     }
     if (right_) {
       while (!piece.empty()) {
-        uint32_t last = piece.end - 1;
-        while (last > piece.begin &&
-               (static_cast<unsigned char>(arena.text[last]) & 0xC0) == 0x80) {
-          --last;
-        }
+        const std::string_view text = piece_text(arena, piece);
+        size_t last = text.size() - 1;
+        while (last > 0 && (static_cast<unsigned char>(text[last]) & 0xC0) == 0x80) --last;
         size_t length;
-        if (!is_whitespace(decode_utf8(arena.text, last, &length))) break;
-        piece.end = last;
+        if (!is_whitespace(decode_utf8(text, last, &length))) break;
+        piece.end = piece.begin + uint32_t(last);
       }
     }
     return absl::OkStatus();
@@ -163,11 +164,13 @@ class Replace final : public Normalizer {
   Replace(std::unique_ptr<Regex> pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
   absl::Status normalize(Arena& arena, Piece& piece) const override {
-    thread_local std::vector<MatchRange> matches;
-    if (absl::Status s = pattern_->find_matches(piece_text(arena, piece), matches); !s.ok()) {
-      return s;
-    }
-    replace_matches(arena, piece, matches, content_);
+    Replacer replacer(arena, piece, content_);
+    Regex::Cursor cursor(*pattern_, piece.size());
+    MatchRange range;
+    // The subject is taken again for each range: the replacer grows the arena.
+    while (cursor.next(piece_text(arena, piece), range)) replacer.add(range);
+    if (!cursor.status().ok()) return cursor.status();
+    piece = replacer.finish();
     return absl::OkStatus();
   }
 

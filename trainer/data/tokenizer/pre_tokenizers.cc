@@ -2,6 +2,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "trainer/data/tokenizer/normalizers.h"
 #include "trainer/data/tokenizer/unicode.h"
@@ -13,21 +14,18 @@ namespace {
 constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// Runs `split_one` on each piece that is not an added token, in order, the
-// pieces it appends replacing the piece.
-template <typename SplitOne>
-absl::Status split_each(std::vector<Piece>& pieces, SplitOne&& split_one) {
-  std::vector<Piece> result;
-  result.reserve(pieces.size() * 2);
-  for (Piece& piece : pieces) {
-    if (piece.added_id >= 0) {
-      result.push_back(piece);
-      continue;
-    }
-    if (absl::Status s = split_one(piece, result); !s.ok()) return s;
+// Splits `piece` at the matches of `pattern`. The subject is taken again for
+// each range: the sink may grow the arena.
+absl::Status split_matches(Arena& arena, const Piece& piece, const Regex& pattern,
+                           SplitBehavior behavior, bool invert, PieceSink sink) {
+  Splitter splitter(piece, behavior, invert, sink);
+  Regex::Cursor cursor(pattern, piece.size());
+  MatchRange range;
+  while (cursor.next(piece_text(arena, piece), range)) {
+    if (absl::Status s = splitter.add(range); !s.ok()) return s;
   }
-  pieces.swap(result);
-  return absl::OkStatus();
+  if (!cursor.status().ok()) return cursor.status();
+  return splitter.finish();
 }
 
 class Split final : public PreTokenizer {
@@ -35,16 +33,9 @@ class Split final : public PreTokenizer {
   Split(std::unique_ptr<Regex> pattern, SplitBehavior behavior, bool invert)
       : pattern_(std::move(pattern)), behavior_(behavior), invert_(invert) {}
 
-  absl::Status pre_tokenize(Arena& arena, std::vector<Piece>& pieces) const override {
-    return split_each(pieces, [&](Piece& piece, std::vector<Piece>& out) -> absl::Status {
-      thread_local std::vector<MatchRange> matches;
-      map_bytes(arena, piece);
-      if (absl::Status s = pattern_->find_matches(piece_text(arena, piece), matches); !s.ok()) {
-        return s;
-      }
-      split_piece(piece, matches, behavior_, invert_, out);
-      return absl::OkStatus();
-    });
+  absl::Status pre_tokenize(Arena& arena, Piece piece, PieceSink sink) const override {
+    map_bytes(arena, piece);
+    return split_matches(arena, piece, *pattern_, behavior_, invert_, sink);
   }
 
  private:
@@ -58,26 +49,19 @@ class ByteLevel final : public PreTokenizer {
   ByteLevel(bool add_prefix_space, std::unique_ptr<Regex> pattern)
       : add_prefix_space_(add_prefix_space), pattern_(std::move(pattern)) {}
 
-  absl::Status pre_tokenize(Arena& arena, std::vector<Piece>& pieces) const override {
-    return split_each(pieces, [&](Piece& piece, std::vector<Piece>& out) -> absl::Status {
-      thread_local std::vector<MatchRange> matches;
-      map_bytes(arena, piece);
-      if (add_prefix_space_ && !piece.empty() && arena.text[piece.begin] != ' ') {
-        prepend(arena, piece, " ");
-      }
-      const size_t first = out.size();
-      if (pattern_ == nullptr) {
-        out.push_back(piece);
-      } else {
-        if (absl::Status s = pattern_->find_matches(piece_text(arena, piece), matches); !s.ok()) {
-          return s;
-        }
-        split_piece(piece, matches, SplitBehavior::kIsolated, false, out);
-      }
-      // The model maps each byte to its character: nothing to copy here.
-      for (size_t i = first; i < out.size(); ++i) out[i].byte_mapped = true;
-      return absl::OkStatus();
-    });
+  absl::Status pre_tokenize(Arena& arena, Piece piece, PieceSink sink) const override {
+    map_bytes(arena, piece);
+    if (add_prefix_space_ && !piece.empty() && piece_text(arena, piece)[0] != ' ') {
+      prepend(arena, piece, " ");
+    }
+    // The model maps each byte to its character: nothing to copy here.
+    auto byte_mapped = [&](const Piece& part) {
+      Piece mapped = part;
+      mapped.byte_mapped = true;
+      return sink(mapped);
+    };
+    if (pattern_ == nullptr) return byte_mapped(piece);
+    return split_matches(arena, piece, *pattern_, SplitBehavior::kIsolated, false, byte_mapped);
   }
 
  private:
@@ -87,52 +71,62 @@ class ByteLevel final : public PreTokenizer {
 
 enum class PrependScheme { kFirst, kNever, kAlways };
 
+// Passes to `add` each occurrence of the character `c` in `piece` as a match
+// of its own and the text between as non-matches. The text is taken again
+// after each range: `add` may grow the arena.
+absl::Status char_ranges(const Arena& arena, const Piece& piece, std::string_view c,
+                         absl::FunctionRef<absl::Status(const MatchRange&)> add) {
+  if (piece.empty()) return add({0, 0, false});
+  const uint32_t n = piece.size();
+  uint32_t covered = 0;
+  while (covered < n) {
+    const size_t at = piece_text(arena, piece).find(c, covered);
+    if (at == std::string_view::npos) break;
+    if (covered != at) {
+      if (absl::Status s = add({covered, uint32_t(at), false}); !s.ok()) return s;
+    }
+    covered = uint32_t(at + c.size());
+    if (absl::Status s = add({uint32_t(at), covered, true}); !s.ok()) return s;
+  }
+  if (covered != n) return add({covered, n, false});
+  return absl::OkStatus();
+}
+
 class Metaspace final : public PreTokenizer {
  public:
   Metaspace(std::string replacement, PrependScheme scheme, bool split)
       : replacement_(std::move(replacement)), scheme_(scheme), split_(split) {}
 
-  absl::Status pre_tokenize(Arena& arena, std::vector<Piece>& pieces) const override {
-    return split_each(pieces, [&](Piece& piece, std::vector<Piece>& out) -> absl::Status {
-      thread_local std::vector<MatchRange> matches;
-      map_bytes(arena, piece);
-      char_matches(piece_text(arena, piece), " ", matches);
-      replace_matches(arena, piece, matches, replacement_);
-      const bool starts_with_replacement = piece_text(arena, piece).starts_with(replacement_);
-      if (!starts_with_replacement && !piece.empty()) {
-        if (scheme_ == PrependScheme::kAlways ||
-            (scheme_ == PrependScheme::kFirst && arena.align[piece.begin].begin == 0)) {
-          prepend(arena, piece, replacement_);
-        }
+  absl::Status pre_tokenize(Arena& arena, Piece piece, PieceSink sink) const override {
+    map_bytes(arena, piece);
+    Replacer spaces(arena, piece, replacement_);
+    if (absl::Status s = char_ranges(arena, piece, " ",
+                                     [&](const MatchRange& range) {
+                                       spaces.add(range);
+                                       return absl::OkStatus();
+                                     });
+        !s.ok()) {
+      return s;
+    }
+    piece = spaces.finish();
+    const bool starts_with_replacement = piece_text(arena, piece).starts_with(replacement_);
+    if (!starts_with_replacement && !piece.empty()) {
+      if (scheme_ == PrependScheme::kAlways ||
+          (scheme_ == PrependScheme::kFirst && arena.byte_span(piece.begin).begin == 0)) {
+        prepend(arena, piece, replacement_);
       }
-      if (!split_) {
-        if (!piece.empty()) out.push_back(piece);
-        return absl::OkStatus();
-      }
-      char_matches(piece_text(arena, piece), replacement_, matches);
-      split_piece(piece, matches, SplitBehavior::kMergedWithNext, false, out);
-      return absl::OkStatus();
-    });
+    }
+    if (!split_) return piece.empty() ? absl::OkStatus() : sink(piece);
+    Splitter splitter(piece, SplitBehavior::kMergedWithNext, false, sink);
+    if (absl::Status s = char_ranges(arena, piece, replacement_,
+                                     [&](const MatchRange& range) { return splitter.add(range); });
+        !s.ok()) {
+      return s;
+    }
+    return splitter.finish();
   }
 
  private:
-  // Each occurrence of the character `c` is a match of its own.
-  static void char_matches(std::string_view text, std::string_view c,
-                           std::vector<MatchRange>& out) {
-    out.clear();
-    if (text.empty()) {
-      out.push_back({0, 0, false});
-      return;
-    }
-    size_t covered = 0;
-    for (size_t at = text.find(c); at != std::string_view::npos; at = text.find(c, at + c.size())) {
-      if (covered != at) out.push_back({uint32_t(covered), uint32_t(at), false});
-      out.push_back({uint32_t(at), uint32_t(at + c.size()), true});
-      covered = at + c.size();
-    }
-    if (covered != text.size()) out.push_back({uint32_t(covered), uint32_t(text.size()), false});
-  }
-
   std::string replacement_;
   PrependScheme scheme_;
   bool split_;
@@ -142,30 +136,29 @@ class Digits final : public PreTokenizer {
  public:
   explicit Digits(bool individual) : individual_(individual) {}
 
-  absl::Status pre_tokenize(Arena& arena, std::vector<Piece>& pieces) const override {
-    return split_each(pieces, [&](Piece& piece, std::vector<Piece>& out) -> absl::Status {
-      thread_local std::vector<MatchRange> matches;
-      map_bytes(arena, piece);
-      const std::string_view text = piece_text(arena, piece);
-      matches.clear();
-      size_t covered = 0;
-      for (size_t i = 0; i < text.size();) {
-        size_t length;
-        const uint32_t cp = decode_utf8(text, i, &length);
-        if (is_numeric(cp)) {
-          if (covered != i) matches.push_back({uint32_t(covered), uint32_t(i), false});
-          matches.push_back({uint32_t(i), uint32_t(i + length), true});
-          covered = i + length;
+  absl::Status pre_tokenize(Arena& arena, Piece piece, PieceSink sink) const override {
+    map_bytes(arena, piece);
+    Splitter splitter(piece, individual_ ? SplitBehavior::kIsolated : SplitBehavior::kContiguous,
+                      false, sink);
+    const uint32_t n = piece.size();
+    uint32_t covered = 0;
+    for (uint32_t i = 0; i < n;) {
+      size_t length;
+      // Taken again for each character: the sink may grow the arena.
+      const uint32_t cp = decode_utf8(piece_text(arena, piece), i, &length);
+      if (is_numeric(cp)) {
+        if (covered != i) {
+          if (absl::Status s = splitter.add({covered, i, false}); !s.ok()) return s;
         }
-        i += length;
+        covered = i + uint32_t(length);
+        if (absl::Status s = splitter.add({i, covered, true}); !s.ok()) return s;
       }
-      if (covered != text.size()) {
-        matches.push_back({uint32_t(covered), uint32_t(text.size()), false});
-      }
-      split_piece(piece, matches,
-                  individual_ ? SplitBehavior::kIsolated : SplitBehavior::kContiguous, false, out);
-      return absl::OkStatus();
-    });
+      i += uint32_t(length);
+    }
+    if (covered != n) {
+      if (absl::Status s = splitter.add({covered, n, false}); !s.ok()) return s;
+    }
+    return splitter.finish();
   }
 
  private:
@@ -175,14 +168,18 @@ class Digits final : public PreTokenizer {
 class Sequence final : public PreTokenizer {
  public:
   explicit Sequence(std::vector<std::unique_ptr<PreTokenizer>> steps) : steps_(std::move(steps)) {}
-  absl::Status pre_tokenize(Arena& arena, std::vector<Piece>& pieces) const override {
-    for (const auto& step : steps_) {
-      if (absl::Status s = step->pre_tokenize(arena, pieces); !s.ok()) return s;
-    }
-    return absl::OkStatus();
+  // Depth first: each part of a step goes through the later steps at once.
+  absl::Status pre_tokenize(Arena& arena, Piece piece, PieceSink sink) const override {
+    return run(0, arena, piece, sink);
   }
 
  private:
+  absl::Status run(size_t step, Arena& arena, const Piece& piece, PieceSink sink) const {
+    if (step == steps_.size()) return sink(piece);
+    return steps_[step]->pre_tokenize(
+        arena, piece, [&](const Piece& part) { return run(step + 1, arena, part, sink); });
+  }
+
   std::vector<std::unique_ptr<PreTokenizer>> steps_;
 };
 

@@ -4,7 +4,6 @@
 
 #include <memory>
 #include <string_view>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,9 +15,9 @@ namespace dsinf::trainer::tokenizer_internal {
 class PreTokenizer {
  public:
   virtual ~PreTokenizer() = default;
-  // Splits every piece that is not an added token; added tokens pass through
-  // in place.
-  virtual absl::Status pre_tokenize(Arena& arena, std::vector<Piece>& pieces) const = 0;
+  // Splits `piece` (not an added token), passing its parts to `sink` in
+  // order as they are cut.
+  virtual absl::Status pre_tokenize(Arena& arena, Piece piece, PieceSink sink) const = 0;
 };
 
 absl::StatusOr<std::unique_ptr<PreTokenizer>> load_pre_tokenizer(const Json& value,

@@ -199,53 +199,87 @@ Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
 
 absl::Status Regex::find_matches(std::string_view subject, std::vector<MatchRange>& out) const {
   out.clear();
-  const size_t n = subject.size();
+  Cursor cursor(*this, subject.size());
+  MatchRange range;
+  while (cursor.next(subject, range)) out.push_back(range);
+  return cursor.status();
+}
+
+bool Regex::Cursor::next(std::string_view subject, MatchRange& range) {
+  if (pending_) {
+    pending_ = false;
+    range = pending_match_;
+    return true;
+  }
+  if (done_) return false;
+  const size_t n = subject_bytes_;
+  if (subject.size() != n) {
+    status_ = absl::InternalError("regex: the subject changed between ranges");
+    done_ = true;
+    return false;
+  }
   if (n == 0) {
-    out.push_back({0, 0, false});
-    return absl::OkStatus();
+    done_ = true;
+    range = {0, 0, false};
+    return true;
   }
   MatchState& state = match_state();
   if (state.data == nullptr || state.context == nullptr) {
-    return absl::ResourceExhaustedError("regex: out of memory");
+    status_ = absl::ResourceExhaustedError("regex: out of memory");
+    done_ = true;
+    return false;
   }
-  auto* code = static_cast<pcre2_code*>(code_);
+  auto* code = static_cast<pcre2_code*>(regex_.code_);
   const auto* bytes = reinterpret_cast<PCRE2_SPTR>(subject.data());
-  size_t search_from = 0;
-  bool have_match = false;
-  size_t last_match_end = 0;
-  size_t covered = 0;
-  while (search_from <= n) {
-    int rc = jit_ ? pcre2_jit_match(code, bytes, n, search_from, 0, state.data, state.context)
-                  : PCRE2_ERROR_JIT_STACKLIMIT;
+  while (search_from_ <= n) {
+    int rc = regex_.jit_
+                 ? pcre2_jit_match(code, bytes, n, search_from_, 0, state.data, state.context)
+                 : PCRE2_ERROR_JIT_STACKLIMIT;
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
-      rc = pcre2_match(code, bytes, n, search_from, PCRE2_NO_UTF_CHECK, state.data, state.context);
+      rc = pcre2_match(code, bytes, n, search_from_, PCRE2_NO_UTF_CHECK, state.data, state.context);
     }
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
-      return absl::ResourceExhaustedError(absl::StrCat("regex gave up at byte ", search_from,
-                                                       " of a ", n,
-                                                       "-byte piece: ", pcre2_error_text(rc)));
+      status_ = absl::ResourceExhaustedError(absl::StrCat("regex gave up at byte ", search_from_,
+                                                          " of a ", n,
+                                                          "-byte piece: ", pcre2_error_text(rc)));
+      done_ = true;
+      return false;
     }
+    // Read before returning: a nested cursor reuses this thread's match data.
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.data);
     const size_t begin = ovector[0], end = ovector[1];
-    if (end < begin || end > n || begin < search_from) {
-      return absl::InvalidArgumentError("regex reported a match outside the searched text");
+    if (end < begin || end > n || begin < search_from_) {
+      status_ = absl::InvalidArgumentError("regex reported a match outside the searched text");
+      done_ = true;
+      return false;
     }
-    if (begin == end && have_match && last_match_end == end) {
+    if (begin == end && have_match_ && last_match_end_ == end) {
       // Oniguruma's find_iter: no empty match right after the previous match.
-      if (search_from >= n) break;
-      search_from += utf8_sequence_length(static_cast<unsigned char>(subject[search_from]));
+      if (search_from_ >= n) break;
+      search_from_ += utf8_sequence_length(static_cast<unsigned char>(subject[search_from_]));
       continue;
     }
-    search_from = end;
-    have_match = true;
-    last_match_end = end;
-    if (covered != begin) out.push_back({uint32_t(covered), uint32_t(begin), false});
-    out.push_back({uint32_t(begin), uint32_t(end), true});
-    covered = end;
+    search_from_ = end;
+    have_match_ = true;
+    last_match_end_ = end;
+    const MatchRange match{uint32_t(begin), uint32_t(end), true};
+    const size_t gap_begin = covered_;
+    covered_ = end;
+    if (gap_begin != begin) {
+      range = {uint32_t(gap_begin), uint32_t(begin), false};
+      pending_ = true;
+      pending_match_ = match;
+    } else {
+      range = match;
+    }
+    return true;
   }
-  if (covered != n) out.push_back({uint32_t(covered), uint32_t(n), false});
-  return absl::OkStatus();
+  done_ = true;
+  if (covered_ == n) return false;
+  range = {uint32_t(covered_), uint32_t(n), false};
+  covered_ = n;
+  return true;
 }
 
 }  // namespace dsinf::trainer::tokenizer_internal

@@ -41,6 +41,32 @@ class Regex {
   // backtracking limits) on a pathological subject.
   absl::Status find_matches(std::string_view subject, std::vector<MatchRange>& out) const;
 
+  // The ranges of find_matches one at a time, so that a whole document's
+  // pieces need not be held at once. The subject is passed to every call
+  // rather than kept: the caller may move it in between (pieces live in a
+  // growing arena), never change it. Cursors may nest on one thread.
+  class Cursor {
+   public:
+    Cursor(const Regex& regex, size_t subject_bytes)
+        : regex_(regex), subject_bytes_(subject_bytes) {}
+    // The next range of `subject`; false after the last one or on an error.
+    bool next(std::string_view subject, MatchRange& range);
+    // kResourceExhausted as in find_matches once next has failed, else OK.
+    const absl::Status& status() const { return status_; }
+
+   private:
+    const Regex& regex_;
+    size_t subject_bytes_;
+    size_t search_from_ = 0;
+    size_t covered_ = 0;  // ranges returned so far end here
+    bool have_match_ = false;
+    size_t last_match_end_ = 0;
+    bool pending_ = false;  // a match found after a gap, returned after the gap
+    MatchRange pending_match_{};
+    bool done_ = false;
+    absl::Status status_;
+  };
+
   const std::string& pcre2_pattern() const { return pcre2_pattern_; }
 
  private:

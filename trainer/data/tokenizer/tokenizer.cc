@@ -131,45 +131,50 @@ absl::StatusOr<Encoding> Tokenizer::Impl::encode(std::string_view text,
     return absl::InvalidArgumentError(
         absl::StrCat("text of ", text.size(), " bytes is too long (at most 2^31 - 1)"));
   }
-  Arena arena;
-  arena.text.reserve(text.size() + 64);
-  arena.align.reserve(text.size() + 64);
-  const Piece whole = append_original(arena, text);
+  Arena arena(text);
+  Encoding encoding;
+  // About 4 bytes a token in English with large vocabularies, 3 in code;
+  // more tokens just grow the vectors.
+  encoding.ids.reserve(text.size() / 3 + 4);
+  encoding.offsets.reserve(text.size() / 3 + 4);
+  advise_huge_pages(encoding.ids.data(), encoding.ids.capacity() * sizeof(encoding.ids[0]));
+  advise_huge_pages(encoding.offsets.data(),
+                    encoding.offsets.capacity() * sizeof(encoding.offsets[0]));
+  auto to_model = [&](const Piece& piece) -> absl::Status {
+    if (piece.empty()) return absl::OkStatus();
+    return model->tokenize(arena, piece, encoding);
+  };
+  // Each piece goes through the rest of the pipeline at once, so that a
+  // document's pre-tokens are never all held.
+  auto to_encoding = [&](const Piece& piece) -> absl::Status {
+    if (piece.added_id >= 0) {
+      const Span span = original_span(arena, piece.begin, piece.end);
+      encoding.ids.push_back(piece.added_id);
+      encoding.offsets.emplace_back(span.begin, span.end);
+      return absl::OkStatus();
+    }
+    if (pre_tokenizer == nullptr) return to_model(piece);
+    return pre_tokenizer->pre_tokenize(arena, piece, to_model);
+  };
 
   // The raw added tokens, then the normalized remainder's normalized ones.
-  std::vector<Piece> raw_parts;
-  added->split(arena, whole, /*normalized_set=*/false, raw_parts);
-  std::vector<Piece> pieces;
-  pieces.reserve(raw_parts.size());
+  std::vector<Piece> raw_parts, parts;
+  added->split(arena, arena.input(), /*normalized_set=*/false, raw_parts);
   for (Piece& part : raw_parts) {
     if (part.added_id >= 0) {
-      pieces.push_back(part);
+      if (absl::Status s = to_encoding(part); !s.ok()) return s;
       continue;
     }
     if (normalizer != nullptr) {
       if (absl::Status s = normalizer->normalize(arena, part); !s.ok()) return s;
     }
-    if (!part.empty()) added->split(arena, part, /*normalized_set=*/true, pieces);
-  }
-  if (pre_tokenizer != nullptr) {
-    if (absl::Status s = pre_tokenizer->pre_tokenize(arena, pieces); !s.ok()) return s;
-  }
-
-  Encoding encoding;
-  encoding.ids.reserve(text.size() / 4 + 4);
-  std::vector<Span> spans;
-  spans.reserve(text.size() / 4 + 4);
-  for (const Piece& piece : pieces) {
-    if (piece.empty()) continue;
-    if (piece.added_id >= 0) {
-      encoding.ids.push_back(piece.added_id);
-      spans.push_back(original_span(arena, piece.begin, piece.end));
-      continue;
+    if (part.empty()) continue;
+    parts.clear();
+    added->split(arena, part, /*normalized_set=*/true, parts);
+    for (const Piece& piece : parts) {
+      if (absl::Status s = to_encoding(piece); !s.ok()) return s;
     }
-    if (absl::Status s = model->tokenize(arena, piece, encoding.ids, spans); !s.ok()) return s;
   }
-  encoding.offsets.reserve(spans.size());
-  for (const Span& span : spans) encoding.offsets.emplace_back(span.begin, span.end);
   if (post_processor != nullptr) {
     post_processor->process(encoding, add_special_tokens, static_cast<uint32_t>(text.size()),
                             [this](int32_t id) { return token_string(id); });
