@@ -151,6 +151,23 @@ TEST_P(LlamaDecoderTest, TheCacheEqualsRecomputingTheSequence) {
   EXPECT_LT(normalized_error(step_logits, {whole_logits.begin(), whole_logits.end()}), 1e-5);
 }
 
+// A prompt longer than a pass's rows takes several passes: the same logits.
+TEST_P(LlamaDecoderTest, APromptInSeveralPassesGivesOnePassLogits) {
+  std::unique_ptr<Decoder> one = decoder();
+  LlamaDecoder three(config_, /*max_pass_rows=*/3);
+  ASSERT_TRUE(three.bind(backend_.get(), chunks_.get()).ok());
+  EXPECT_LT(three.device_bytes(), one->device_bytes());
+  EXPECT_EQ(three.kv_cache_bytes(), one->kv_cache_bytes());
+  std::vector<float> a, b;
+  ASSERT_TRUE(one->append(kPrompt, a).ok());
+  ASSERT_TRUE(three.append(kPrompt, b).ok());  // passes of 3, 3 and 1 tokens
+  EXPECT_EQ(three.position(), static_cast<int>(kPrompt.size()));
+  EXPECT_LT(normalized_error(b, {a.begin(), a.end()}), 1e-5);
+  ASSERT_TRUE(one->append({9}, a).ok());
+  ASSERT_TRUE(three.append({9}, b).ok());
+  EXPECT_LT(normalized_error(b, {a.begin(), a.end()}), 1e-5);
+}
+
 // The decoder's logits give the training forward's mean cross-entropy over a window.
 TEST_P(LlamaDecoderTest, CrossEntropyEqualsTheTrainingForwards) {
   const int T = config_.window();

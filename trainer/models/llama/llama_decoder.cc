@@ -11,10 +11,10 @@ namespace dsinf::trainer {
 
 using kernels::Stream;
 
-// R = max_positions rows: a pass takes up to the whole window at once.
+// P = max_positions rows of cache; R = the rows of one pass (at most P).
 struct LlamaDecoder::Buffers {
-  float* k_cache = nullptr;  // (L, R, KV, D)
-  float* v_cache = nullptr;  // (L, R, KV, D)
+  float* k_cache = nullptr;  // (L, P, KV, D)
+  float* v_cache = nullptr;  // (L, P, KV, D)
   float* x = nullptr;        // (R, C) the residual stream
   float* ln = nullptr;       // (R, C) a norm's output
   float* rstd = nullptr;     // (R * max(NH, KV)) norms' rstd, never read back
@@ -28,19 +28,19 @@ struct LlamaDecoder::Buffers {
   float* h = nullptr;        // (R, I)
   float* lnf = nullptr;      // (C) the last row's final norm
   float* logits = nullptr;   // (V)
-  float* rope_cos = nullptr;  // (R, D/2)
-  float* rope_sin = nullptr;  // (R, D/2)
+  float* rope_cos = nullptr;  // (P, D/2)
+  float* rope_sin = nullptr;  // (P, D/2)
   int32_t* tokens = nullptr;  // (R)
 };
 
 namespace {
 
-void declare(ProgramBuffers& b, LlamaDecoder::Buffers& a, const ModelConfig& c) {
-  const size_t R = c.n_positions, L = c.n_layer, C = c.n_embd, V = c.vocab_size;
+void declare(ProgramBuffers& b, LlamaDecoder::Buffers& a, const ModelConfig& c, size_t R) {
+  const size_t P = c.n_positions, L = c.n_layer, C = c.n_embd, V = c.vocab_size;
   const size_t NH = c.n_head, KV = c.n_kv_head, D = c.head_dim, I = c.intermediate_size;
   const size_t f = sizeof(float);
-  b.add(a.k_cache, L * R * KV * D * f);
-  b.add(a.v_cache, L * R * KV * D * f);
+  b.add(a.k_cache, L * P * KV * D * f);
+  b.add(a.v_cache, L * P * KV * D * f);
   b.add(a.x, R * C * f);
   b.add(a.ln, R * C * f);
   b.add(a.rstd, R * std::max(NH, KV) * f);
@@ -56,8 +56,8 @@ void declare(ProgramBuffers& b, LlamaDecoder::Buffers& a, const ModelConfig& c) 
   b.add(a.h, R * I * f);
   b.add(a.lnf, C * f);
   b.add(a.logits, V * f);
-  b.add(a.rope_cos, R * (D / 2) * f);
-  b.add(a.rope_sin, R * (D / 2) * f);
+  b.add(a.rope_cos, P * (D / 2) * f);
+  b.add(a.rope_sin, P * (D / 2) * f);
   b.add(a.tokens, R * sizeof(int32_t));
 }
 
@@ -78,8 +78,10 @@ absl::StatusOr<std::unique_ptr<Decoder>> make_decoder(const ModelConfig& config)
   return std::make_unique<LlamaDecoder>(config);
 }
 
-LlamaDecoder::LlamaDecoder(const ModelConfig& config)
-    : config_(config), layouts_(LlamaModel::make_layouts(config, &block_)) {}
+LlamaDecoder::LlamaDecoder(const ModelConfig& config, int max_pass_rows)
+    : config_(config),
+      layouts_(LlamaModel::make_layouts(config, &block_)),
+      pass_rows_(std::clamp(config.n_positions, 1, std::max(max_pass_rows, 1))) {}
 
 LlamaDecoder::~LlamaDecoder() = default;
 
@@ -91,7 +93,7 @@ size_t LlamaDecoder::kv_cache_bytes() const {
 size_t LlamaDecoder::device_bytes() const {
   ProgramBuffers sizes(nullptr);
   Buffers unused;
-  declare(sizes, unused, config_);
+  declare(sizes, unused, config_, pass_rows_);
   return sizes.total_bytes();
 }
 
@@ -101,7 +103,7 @@ absl::Status LlamaDecoder::bind(kernels::Backend* backend, actors::ChunkSource* 
   source_ = source;
   bufs_ = std::make_unique<Buffers>();
   owned_ = std::make_unique<ProgramBuffers>(backend);
-  declare(*owned_, *bufs_, config_);
+  declare(*owned_, *bufs_, config_, pass_rows_);
   if (absl::Status s = owned_->allocate(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("the generation buffers (key/value cache ",
                                                kv_cache_bytes(), " bytes): ", s.message()));
@@ -152,10 +154,10 @@ void LlamaDecoder::layer(int l, const float* P, int P0, int Tq) {
   const LlamaBlockTensors& t = block_;
   const int C = config_.n_embd, NH = config_.n_head, KV = config_.n_kv_head;
   const int D = config_.head_dim, I = config_.intermediate_size, Q = NH * D, K = KV * D;
-  const size_t c = 1 + l, R = config_.n_positions, half = D / 2;
+  const size_t c = 1 + l, positions = config_.n_positions, half = D / 2;
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  float* k_layer = a.k_cache + l * R * K;  // (R, KV, D)
-  float* v_layer = a.v_cache + l * R * K;
+  float* k_layer = a.k_cache + l * positions * K;  // (positions, KV, D)
+  float* v_layer = a.v_cache + l * positions * K;
   float* k_new = k_layer + static_cast<size_t>(P0) * K;
   float* v_new = v_layer + static_cast<size_t>(P0) * K;
   k.rmsnorm_forward(a.ln, a.rstd, a.x, tensor(P, c, t.ln1), Tq, C, eps);
@@ -224,13 +226,27 @@ absl::Status LlamaDecoder::upload_tokens(const std::vector<int32_t>& tokens) {
 
 absl::Status LlamaDecoder::append(const std::vector<int32_t>& tokens, std::vector<float>& logits) {
   DSINF_CHECK_MSG(backend_ != nullptr, "append() before bind()");
-  const int Tq = static_cast<int>(tokens.size()), P0 = position_;
-  if (Tq == 0) return absl::InvalidArgumentError("nothing to append");
-  if (tokens.size() > static_cast<size_t>(config_.n_positions - P0)) {
+  if (tokens.empty()) return absl::InvalidArgumentError("nothing to append");
+  if (tokens.size() > static_cast<size_t>(config_.n_positions - position_)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(P0, " + ", tokens.size(), " tokens exceed the model's ", config_.n_positions,
-                     " positions (max_position_embeddings)"));
+        absl::StrCat(position_, " + ", tokens.size(), " tokens exceed the model's ",
+                     config_.n_positions, " positions (max_position_embeddings)"));
   }
+  for (size_t first = 0; first < tokens.size(); first += pass_rows_) {
+    const size_t end = std::min(tokens.size(), first + pass_rows_);
+    if (absl::Status s = pass({tokens.begin() + first, tokens.begin() + end}); !s.ok()) return s;
+  }
+  kernels::Backend& k = *backend_;
+  logits.resize(config_.vocab_size);
+  k.stream_wait(Stream::kDownload, k.record(Stream::kCompute));
+  absl::Status status = k.copy_to_host(logits.data(), bufs_->logits,
+                                       logits.size() * sizeof(float), Stream::kDownload);
+  if (status.ok()) status = k.synchronize(Stream::kDownload);
+  return status;
+}
+
+absl::Status LlamaDecoder::pass(const std::vector<int32_t>& tokens) {
+  const int Tq = static_cast<int>(tokens.size()), P0 = position_;
   if (absl::Status s = upload_tokens(tokens); !s.ok()) return s;
   kernels::Backend& k = *backend_;
   absl::Status status = with_chunk(0, [&](const float* E) {
@@ -244,12 +260,6 @@ absl::Status LlamaDecoder::append(const std::vector<int32_t>& tokens, std::vecto
     });
   }
   if (status.ok()) status = head(Tq);
-  if (!status.ok()) return status;
-  logits.resize(config_.vocab_size);
-  k.stream_wait(Stream::kDownload, k.record(Stream::kCompute));
-  status = k.copy_to_host(logits.data(), bufs_->logits, logits.size() * sizeof(float),
-                          Stream::kDownload);
-  if (status.ok()) status = k.synchronize(Stream::kDownload);
   if (status.ok()) position_ = P0 + Tq;
   return status;
 }

@@ -6,6 +6,7 @@
 // attention over the cache (DecoderOps::cached_attention_forward), o, SwiGLU
 // MLP, residuals; then the final norm and lm_head on the last row only.
 //
+// A prompt longer than kMaxPassRows takes several passes of that many rows.
 // The new rows' keys and values are projected straight into the cache (rows
 // [P0, P0 + Tq) of the layer's (max_positions, KV, D) block) and rotated in
 // place there, so nothing is copied.
@@ -27,7 +28,11 @@ namespace dsinf::trainer {
 
 class LlamaDecoder final : public Decoder {
  public:
-  explicit LlamaDecoder(const ModelConfig& config);
+  // A pass takes at most this many tokens: a longer prompt is appended in
+  // several passes (each one visit of every chunk), so a pass's buffers stay
+  // small beside the cache when max_position_embeddings is large.
+  static constexpr int kMaxPassRows = 1024;
+  explicit LlamaDecoder(const ModelConfig& config, int max_pass_rows = kMaxPassRows);
   ~LlamaDecoder() override;
 
   int max_positions() const override { return config_.n_positions; }
@@ -55,12 +60,15 @@ class LlamaDecoder final : public Decoder {
   void layer(int l, const float* P, int P0, int Tq);
   // The final norm of the last row and lm_head into the logits buffer.
   absl::Status head(int Tq);
+  // One pass: tokens at positions [position_, position_ + n), n <= pass_rows_.
+  absl::Status pass(const std::vector<int32_t>& tokens);
   absl::Status upload_tokens(const std::vector<int32_t>& tokens);
   absl::Status upload_rope_tables();
 
   ModelConfig config_;
   LlamaBlockTensors block_;  // before layouts_: make_layouts fills it
   std::vector<memory::ChunkLayout> layouts_;
+  int pass_rows_;  // rows of a pass's buffers
   kernels::Backend* backend_ = nullptr;
   actors::ChunkSource* source_ = nullptr;
   std::unique_ptr<Buffers> bufs_;
