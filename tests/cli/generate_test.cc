@@ -142,6 +142,25 @@ TEST(Generate, JsonObjectsPromptsAndConversations) {
   EXPECT_GT(both[1]["prompt_tokens"].get<int>(), 8);
 }
 
+// The pieces streamed to stdout add up to the text decoded at once (--json's), whole UTF-8
+// characters at a time; the tokens/s line follows them.
+TEST(Generate, StreamedTextIsTheDecodedText) {
+  if (!have_fixture()) GTEST_SKIP() << "the tokenizer fixtures are missing (scripts/fixtures.sh)";
+  TempDir dir;
+  const std::string config = write_config(dir, "c", llama_config(dir, true));
+  for (const char* prompt : {"'Bonjour, ça va'", "'日本語のテキスト'"}) {
+    const std::string args = std::string("--prompt ") + prompt + " --max-new-tokens 24";
+    const std::vector<json> j = generate_json(dir, config, args + " --temperature 2 --seed 5");
+    const CommandResult r =
+        run_dsinf("generate " + config + " " + args + " --temperature 2 --seed 5", dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(j.size(), 1u);
+    const std::string text = j[0]["text"];
+    EXPECT_EQ(r.out.substr(0, text.size() + 1), text + "\n");
+    EXPECT_NE(r.out.find("tokens/s", text.size()), std::string::npos) << r.out;
+  }
+}
+
 TEST(Generate, StreamedFromNvmeGivesTheInMemoryTokens) {
   if (!have_fixture()) GTEST_SKIP() << "the tokenizer fixtures are missing (scripts/fixtures.sh)";
   TempDir dir;

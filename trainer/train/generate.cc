@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "memory/util/check.h"
 
 namespace dsinf::trainer {
@@ -111,20 +112,32 @@ size_t printable_prefix(std::string_view text) {
   return end;
 }
 
+std::string TextStream::decode(size_t begin, size_t end) const {
+  return tokenizer_.decode(absl::MakeConstSpan(ids_).subspan(begin, end - begin),
+                           /*skip_special_tokens=*/true);
+}
+
 std::string TextStream::push(int32_t id) {
   ids_.push_back(id);
-  text_ = tokenizer_.decode(ids_, /*skip_special_tokens=*/true);
-  const size_t end = printable_prefix(text_);
-  if (end <= emitted_) return "";
-  std::string piece = text_.substr(emitted_, end - emitted_);
-  emitted_ = end;
+  const std::string before = decode(prefix_offset_, read_offset_);
+  const std::string now = decode(prefix_offset_, ids_.size());
+  const size_t end = printable_prefix(now);
+  // An incomplete character (or nothing new): wait for the next token.
+  if (end < now.size() || end <= before.size()) return "";
+  std::string piece = now.substr(before.size());
+  prefix_offset_ = read_offset_;
+  read_offset_ = ids_.size();
+  text_ += piece;
   return piece;
 }
 
 std::string TextStream::finish() {
-  if (emitted_ >= text_.size()) return "";
-  std::string rest = text_.substr(emitted_);
-  emitted_ = text_.size();
+  const std::string before = decode(prefix_offset_, read_offset_);
+  const std::string now = decode(prefix_offset_, ids_.size());
+  prefix_offset_ = read_offset_ = ids_.size();
+  if (now.size() <= before.size()) return "";
+  std::string rest = now.substr(before.size());
+  text_ += rest;
   return rest;
 }
 
@@ -188,7 +201,10 @@ absl::StatusOr<GenerationResult> Generator::run(
   }
   result.decode_s = seconds_since(start);
   if (std::string rest = stream.finish(); !rest.empty()) on_text(rest);
-  result.text = stream.text();
+  // The whole text decoded at once (the stream's pieces add up to it).
+  const size_t kept = result.tokens.size() - (result.stop == StopReason::kEos ? 1 : 0);
+  result.text = tokenizer.decode(absl::MakeConstSpan(result.tokens).first(kept),
+                                 /*skip_special_tokens=*/true);
   return result;
 }
 

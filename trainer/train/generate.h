@@ -63,19 +63,25 @@ struct GenerationResult {
 
 // Text of token ids as they are generated: each push returns what can be
 // printed now -- never half a UTF-8 character or a replacement character
-// that the next token may complete.
+// that the next token may complete. Each push decodes only the tokens since
+// the last printed piece and the few before them (their text is the prefix
+// taken off, so a decoder that strips a leading space strips it there), as
+// text-generation-inference does: linear in the tokens, not quadratic.
 class TextStream {
  public:
   explicit TextStream(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
   std::string push(int32_t id);
   std::string finish();  // whatever is left
-  const std::string& text() const { return text_; }
+  const std::string& text() const { return text_; }  // every piece returned
 
  private:
+  std::string decode(size_t begin, size_t end) const;
+
   const Tokenizer& tokenizer_;
   std::vector<int32_t> ids_;
-  std::string text_;      // the decoded text so far
-  size_t emitted_ = 0;    // bytes of it returned
+  size_t prefix_offset_ = 0;  // ids_[prefix_offset_, read_offset_): printed, decoded again
+  size_t read_offset_ = 0;    // ids_ from here: not printed yet
+  std::string text_;
 };
 
 // The bytes of `text` up to its last complete UTF-8 character, leaving out a
