@@ -225,11 +225,12 @@ struct Command {
   std::string config_path;
   GenerateOptions options;
   bool json = false;
+  std::optional<std::string> prompt, in;  // generate's
 };
 
 // CONFIG and the sampling flags; exit status in `exit` when they are bad (or --help).
 std::optional<Command> parse_command(const std::vector<std::string>& args, bool generate,
-                                     Args* parsed_out, int* exit) {
+                                     int* exit) {
   const char* name = generate ? "generate" : "chat";
   const char* usage = generate ? kGenerateUsage : kChatUsage;
   absl::StatusOr<Args> parsed = Args::parse(args, sampling_spec(generate));
@@ -251,8 +252,8 @@ std::optional<Command> parse_command(const std::vector<std::string>& args, bool 
     *exit = usage_error(absl::StrCat(name, " needs a CONFIG file"), name);
     return std::nullopt;
   }
-  *parsed_out = *parsed;
-  return Command{parsed->positional().front(), *options, parsed->flag("--json")};
+  return Command{parsed->positional().front(), *options, parsed->flag("--json"),
+                 parsed->text("--prompt"), parsed->text("--in")};
 }
 
 // The config, its warnings printed; bad input when its family cannot generate.
@@ -298,23 +299,19 @@ bool read_user_line(bool terminal, std::string& line) {
 }  // namespace
 
 int generate_main(const std::vector<std::string>& args, const RunEnvironment& env) {
-  Args parsed = *Args::parse({}, {});
   int exit = 0;
-  std::optional<Command> cmd = parse_command(args, /*generate=*/true, &parsed, &exit);
+  std::optional<Command> cmd = parse_command(args, /*generate=*/true, &exit);
   if (!cmd) return exit;
-  if (parsed.has("--prompt") == parsed.has("--in")) {
+  if (cmd->prompt.has_value() == cmd->in.has_value()) {
     return usage_error("generate needs --prompt TEXT or --in FILE (one of them)", "generate");
   }
   absl::StatusOr<LoadedConfig> loaded = read_config(cmd->config_path);
   if (!loaded.ok()) return failed(loaded.status());
-  std::vector<PromptItem> items;
-  if (std::optional<std::string> prompt = parsed.text("--prompt")) {
-    items.push_back({"--prompt", *prompt, json()});
-  } else {
-    absl::StatusOr<std::vector<PromptItem>> read = read_prompts(*parsed.text("--in"));
-    if (!read.ok()) return failed(read.status());
-    items = *std::move(read);
-  }
+  absl::StatusOr<std::vector<PromptItem>> read =
+      cmd->prompt ? std::vector<PromptItem>{{"--prompt", *cmd->prompt, json()}}
+                  : read_prompts(*cmd->in);
+  if (!read.ok()) return failed(read.status());
+  const std::vector<PromptItem>& items = *read;
   const bool need_chat = std::any_of(items.begin(), items.end(),
                                      [](const PromptItem& i) { return !i.prompt.has_value(); });
   absl::StatusOr<GenerationText> text = open_generation_text(loaded->config, need_chat);
@@ -338,9 +335,8 @@ int generate_main(const std::vector<std::string>& args, const RunEnvironment& en
 }
 
 int chat_main(const std::vector<std::string>& args, const RunEnvironment& env) {
-  Args parsed = *Args::parse({}, {});
   int exit = 0;
-  std::optional<Command> cmd = parse_command(args, /*generate=*/false, &parsed, &exit);
+  std::optional<Command> cmd = parse_command(args, /*generate=*/false, &exit);
   if (!cmd) return exit;
   absl::StatusOr<LoadedConfig> loaded = read_config(cmd->config_path);
   if (!loaded.ok()) return failed(loaded.status());
