@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -165,6 +166,45 @@ TEST_F(GpuTrain, LlamaFollowsTheCpuLossCurve) {
     const CommandResult gpu = train(dir, "gpu_" + name, on_gpu);
     ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
     expect_curves_close(losses(gpu), losses(cpu), k.tolerance);
+  }
+}
+
+// LoRA on the GPU: adapters with dropout over a frozen base (no weight
+// gradient for it, the dropout masks the CPU's), on the device and with the
+// bf16 base on NVMe, follow the CPU's loss curve.
+TEST_F(GpuTrain, LoraFollowsTheCpuLossCurve) {
+  TempDir dir;
+  fs::create_directories(dir / "swap");
+  auto lora = [&](const std::string& out, const std::string& device, const std::string& precision) {
+    json c = small(dir, out, device, precision, 10);
+    c["model"] = {{"type", "llama"},          {"hidden_size", 128},
+                  {"num_hidden_layers", 3},   {"num_attention_heads", 8},
+                  {"num_key_value_heads", 2}, {"intermediate_size", 256},
+                  {"vocab_size", 256},        {"max_position_embeddings", 128}};
+    c["data"]["seq_len"] = 128;
+    c["optimizer"]["params"]["lr"] = 1e-2;
+    c["lora"] = {{"r", 8},
+                 {"lora_alpha", 16},
+                 {"lora_dropout", 0.1},
+                 {"target_modules", "all-linear"},
+                 {"modules_to_save", {"lm_head"}}};
+    return c;
+  };
+  for (const auto& [precision, params, tol] :
+       {std::tuple{"fp32", "", 1e-3}, std::tuple{"bf16", "nvme", 2e-2}}) {
+    const std::string name = std::string("lora_") + precision;
+    SCOPED_TRACE(name);
+    const CommandResult cpu = train(dir, "cpu_" + name, lora(dir / ("cpu_" + name), "cpu", precision));
+    ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+    json on_gpu = lora(dir / ("gpu_" + name), "cuda", precision);
+    if (std::string(params) == "nvme") {
+      on_gpu["zero_optimization"] = {{"stage", 3},
+                                     {"offload_param", offload("nvme", dir / "swap")},
+                                     {"offload_optimizer", offload("none", dir / "swap")}};
+    }
+    const CommandResult gpu = train(dir, "gpu_" + name, on_gpu);
+    ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+    expect_curves_close(losses(gpu), losses(cpu), tol);
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/dropout_mask.h"
 
 namespace dsinf::kernels::cpu {
 namespace {
@@ -554,6 +555,48 @@ TEST(CpuOps, SumSquaresAndScale) {
     scale(scaled.data(), 1.5f, n);
     for (size_t i = 0; i < n; ++i) ASSERT_EQ(scaled[i], xf[i] * 1.5f);
   }
+}
+
+// Dropout: kept elements are in * s exactly, dropped ones 0; the mask is a
+// function of the key (the same key repeats it, in place too; another key
+// gives another), and about p of the elements drop. p 0 is a scaled copy.
+TEST(CpuOps, DropoutScaleMaskFollowsItsKey) {
+  const size_t n = 200000;
+  const Vec x = random_vec(n, 3);
+  const std::vector<float> in(x.begin(), x.end());
+  std::vector<float> a(n), b(n), other(n), copy(n);
+  dropout_scale(a.data(), in.data(), n, 2.0f, 0.25f, 42);
+  dropout_scale(b.data(), in.data(), n, 2.0f, 0.25f, 42);
+  dropout_scale(other.data(), in.data(), n, 2.0f, 0.25f, 43);
+  dropout_scale(copy.data(), in.data(), n, 0.5f, 0.0f, 42);
+  size_t dropped = 0, differ = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(a[i] == 0.0f || a[i] == in[i] * 2.0f) << i;
+    ASSERT_EQ(a[i] == 0.0f, !dropout_keep(42, i, 0.25f)) << i;
+    ASSERT_EQ(copy[i], in[i] * 0.5f) << i;
+    dropped += a[i] == 0.0f;
+    differ += (a[i] == 0.0f) != (other[i] == 0.0f);
+  }
+  EXPECT_EQ(a, b);
+  EXPECT_NEAR(static_cast<double>(dropped) / n, 0.25, 0.005);
+  EXPECT_GT(differ, n / 4);  // independent masks disagree on 2 p (1 - p) = 37.5%
+  std::vector<float> in_place = in;
+  dropout_scale(in_place.data(), in_place.data(), n, 2.0f, 0.25f, 42);
+  EXPECT_EQ(in_place, a);
+}
+
+// A frozen weight: matmul_backward without dweight gives the same dinp bits.
+TEST(CpuOps, MatmulBackwardWithoutWeightGradientGivesTheSameInputGradient) {
+  const int N = 37, C = 24, OC = 19;
+  const Vec xi = random_vec(N * C, 5), xw = random_vec(OC * C, 6), xd = random_vec(N * OC, 7);
+  const std::vector<float> inp(xi.begin(), xi.end()), weight(xw.begin(), xw.end()),
+      dout(xd.begin(), xd.end());
+  std::vector<float> dinp_full(N * C, 0.5f), dinp_frozen(N * C, 0.5f), dweight(OC * C, 0.0f);
+  matmul_backward(dinp_full.data(), dweight.data(), nullptr, dout.data(), inp.data(),
+                  weight.data(), N, C, OC);
+  matmul_backward<float>(dinp_frozen.data(), nullptr, nullptr, dout.data(), inp.data(),
+                         weight.data(), N, C, OC);
+  EXPECT_EQ(dinp_full, dinp_frozen);
 }
 
 // ---- CpuBackend ----

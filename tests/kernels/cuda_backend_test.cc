@@ -370,6 +370,22 @@ TEST_F(CudaBackendTest, ScaleIsBitIdentical) {
   }
 }
 
+TEST_F(CudaBackendTest, DropoutScaleIsBitIdenticalAlsoInPlace) {
+  std::mt19937 rng(8);
+  for (size_t n : kElementwiseSizes) {
+    for (float p : {0.0f, 0.1f, 0.5f}) {
+      auto in = twin(normal(n, rng));
+      auto out = twin(poison(n));
+      gpu().dropout_scale(out->g(), in->g(), n, 1.0f / (1.0f - p), p, 1234 + n);
+      cpu().dropout_scale(out->c(), in->c(), n, 1.0f / (1.0f - p), p, 1234 + n);
+      expect_bits_equal(*out, "dropout_scale n=" + std::to_string(n));
+      gpu().dropout_scale(in->g(), in->g(), n, 3.0f, p, 99);
+      cpu().dropout_scale(in->c(), in->c(), n, 3.0f, p, 99);
+      expect_bits_equal(*in, "dropout_scale in place n=" + std::to_string(n));
+    }
+  }
+}
+
 struct CrossEntropyShape {
   int N, V;
 };
@@ -572,6 +588,13 @@ TEST_P(CudaProductsTest, MatmulBackward) {
     expect_close(*dweight, tolerance(), "matmul_backward dweight" + what);
     // dbias sums the unrounded gradient in every precision.
     expect_close(*dbias, 1e-5, "matmul_backward dbias" + what);
+    // A frozen weight (no dweight, no dbias): the input's gradient only.
+    auto frozen = twin(normal(NC, rng));
+    gpu().matmul_backward(frozen->g(), nullptr, nullptr, dout->g(), inp->g(), weight->g(), s.N,
+                          s.C, s.OC);
+    cpu().matmul_backward(frozen->c(), nullptr, nullptr, dout->c(), inp->c(), weight->c(), s.N,
+                          s.C, s.OC);
+    expect_close(*frozen, tolerance(), "matmul_backward frozen dinp" + what);
   }
 }
 
