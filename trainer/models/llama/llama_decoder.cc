@@ -215,8 +215,10 @@ absl::Status LlamaDecoder::upload_tokens(const std::vector<int32_t>& tokens) {
   }
   // The previous pass may still read the ids: the upload waits for it.
   backend_->stream_wait(Stream::kUpload, backend_->record(Stream::kCompute));
-  if (absl::Status s = backend_->copy_to_device(bufs_->tokens, tokens.data(),
-                                                tokens.size() * sizeof(int32_t), Stream::kUpload);
+  host_tokens_ = tokens;
+  if (absl::Status s = backend_->copy_to_device(bufs_->tokens, host_tokens_.data(),
+                                                host_tokens_.size() * sizeof(int32_t),
+                                                Stream::kUpload);
       !s.ok()) {
     return s;
   }

@@ -73,6 +73,7 @@ class LlamaDecoder final : public Decoder {
   actors::ChunkSource* source_ = nullptr;
   std::unique_ptr<Buffers> bufs_;
   std::unique_ptr<ProgramBuffers> owned_;
+  std::vector<int32_t> host_tokens_;  // the source of a pass's token upload, kept past it
   int position_ = 0;
 };
 
