@@ -39,11 +39,17 @@ class ChunkLayout {
   size_t bytes_as(size_t elem_bytes) const;
   bool trainable() const { return trainable_; }
   void set_trainable(bool trainable) { trainable_ = trainable; }
+  // A chunk the model holds together with another streamed chunk (LoRA's
+  // adapters beside their layer's base) keeps a device slot of its own when
+  // parameters are streamed, so that one shared slot always suffices.
+  bool own_slot() const { return own_slot_; }
+  void set_own_slot(bool own) { own_slot_ = own; }
 
  private:
   size_t elem_bytes_;
   size_t numel_padded_ = 0;
   bool trainable_ = true;
+  bool own_slot_ = false;
   std::vector<TensorSlot> tensors_;
 };
 

@@ -55,10 +55,9 @@ void place_classes(const Placement& p, const ChunkBytes& b, MemoryPlan& plan) {
 
 // Streamed parameters: chunks below stage3_param_persistence_threshold
 // elements get a device slot of their own; the others share the slots, each
-// the size of the largest of them. Returns the number of shared chunks. Over a
-// frozen base the trained chunks (LoRA's adapters) keep slots of their own
-// too: a layer uses its base chunk and its adapters at once, and they change
-// only at updates.
+// the size of the largest of them. Returns the number of shared chunks.
+// Chunks the model marks own_slot (LoRA's adapters, used at once with their
+// layer's base chunk) get slots of their own too.
 size_t sort_streamed_chunks(const Placement& p, const std::vector<memory::ChunkLayout>& layouts,
                             MemoryPlan& plan) {
   if (p.params == Tier::kDevice) return 0;
@@ -71,10 +70,8 @@ size_t sort_streamed_chunks(const Placement& p, const std::vector<memory::ChunkL
     return p.reduced() ? p.working_bytes(layout) : size_t{0};
   };
   size_t fp32_part = 0;
-  const bool any_frozen = std::any_of(layouts.begin(), layouts.end(),
-                                      [](const memory::ChunkLayout& l) { return !l.trainable(); });
   for (size_t c = 0; c < layouts.size(); ++c) {
-    if (layouts[c].numel_padded() < threshold || (any_frozen && layouts[c].trainable())) {
+    if (layouts[c].numel_padded() < threshold || layouts[c].own_slot()) {
       plan.persistent[c] = true;
       ++plan.persistent_chunks;
       plan.persistent_bytes += layouts[c].bytes() + area(layouts[c]);

@@ -228,5 +228,75 @@ TEST(LlamaLora, DropoutMasksFollowTheirKey) {
   EXPECT_EQ(eval1, eval2);
 }
 
+// Generation applies the adapters: the decoder's cross-entropy over a window,
+// token by token through its cache, equals the LoRA training forward's (whose
+// math the PyTorch test above holds), with an lm_head copy and qk-norms.
+TEST(LlamaLora, TheDecoderAppliesTheAdapters) {
+  if (!testing::have_torch()) GTEST_SKIP() << "python3-torch is not installed";
+  TempDir dir;
+  const testing::CommandResult gen = testing::run_command(
+      absl::StrCat(lora_script(), " golden --out ", dir.path(),
+                   " --family qwen3 --heads 4 --kv-heads 2 --head-dim 8 --save-lm-head --seq 12"),
+      dir.path());
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  auto loaded = read_config(dir,
+                            absl::StrCat(R"({"init_from": ")", dir / "model",
+                                         R"(", "adapter_from": ")", dir / "adapter", R"("})"),
+                            "", 12, 1);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const ModelConfig& config = loaded->config.model;
+  auto backend = kernels::make_cpu_backend({});
+  const LlamaModel def(config);
+  testing::DeviceChunks chunks(backend.get(), def.layouts());
+  auto weights = HfWeights::open(dir / "model");
+  ASSERT_TRUE(weights.ok());
+  ASSERT_TRUE(def.load_hf(**weights, chunks).ok());
+  auto adapter = SafetensorsFile::open(dir / "adapter/adapter_model.safetensors");
+  ASSERT_TRUE(adapter.ok());
+  ASSERT_TRUE(def.load_adapter(*adapter, chunks).ok());
+
+  const int T = config.window();
+  std::vector<int32_t> tokens;
+  for (int t = 0; t <= T; ++t) tokens.push_back((t * 37 + 5) % config.vocab_size);
+  const std::vector<int32_t> inputs(tokens.begin(), tokens.begin() + T);
+  const std::vector<int32_t> targets(tokens.begin() + 1, tokens.end());
+  auto program = LlamaProgram::create(backend.get(), config, 1);
+  ASSERT_TRUE(program.ok());
+  (*program)->set_chunk_source(&chunks);
+  absl::StatusOr<float> loss = (*program)->forward(inputs.data(), targets.data(), 1);
+  ASSERT_TRUE(loss.ok());
+
+  absl::StatusOr<std::unique_ptr<Decoder>> d = make_decoder(config);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE((*d)->bind(backend.get(), &chunks).ok());
+  double sum = 0;
+  std::vector<float> logits;
+  for (int t = 0; t < T; ++t) {
+    ASSERT_TRUE((*d)->append({inputs[t]}, logits).ok());
+    double max = logits[0], z = 0;
+    for (float x : logits) max = std::max(max, static_cast<double>(x));
+    for (float x : logits) z += std::exp(x - max);
+    sum += max + std::log(z) - logits[targets[t]];
+  }
+  EXPECT_NEAR(*loss, sum / T, 1e-5 * std::abs(sum / T));
+  // Without the adapters the loss is another.
+  const LlamaModel plain([&] {
+    ModelConfig c = config;
+    c.lora = LoraConfig{};
+    c.adapter_from.clear();
+    return c;
+  }());
+  testing::DeviceChunks base_chunks(backend.get(), plain.layouts());
+  ASSERT_TRUE(plain.load_hf(**weights, base_chunks).ok());
+  ModelConfig base_config = config;
+  base_config.lora = LoraConfig{};
+  auto base_program = LlamaProgram::create(backend.get(), base_config, 1);
+  ASSERT_TRUE(base_program.ok());
+  (*base_program)->set_chunk_source(&base_chunks);
+  absl::StatusOr<float> base_loss = (*base_program)->forward(inputs.data(), targets.data(), 1);
+  ASSERT_TRUE(base_loss.ok());
+  EXPECT_GT(std::abs(*base_loss - *loss), 1e-3);
+}
+
 }  // namespace
 }  // namespace dsinf::trainer

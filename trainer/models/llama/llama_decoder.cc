@@ -31,6 +31,8 @@ struct LlamaDecoder::Buffers {
   float* rope_cos = nullptr;  // (P, D/2)
   float* rope_sin = nullptr;  // (P, D/2)
   int32_t* tokens = nullptr;  // (R)
+  float* lora_u = nullptr;    // (R, r) LoRA: in A^T
+  float* lora_tmp = nullptr;  // (R, widest output) LoRA: (in A^T) B^T
 };
 
 namespace {
@@ -59,6 +61,15 @@ void declare(ProgramBuffers& b, LlamaDecoder::Buffers& a, const ModelConfig& c, 
   b.add(a.rope_cos, P * (D / 2) * f);
   b.add(a.rope_sin, P * (D / 2) * f);
   b.add(a.tokens, R * sizeof(int32_t));
+  if (!c.lora.enabled) return;
+  size_t widest = 0;
+  for (int m = 0; m < kLoraModules; ++m) {
+    if (c.lora.targets(lora_module_names()[m])) {
+      widest = std::max<size_t>(widest, lora_shape(c, m).out);
+    }
+  }
+  b.add(a.lora_u, R * c.lora.r * f);
+  b.add(a.lora_tmp, R * widest * f);
 }
 
 }  // namespace
@@ -70,17 +81,12 @@ absl::StatusOr<std::unique_ptr<Decoder>> make_decoder(const ModelConfig& config)
         "model.type ", config.type,
         ": generation supports the llama family (llama, mistral, qwen2, qwen3)"));
   }
-  if (config.lora.enabled) {
-    return absl::UnimplementedError(
-        "lora: generation does not apply LoRA adapters yet; export --merged and generate from "
-        "that directory");
-  }
   return std::make_unique<LlamaDecoder>(config);
 }
 
 LlamaDecoder::LlamaDecoder(const ModelConfig& config, int max_pass_rows)
     : config_(config),
-      layouts_(LlamaModel::make_layouts(config, &block_)),
+      layouts_(LlamaModel::make_layouts(config, &block_, &lora_)),
       pass_rows_(std::clamp(config.n_positions, 1, std::max(max_pass_rows, 1))) {}
 
 LlamaDecoder::~LlamaDecoder() = default;
@@ -133,9 +139,20 @@ const float* LlamaDecoder::tensor(const float* P, size_t chunk, int index) const
 }
 
 void LlamaDecoder::project(float* out, const float* in, const float* P, size_t chunk, int weight,
-                           int bias, int rows, int in_dim, int out_dim) {
-  backend_->matmul_forward(out, in, tensor(P, chunk, weight), tensor(P, chunk, bias), rows, in_dim,
-                           out_dim);
+                           int bias, int rows, int in_dim, int out_dim, const float* Ad, int l,
+                           int m) {
+  kernels::Backend& k = *backend_;
+  k.matmul_forward(out, in, tensor(P, chunk, weight), tensor(P, chunk, bias), rows, in_dim,
+                   out_dim);
+  if (Ad == nullptr || m < 0 || lora_.a[m] < 0) return;
+  // LlamaProgram's order (PEFT's): result + lora_B(lora_A(x)) * scaling; no dropout.
+  const size_t ac = lora_.adapter_chunk(l), n_out = static_cast<size_t>(rows) * out_dim;
+  const int r = config_.lora.r;
+  k.matmul_forward(bufs_->lora_u, in, tensor(Ad, ac, lora_.a[m]), nullptr, rows, in_dim, r);
+  k.matmul_forward(bufs_->lora_tmp, bufs_->lora_u, tensor(Ad, ac, lora_.b[m]), nullptr, rows, r,
+                   out_dim);
+  k.scale(bufs_->lora_tmp, static_cast<float>(config_.lora.scale()), n_out);
+  k.residual_forward(out, out, bufs_->lora_tmp, n_out);
 }
 
 template <typename Body>
@@ -147,7 +164,7 @@ absl::Status LlamaDecoder::with_chunk(size_t c, Body&& body) {
   return status;
 }
 
-void LlamaDecoder::layer(int l, const float* P, int P0, int Tq) {
+void LlamaDecoder::layer(int l, const LayerChunks& lc, int P0, int Tq) {
   trace::Scope span(trace::Lane::kCompute, "decode layer", 1 + l);
   kernels::Backend& k = *backend_;
   Buffers& a = *bufs_;
@@ -160,10 +177,11 @@ void LlamaDecoder::layer(int l, const float* P, int P0, int Tq) {
   float* v_layer = a.v_cache + l * positions * K;
   float* k_new = k_layer + static_cast<size_t>(P0) * K;
   float* v_new = v_layer + static_cast<size_t>(P0) * K;
+  const float* P = lc.P;
   k.rmsnorm_forward(a.ln, a.rstd, a.x, tensor(P, c, t.ln1), Tq, C, eps);
-  project(config_.qk_norm ? a.q_raw : a.q, a.ln, P, c, t.wq, t.bq, Tq, C, Q);
-  project(config_.qk_norm ? a.k_raw : k_new, a.ln, P, c, t.wk, t.bk, Tq, C, K);
-  project(v_new, a.ln, P, c, t.wv, t.bv, Tq, C, K);
+  project(config_.qk_norm ? a.q_raw : a.q, a.ln, P, c, t.wq, t.bq, Tq, C, Q, lc.Ad, l, kLoraQ);
+  project(config_.qk_norm ? a.k_raw : k_new, a.ln, P, c, t.wk, t.bk, Tq, C, K, lc.Ad, l, kLoraK);
+  project(v_new, a.ln, P, c, t.wv, t.bv, Tq, C, K, lc.Ad, l, kLoraV);
   if (config_.qk_norm) {
     k.rmsnorm_forward(a.q, a.rstd, a.q_raw, tensor(P, c, t.q_norm), Tq * NH, D, eps);
     k.rmsnorm_forward(k_new, a.rstd, a.k_raw, tensor(P, c, t.k_norm), Tq * KV, D, eps);
@@ -175,14 +193,14 @@ void LlamaDecoder::layer(int l, const float* P, int P0, int Tq) {
   k.rope_forward(k_new, cos, sin, 1, Tq, KV, D);
   k.cached_attention_forward(a.att, a.q, k_layer, v_layer, Tq, P0 + Tq, NH, KV, D,
                              1.0f / std::sqrt(static_cast<float>(D)));
-  project(a.proj, a.att, P, c, t.wo, t.bo, Tq, Q, C);
+  project(a.proj, a.att, P, c, t.wo, t.bo, Tq, Q, C, lc.Ad, l, kLoraO);
   const size_t n = static_cast<size_t>(Tq) * C;
   k.residual_forward(a.x, a.x, a.proj, n);
   k.rmsnorm_forward(a.ln, a.rstd, a.x, tensor(P, c, t.ln2), Tq, C, eps);
-  project(a.gate, a.ln, P, c, t.w_gate, t.b_gate, Tq, C, I);
-  project(a.up, a.ln, P, c, t.w_up, t.b_up, Tq, C, I);
+  project(a.gate, a.ln, P, c, t.w_gate, t.b_gate, Tq, C, I, lc.Ad, l, kLoraGate);
+  project(a.up, a.ln, P, c, t.w_up, t.b_up, Tq, C, I, lc.Ad, l, kLoraUp);
   k.swiglu_forward(a.h, a.gate, a.up, static_cast<size_t>(Tq) * I);
-  project(a.proj, a.h, P, c, t.w_down, t.b_down, Tq, I, C);
+  project(a.proj, a.h, P, c, t.w_down, t.b_down, Tq, I, C, lc.Ad, l, kLoraDown);
   k.residual_forward(a.x, a.x, a.proj, n);
 }
 
@@ -190,17 +208,19 @@ absl::Status LlamaDecoder::head(int Tq) {
   kernels::Backend& k = *backend_;
   Buffers& a = *bufs_;
   const int C = config_.n_embd, V = config_.vocab_size;
-  const size_t fin = layouts_.size() - 1;
+  const size_t fin = lora_.enabled ? lora_.base_chunks - 1 : layouts_.size() - 1;
   const float* last = a.x + static_cast<size_t>(Tq - 1) * C;
-  const bool head_in_final = !config_.tie_word_embeddings;
+  const bool head_in_final = !config_.tie_word_embeddings && lora_.lm_head_copy < 0;
   absl::Status status = with_chunk(fin, [&](const float* F) {
     k.rmsnorm_forward(a.lnf, a.rstd, last, F, 1, C, static_cast<float>(config_.rms_norm_eps));
     if (head_in_final) project(a.logits, a.lnf, F, fin, 1, -1, 1, C, V);
     return absl::OkStatus();
   });
   if (!status.ok() || head_in_final) return status;
-  return with_chunk(0, [&](const float* E) {  // tied: lm_head is the embedding
-    project(a.logits, a.lnf, E, 0, 0, -1, 1, C, V);
+  // Tied: lm_head is the embedding; LoRA's modules_to_save: its trained copy.
+  const size_t head = config_.tie_word_embeddings ? 0 : lora_.lm_head_copy;
+  return with_chunk(head, [&](const float* H) {
+    project(a.logits, a.lnf, H, head, 0, -1, 1, C, V);
     return absl::OkStatus();
   });
 }
@@ -251,14 +271,21 @@ absl::Status LlamaDecoder::pass(const std::vector<int32_t>& tokens) {
   const int Tq = static_cast<int>(tokens.size()), P0 = position_;
   if (absl::Status s = upload_tokens(tokens); !s.ok()) return s;
   kernels::Backend& k = *backend_;
-  absl::Status status = with_chunk(0, [&](const float* E) {
+  const size_t embed = lora_.embed_copy >= 0 ? lora_.embed_copy : 0;
+  absl::Status status = with_chunk(embed, [&](const float* E) {
     k.encoder_forward(bufs_->x, bufs_->tokens, E, nullptr, 1, Tq, config_.n_embd);
     return absl::OkStatus();
   });
   for (int l = 0; l < config_.n_layer && status.ok(); ++l) {
     status = with_chunk(1 + l, [&](const float* P) {
-      layer(l, P, P0, Tq);
-      return absl::OkStatus();
+      if (!lora_.enabled) {
+        layer(l, {P, nullptr}, P0, Tq);
+        return absl::OkStatus();
+      }
+      return with_chunk(lora_.adapter_chunk(l), [&](const float* Ad) {
+        layer(l, {P, Ad}, P0, Tq);
+        return absl::OkStatus();
+      });
     });
   }
   if (status.ok()) status = head(Tq);

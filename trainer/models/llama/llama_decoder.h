@@ -47,17 +47,24 @@ class LlamaDecoder final : public Decoder {
   struct Buffers;  // llama_decoder.cc
 
  private:
+  // A layer's chunks on the device: its base P and, with LoRA, its adapters Ad.
+  struct LayerChunks {
+    const float* P = nullptr;
+    const float* Ad = nullptr;
+  };
   // out (rows, out_dim) = in (rows, in_dim) W^T + b, W and b tensors `weight`
-  // and `bias` (-1: none) of chunk `chunk` at P. Every linear projection of
-  // the decoder goes through here (LoRA's adapters belong here too).
+  // and `bias` (-1: none) of chunk `chunk` at P, plus LoRA's
+  // scale * (in A^T) B^T when module m (-1: none) of layer l has an adapter at
+  // Ad. Every linear projection of the decoder goes through here.
   void project(float* out, const float* in, const float* P, size_t chunk, int weight, int bias,
-               int rows, int in_dim, int out_dim);
+               int rows, int in_dim, int out_dim, const float* Ad = nullptr, int l = 0,
+               int m = -1);
   const float* tensor(const float* P, size_t chunk, int index) const;
   // Chunk c on the device for body(P), released after.
   template <typename Body>
   absl::Status with_chunk(size_t c, Body&& body);
   // Layer l on rows x (Tq, C) of positions [P0, P0 + Tq), in place.
-  void layer(int l, const float* P, int P0, int Tq);
+  void layer(int l, const LayerChunks& lc, int P0, int Tq);
   // The final norm of the last row and lm_head into the logits buffer.
   absl::Status head(int Tq);
   // One pass: tokens at positions [position_, position_ + n), n <= pass_rows_.
@@ -67,6 +74,7 @@ class LlamaDecoder final : public Decoder {
 
   ModelConfig config_;
   LlamaBlockTensors block_;  // before layouts_: make_layouts fills it
+  LlamaLoraTensors lora_;    // the same
   std::vector<memory::ChunkLayout> layouts_;
   int pass_rows_;  // rows of a pass's buffers
   kernels::Backend* backend_ = nullptr;

@@ -78,6 +78,7 @@ LlamaLoraTensors append_lora_layouts(const ModelConfig& c,
       t.a[m] = static_cast<int>(adapter.add(path + ".lora_A.weight", {r, s.in}));
       t.b[m] = static_cast<int>(adapter.add(path + ".lora_B.weight", {s.out, r}));
     }
+    adapter.set_own_slot(true);  // used at once with the layer's base chunk
     layouts.push_back(std::move(adapter));
   }
   const int64_t V = c.vocab_size, C = c.n_embd;
