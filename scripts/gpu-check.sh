@@ -255,7 +255,7 @@ nvme_dir=/var/tmp/dsinf-gpu-check
 mkdir -p "$nvme_dir"
 step bench-tiers 90 "$bin" bench tiers --path "$nvme_dir" --json --out "$out/bench-tiers.json"
 device=${DSINF_GPU_CHECK_DEVICE:-cuda}
-for config in ${DSINF_GPU_CHECK_CONFIGS:-gpt2-124m llama-tiny zero3-nvme llama-tiny-nvme}; do
+for config in ${DSINF_GPU_CHECK_CONFIGS:-gpt2-124m llama-tiny zero3-nvme llama-tiny-nvme llama-lora-nvme}; do
   step "bench-step-$config" 90 env DSINF_DEVICE="$device" "$bin" bench step \
     "$root/configs/$config.json" --json --trace "$out/bench-step-$config.trace.json"
 done
