@@ -30,7 +30,7 @@
 # run the checks (no GPU, no nvcc, no compiler, no CMake, no libraries):
 # checked first, within seconds. The environment's DSINF_GPU_CHECK_NO_GPU=1,
 # DSINF_GPU_CHECK_CARRIED=1, DSINF_GPU_CHECK_CONFIGS (the configs to bench,
-# default "gpt2-124m llama-tiny zero3-nvme llama-tiny-nvme"),
+# default "gpt2-124m llama-tiny zero3-nvme llama-tiny-nvme llama-lora-nvme"),
 # DSINF_GPU_CHECK_CUDA_ARCHS (default: the GPU's own, e.g. 90) and
 # DSINF_GPU_CHECK_COMMIT (recorded where the tree has no .git) do the same.
 set -uo pipefail
