@@ -28,9 +28,7 @@ using json = nlohmann::json;
 
 CommandResult run(const TempDir& dir, const std::string& command, const std::string& name,
                   const json& config, const std::string& extra = "") {
-  const std::string path = dir / (name + ".json");
-  write_text(path, config.dump(2));
-  return run_dsinf(command + " " + path + " --json " + extra, dir.path());
+  return run_config(dir, command, name, config, extra);
 }
 
 // A 3-layer Llama with grouped-query attention and an untied head, seeded.
@@ -78,14 +76,6 @@ double reference_loss(const TempDir& dir, const std::string& model_dir) {
       dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return r.exit_code == 0 ? json::parse(r.out)["loss"].get<double>() : -1;
-}
-
-double eval_loss(const CommandResult& r) {
-  for (const json& line : json_lines(r.out)) {
-    if (line.contains("loss")) return line["loss"].get<double>();
-  }
-  ADD_FAILURE() << r.out << r.err;
-  return -1;
 }
 
 // Every placement, in fp32 and with bf16 / fp16 storage (working weights and

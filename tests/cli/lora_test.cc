@@ -25,9 +25,7 @@ using json = nlohmann::json;
 
 CommandResult run(const TempDir& dir, const std::string& command, const std::string& name,
                   const json& config, const std::string& extra = "") {
-  const std::string path = dir / (name + ".json");
-  write_text(path, config.dump(2));
-  return run_dsinf(command + " " + path + " --json " + extra, dir.path());
+  return run_config(dir, command, name, config, extra);
 }
 
 // A 3-layer Llama (GQA, untied head) with adapters on every projection,
@@ -45,14 +43,6 @@ json lora_config(const TempDir& dir, const std::string& out, int steps) {
                {"target_modules", "all-linear"},
                {"modules_to_save", {"lm_head"}}};
   return c;
-}
-
-double loss_of(const CommandResult& r) {
-  for (const json& line : json_lines(r.out)) {
-    if (line.contains("loss")) return line["loss"].get<double>();
-  }
-  ADD_FAILURE() << r.out << r.err;
-  return -1;
 }
 
 TEST(LoraCli, BaseOnHostOrNvmeTrainsBitIdenticalToTheBaseOnTheDevice) {
@@ -140,7 +130,7 @@ TEST(LoraCli, AdapterAndMergedExportsLoadBackWithTheSameLoss) {
   ASSERT_EQ(run(dir, "train", "lora", config).exit_code, 0);
   const CommandResult eval = run(dir, "eval", "lora", config);
   ASSERT_EQ(eval.exit_code, 0) << eval.err;
-  const double trained = loss_of(eval);
+  const double trained = eval_loss(eval);
 
   ASSERT_EQ(run(dir, "export", "lora", config, "--out " + (dir / "adapter") + " --adapter")
                 .exit_code,
@@ -165,7 +155,7 @@ TEST(LoraCli, AdapterAndMergedExportsLoadBackWithTheSameLoss) {
   merged["model"] = {{"init_from", dir / "merged"}};
   const CommandResult merged_eval = run(dir, "eval", "merged", merged);
   ASSERT_EQ(merged_eval.exit_code, 0) << merged_eval.err;
-  EXPECT_NEAR(loss_of(merged_eval), trained, 1e-5 * trained);
+  EXPECT_NEAR(eval_loss(merged_eval), trained, 1e-5 * trained);
 
   // adapter_from (settings from adapter_config.json): the same loss, the same bytes out.
   json again = lora_config(dir, dir / "again_run", 2);
@@ -173,7 +163,7 @@ TEST(LoraCli, AdapterAndMergedExportsLoadBackWithTheSameLoss) {
   again["model"]["adapter_from"] = dir / "adapter";
   const CommandResult again_eval = run(dir, "eval", "again", again);
   ASSERT_EQ(again_eval.exit_code, 0) << again_eval.err;
-  EXPECT_EQ(loss_of(again_eval), trained);
+  EXPECT_EQ(eval_loss(again_eval), trained);
   ASSERT_EQ(run(dir, "export", "again", again, "--out " + (dir / "adapter2") + " --adapter")
                 .exit_code,
             0);
@@ -213,7 +203,7 @@ TEST(LoraCli, MergedExportLoadsIntoTheReferenceWithTheAdaptedLoss) {
       dir.path());
   ASSERT_EQ(reference.exit_code, 0) << reference.err;
   const double expected = json::parse(reference.out)["loss"].get<double>();
-  EXPECT_NEAR(loss_of(evaluated), expected, 1e-4 * expected);
+  EXPECT_NEAR(eval_loss(evaluated), expected, 1e-4 * expected);
   // ... and the adapters changed the model: the base alone has another loss.
   const CommandResult base = run_command(
       script + " eval --dir " + (dir / "model") + " --data " + (dir / "tokens.bin") + " --seq 16",

@@ -44,6 +44,24 @@ inline nlohmann::json offload(const std::string& device, const std::string& nvme
   return o;
 }
 
+// `dsinf COMMAND <dir>/<name>.json --json EXTRA` with `config` written there.
+inline CommandResult run_config(const TempDir& dir, const std::string& command,
+                                const std::string& name, const nlohmann::json& config,
+                                const std::string& extra = "") {
+  const std::string path = dir / (name + ".json");
+  write_text(path, config.dump(2));
+  return run_dsinf(command + " " + path + " --json " + extra, dir.path());
+}
+
+// The loss `eval --json` reports.
+inline double eval_loss(const CommandResult& r) {
+  for (const nlohmann::json& line : json_lines(r.out)) {
+    if (line.contains("loss")) return line["loss"].get<double>();
+  }
+  ADD_FAILURE() << r.out << r.err;
+  return -1;
+}
+
 // The summary line of `train --json`.
 inline nlohmann::json summary(const CommandResult& r) {
   for (const nlohmann::json& line : json_lines(r.out)) {
