@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(cmake g++ make pkg-config libcaf-dev liburing-dev libtbb-dev libabsl-dev
           libgtest-dev libgmock-dev nlohmann-json3-dev libopenblas-dev libpcre2-dev
-          libutf8proc-dev)
+          libutf8proc-dev libopenmpi-dev openmpi-bin)
 case "${1:-}" in
   --test) packages+=(python3 python3-numpy python3-torch nodejs npm) ;;
   --bench) packages+=(fio python3) ;;
