@@ -17,6 +17,8 @@ benchmarks:
          host<->device, NVMe at the configured aio settings
   adam   the CPU optimizer step (plain, fused mixed precision, multi-pass,
          naive) against the host memory ceiling measured in the same run
+  comm   all-reduce, reduce-scatter and all-gather bandwidth among the ranks
+         of an MPI job (mpirun -np N dsinf bench comm), as nccl-tests reports it
 
 dsinf bench <benchmark> --help lists its options. Exit status: 0 ok,
 1 internal failure, 2 bad option, config or path, or a disk that is full,
@@ -50,8 +52,9 @@ int bench_main(const std::vector<std::string>& args, const NvmeSettingsLoader& l
   if (name == "nvme") return nvme_main(rest, load_settings);
   if (name == "tiers") return tiers_main(rest, load_settings);
   if (name == "adam") return adam_main(rest);
+  if (name == "comm") return comm_main(rest);
   std::cerr << "dsinf: bench: unknown benchmark '" << name
-            << "' (expected nvme, tiers or adam; see dsinf bench --help)\n";
+            << "' (expected nvme, tiers, adam or comm; see dsinf bench --help)\n";
   return kExitBadInput;
 }
 

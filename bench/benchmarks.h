@@ -26,6 +26,7 @@ using util::kExitOk;
 int nvme_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings);
 int tiers_main(const std::vector<std::string>& args, const NvmeSettingsLoader& load_settings);
 int adam_main(const std::vector<std::string>& args);
+int comm_main(const std::vector<std::string>& args);
 
 // Prints "dsinf: bench <name>: <message>" on stderr and returns the exit code for `status`.
 int report_failure(const std::string& name, const absl::Status& status);

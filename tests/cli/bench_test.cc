@@ -248,5 +248,51 @@ TEST(BenchAdam, ScalarPathRunsAndIsNamed) {
   EXPECT_EQ(result.value("isa", ""), "scalar");
 }
 
+// bench comm's JSON: every op at every size, busbw = algbw x the link factor
+// of the op (nccl-tests' definitions), results verified.
+void expect_comm_report(const json& report, int ranks) {
+  EXPECT_EQ(report["ranks"], ranks);
+  EXPECT_EQ(report["verified"], true);
+  ASSERT_EQ(report["results"].size(), 3u * 5u);  // 4 KiB .. 64 KiB, doubling
+  for (const json& r : report["results"]) {
+    const std::string op = r["op"];
+    const double factor =
+        ranks == 1 ? 0.0 : (op == "all_reduce" ? 2.0 : 1.0) * (ranks - 1) / ranks;
+    EXPECT_GT(r["algbw_gbps"].get<double>(), 0.0) << op;
+    EXPECT_DOUBLE_EQ(r["busbw_gbps"].get<double>(), r["algbw_gbps"].get<double>() * factor)
+        << op;
+  }
+}
+
+TEST(BenchComm, OneProcessAndTwoMpiRanks) {
+  TempDir dir;
+  const std::string args = " bench comm --min-bytes 4K --max-bytes 64K --iters 3 --json";
+  const CommandResult alone = run_dsinf(args, dir.path());
+  ASSERT_EQ(alone.exit_code, 0) << alone.err;
+  expect_comm_report(json_lines(alone.out).back(), 1);
+  if (run_command("command -v mpiexec", dir.path()).exit_code != 0) {
+    GTEST_SKIP() << "no mpiexec (install openmpi-bin)";
+  }
+  // Open MPI refuses root without both the flag and the two variables.
+  const CommandResult two = run_command(
+      "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 "
+      "--oversubscribe --allow-run-as-root " + dsinf_binary() + args,
+      dir.path());
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  const std::vector<json> lines = json_lines(two.out);
+  ASSERT_EQ(lines.size(), 1u) << two.out;  // rank 0 alone reports
+  expect_comm_report(lines.back(), 2);
+}
+
+TEST(BenchComm, BadArgumentsExitTwo) {
+  TempDir dir;
+  for (const char* bad : {"--max-bytes 2", "--min-bytes 1M --max-bytes 4K", "--iters 0",
+                          "--max-bytes lots", "--frobnicate"}) {
+    const CommandResult r = run_dsinf(std::string(" bench comm ") + bad, dir.path());
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+    EXPECT_NE(r.err.find("bench comm"), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace dsinf::testing
