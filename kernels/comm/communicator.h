@@ -57,6 +57,10 @@ class Communicator {
   virtual absl::StatusOr<std::unique_ptr<Request>> barrier() = 0;
 };
 
+// The ranks an MPI launcher started this process among (its environment
+// says: OMPI_COMM_WORLD_SIZE, PMI_SIZE), 1 without a launcher.
+int launcher_world_size();
+
 // The communicator of this process: MPI's world when the process runs under
 // an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE / PMI_SIZE), else one rank
 // of its own. kUnavailable when launched by MPI but built without it.

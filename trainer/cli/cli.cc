@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/bench_main.h"
 #include "bench/bench_step.h"
+#include "kernels/comm/communicator.h"
 #include "memory/util/args.h"
 #include "memory/util/exit_code.h"
 #include "trainer/cli/generate_commands.h"
@@ -279,6 +280,14 @@ int cli_main(int argc, char** argv) {
   if (!env.ok()) return failed(env.status());
   const std::string command = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
+  // Only bench comm takes part in an MPI job yet: N copies of any other
+  // command would do its work N times over the same files.
+  const bool joins_job = command == "bench" && !rest.empty() && rest[0] == "comm";
+  if (const int ranks = kernels::comm::launcher_world_size(); ranks > 1 && !joins_job) {
+    std::cerr << "dsinf: " << command << " runs as one process for now (an MPI launcher started "
+              << ranks << " ranks); ZeRO across ranks is not built yet: run it without mpirun\n";
+    return kExitBadInput;
+  }
   if (command == "tokenize") return tokenize_main(rest);
   if (command == "template") return template_main(rest);
   if (command == "bench" && !rest.empty() && rest[0] == "tokenize") {
