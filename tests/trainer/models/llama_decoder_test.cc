@@ -124,8 +124,12 @@ TEST_P(LlamaDecoderTest, PrefillAndEachStepGiveTheReferenceLogitsAndGreedyTokens
     EXPECT_LT(normalized_error(logits, expected), 1e-4) << "position " << position;
     const int32_t want = ref["tokens"][step].get<int32_t>();
     comparable = comparable && ref["margins"][step].get<double>() >= 1e-3;
-    if (comparable) EXPECT_EQ(greedy_token(logits), want) << "step " << step;
-    if (step + 1 < kNew) ASSERT_TRUE(d->append({want}, logits).ok());  // the reference's path
+    if (comparable) {
+      EXPECT_EQ(greedy_token(logits), want) << "step " << step;
+    }
+    if (step + 1 < kNew) {
+      ASSERT_TRUE(d->append({want}, logits).ok());  // the reference's path
+    }
   }
   EXPECT_EQ(d->position(), static_cast<int>(kPrompt.size()) + kNew - 1);
 }

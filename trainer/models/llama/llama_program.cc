@@ -208,7 +208,7 @@ float LlamaProgram::lora_dropout() const {
 
 uint64_t LlamaProgram::mask_key(int l, int m) const {
   const uint64_t site = static_cast<uint64_t>(l) * kLoraModules + static_cast<uint64_t>(m);
-  return mix64(mix64(config_.seed ^ 0x6d61736bull) ^ mix64(dropout_key_.value_or(0)) + site);
+  return mix64(mix64(config_.seed ^ 0x6d61736bull) ^ (mix64(dropout_key_.value_or(0)) + site));
 }
 
 void LlamaProgram::project(float* out, const float* in, const LayerChunks& lc, int l, int m,
