@@ -125,7 +125,7 @@ bool can_lock_unlimited() {
 StepPrediction predict_step(const StepInputs& in) {
   StepPrediction p;
   p.compute_s = in.flops_per_param_token * in.params * in.tokens_per_step / (in.cpu_gflops * 1e9);
-  p.adam_s = kAdamBytesPerParam * in.params / (in.host_update_gbps * 1e9);
+  p.adam_s = kAdamBytesPerParam * in.trained_params / (in.host_update_gbps * 1e9);
   p.cpu_s = p.compute_s + p.adam_s;
   auto io = [](double bytes, const std::optional<double>& gbps) -> std::optional<double> {
     if (bytes == 0) return 0.0;
@@ -444,8 +444,8 @@ void nvme_step_bytes(PlanFacts& f) {
 StepInputs step_inputs(const PlanFacts& f, const Bandwidths& bw) {
   const ModelConfig& m = f.config->model;
   StepInputs in;
-  // A frozen parameter costs two thirds of a trained one (no weight gradient).
   in.params = static_cast<double>(f.trained_params) + 2.0 / 3.0 * static_cast<double>(f.frozen_params);
+  in.trained_params = static_cast<double>(f.trained_params);
   in.tokens_per_step = static_cast<double>(f.config->train_batch_size) * m.window();
   in.flops_per_param_token = m.activation_checkpointing ? 8 : 6;
   in.cpu_gflops = *bw.tiers.cpu_gflops;
@@ -473,16 +473,16 @@ void print_prediction(const PlanFacts& f, const Bandwidths& bw, const StepInputs
                                       ? absl::StrCat("from the cache ", bw.where)
                                       : std::string("measured now, quickly (not a benchmark)");
   out << "\npredicted step time (a prediction from measured bandwidths, not a measurement):\n"
-      << absl::StrFormat("  compute     %g x %d params x %.0f tokens / %.3g GFLOP/s = %s%s\n",
-                         in.flops_per_param_token, f.params, in.tokens_per_step, in.cpu_gflops,
+      << absl::StrFormat("  compute     %g x %.0f params x %.0f tokens / %.3g GFLOP/s = %s%s\n",
+                         in.flops_per_param_token, in.params, in.tokens_per_step, in.cpu_gflops,
                          util::format_seconds(pred.compute_s),
                          bw.cpu_source == "measured"
                              ? " (512^3 matmul timed now; peak rate, so a lower bound)"
                              : " (peak matmul rate, so a lower bound)")
       << absl::StrFormat(
-             "  cpu adam    28 B x %d params / %.3g GB/s host memory = %s (memory-bound: dsinf "
+             "  cpu adam    28 B x %.0f params / %.3g GB/s host memory = %s (memory-bound: dsinf "
              "bench adam)\n",
-             f.params, in.host_update_gbps, util::format_seconds(pred.adam_s))
+             in.trained_params, in.host_update_gbps, util::format_seconds(pred.adam_s))
       << io_line("nvme read", f.nvme_read_bytes, in.nvme_read_gbps, pred.nvme_read_s,
                  bw.nvme_reason)
       << io_line("nvme write", f.nvme_write_bytes, in.nvme_write_gbps, pred.nvme_write_s,

@@ -82,7 +82,10 @@ absl::StatusOr<TierBandwidths> parse_tiers_json(const std::string& text, const s
 absl::StatusOr<TierBandwidths> read_tiers_file(const std::string& path);
 
 struct StepInputs {
+  // The parameters the products run over, a frozen one (LoRA's base: no
+  // weight gradient) counted as 2/3 of one; and those Adam updates.
   double params = 0;
+  double trained_params = 0;
   double tokens_per_step = 0;
   double flops_per_param_token = 6;  // 8 with activation checkpointing
   double cpu_gflops = 0;
