@@ -55,7 +55,7 @@ struct LlamaLoraTensors {
   bool enabled = false;
   std::array<int, kLoraModules> a{-1, -1, -1, -1, -1, -1, -1};
   std::array<int, kLoraModules> b{-1, -1, -1, -1, -1, -1, -1};
-  size_t base_chunks = 0;  // L + 2: the base's chunks come first
+  size_t base_chunks = 0;  // L + 2: the base's chunks come first (with or without LoRA)
   int lm_head_copy = -1, embed_copy = -1;
   size_t adapter_chunk(int l) const { return base_chunks + static_cast<size_t>(l); }
 };
@@ -67,7 +67,8 @@ struct LoraShape {
 LoraShape lora_shape(const ModelConfig& c, int module);
 // "model.layers.{l}.self_attn.q_proj" for module kLoraQ of layer l.
 std::string lora_module_path(int l, int module);
-// Appends LoRA's chunks to the base's (all marked frozen), when c.lora.enabled.
+// The base's chunk count, and with c.lora.enabled LoRA's chunks appended to
+// them (the base's then marked frozen).
 LlamaLoraTensors append_lora_layouts(const ModelConfig& c,
                                      std::vector<memory::ChunkLayout>& layouts);
 
@@ -113,6 +114,8 @@ class LlamaModel final : public Model {
       actors::ChunkSource& chunks) const override;
   absl::Status load_adapter(const TensorReader& reader, actors::ChunkSource& chunks) const override;
   size_t base_chunks() const override { return lora_.enabled ? lora_.base_chunks : 0; }
+  // The base's last chunk: the final norm [and lm_head].
+  size_t final_chunk() const { return lora_.base_chunks - 1; }
 
  private:
   // LoRA's chunks after the base's chunk c went in as `host`: the trained

@@ -208,7 +208,7 @@ absl::Status LlamaDecoder::head(int Tq) {
   kernels::Backend& k = *backend_;
   Buffers& a = *bufs_;
   const int C = config_.n_embd, V = config_.vocab_size;
-  const size_t fin = lora_.enabled ? lora_.base_chunks - 1 : layouts_.size() - 1;
+  const size_t fin = lora_.base_chunks - 1;
   const float* last = a.x + static_cast<size_t>(Tq - 1) * C;
   const bool head_in_final = !config_.tie_word_embeddings && lora_.lm_head_copy < 0;
   absl::Status status = with_chunk(fin, [&](const float* F) {

@@ -64,9 +64,9 @@ std::string lora_module_path(int l, int module) {
 LlamaLoraTensors append_lora_layouts(const ModelConfig& c,
                                      std::vector<memory::ChunkLayout>& layouts) {
   LlamaLoraTensors t;
+  t.base_chunks = layouts.size();
   if (!c.lora.enabled) return t;
   t.enabled = true;
-  t.base_chunks = layouts.size();
   for (memory::ChunkLayout& layout : layouts) layout.set_trainable(false);
   const int64_t r = c.lora.r;
   for (int l = 0; l < c.n_layer; ++l) {
@@ -114,7 +114,7 @@ absl::Status LlamaModel::init_adapter(int l, actors::ChunkSource& chunks) const 
 absl::Status LlamaModel::init_lora_after(size_t c, const std::vector<float>& host,
                                          actors::ChunkSource& chunks) const {
   if (!lora_.enabled) return absl::OkStatus();
-  const size_t final_chunk = lora_.base_chunks - 1;
+  const size_t final_chunk = this->final_chunk();
   auto copy = [&](int copy_chunk, const memory::TensorSlot& from) {
     std::vector<float> out(layouts_[copy_chunk].numel_padded(), 0.0f);
     std::copy(host.begin() + from.offset_elems, host.begin() + from.offset_elems + from.numel,
@@ -133,7 +133,7 @@ absl::Status LlamaModel::init_lora_after(size_t c, const std::vector<float>& hos
 // and rounded once, the scale applied in float as PEFT's merge does.
 absl::Status LlamaModel::merge_into(size_t c, std::vector<HostTensor>& tensors,
                                     actors::ChunkSource& chunks) const {
-  if (!lora_.enabled || c < 1 || c + 1 >= lora_.base_chunks) return absl::OkStatus();
+  if (!lora_.enabled || c < 1 || c >= final_chunk()) return absl::OkStatus();
   const int l = static_cast<int>(c) - 1;
   const size_t ac = lora_.adapter_chunk(l);
   std::vector<float> adapter(layouts_[ac].numel_padded());

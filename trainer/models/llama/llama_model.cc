@@ -164,7 +164,7 @@ absl::StatusOr<std::unique_ptr<actors::LayerProgram>> LlamaModel::instantiate(
 
 absl::Status LlamaModel::init_random(uint64_t seed, actors::ChunkSource& chunks) const {
   Rng rng(seed);
-  for (size_t c = 0; c < (lora_.enabled ? lora_.base_chunks : layouts_.size()); ++c) {
+  for (size_t c = 0; c < lora_.base_chunks; ++c) {
     std::vector<float> host(layouts_[c].numel_padded(), 0.0f);
     for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
       float* dst = host.data() + slot.offset_elems;
@@ -183,7 +183,7 @@ absl::Status LlamaModel::init_random(uint64_t seed, actors::ChunkSource& chunks)
 
 absl::Status LlamaModel::load_hf(const TensorReader& reader, actors::ChunkSource& chunks) const {
   std::set<std::string> expected;
-  for (size_t c = 0; c < (lora_.enabled ? lora_.base_chunks : layouts_.size()); ++c) {
+  for (size_t c = 0; c < lora_.base_chunks; ++c) {
     std::vector<float> host(layouts_[c].numel_padded(), 0.0f);
     for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
       if (reader.find(slot.name) == nullptr) {
@@ -223,7 +223,7 @@ absl::Status LlamaModel::load_hf(const TensorReader& reader, actors::ChunkSource
 
 std::vector<HostTensor> LlamaModel::hf_tensors() const {
   std::vector<HostTensor> out;
-  for (size_t c = 0; c < (lora_.enabled ? lora_.base_chunks : layouts_.size()); ++c) {
+  for (size_t c = 0; c < lora_.base_chunks; ++c) {
     for (const memory::TensorSlot& slot : layouts_[c].tensors())
       out.push_back({slot.name, slot.shape, {}});
   }
@@ -234,31 +234,23 @@ absl::StatusOr<std::vector<HostTensor>> LlamaModel::export_chunk(actors::ChunkSo
                                                                  size_t c, bool gradients) const {
   std::vector<HostTensor> out;
   if (gradients && !layouts_[c].trainable()) return out;
-  if (!gradients && lora_.enabled && c >= lora_.base_chunks) return out;  // folded into the base
-  if (!gradients && lora_.enabled) {
-    // A trained copy stands in for its original: export it under the original's name.
-    const int copy = c == 0 ? lora_.embed_copy : c + 1 == lora_.base_chunks ? lora_.lm_head_copy : -1;
-    std::vector<float> host(layouts_[c].numel_padded());
-    if (absl::Status s = chunks.read_chunk(c, false, host.data()); !s.ok()) return s;
-    for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
-      const float* src = host.data() + slot.offset_elems;
-      out.push_back({slot.name, slot.shape, std::vector<float>(src, src + slot.numel)});
-    }
-    if (copy >= 0) {
-      std::vector<float> saved(layouts_[copy].numel_padded());
-      if (absl::Status s = chunks.read_chunk(copy, false, saved.data()); !s.ok()) return s;
-      HostTensor& original = c == 0 ? out[0] : out[1];
-      std::copy(saved.begin(), saved.begin() + original.data.size(), original.data.begin());
-    }
-    if (absl::Status s = merge_into(c, out, chunks); !s.ok()) return s;
-    return out;
-  }
+  if (!gradients && c >= lora_.base_chunks) return out;  // LoRA's: folded into the base
   std::vector<float> host(layouts_[c].numel_padded());
   if (absl::Status s = chunks.read_chunk(c, gradients, host.data()); !s.ok()) return s;
   for (const memory::TensorSlot& slot : layouts_[c].tensors()) {
     const float* src = host.data() + slot.offset_elems;
     out.push_back({slot.name, slot.shape, std::vector<float>(src, src + slot.numel)});
   }
+  if (gradients || !lora_.enabled) return out;
+  // A trained copy stands in for its original: export it under the original's name.
+  const int copy = c == 0 ? lora_.embed_copy : c == final_chunk() ? lora_.lm_head_copy : -1;
+  if (copy >= 0) {
+    std::vector<float> saved(layouts_[copy].numel_padded());
+    if (absl::Status s = chunks.read_chunk(copy, false, saved.data()); !s.ok()) return s;
+    HostTensor& original = c == 0 ? out[0] : out[1];
+    std::copy(saved.begin(), saved.begin() + original.data.size(), original.data.begin());
+  }
+  if (absl::Status s = merge_into(c, out, chunks); !s.ok()) return s;
   return out;
 }
 

@@ -336,7 +336,7 @@ absl::StatusOr<float> LlamaProgram::forward(const int32_t* inputs, const int32_t
     x = a.x_out[l];
   }
   if (!status.ok()) return status;
-  const size_t fin = lora_.enabled ? lora_.base_chunks - 1 : layouts_.size() - 1;
+  const size_t fin = lora_.base_chunks - 1;
   const bool head_in_final = !config_.tie_word_embeddings && lora_.lm_head_copy < 0;
   status = with_chunk(fin, [&](const float* F) {
     k.rmsnorm_forward(a.lnf, a.rstdf, x, F, N, C, static_cast<float>(config_.rms_norm_eps));
@@ -460,7 +460,7 @@ absl::Status LlamaProgram::head_backward(int B) {
   kernels::Backend& k = *backend_;
   Activations& a = *acts_;
   const int T = config_.window(), C = config_.n_embd, V = config_.vocab_size, N = B * T;
-  const size_t fin = lora_.enabled ? lora_.base_chunks - 1 : layouts_.size() - 1;
+  const size_t fin = lora_.base_chunks - 1;
   const size_t NC = static_cast<size_t>(N) * C, f = sizeof(float);
   const bool head_in_final = !config_.tie_word_embeddings && lora_.lm_head_copy < 0;
   const float* x_last = config_.n_layer > 0 ? a.x_out[config_.n_layer - 1] : a.embedded;
