@@ -26,22 +26,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-CommandResult run(const TempDir& dir, const std::string& command, const std::string& name,
-                  const json& config, const std::string& extra = "") {
-  return run_config(dir, command, name, config, extra);
-}
-
-// A 3-layer Llama with grouped-query attention and an untied head, seeded.
-json llama_config(const TempDir& dir, const std::string& out, int steps) {
-  json c = base_config(dir, out, steps);
-  c["model"] = {{"type", "llama"},          {"hidden_size", 32},
-                {"num_hidden_layers", 3},   {"num_attention_heads", 4},
-                {"num_key_value_heads", 2}, {"intermediate_size", 48},
-                {"vocab_size", 256},        {"max_position_embeddings", 64}};
-  c["data"]["seq_len"] = 32;
-  return c;
-}
-
 std::string llama_script() {
   return std::string("/usr/bin/python3 ") + DSINF_SOURCE_DIR +
          "/tests/trainer/models/torch_llama.py";
@@ -99,7 +83,7 @@ TEST(LlamaCli, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
       if (precision != "fp32") c[precision] = {{"enabled", true}};
       return c;
     };
-    const CommandResult base = run(dir, "train", tag + "_mem", config_for(tag + "_mem"));
+    const CommandResult base = run_config(dir, "train", tag + "_mem", config_for(tag + "_mem"));
     ASSERT_EQ(base.exit_code, 0) << base.err;
     const std::string expected = checkpoint(dir / (tag + "_mem"), 3);
     ASSERT_GT(expected.size(), 4096u);
@@ -127,7 +111,7 @@ TEST(LlamaCli, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
         c["zero_optimization"]["offload_param"] = offload(k.params, dir / "swap");
         if (k.uncached) c["zero_optimization"]["offload_param"]["max_in_cpu"] = 0;
       }
-      const CommandResult r = run(dir, "train", name, c);
+      const CommandResult r = run_config(dir, "train", name, c);
       ASSERT_EQ(r.exit_code, 0) << r.err;
       EXPECT_TRUE(checkpoint(dir / name, 3) == expected) << "checkpoint differs from stage 0";
     }
@@ -155,16 +139,16 @@ TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
   };
   json in_memory = config_for(dir / "mem", 0);
   in_memory.erase("zero_optimization");
-  const CommandResult reference = run(dir, "train", "mem", in_memory);
+  const CommandResult reference = run_config(dir, "train", "mem", in_memory);
   ASSERT_EQ(reference.exit_code, 0) << reference.err;
-  const CommandResult refused = run(dir, "train", "tiny", config_for(dir / "tiny", 100000));
+  const CommandResult refused = run_config(dir, "train", "tiny", config_for(dir / "tiny", 100000));
   ASSERT_EQ(refused.exit_code, 2);
   std::smatch match;
   ASSERT_TRUE(std::regex_search(refused.err, match,
                                 std::regex("least budget that trains this config is ([0-9]+)")))
       << refused.err;
   const uint64_t minimum = std::stoull(match[1]);
-  const CommandResult r = run(dir, "train", "nvme", config_for(dir / "nvme", minimum));
+  const CommandResult r = run_config(dir, "train", "nvme", config_for(dir / "nvme", minimum));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json s = summary(r);
   // Parameters: embedding and head 2 x 256 x 64, 12 layers of q, o (64x64),
@@ -185,7 +169,7 @@ TEST(LlamaCli, ModelEightTimesTheDeviceBudgetTrainsOnNvmeBitIdentical) {
                       {"cpu_gflops", 100.0}};
   write_text(dir / "tiers.json", tiers.dump());
   const CommandResult plan =
-      run(dir, "plan", "nvme", config_for(dir / "nvme", minimum), "--tiers " + (dir / "tiers.json"));
+      run_config(dir, "plan", "nvme", config_for(dir / "nvme", minimum), "--tiers " + (dir / "tiers.json"));
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   const json p = json::parse(plan.out);
   EXPECT_EQ(p["placement"]["working_dtype"], "bf16");
@@ -210,8 +194,8 @@ TEST(LlamaCli, CheckpointLargerThanTheHostBudgetLoadsWithParametersOnNvme) {
   c["model"]["num_hidden_layers"] = 16;
   c["model"]["hidden_size"] = 128;
   c["model"]["intermediate_size"] = 256;
-  ASSERT_EQ(run(dir, "train", "src", c).exit_code, 0);
-  const CommandResult exported = run(dir, "export", "src", c, "--out " + (dir / "hf"));
+  ASSERT_EQ(run_config(dir, "train", "src", c).exit_code, 0);
+  const CommandResult exported = run_config(dir, "export", "src", c, "--out " + (dir / "hf"));
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   const uint64_t checkpoint_bytes = json_lines(exported.out).back()["bytes"].get<uint64_t>();
   const uint64_t budget = 4000000;
@@ -223,8 +207,8 @@ TEST(LlamaCli, CheckpointLargerThanTheHostBudgetLoadsWithParametersOnNvme) {
                                    {"offload_param", offload("nvme", dir / "swap")},
                                    {"offload_optimizer", offload("nvme", dir / "swap")}};
   from_dir["memory"] = {{"host_budget_bytes", budget}};
-  const CommandResult a = run(dir, "eval", "src", c);
-  const CommandResult b = run(dir, "eval", "from_dir", from_dir);
+  const CommandResult a = run_config(dir, "eval", "src", c);
+  const CommandResult b = run_config(dir, "eval", "from_dir", from_dir);
   ASSERT_EQ(b.exit_code, 0) << b.err;
   EXPECT_EQ(eval_loss(a), eval_loss(b));
 }
@@ -240,7 +224,7 @@ TEST(LlamaCli, EvalOfHuggingFaceDirectoriesAgreesWithTheReference) {
     make_reference_model(dir, args);
     const double expected = reference_loss(dir, dir / "model");
     const CommandResult r =
-        run(dir, "eval", "eval", finetune_config(dir, dir / "model", dir / "o", 1));
+        run_config(dir, "eval", "eval", finetune_config(dir, dir / "model", dir / "o", 1));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NEAR(eval_loss(r), expected, 1e-4 * expected);
   }
@@ -252,13 +236,13 @@ TEST(LlamaCli, ExportAfterTrainingLoadsIntoTheReferenceAndRoundTrips) {
   make_reference_model(dir, "--family qwen2 --heads 4 --kv-heads 2");
   write_text(dir / "model/tokenizer.json", "{\"model\": {}}");
   const CommandResult trained =
-      run(dir, "train", "ft", finetune_config(dir, dir / "model", dir / "ft", 2));
+      run_config(dir, "train", "ft", finetune_config(dir, dir / "model", dir / "ft", 2));
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
   const CommandResult evaluated =
-      run(dir, "eval", "ft", finetune_config(dir, dir / "model", dir / "ft", 2));
+      run_config(dir, "eval", "ft", finetune_config(dir, dir / "model", dir / "ft", 2));
   ASSERT_EQ(evaluated.exit_code, 0) << evaluated.err;
   const CommandResult exported =
-      run(dir, "export", "ft", finetune_config(dir, dir / "model", dir / "ft", 2),
+      run_config(dir, "export", "ft", finetune_config(dir, dir / "model", dir / "ft", 2),
           "--out " + (dir / "a") + " --max-shard-bytes 20000");
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   EXPECT_GT(json_lines(exported.out).back()["shards"].get<int>(), 1);
@@ -269,12 +253,12 @@ TEST(LlamaCli, ExportAfterTrainingLoadsIntoTheReferenceAndRoundTrips) {
   for (const std::string dtype : {"fp32", "bf16"}) {
     SCOPED_TRACE(dtype);
     const std::string first = dir / ("first_" + dtype), second = dir / ("second_" + dtype);
-    ASSERT_EQ(run(dir, "export", "ft", finetune_config(dir, dir / "model", dir / "ft", 2),
+    ASSERT_EQ(run_config(dir, "export", "ft", finetune_config(dir, dir / "model", dir / "ft", 2),
                   "--out " + first + " --dtype " + dtype + " --max-shard-bytes 20000")
                   .exit_code,
               0);
     const CommandResult again =
-        run(dir, "export", "again", finetune_config(dir, first, dir / ("none_" + dtype), 2),
+        run_config(dir, "export", "again", finetune_config(dir, first, dir / ("none_" + dtype), 2),
             "--out " + second + " --dtype " + dtype + " --max-shard-bytes 20000");
     ASSERT_EQ(again.exit_code, 0) << again.err;
     const std::vector<std::string> files = list_dir(first);
@@ -287,14 +271,14 @@ TEST(LlamaCli, ExportAfterTrainingLoadsIntoTheReferenceAndRoundTrips) {
   // this one is not a tokenizer, so the run is refused, naming it.
   json text = finetune_config(dir, dir / "model", dir / "text", 1);
   text["data"]["path"] = corpus(dir);
-  const CommandResult refused_text = run(dir, "train", "text", text);
+  const CommandResult refused_text = run_config(dir, "train", "text", text);
   EXPECT_EQ(refused_text.exit_code, 2);
   EXPECT_NE(refused_text.err.find("model.init_from"), std::string::npos) << refused_text.err;
   EXPECT_NE(refused_text.err.find("tokenizer.json"), std::string::npos) << refused_text.err;
 
   // A directory that is not empty is refused, and left as it was.
   const CommandResult refused =
-      run(dir, "export", "ft", finetune_config(dir, dir / "model", dir / "ft", 2),
+      run_config(dir, "export", "ft", finetune_config(dir, dir / "model", dir / "ft", 2),
           "--out " + (dir / "a"));
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_NE(refused.err.find("not empty"), std::string::npos) << refused.err;
@@ -302,18 +286,18 @@ TEST(LlamaCli, ExportAfterTrainingLoadsIntoTheReferenceAndRoundTrips) {
 
 TEST(LlamaCli, Gpt2ExportsAndLoadsAsAHuggingFaceDirectory) {
   TempDir dir;
-  const CommandResult trained = run(dir, "train", "g", base_config(dir, dir / "g", 2));
+  const CommandResult trained = run_config(dir, "train", "g", base_config(dir, dir / "g", 2));
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
   const CommandResult exported =
-      run(dir, "export", "g", base_config(dir, dir / "g", 2), "--out " + (dir / "hf"));
+      run_config(dir, "export", "g", base_config(dir, dir / "g", 2), "--out " + (dir / "hf"));
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   const json hf = json::parse(read_text(dir / "hf/config.json"));
   EXPECT_EQ(hf["model_type"], "gpt2");
   EXPECT_EQ(hf["n_layer"], 3);
   json from_dir = base_config(dir, dir / "none", 2);
   from_dir["model"] = {{"init_from", dir / "hf"}};
-  const CommandResult a = run(dir, "eval", "g", base_config(dir, dir / "g", 2));
-  const CommandResult b = run(dir, "eval", "from_dir", from_dir);
+  const CommandResult a = run_config(dir, "eval", "g", base_config(dir, dir / "g", 2));
+  const CommandResult b = run_config(dir, "eval", "from_dir", from_dir);
   ASSERT_EQ(b.exit_code, 0) << b.err;
   EXPECT_EQ(eval_loss(a), eval_loss(b));
 }
@@ -375,7 +359,7 @@ TEST(LlamaCli, BadCheckpointDirectoriesExitTwoNamingTheFileAndTensor) {
     make_reference_model(dir, "--family llama");
     c.spoil(dir);
     const CommandResult r =
-        run(dir, "train", "t", finetune_config(dir, dir / "model", dir / "out", 1));
+        run_config(dir, "train", "t", finetune_config(dir, dir / "model", dir / "out", 1));
     EXPECT_EQ(r.exit_code, 2) << r.err;
     for (const std::string& s : c.said) EXPECT_NE(r.err.find(s), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(dir / "out"));
@@ -416,7 +400,7 @@ TEST(LlamaCli, UnsupportedOrDisagreeingConfigKeysExitTwoNamingTheKey) {
     write_text(dir / "model/config.json", hf.dump());
     json config = finetune_config(dir, dir / "model", dir / "out", 1);
     config["model"].update(c.dsinf_model);
-    const CommandResult r = run(dir, "train", "t", config);
+    const CommandResult r = run_config(dir, "train", "t", config);
     EXPECT_EQ(r.exit_code, 2) << r.err;
     for (const std::string& s : c.said) EXPECT_NE(r.err.find(s), std::string::npos) << r.err;
   }
@@ -433,7 +417,7 @@ TEST(LlamaCli, WindowOf8192TrainsWithActivationsLinearInTheWindow) {
     c["model"]["num_hidden_layers"] = 1;
     c["model"]["max_position_embeddings"] = 8192;
     c["data"]["seq_len"] = T;
-    const CommandResult r = run(dir, "train", "w" + std::to_string(T), c);
+    const CommandResult r = run_config(dir, "train", "w" + std::to_string(T), c);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const json s = summary(r);
     EXPECT_TRUE(std::isfinite(s["final_loss"].get<double>()));

@@ -23,20 +23,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-CommandResult run(const TempDir& dir, const std::string& command, const std::string& name,
-                  const json& config, const std::string& extra = "") {
-  return run_config(dir, command, name, config, extra);
-}
-
 // A 3-layer Llama (GQA, untied head) with adapters on every projection,
 // dropout and a trained copy of lm_head.
 json lora_config(const TempDir& dir, const std::string& out, int steps) {
-  json c = base_config(dir, out, steps);
-  c["model"] = {{"type", "llama"},          {"hidden_size", 32},
-                {"num_hidden_layers", 3},   {"num_attention_heads", 4},
-                {"num_key_value_heads", 2}, {"intermediate_size", 48},
-                {"vocab_size", 256},        {"max_position_embeddings", 64}};
-  c["data"]["seq_len"] = 32;
+  json c = llama_config(dir, out, steps);
   c["lora"] = {{"r", 4},
                {"lora_alpha", 8},
                {"lora_dropout", 0.1},
@@ -55,7 +45,7 @@ TEST(LoraCli, BaseOnHostOrNvmeTrainsBitIdenticalToTheBaseOnTheDevice) {
       if (precision != "fp32") c[precision] = {{"enabled", true}};
       return c;
     };
-    const CommandResult base = run(dir, "train", precision + "_mem", config_for(precision + "_mem"));
+    const CommandResult base = run_config(dir, "train", precision + "_mem", config_for(precision + "_mem"));
     ASSERT_EQ(base.exit_code, 0) << base.err;
     const std::string expected = checkpoint(dir / (precision + "_mem"), 3);
     ASSERT_GT(expected.size(), 4096u);
@@ -72,7 +62,7 @@ TEST(LoraCli, BaseOnHostOrNvmeTrainsBitIdenticalToTheBaseOnTheDevice) {
       config["zero_optimization"] = {{"stage", 3},
                                      {"offload_param", offload(c.params, dir / "swap")},
                                      {"offload_optimizer", offload(c.optimizer, dir / "swap")}};
-      const CommandResult r = run(dir, "train", name, config);
+      const CommandResult r = run_config(dir, "train", name, config);
       ASSERT_EQ(r.exit_code, 0) << r.err;
       EXPECT_TRUE(checkpoint(dir / name, 3) == expected) << "checkpoint differs";
     }
@@ -94,7 +84,7 @@ TEST(LoraCli, TheFrozenBaseIsReadFromNvmeAndNeverWritten) {
                               {"offload_param", offload("nvme", dir / "swap")},
                               {"offload_optimizer", offload("none", dir / "swap")}};
     c["zero_optimization"]["offload_param"]["max_in_cpu"] = 0;
-    const CommandResult r = run(dir, "train", name, c);
+    const CommandResult r = run_config(dir, "train", name, c);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     io[inter] = summary(r)["swap_io"];
   }
@@ -127,12 +117,12 @@ std::map<std::string, std::vector<int64_t>> peft_layout(int layers, int r) {
 TEST(LoraCli, AdapterAndMergedExportsLoadBackWithTheSameLoss) {
   TempDir dir;
   const json config = lora_config(dir, dir / "run", 2);
-  ASSERT_EQ(run(dir, "train", "lora", config).exit_code, 0);
-  const CommandResult eval = run(dir, "eval", "lora", config);
+  ASSERT_EQ(run_config(dir, "train", "lora", config).exit_code, 0);
+  const CommandResult eval = run_config(dir, "eval", "lora", config);
   ASSERT_EQ(eval.exit_code, 0) << eval.err;
   const double trained = eval_loss(eval);
 
-  ASSERT_EQ(run(dir, "export", "lora", config, "--out " + (dir / "adapter") + " --adapter")
+  ASSERT_EQ(run_config(dir, "export", "lora", config, "--out " + (dir / "adapter") + " --adapter")
                 .exit_code,
             0);
   auto file = trainer::SafetensorsFile::open(dir / "adapter/adapter_model.safetensors");
@@ -148,12 +138,12 @@ TEST(LoraCli, AdapterAndMergedExportsLoadBackWithTheSameLoss) {
   EXPECT_EQ(adapter_config["modules_to_save"], json::array({"lm_head"}));
 
   // The merged model alone, with no lora section, evaluates to base + adapter.
-  ASSERT_EQ(run(dir, "export", "lora", config, "--out " + (dir / "merged") + " --merged").exit_code,
+  ASSERT_EQ(run_config(dir, "export", "lora", config, "--out " + (dir / "merged") + " --merged").exit_code,
             0);
   json merged = lora_config(dir, dir / "merged_run", 2);
   merged.erase("lora");
   merged["model"] = {{"init_from", dir / "merged"}};
-  const CommandResult merged_eval = run(dir, "eval", "merged", merged);
+  const CommandResult merged_eval = run_config(dir, "eval", "merged", merged);
   ASSERT_EQ(merged_eval.exit_code, 0) << merged_eval.err;
   EXPECT_NEAR(eval_loss(merged_eval), trained, 1e-5 * trained);
 
@@ -161,10 +151,10 @@ TEST(LoraCli, AdapterAndMergedExportsLoadBackWithTheSameLoss) {
   json again = lora_config(dir, dir / "again_run", 2);
   again.erase("lora");
   again["model"]["adapter_from"] = dir / "adapter";
-  const CommandResult again_eval = run(dir, "eval", "again", again);
+  const CommandResult again_eval = run_config(dir, "eval", "again", again);
   ASSERT_EQ(again_eval.exit_code, 0) << again_eval.err;
   EXPECT_EQ(eval_loss(again_eval), trained);
-  ASSERT_EQ(run(dir, "export", "again", again, "--out " + (dir / "adapter2") + " --adapter")
+  ASSERT_EQ(run_config(dir, "export", "again", again, "--out " + (dir / "adapter2") + " --adapter")
                 .exit_code,
             0);
   EXPECT_TRUE(read_text(dir / "adapter/adapter_model.safetensors") ==
@@ -194,10 +184,10 @@ TEST(LoraCli, MergedExportLoadsIntoTheReferenceWithTheAdaptedLoss) {
   config["model"] = {{"init_from", dir / "model"}};
   config["data"] = {{"path", dir / "tokens.bin"}, {"seq_len", 16}};
   config["lora"] = {{"r", 4}, {"lora_alpha", 16}, {"target_modules", "all-linear"}};
-  ASSERT_EQ(run(dir, "train", "ft", config).exit_code, 0);
-  const CommandResult evaluated = run(dir, "eval", "ft", config);
+  ASSERT_EQ(run_config(dir, "train", "ft", config).exit_code, 0);
+  const CommandResult evaluated = run_config(dir, "eval", "ft", config);
   ASSERT_EQ(evaluated.exit_code, 0) << evaluated.err;
-  ASSERT_EQ(run(dir, "export", "ft", config, "--out " + (dir / "merged")).exit_code, 0);
+  ASSERT_EQ(run_config(dir, "export", "ft", config, "--out " + (dir / "merged")).exit_code, 0);
   const CommandResult reference = run_command(
       script + " eval --dir " + (dir / "merged") + " --data " + (dir / "tokens.bin") + " --seq 16",
       dir.path());
@@ -220,22 +210,22 @@ TEST(LoraCli, CheckpointsHoldTheAdaptersAndRefuseAnotherBase) {
     base.erase("lora");
     base["model"]["seed"] = seed;
     const std::string out = dir / ("base" + std::to_string(seed));
-    ASSERT_EQ(run(dir, "export", "base", base, "--out " + out).exit_code, 0);
+    ASSERT_EQ(run_config(dir, "export", "base", base, "--out " + out).exit_code, 0);
   }
   json config = lora_config(dir, dir / "run", 2);
   config["model"] = {{"init_from", dir / "base1"}};
   config["lora"] = {{"r", 2}, {"target_modules", {"q_proj"}}};
-  ASSERT_EQ(run(dir, "train", "lora", config).exit_code, 0);
+  ASSERT_EQ(run_config(dir, "train", "lora", config).exit_code, 0);
   // The adapters with their m and v (a page a chunk and class): less than the base alone.
   EXPECT_LT(checkpoint(dir / "run", 2).size(), fs::file_size(dir / "base1/model.safetensors"));
   config["train"]["steps"] = 3;
   config["model"]["init_from"] = dir / "base2";
-  const CommandResult other = run(dir, "train", "lora", config);
+  const CommandResult other = run_config(dir, "train", "lora", config);
   EXPECT_EQ(other.exit_code, 2) << other.err;
   EXPECT_NE(other.err.find("fingerprint"), std::string::npos) << other.err;
   EXPECT_FALSE(fs::exists(fs::path(dir / "run") / checkpoint_name(3)));
   config["model"]["init_from"] = dir / "base1";
-  const CommandResult same = run(dir, "train", "lora", config);
+  const CommandResult same = run_config(dir, "train", "lora", config);
   EXPECT_EQ(same.exit_code, 0) << same.err;
   EXPECT_TRUE(fs::exists(fs::path(dir / "run") / checkpoint_name(3)));
 }
@@ -270,12 +260,12 @@ TEST(LoraCli, BadLoraSectionsExitTwoNamingTheKey) {
     SCOPED_TRACE(c.what);
     json config = lora_config(dir, dir / "bad", 1);
     c.edit(config);
-    const CommandResult r = run(dir, "train", "bad", config);
+    const CommandResult r = run_config(dir, "train", "bad", config);
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find(c.key), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(dir / "bad"));
   }
-  const CommandResult no_lora = run(dir, "export", "plain", base_config(dir, dir / "p", 1),
+  const CommandResult no_lora = run_config(dir, "export", "plain", base_config(dir, dir / "p", 1),
                                     "--out " + (dir / "x") + " --adapter");
   EXPECT_EQ(no_lora.exit_code, 2);
   EXPECT_NE(no_lora.err.find("no lora section"), std::string::npos) << no_lora.err;

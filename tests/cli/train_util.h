@@ -37,6 +37,17 @@ inline nlohmann::json base_config(const TempDir& dir, const std::string& out, in
       {"train", {{"steps", steps}, {"output_dir", out}, {"seed", 7}}}};
 }
 
+// A 3-layer Llama with grouped-query attention and an untied head, seeded.
+inline nlohmann::json llama_config(const TempDir& dir, const std::string& out, int steps) {
+  nlohmann::json c = base_config(dir, out, steps);
+  c["model"] = {{"type", "llama"},          {"hidden_size", 32},
+                {"num_hidden_layers", 3},   {"num_attention_heads", 4},
+                {"num_key_value_heads", 2}, {"intermediate_size", 48},
+                {"vocab_size", 256},        {"max_position_embeddings", 64}};
+  c["data"]["seq_len"] = 32;
+  return c;
+}
+
 // An offload_param / offload_optimizer block.
 inline nlohmann::json offload(const std::string& device, const std::string& nvme_dir) {
   nlohmann::json o = {{"device", device}};
