@@ -19,6 +19,8 @@ class CheckpointState {
   virtual absl::Status read_class(int cls, size_t chunk, std::byte* host) = 0;
   virtual absl::Status write_class(int cls, size_t chunk, const std::byte* host) = 0;
   virtual bool has_optimizer() const = 0;  // false: parameters only (eval, export)
+  // Chunk c's m and v live here (a chunk frozen, or owned by another rank: no).
+  virtual bool holds_optimizer_state(size_t c) const { return has_optimizer(); }
   virtual int64_t optimizer_steps() const = 0;
   virtual void set_optimizer_steps(int64_t steps) = 0;
 

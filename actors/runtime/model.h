@@ -73,6 +73,13 @@ class ModelDef {
   virtual std::string describe() const = 0;
   // The chunks, in the order the layer program first visits them.
   virtual std::vector<memory::ChunkLayout> layouts() const = 0;
+  // The gradient visits chunk c gets in one micro-batch's backward (a tied
+  // embedding: two). Several ranks reduce a chunk's visits of a micro-batch
+  // together, in the order one rank adds them; the runtime checks the count.
+  virtual int grad_visits(size_t c) const {
+    (void)c;
+    return 1;
+  }
   virtual size_t num_parameters() const = 0;  // without padding
   virtual int seq_len() const = 0;            // T: tokens a window
   virtual int vocab_size() const = 0;

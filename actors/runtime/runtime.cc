@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "actors/nvme_swap.h"
 #include "actors/optimizer.h"
+#include "actors/runtime/partition.h"
 #include "actors/runtime/backend_choice.h"
 #include "actors/runtime/tier_copy.h"
 #include "actors/trainer.h"
@@ -30,11 +31,13 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::create(const RuntimeSpec& spec
 
 // The plan, the backend, the model's activations, the homes, then the actors.
 absl::Status Runtime::start(const ModelDef& model) {
-  std::vector<memory::ChunkLayout> layouts = model.layouts();
+  std::vector<memory::ChunkLayout> all = model.layouts();
   // Without training every chunk is frozen: parameters only.
   if (!spec_.training) {
-    for (memory::ChunkLayout& layout : layouts) layout.set_trainable(false);
+    for (memory::ChunkLayout& layout : all) layout.set_trainable(false);
   }
+  // With several ranks at stage >= 1, the chunks other ranks own are held frozen.
+  std::vector<memory::ChunkLayout> layouts = rank_layouts(all, rank(), ranks(), spec_.zero_stage);
   const int micro_batch = spec_.step.micro_batch;
   absl::StatusOr<MemoryPlan> plan =
       plan_memory(spec_.placement, spec_.budgets, layouts, model.activation_bytes(micro_batch));
@@ -59,6 +62,7 @@ absl::Status Runtime::start(const ModelDef& model) {
   store_ = *std::move(store);
   gates_ = std::make_unique<ChunkGates>(layouts.size());
   grads_fresh_.assign(layouts.size(), false);
+  if (absl::Status s = start_ranks(model, all); !s.ok()) return s;
   if (absl::Status s = start_actors(); !s.ok()) return s;
   model_->set_chunk_source(this);
   return absl::OkStatus();
@@ -127,6 +131,7 @@ Runtime::~Runtime() {
   streamer_.reset();  // no read in flight into the slots or staging after this
   stop(swap_);
   store_.reset();
+  if (rank_device_ != nullptr) backend_->release(rank_device_);
   model_.reset();
   backend_.reset();
 }
@@ -251,20 +256,28 @@ void Runtime::last_micro_batch() {
 
 absl::StatusOr<double> Runtime::grad_norm() {
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;
+  if (ranks() > 1 && spec_.zero_stage == 0) {
+    if (absl::Status s = share_grads(); !s.ok()) return s;
+  }
   for (size_t c = 0; c < grads_fresh_.size(); ++c) {
     DSINF_CHECK_MSG(!grads_fresh_[c], "a chunk received no gradient this step");
   }
   const ClassHome& grads = store_->grads();
-  double sum = 0;
+  std::vector<double> squares(store_->chunks(), 0.0);
   for (size_t c = 0; c < store_->chunks(); ++c) {
     if (!store_->trainable(c)) continue;
     // The backend's sum_squares is this same kernel on the CPU backend.
-    sum +=
+    squares[c] =
         grads.tier == Tier::kDevice
             ? backend_->sum_squares(grads.device[c], store_->numel(c))
             : kernels::cpu::grad_stats(grads.host[c], kernels::cpu::DType::kF32, store_->numel(c))
                   .sum_squares;
   }
+  absl::StatusOr<std::vector<double>> all = owners_values(std::move(squares));
+  if (!all.ok()) return all.status();
+  // Summed in chunk order, whichever rank computed each.
+  double sum = 0;
+  for (size_t c = 0; c < all->size(); ++c) sum += (*all)[c];
   return std::sqrt(sum);
 }
 
@@ -274,6 +287,8 @@ absl::Status Runtime::update(double lr, float grad_scale) {
   if (streamer_) streamer_->invalidate();
   const int64_t step = gates_->issue_step();
   command(step_atom::value, UpdateScalars{lr, step, grad_scale});
+  // Several ranks: each updated what it owns, and the new weights go round.
+  if (ranks() > 1 && spec_.zero_stage >= 1) return share_params();
   // On the device Adam queues on the compute stream the next forward uses:
   // the update completes before the step returns.
   if (spec_.placement.optimizer == Tier::kDevice) return gates_->wait_idle();
@@ -299,38 +314,50 @@ absl::Status Runtime::release_params(size_t c) {
 }
 
 absl::Status Runtime::accumulate_grads(size_t c, const float* visit) {
-  if (!store_->trainable(c)) return absl::OkStatus();
-  ClassHome& grads = store_->grads();
-  const size_t n = store_->numel(c);
-  if (grads_fresh_[c]) {
-    // The first visit of the step: the accumulator starts at +0 once the last
-    // step's optimizer is done reading it.
-    if (absl::Status s = gates_->wait_updated(c); !s.ok()) return s;
-    if (grads.tier == Tier::kDevice) {
-      if (absl::Status s = backend_->fill_zero(grads.device[c], store_->bytes(c), Stream::kCompute);
-          !s.ok()) {
-        return s;
-      }
-    } else {
-      std::memset(grads.host[c], 0, store_->bytes(c));
-    }
-    grads_fresh_[c] = false;
-  }
+  if (!model_trainable_[c]) return absl::OkStatus();
   // With bf16/fp16 the visit is rounded to that type first, wherever the
   // accumulator lives, so every placement adds the same values.
   const void* add = visit;
-  const kernels::DType type = store_->working_dtype();
   if (store_->reduced()) {
-    if (absl::Status s = backend_->convert(visit, kernels::DType::kF32, store_->visit_area(), type,
-                                           n, Stream::kCompute);
+    if (absl::Status s = backend_->convert(visit, kernels::DType::kF32, store_->visit_area(),
+                                           store_->working_dtype(), store_->numel(c),
+                                           Stream::kCompute);
         !s.ok()) {
       return s;
     }
     add = store_->visit_area();
   }
+  if (ranks() > 1) return reduce_visit(c, add);
+  if (absl::Status s = start_accumulator(c); !s.ok()) return s;
+  return add_visit(c, add);
+}
+
+absl::Status Runtime::start_accumulator(size_t c) {
+  if (!grads_fresh_[c]) return absl::OkStatus();
+  // The first visit of the step: the accumulator starts at +0 once the last
+  // step's optimizer is done reading it.
+  if (absl::Status s = gates_->wait_updated(c); !s.ok()) return s;
+  ClassHome& grads = store_->grads();
+  if (grads.tier == Tier::kDevice) {
+    if (absl::Status s = backend_->fill_zero(grads.device[c], store_->bytes(c), Stream::kCompute);
+        !s.ok()) {
+      return s;
+    }
+  } else {
+    std::memset(grads.host[c], 0, store_->bytes(c));
+  }
+  grads_fresh_[c] = false;
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::add_visit(size_t c, const void* add) {
+  ClassHome& grads = store_->grads();
+  const size_t n = store_->numel(c);
+  const kernels::DType type = store_->working_dtype();
   if (grads.tier == Tier::kDevice) {
     if (!store_->reduced()) {
-      backend_->residual_forward(grads.device[c], grads.device[c], visit, n);
+      backend_->residual_forward(grads.device[c], grads.device[c], static_cast<const float*>(add),
+                                 n);
       return absl::OkStatus();
     }
     return backend_->accumulate(grads.device[c], add, type, n, Stream::kCompute);

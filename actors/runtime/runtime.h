@@ -39,6 +39,7 @@
 #include "actors/runtime/spec.h"
 #include "actors/system.h"
 #include "kernels/backend.h"
+#include "memory/aligned_buffer.h"
 #include "nvme/engine.h"
 
 namespace dsinf::actors {
@@ -83,6 +84,16 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // No update this step (an fp16 overflow): state read ahead for it is dropped.
   absl::Status skip_update();
 
+  // ---- several ranks (runtime_ranks.cc) ----
+  int rank() const { return spec_.comm ? spec_.comm->rank() : 0; }
+  int ranks() const { return spec_.comm ? spec_.comm->size() : 1; }
+  // The owner of each chunk (partition.h; -1: frozen).
+  const std::vector<int>& owners() const { return owners_; }
+  // `mine` (the same count on every rank) from every rank, rank after rank.
+  absl::StatusOr<std::vector<double>> gather_values(const std::vector<double>& mine);
+  // A micro-batch's backward is over: every chunk got the visits its model declares.
+  void end_micro_batch();
+
   // ---- ChunkSource ----
   absl::StatusOr<const float*> acquire_params(size_t c) override;
   absl::Status release_params(size_t c) override;
@@ -94,13 +105,16 @@ class Runtime final : public ChunkSource, public CheckpointState {
   absl::Status read_class(int cls, size_t c, std::byte* host) override;
   absl::Status write_class(int cls, size_t c, const std::byte* host) override;
   bool has_optimizer() const override { return spec_.training; }
+  bool holds_optimizer_state(size_t c) const override { return store_->trainable(c); }
   int64_t optimizer_steps() const override { return gates_->steps(); }
   void set_optimizer_steps(int64_t steps) override { gates_->restore(steps); }
   // With the optimizer state off the device, checkpoints are written in the
   // background: the snapshot's reader waits for the optimizer run of its step
   // to end, and the runs of later steps update chunk c only once it is read.
+  // (Not with several ranks: a save ends with a collective, which must run
+  // on the thread every other collective of the rank runs on.)
   bool saves_in_background() const override {
-    return spec_.training && spec_.placement.optimizer != Tier::kDevice;
+    return spec_.training && spec_.placement.optimizer != Tier::kDevice && ranks() == 1;
   }
   void begin_snapshot() override { gates_->begin_snapshot(); }
   absl::Status read_snapshot(int cls, size_t c, std::byte* host) override;
@@ -133,6 +147,23 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // Chunk c's working copy as fp32 (bytes(c) at dst), and from fp32.
   absl::Status read_working(size_t c, float* dst);
   absl::Status write_working(size_t c, const float* src);
+  // The accumulator of chunk c starts at +0 at its first add of the step.
+  absl::Status start_accumulator(size_t c);
+  // Visit `add` (device memory, the working dtype) into chunk c's accumulator.
+  absl::Status add_visit(size_t c, const void* add);
+  // Several ranks: the ranks' visits of chunk c, reduced at its owner in the
+  // order one rank adds them (runtime_ranks.cc).
+  absl::Status start_ranks(const ModelDef& model, const std::vector<memory::ChunkLayout>& all);
+  absl::Status reduce_visit(size_t c, const void* visit);
+  absl::Status add_part(size_t c, const std::byte* part);
+  // Stage 0: the owners' accumulators to every rank. Stage >= 1: the owners'
+  // new weights to every rank.
+  absl::Status share_grads();
+  absl::Status share_params();
+  // Chunk c of an fp32 home from rank `root` to every rank.
+  absl::Status broadcast_home(ClassHome& home, size_t c, int root);
+  // The per-chunk squared sums, each from its owner.
+  absl::StatusOr<std::vector<double>> owners_values(std::vector<double> mine);
   // A command to the optimizer actor, counted by the gates until it is over.
   template <typename... Args>
   void command(Args&&... args) {
@@ -156,6 +187,15 @@ class Runtime final : public ChunkSource, public CheckpointState {
   optimizer_actor optimizer_;
   trainer_actor trainer_;
   std::vector<bool> grads_fresh_;  // per chunk: not yet accumulated into this step
+  // Several ranks: chunk owners, which chunks the model trains, the visits
+  // each gets a micro-batch (and has had in this one), this rank's earlier
+  // visits of a multi-visit chunk, and host staging for the exchanges.
+  std::vector<int> owners_;
+  std::vector<bool> model_trainable_;
+  std::vector<int> visits_expected_, visits_seen_;
+  std::vector<memory::AlignedBuffer> held_visits_;
+  memory::AlignedBuffer rank_send_, rank_recv_;
+  void* rank_device_ = nullptr;  // a device area for a received part (GPU accumulators)
 };
 
 }  // namespace dsinf::actors

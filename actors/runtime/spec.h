@@ -11,6 +11,7 @@
 #include "actors/runtime/loss_scaler.h"
 #include "actors/runtime/placement.h"
 #include "kernels/backend.h"
+#include "kernels/comm/communicator.h"
 #include "nvme/engine.h"
 #include "nvme/fault_engine.h"
 
@@ -58,6 +59,10 @@ struct RuntimeSpec {
   std::optional<nvme::FaultPlan> nvme_faults;
   AdamSpec adam;
   StepSpec step;
+  // The data-parallel ranks (null: this process alone; not owned) and ZeRO's
+  // stage, which says what each rank keeps (partition.h).
+  kernels::comm::Communicator* comm = nullptr;
+  int zero_stage = 0;
 };
 
 // The kernels' hyperparameters for optimizer step `step` (1-based) with

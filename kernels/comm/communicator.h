@@ -55,7 +55,21 @@ class Communicator {
   virtual absl::StatusOr<std::unique_ptr<Request>> broadcast(void* data, size_t bytes,
                                                              int root) = 0;
   virtual absl::StatusOr<std::unique_ptr<Request>> barrier() = 0;
+  // out (size() * bytes) = every rank's `bytes` at in, rank after rank, on every rank.
+  virtual absl::StatusOr<std::unique_ptr<Request>> all_gather_bytes(const void* in, size_t bytes,
+                                                                    void* out) = 0;
+  // Point to point, matched in the order sent between each pair of ranks.
+  virtual absl::StatusOr<std::unique_ptr<Request>> send(const void* data, size_t bytes,
+                                                        int to) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Request>> receive(void* data, size_t bytes,
+                                                           int from) = 0;
+  // Ends every rank of the job with exit status `code` (the launcher reports
+  // it); with one rank it returns and the caller exits.
+  virtual void abort(int code) = 0;
 };
+
+// Waits for `request` when it was made: the status of both steps.
+absl::Status wait(absl::StatusOr<std::unique_ptr<Request>> request);
 
 // The ranks an MPI launcher started this process among (its environment
 // says: OMPI_COMM_WORLD_SIZE, PMI_SIZE), 1 without a launcher.

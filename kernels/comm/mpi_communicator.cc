@@ -91,6 +91,8 @@ class StagingPool : public std::enable_shared_from_this<StagingPool> {
 
 class MpiCommunicator final : public Communicator {
  public:
+  static constexpr int kPointTag = 7;
+
   MpiCommunicator(int rank, int size) : rank_(rank), size_(size) {}
   ~MpiCommunicator() override { MPI_Finalize(); }
 
@@ -152,6 +154,50 @@ class MpiCommunicator final : public Communicator {
     }
     return request_of(request, nullptr);
   }
+
+  absl::StatusOr<std::unique_ptr<Request>> all_gather_bytes(const void* in, size_t bytes,
+                                                            void* out) override {
+    if (absl::Status s = fits_int(bytes, "all_gather_bytes"); !s.ok()) return s;
+    MPI_Request request = MPI_REQUEST_NULL;
+    if (absl::Status s = mpi_status(MPI_Iallgather(in, static_cast<int>(bytes), MPI_BYTE, out,
+                                                   static_cast<int>(bytes), MPI_BYTE,
+                                                   MPI_COMM_WORLD, &request),
+                                    "MPI_Iallgather");
+        !s.ok()) {
+      return s;
+    }
+    return request_of(request, nullptr);
+  }
+
+  absl::StatusOr<std::unique_ptr<Request>> send(const void* data, size_t bytes, int to) override {
+    if (to < 0 || to >= size_ || to == rank_) return absl::InvalidArgumentError("send: bad rank");
+    if (absl::Status s = fits_int(bytes, "send"); !s.ok()) return s;
+    MPI_Request request = MPI_REQUEST_NULL;
+    if (absl::Status s = mpi_status(MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, to,
+                                              kPointTag, MPI_COMM_WORLD, &request),
+                                    "MPI_Isend");
+        !s.ok()) {
+      return s;
+    }
+    return request_of(request, nullptr);
+  }
+
+  absl::StatusOr<std::unique_ptr<Request>> receive(void* data, size_t bytes, int from) override {
+    if (from < 0 || from >= size_ || from == rank_) {
+      return absl::InvalidArgumentError("receive: bad rank");
+    }
+    if (absl::Status s = fits_int(bytes, "receive"); !s.ok()) return s;
+    MPI_Request request = MPI_REQUEST_NULL;
+    if (absl::Status s = mpi_status(MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, from,
+                                              kPointTag, MPI_COMM_WORLD, &request),
+                                    "MPI_Irecv");
+        !s.ok()) {
+      return s;
+    }
+    return request_of(request, nullptr);
+  }
+
+  void abort(int code) override { MPI_Abort(MPI_COMM_WORLD, code); }
 
   absl::StatusOr<std::unique_ptr<Request>> barrier() override {
     MPI_Request request = MPI_REQUEST_NULL;

@@ -1,6 +1,11 @@
 #include "trainer/cli/cli.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <climits>
+#include <cstring>
+#include <filesystem>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -22,6 +27,7 @@
 #include "trainer/models/model.h"
 #include "trainer/plan/plan_report.h"
 #include "trainer/train/jobs.h"
+#include "trainer/train/session.h"
 
 namespace dsinf::trainer {
 namespace {
@@ -62,6 +68,10 @@ commands:
   chat   CONFIG [sampling options] [--json]
                                          a conversation through the chat template; /reset,
                                          /exit; reads one user line after another from a pipe
+  launch -n N [--hostfile FILE | --host LIST] CONFIG [--json]
+                                         train as N data-parallel ranks (ZeRO) through
+                                         Open MPI's mpirun; `mpirun -n N dsinf train CONFIG`
+                                         is the same
   bench step CONFIG [--steps N] [--json] a config's step against its bound, with a trace
   bench tokenize --tokenizer DIR --in PATH... [--json]
                                          tokenizer MB/s against transformers.js
@@ -112,10 +122,12 @@ absl::StatusOr<RunEnvironment> read_environment() {
   return env;
 }
 
-// A config read and validated as every command reads it; its warnings printed.
-absl::StatusOr<LoadedConfig> read_config(const std::string& path) {
-  absl::StatusOr<LoadedConfig> loaded = load_config(path);
+// A config read and validated as every command reads it (for the world
+// size of the run); its warnings printed (by rank 0).
+absl::StatusOr<LoadedConfig> read_config(const std::string& path, int world_size) {
+  absl::StatusOr<LoadedConfig> loaded = load_config(path, world_size);
   if (!loaded.ok()) return loaded.status();
+  if (!primary_output()) return loaded;
   for (const std::string& warning : loaded->warnings) std::cerr << "warning: " << warning << "\n";
   return loaded;
 }
@@ -175,7 +187,7 @@ int bench_step_main(const std::vector<std::string>& args, const RunEnvironment& 
   if (!steps.ok()) return usage_error("bench step: " + std::string(steps.status().message()));
   options.steps = static_cast<int>(*steps);
   if (parsed->positional().empty()) return usage_error("bench step needs a CONFIG file");
-  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front());
+  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world_of(env));
   if (!loaded.ok()) return failed(loaded.status());
   const Config& config = loaded->config;
   absl::StatusOr<actors::RuntimeSpec> spec = runtime_spec(config, env, /*training=*/true);
@@ -227,7 +239,7 @@ absl::StatusOr<ExportOptions> parse_export_options(const Args& parsed) {
 
 // train, eval, export and plan: CONFIG and the command's options.
 int config_command_main(const std::string& command, const std::vector<std::string>& args,
-                        const RunEnvironment& env) {
+                        const RunEnvironment& env, const std::string& who = "") {
   Args::Spec spec{{}, {"--json", "--help"}, /*max_positional=*/1};
   if (command == "export") {
     spec.valued.insert({"--out", "--dtype", "--max-shard-bytes"});
@@ -244,8 +256,8 @@ int config_command_main(const std::string& command, const std::vector<std::strin
   if (command == "export" && !parsed->has("--out")) return usage_error("export needs --out DIR");
   absl::StatusOr<ExportOptions> export_options = parse_export_options(*parsed);
   if (!export_options.ok()) return usage_error(std::string(export_options.status().message()));
-  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front());
-  if (!loaded.ok()) return failed(loaded.status());
+  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world_of(env));
+  if (!loaded.ok()) return failed(loaded.status(), who);
   RunOptions options{parsed->flag("--json"), env};
   absl::Status status;
   if (command == "train") {
@@ -257,7 +269,73 @@ int config_command_main(const std::string& command, const std::vector<std::strin
   } else {
     status = run_export(*loaded, *parsed->text("--out"), *export_options, options);
   }
-  return status.ok() ? kExitOk : failed(status);
+  return status.ok() ? kExitOk : failed(status, who);
+}
+
+// `dsinf train` as one rank of an MPI job: rank 0 alone prints; a rank that
+// fails prints its message and ends every rank with its exit status.
+int rank_main(const std::vector<std::string>& args, RunEnvironment env) {
+  absl::StatusOr<std::unique_ptr<kernels::comm::Communicator>> world =
+      kernels::comm::make_world_communicator();
+  if (!world.ok()) return failed(world.status());
+  env.comm = world->get();
+  set_primary_output(env.comm->rank() == 0);
+  const std::string who = absl::StrCat("rank ", env.comm->rank(), " of ", env.comm->size(), ": ");
+  // The failure's message is this rank's own; the job ends with its status.
+  const int code = config_command_main("train", args, env, who);
+  if (code != kExitOk) {
+    std::cerr.flush();
+    env.comm->abort(code);
+  }
+  return code;
+}
+
+// `dsinf launch -n N [--hostfile FILE] [--host LIST] CONFIG [--json]`: runs
+// `dsinf train` as N ranks through Open MPI's mpirun.
+int launch_main(const std::vector<std::string>& args, const char* self) {
+  Args::Spec spec{{"-n", "--hostfile", "--host"}, {"--json", "--help"}, /*max_positional=*/1};
+  absl::StatusOr<Args> parsed = Args::parse(args, spec);
+  if (!parsed.ok()) return usage_error("launch: " + std::string(parsed.status().message()));
+  if (parsed->flag("--help")) {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  const std::optional<std::string> n = parsed->text("-n");
+  char* end = nullptr;
+  const long ranks = n ? std::strtol(n->c_str(), &end, 10) : 0;
+  if (!n || end == n->c_str() || *end != '\0' || ranks < 1 || ranks > 4096) {
+    return usage_error("launch needs -n N, the number of ranks (1 to 4096)");
+  }
+  if (parsed->positional().empty()) return usage_error("launch needs a CONFIG file");
+  std::vector<std::string> command = {"mpirun", "-n", std::to_string(ranks)};
+  if (parsed->has("--hostfile")) {
+    command.insert(command.end(), {"--hostfile", *parsed->text("--hostfile")});
+  } else if (parsed->has("--host")) {
+    command.insert(command.end(), {"--host", *parsed->text("--host")});
+  } else {
+    command.push_back("--oversubscribe");  // one node: ranks may outnumber its cores
+  }
+  if (::geteuid() == 0) {
+    // Open MPI refuses root unless told twice (flag and environment).
+    command.push_back("--allow-run-as-root");
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  }
+  std::string exe = self;
+  std::error_code ec;
+  if (std::filesystem::path proc = std::filesystem::read_symlink("/proc/self/exe", ec); !ec) {
+    exe = proc.string();
+  }
+  command.insert(command.end(), {exe, "train", parsed->positional().front()});
+  if (parsed->flag("--json")) command.push_back("--json");
+  std::vector<char*> argv;
+  for (std::string& a : command) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  ::execvp(argv[0], argv.data());
+  std::cerr << "dsinf: launch: cannot run mpirun: " << std::strerror(errno)
+            << " (install openmpi-bin)\n";
+  return kExitBadInput;
 }
 
 }  // namespace
@@ -280,14 +358,17 @@ int cli_main(int argc, char** argv) {
   if (!env.ok()) return failed(env.status());
   const std::string command = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
-  // Only bench comm takes part in an MPI job yet: N copies of any other
+  if (command == "launch") return launch_main(rest, argv[0]);
+  // train and bench comm take part in an MPI job; N copies of any other
   // command would do its work N times over the same files.
-  const bool joins_job = command == "bench" && !rest.empty() && rest[0] == "comm";
+  const bool joins_job =
+      command == "train" || (command == "bench" && !rest.empty() && rest[0] == "comm");
   if (const int ranks = kernels::comm::launcher_world_size(); ranks > 1 && !joins_job) {
-    std::cerr << "dsinf: " << command << " runs as one process for now (an MPI launcher started "
-              << ranks << " ranks); ZeRO across ranks is not built yet: run it without mpirun\n";
+    std::cerr << "dsinf: " << command << " runs as one process (an MPI launcher started " << ranks
+              << " ranks); only train and bench comm run across ranks\n";
     return kExitBadInput;
   }
+  if (command == "train" && kernels::comm::launcher_world_size() > 1) return rank_main(rest, *env);
   if (command == "tokenize") return tokenize_main(rest);
   if (command == "template") return template_main(rest);
   if (command == "bench" && !rest.empty() && rest[0] == "tokenize") {

@@ -49,8 +49,11 @@ constexpr absl::string_view kReusePerChunk =
     "device slot until another chunk's load needs that slot (slots bounded by "
     "offload_param.buffer_count and stage3_max_live_parameters), so no release waits on a "
     "reuse distance";
-constexpr absl::string_view kSingleProcess =
-    "accepted but not acted on: dsinf runs one process, there is nothing to communicate";
+// How ranks communicate is fixed by exactness (runtime_ranks.cc), not by these keys.
+constexpr absl::string_view kRankComm =
+    "accepted but not acted on: dsinf reduces each chunk's gradient at its owner, chunk by "
+    "chunk as the backward produces it (contiguous, in rank order, so results do not depend "
+    "on timing), and sends each updated chunk whole: there are no buckets to size";
 constexpr absl::string_view kIgnored = "accepted but ignored by dsinf";
 constexpr absl::string_view kDeviceValues = "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"";
 
@@ -204,7 +207,7 @@ void read_offload_device(ObjectReader& r, OffloadDevice* device, std::vector<std
   r.read_bool("pin_memory", pin_memory);
 }
 
-void read_zero(ObjectReader& top, ZeroConfig* z) {
+void read_zero(ObjectReader& top, int world_size, ZeroConfig* z) {
   ObjectReader r = top.object("zero_optimization");
   r.allow_only({"stage", "offload_param", "offload_optimizer", "stage3_prefetch_bucket_size",
                 "stage3_param_persistence_threshold", "stage3_max_live_parameters",
@@ -213,6 +216,11 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
                 "reduce_scatter", "allgather_partitions", "round_robin_gradients",
                 "stage3_gather_16bit_weights_on_model_save"});
   r.read_int_as("stage", 0, 3, &z->stage);
+  if (world_size > 1 && z->stage == 3) {
+    r.warn("stage", "stage 3 across ranks is not built yet: each rank keeps every parameter "
+                    "(its home per offload_param), and partitions gradients and optimizer "
+                    "state as at stage 2");
+  }
 
   ObjectReader param = r.object("offload_param");
   param.allow_only(
@@ -266,7 +274,7 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
   for (absl::string_view key :
        {"overlap_comm", "contiguous_gradients", "reduce_bucket_size", "allgather_bucket_size",
         "reduce_scatter", "allgather_partitions", "round_robin_gradients"}) {
-    if (r.has(key)) r.warn(key, kSingleProcess);
+    if (r.has(key)) r.warn(key, kRankComm);
   }
 }
 
@@ -398,11 +406,12 @@ void read_device(ObjectReader& top, DeviceConfig* d) {
   *d = *parsed;
 }
 
-// world size 1: train_batch_size = micro batch * accumulation steps.
+// train_batch_size = micro batch * accumulation steps * world size (DeepSpeed's).
 void resolve_batch(ObjectReader& top, Config* c) {
   int64_t& tbs = c->train_batch_size;
   int64_t& mbs = c->train_micro_batch_size_per_gpu;
   int64_t& gas = c->gradient_accumulation_steps;
+  const int64_t world = c->world_size;
   const bool has_tbs = top.read_int("train_batch_size", 1, kNoMax, &tbs);
   const bool has_mbs = top.read_int("train_micro_batch_size_per_gpu", 1, kNoMax, &mbs);
   const bool has_gas = top.read_int("gradient_accumulation_steps", 1, kNoMax, &gas);
@@ -412,38 +421,41 @@ void resolve_batch(ObjectReader& top, Config* c) {
     diag->fail("train_batch_size or train_micro_batch_size_per_gpu is required");
     return;
   }
+  const std::string times_world = absl::StrCat(" * world size ", world);
+  int64_t product = 0;
   if (!has_tbs) {
     if (!has_gas) gas = 1;
-    if (__builtin_mul_overflow(mbs, gas, &tbs)) {
+    if (__builtin_mul_overflow(mbs, gas, &product) || __builtin_mul_overflow(product, world, &tbs)) {
       top.fail("train_micro_batch_size_per_gpu",
-               "train_micro_batch_size_per_gpu * gradient_accumulation_steps overflows int64");
+               absl::StrCat("train_micro_batch_size_per_gpu * gradient_accumulation_steps",
+                            times_world, " overflows int64"));
     }
     return;
   }
+  auto divide = [&](const char* name, int64_t by, int64_t* out) {
+    if (tbs % (by * world) != 0) {
+      top.fail("train_batch_size", absl::StrCat(tbs, " is not divisible by ", name, " ", by,
+                                                times_world));
+    }
+    *out = tbs / (by * world);
+  };
   if (has_mbs && has_gas) {
-    int64_t product = 0;
-    if (__builtin_mul_overflow(mbs, gas, &product) || product != tbs) {
+    if (__builtin_mul_overflow(mbs, gas, &product) ||
+        __builtin_mul_overflow(product, world, &product) || product != tbs) {
       top.fail("train_batch_size",
                absl::StrCat(tbs, " != train_micro_batch_size_per_gpu ", mbs,
-                            " * gradient_accumulation_steps ", gas, " * world size 1"));
+                            " * gradient_accumulation_steps ", gas, times_world));
     }
   } else if (has_mbs) {
-    if (tbs % mbs != 0) {
-      top.fail("train_batch_size",
-               absl::StrCat(tbs, " is not divisible by train_micro_batch_size_per_gpu ", mbs,
-                            " * world size 1"));
-    }
-    gas = tbs / mbs;
+    divide("train_micro_batch_size_per_gpu", mbs, &gas);
   } else if (has_gas) {
-    if (tbs % gas != 0) {
-      top.fail("train_batch_size",
-               absl::StrCat(tbs, " is not divisible by gradient_accumulation_steps ", gas,
-                            " * world size 1"));
-    }
-    mbs = tbs / gas;
+    divide("gradient_accumulation_steps", gas, &mbs);
   } else {
-    mbs = tbs;
     gas = 1;
+    if (tbs % world != 0) {
+      top.fail("train_batch_size", absl::StrCat(tbs, " is not divisible by the world size ", world));
+    }
+    mbs = tbs / world;
   }
 }
 
@@ -532,7 +544,8 @@ void check_paths(Diagnostics* diag, const Config& c) {
 
 }  // namespace
 
-absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::string& source_name) {
+absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::string& source_name,
+                                          int world_size) {
   Diagnostics diag(source_name);
   const std::optional<Json> json = config_internal::parse_json_strict(text, &diag);
   if (!json) return diag.status();
@@ -544,6 +557,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
   LoadedConfig loaded;
   Config& c = loaded.config;
   c.source_path = source_name;
+  c.world_size = std::max(1, world_size);
   ObjectReader top(&*json, "", &diag);
   top.allow_only({"train_batch_size",
                   "train_micro_batch_size_per_gpu",
@@ -576,7 +590,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
   top.read_bool("wall_clock_breakdown", &c.wall_clock_breakdown);
   read_fp16(top, &c.fp16);
   const std::string bf16_name = read_bf16(top, &c.bf16_enabled);
-  read_zero(top, &c.zero);
+  read_zero(top, c.world_size, &c.zero);
   read_aio(top, &c.aio);
   read_monitor(top, "tensorboard", &c.tensorboard);
   read_monitor(top, "csv_monitor", &c.csv_monitor);
@@ -624,7 +638,7 @@ absl::StatusOr<DeviceConfig> parse_device(const std::string& text) {
   return d;
 }
 
-absl::StatusOr<LoadedConfig> load_config(const std::string& path) {
+absl::StatusOr<LoadedConfig> load_config(const std::string& path, int world_size) {
   auto cannot_read = [&path](int error) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot read config: ", std::strerror(error)));
   };
@@ -649,7 +663,7 @@ absl::StatusOr<LoadedConfig> load_config(const std::string& path) {
     }
   }
   close(fd);
-  return parse_config(text, path);
+  return parse_config(text, path, world_size);
 }
 
 }  // namespace dsinf::trainer

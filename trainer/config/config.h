@@ -146,6 +146,9 @@ struct DeviceConfig {
 
 struct Config {
   std::string source_path;  // the file it was read from
+  // The data-parallel ranks the run has (the launcher's): train_batch_size
+  // is micro batch * accumulation steps * world_size, as in DeepSpeed.
+  int world_size = 1;
 
   int64_t train_batch_size = 0;
   int64_t train_micro_batch_size_per_gpu = 0;
@@ -177,12 +180,13 @@ struct LoadedConfig {
 // Reads, parses and validates. Errors are kInvalidArgument (bad content) or
 // kNotFound (the config file itself is missing), with a one-line message that
 // starts with the file name and names the JSON path of the offending key.
-absl::StatusOr<LoadedConfig> load_config(const std::string& path);
+absl::StatusOr<LoadedConfig> load_config(const std::string& path, int world_size = 1);
 // The "device" key's value: "auto", "cpu", "cuda" or "cuda:N"; kInvalidArgument
 // saying what is accepted otherwise.
 absl::StatusOr<DeviceConfig> parse_device(const std::string& text);
 // Same, from text already in memory; `source_name` is used in messages.
 // Relative paths in the config are relative to the working directory.
-absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::string& source_name);
+absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::string& source_name,
+                                          int world_size = 1);
 
 }  // namespace dsinf::trainer

@@ -1,7 +1,11 @@
 #include "trainer/config/runtime_spec.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 
@@ -93,6 +97,28 @@ absl::StatusOr<actors::DeviceRequest> device_request(const Config& config,
   return request_of(config.device, config.source_path + ": device");
 }
 
+int rank_of(const RunEnvironment& env) { return env.comm ? env.comm->rank() : 0; }
+int world_of(const RunEnvironment& env) { return env.comm ? env.comm->size() : 1; }
+
+namespace {
+
+// Several ranks on one node share the configured NVMe folders: each rank
+// swaps in a subfolder of its own, "rank<r>" (made, mode 0700, when missing).
+absl::Status rank_paths(const Config& config, int rank, std::vector<std::string>& paths,
+                        const char* key) {
+  for (std::string& path : paths) {
+    path = (std::filesystem::path(path) / absl::StrCat("rank", rank)).string();
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InvalidArgumentError(absl::StrCat(config.source_path, ": ", key,
+                                                     ": cannot create ", path, ": ",
+                                                     std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<actors::RuntimeSpec> runtime_spec(const Config& config, const RunEnvironment& env,
                                                  bool training) {
   absl::StatusOr<actors::DeviceRequest> device = device_request(config, env);
@@ -126,6 +152,21 @@ absl::StatusOr<actors::RuntimeSpec> runtime_spec(const Config& config, const Run
   const OptimizerConfig& o = config.optimizer;
   spec.adam = {o.beta1, o.beta2, o.eps, o.weight_decay, o.adam_w_mode, o.bias_correction};
   spec.step = step_spec(config);
+  spec.zero_stage = static_cast<int>(config.zero.stage);
+  if (world_of(env) > 1) {
+    spec.comm = env.comm;
+    const int rank = rank_of(env);
+    if (absl::Status s = rank_paths(config, rank, spec.placement.param_paths,
+                                    "zero_optimization.offload_param.nvme_path");
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = rank_paths(config, rank, spec.placement.optimizer_paths,
+                                    "zero_optimization.offload_optimizer.nvme_path");
+        !s.ok()) {
+      return s;
+    }
+  }
   return spec;
 }
 

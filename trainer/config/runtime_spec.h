@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "actors/runtime/spec.h"
+#include "kernels/comm/communicator.h"
 #include "nvme/fault_engine.h"
 #include "trainer/config/config.h"
 
@@ -26,7 +27,13 @@ struct RunEnvironment {
   std::optional<nvme::FaultPlan> nvme_faults;
   int save_pace_ms = 0;
   bool defer_copies = false;
+  // The data-parallel ranks this process is one of (null: alone; not owned).
+  kernels::comm::Communicator* comm = nullptr;
 };
+
+// This process's rank and the world size (0 and 1 alone).
+int rank_of(const RunEnvironment& env);
+int world_of(const RunEnvironment& env);
 
 // Where each class lives, with DeepSpeed's meaning: parameters at stage 3 per
 // offload_param, the optimizer at stages 1-3 per offload_optimizer, gradients

@@ -43,6 +43,11 @@ constexpr const char* kClasses[3] = {"param", "m", "v"};
 int classes_of(const memory::ChunkLayout& layout) { return layout.trainable() ? 3 : 0; }
 
 std::string checkpoint_name(int64_t step) { return absl::StrFormat("ckpt-%08d.dsinf", step); }
+// Rank r's part of a checkpoint saved by `world` ranks.
+std::string part_name(int64_t step, int rank, int world) {
+  return absl::StrFormat("ckpt-%08d.part%d-of-%d", step, rank, world);
+}
+constexpr const char* kManifestFormat = "dsinf-checkpoint-manifest";
 
 // Step number of "ckpt-<digits>.dsinf", or -1.
 int64_t parse_checkpoint_name(const std::string& name) {
@@ -81,13 +86,30 @@ json model_shape(const ModelConfig& c) {
 namespace {
 
 // save_checkpoint's body; with `snapshot`, reads the snapshot begun before.
+// Points "<output_dir>/latest" at `name`, atomically.
+absl::Status point_latest(const std::string& output_dir, const std::string& name) {
+  absl::StatusOr<util::AtomicFileWriter> latest =
+      util::AtomicFileWriter::open((fs::path(output_dir) / "latest").string());
+  if (!latest.ok()) return latest.status();
+  if (absl::Status s = latest->write(name + "\n"); !s.ok()) return s;
+  return latest->commit();
+}
+
+// A checkpoint file of the trainable chunks of `layouts`; a part of a
+// partitioned checkpoint says so in its header (`partition`) and is pointed
+// at by its manifest, not by "latest".
 absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
                                              const ModelConfig& model_config,
                                              const std::vector<memory::ChunkLayout>& layouts,
                                              CheckpointState& chunks, const TrainState& state,
                                              int64_t optimizer_steps, bool snapshot,
-                                             int pace_ms = 0) {
-  const std::string path = (fs::path(output_dir) / checkpoint_name(state.step)).string();
+                                             int pace_ms = 0,
+                                             const json& partition = json()) {
+  const std::string name = partition.is_null()
+                               ? checkpoint_name(state.step)
+                               : part_name(state.step, partition.at("rank").get<int>(),
+                                           partition.at("world_size").get<int>());
+  const std::string path = (fs::path(output_dir) / name).string();
   absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
   std::string head(kMagic, 8);
@@ -134,6 +156,7 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
                    {"skipped_steps", state.skipped_steps}}},
                  {"sections", sections}};
   if (!state.base_fingerprint.empty()) header["state"]["base_fingerprint"] = state.base_fingerprint;
+  if (!partition.is_null()) header["partition"] = partition;
   if (state.loss_scaler.has_value()) {
     const actors::LossScalerState& ls = *state.loss_scaler;
     header["state"]["loss_scaler"] = {{"scale", ls.scale},
@@ -149,13 +172,9 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
   tail.append(kMagic, 8);
   if (absl::Status s = writer->write(tail); !s.ok()) return s;
   if (absl::Status s = writer->commit(); !s.ok()) return s;
-
+  if (!partition.is_null()) return path;
   // The pointer goes last: until it is replaced, the previous checkpoint stays the newest.
-  absl::StatusOr<util::AtomicFileWriter> latest =
-      util::AtomicFileWriter::open((fs::path(output_dir) / "latest").string());
-  if (!latest.ok()) return latest.status();
-  if (absl::Status s = latest->write(checkpoint_name(state.step) + "\n"); !s.ok()) return s;
-  if (absl::Status s = latest->commit(); !s.ok()) return s;
+  if (absl::Status s = point_latest(output_dir, name); !s.ok()) return s;
   return path;
 }
 
@@ -404,17 +423,13 @@ absl::Status parse_header(const std::string& text, const std::string& path,
   return absl::OkStatus();
 }
 
-// Exactly one section per class and chunk, each where the layout says, inside the data area.
-absl::Status check_sections(const Header& h, const std::string& path,
-                            const std::vector<memory::ChunkLayout>& layouts) {
+// Each section where the layout says, inside the data area, and none seen
+// before (`seen`: a flag per class and chunk, shared by the parts of a
+// partitioned checkpoint).
+absl::Status check_section_table(const Header& h, const std::string& path,
+                                 const std::vector<memory::ChunkLayout>& layouts,
+                                 std::vector<bool>& seen) {
   const size_t num_chunks = layouts.size();
-  size_t expected_sections = 0;
-  for (const memory::ChunkLayout& layout : layouts) expected_sections += classes_of(layout);
-  if (h.sections.size() != expected_sections) {
-    return not_valid(path,
-                     absl::StrCat(h.sections.size(), " sections for ", num_chunks, " chunks"));
-  }
-  std::vector<bool> seen(3 * num_chunks, false);
   uint64_t end_of_previous = memory::kChunkAlignment;
   for (const Section& s : h.sections) {
     if (s.chunk >= num_chunks || s.cls >= classes_of(layouts[s.chunk]) ||
@@ -432,8 +447,22 @@ absl::Status check_sections(const Header& h, const std::string& path,
   return absl::OkStatus();
 }
 
-// Every section the state holds (parameters only without an optimizer), each
-// checked against its CRC32C before it is handed on.
+// Every class of every trainable chunk was seen.
+absl::Status check_complete(const std::vector<bool>& seen, const std::string& path,
+                            const std::vector<memory::ChunkLayout>& layouts) {
+  const size_t num_chunks = layouts.size();
+  for (size_t c = 0; c < num_chunks; ++c) {
+    for (int cls = 0; cls < classes_of(layouts[c]); ++cls) {
+      if (!seen[cls * num_chunks + c]) {
+        return not_valid(path, absl::StrCat("no section ", kClasses[cls], " for chunk ", c));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Every section the state holds (parameters; m and v where it keeps them),
+// each checked against its CRC32C before it is handed on.
 absl::Status load_sections(FileReader& file, const std::string& path, const Header& h,
                            const std::vector<memory::ChunkLayout>& layouts,
                            CheckpointState& chunks) {
@@ -442,7 +471,7 @@ absl::Status load_sections(FileReader& file, const std::string& path, const Head
   absl::StatusOr<memory::AlignedBuffer> staging = memory::AlignedBuffer::allocate(largest);
   if (!staging.ok()) return staging.status();
   for (const Section& s : h.sections) {
-    if (s.cls != kParamClass && !chunks.has_optimizer()) continue;
+    if (s.cls != kParamClass && !chunks.holds_optimizer_state(s.chunk)) continue;
     if (absl::Status st = file.read(s.offset, staging->data(), s.bytes); !st.ok()) return st;
     if (util::crc32c(staging->data(), s.bytes) != s.crc) {
       return absl::DataLossError(absl::StrCat(path, ": checksum mismatch in section ",
@@ -454,21 +483,156 @@ absl::Status load_sections(FileReader& file, const std::string& path, const Head
   return absl::OkStatus();
 }
 
+// One checkpoint file, opened and its header and section table checked.
+struct OpenFile {
+  FileReader file;
+  Header header;
+};
+absl::Status open_checkpoint_file(const std::string& path, const ModelConfig& model_config,
+                                  const std::vector<memory::ChunkLayout>& layouts,
+                                  std::vector<bool>& seen, OpenFile& out) {
+  if (absl::Status s = out.file.open(path); !s.ok()) return s;
+  absl::StatusOr<std::string> text = read_header_text(out.file, path, &out.header.offset);
+  if (!text.ok()) return text.status();
+  if (absl::Status s = parse_header(*text, path, model_config, out.header); !s.ok()) return s;
+  return check_section_table(out.header, path, layouts, seen);
+}
+
+// A manifest: JSON naming the parts of a partitioned checkpoint.
+bool is_manifest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char first = 0;
+  return in.get(first) && first == '{';
+}
+
+// The parts a manifest names: exactly the names its step and world size give
+// (so no name from the file is ever used as a path).
+absl::StatusOr<std::vector<std::string>> manifest_parts(const std::string& path) {
+  std::error_code ec;
+  if (fs::file_size(path, ec) > (1u << 20) || ec) {
+    return not_valid(path, "manifest larger than 1 MiB or unreadable");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const json m = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (m.is_discarded() || !m.is_object()) return not_valid(path, "manifest is not JSON");
+  const json* format = m.contains("format") ? &m["format"] : nullptr;
+  const json* step = m.contains("step") ? &m["step"] : nullptr;
+  const json* world = m.contains("world_size") ? &m["world_size"] : nullptr;
+  const json* parts = m.contains("parts") ? &m["parts"] : nullptr;
+  if (format == nullptr || *format != kManifestFormat || step == nullptr ||
+      !step->is_number_integer() || world == nullptr || !world->is_number_integer() ||
+      parts == nullptr || !parts->is_array()) {
+    return not_valid(path, "manifest lacks format, step, world_size or parts");
+  }
+  const int64_t n = world->get<int64_t>(), at = step->get<int64_t>();
+  if (n < 1 || n > 65536 || at < 0 || parts->size() != static_cast<size_t>(n) ||
+      fs::path(path).filename().string() != checkpoint_name(at)) {
+    return not_valid(path, "manifest's step, world_size or parts do not agree");
+  }
+  std::vector<std::string> names;
+  for (int64_t r = 0; r < n; ++r) {
+    const std::string expected = part_name(at, static_cast<int>(r), static_cast<int>(n));
+    if ((*parts)[r] != expected) {
+      return not_valid(path, absl::StrCat("manifest part ", r, " is not ", expected));
+    }
+    names.push_back((fs::path(path).parent_path() / expected).string());
+  }
+  return names;
+}
+
+absl::StatusOr<TrainState> load_partitioned(const std::string& path,
+                                            const ModelConfig& model_config,
+                                            const std::vector<memory::ChunkLayout>& layouts,
+                                            CheckpointState& chunks) {
+  absl::StatusOr<std::vector<std::string>> names = manifest_parts(path);
+  if (!names.ok()) return names.status();
+  std::vector<bool> seen(3 * layouts.size(), false);
+  std::vector<OpenFile> parts(names->size());
+  for (size_t r = 0; r < parts.size(); ++r) {
+    if (absl::Status s = open_checkpoint_file((*names)[r], model_config, layouts, seen, parts[r]);
+        !s.ok()) {
+      return s;
+    }
+    const Header& h = parts[r].header;
+    if (h.state.step != parts[0].header.state.step ||
+        h.optimizer_steps != parts[0].header.optimizer_steps) {
+      return not_valid((*names)[r], "its step differs from part 0's");
+    }
+  }
+  if (absl::Status s = check_complete(seen, path, layouts); !s.ok()) return s;
+  for (size_t r = 0; r < parts.size(); ++r) {
+    if (absl::Status s = load_sections(parts[r].file, (*names)[r], parts[r].header, layouts,
+                                       chunks);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (chunks.has_optimizer()) chunks.set_optimizer_steps(parts[0].header.optimizer_steps);
+  return parts[0].header.state;
+}
+
 }  // namespace
 
 absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelConfig& model_config,
                                            const std::vector<memory::ChunkLayout>& layouts,
                                            CheckpointState& chunks) {
-  FileReader file;
-  if (absl::Status s = file.open(path); !s.ok()) return s;
-  Header h;
-  absl::StatusOr<std::string> text = read_header_text(file, path, &h.offset);
-  if (!text.ok()) return text.status();
-  if (absl::Status s = parse_header(*text, path, model_config, h); !s.ok()) return s;
-  if (absl::Status s = check_sections(h, path, layouts); !s.ok()) return s;
-  if (absl::Status s = load_sections(file, path, h, layouts, chunks); !s.ok()) return s;
-  if (chunks.has_optimizer()) chunks.set_optimizer_steps(h.optimizer_steps);
-  return h.state;
+  if (is_manifest(path)) return load_partitioned(path, model_config, layouts, chunks);
+  std::vector<bool> seen(3 * layouts.size(), false);
+  OpenFile one;
+  if (absl::Status s = open_checkpoint_file(path, model_config, layouts, seen, one); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = check_complete(seen, path, layouts); !s.ok()) return s;
+  if (absl::Status s = load_sections(one.file, path, one.header, layouts, chunks); !s.ok()) {
+    return s;
+  }
+  if (chunks.has_optimizer()) chunks.set_optimizer_steps(one.header.optimizer_steps);
+  return one.header.state;
+}
+
+absl::StatusOr<std::string> save_partitioned(const std::string& output_dir,
+                                             const ModelConfig& model,
+                                             const std::vector<memory::ChunkLayout>& layouts,
+                                             const std::vector<int>& owners,
+                                             kernels::comm::Communicator& comm,
+                                             CheckpointState& chunks, const TrainState& state) {
+  const int rank = comm.rank(), world = comm.size();
+  std::vector<memory::ChunkLayout> mine = layouts;
+  for (size_t c = 0; c < mine.size(); ++c) {
+    if (owners[c] != rank) mine[c].set_trainable(false);
+  }
+  absl::StatusOr<std::string> part =
+      write_checkpoint(output_dir, model, mine, chunks, state, chunks.optimizer_steps(),
+                       /*snapshot=*/false, 0, json{{"rank", rank}, {"world_size", world}});
+  // The manifest only once every rank's part is durable.
+  const int32_t ok = part.ok() ? 1 : 0;
+  std::vector<int32_t> oks(static_cast<size_t>(world));
+  if (absl::Status s = kernels::comm::wait(comm.all_gather_bytes(&ok, sizeof(ok), oks.data()));
+      !s.ok()) {
+    return s;
+  }
+  if (!part.ok()) return part.status();
+  for (int r = 0; r < world; ++r) {
+    if (oks[r] == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "rank ", r, " could not write its part of checkpoint ", checkpoint_name(state.step)));
+    }
+  }
+  const std::string name = checkpoint_name(state.step);
+  const std::string path = (fs::path(output_dir) / name).string();
+  if (rank != 0) return path;
+  json parts = json::array();
+  for (int r = 0; r < world; ++r) parts.push_back(part_name(state.step, r, world));
+  const json manifest = {{"format", kManifestFormat}, {"version", kFormatVersion},
+                         {"step", state.step},        {"world_size", world},
+                         {"parts", parts}};
+  absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
+  if (!writer.ok()) return writer.status();
+  if (absl::Status s = writer->write(manifest.dump(1) + "\n"); !s.ok()) return s;
+  if (absl::Status s = writer->commit(); !s.ok()) return s;
+  if (absl::Status s = point_latest(output_dir, name); !s.ok()) return s;
+  return path;
 }
 
 std::vector<std::string> remove_stale_temporaries(const std::string& output_dir) {

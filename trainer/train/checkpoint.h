@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "actors/runtime/checkpoint_state.h"
 #include "actors/runtime/loss_scaler.h"
+#include "kernels/comm/communicator.h"
 #include "memory/chunk_layout.h"
 #include "trainer/config/config.h"
 #include "trainer/data/windows.h"
@@ -50,6 +51,20 @@ using actors::kVClass;
 absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, const ModelConfig& model,
                                             const std::vector<memory::ChunkLayout>& layouts,
                                             CheckpointState& chunks, const TrainState& state);
+
+// A checkpoint of several ranks: each rank writes the trainable chunks it
+// owns (`owners`, partition.h; `layouts` the model's) to its part,
+// "ckpt-<step>.part<r>-of-<N>"; once every part is durable rank 0 writes the
+// manifest "ckpt-<step>.dsinf", JSON naming the parts, and points "latest" at
+// it. A rank killed mid-save leaves the previous checkpoint the newest. Every
+// rank calls it, on the thread its other collectives run on. load_checkpoint
+// reads a manifest's parts at any world size.
+absl::StatusOr<std::string> save_partitioned(const std::string& output_dir,
+                                             const ModelConfig& model,
+                                             const std::vector<memory::ChunkLayout>& layouts,
+                                             const std::vector<int>& owners,
+                                             kernels::comm::Communicator& comm,
+                                             CheckpointState& chunks, const TrainState& state);
 
 // A save_checkpoint on a thread of its own, over a snapshot of `chunks`
 // (which must saves_in_background()); the TrainState is copied at start().
@@ -87,7 +102,8 @@ absl::StatusOr<std::optional<std::string>> find_latest_checkpoint(const std::str
 // while saving left behind, when that process is gone. Returns their names.
 std::vector<std::string> remove_stale_temporaries(const std::string& output_dir);
 
-// Loads a checkpoint into the model (and the optimizer, when not null). Every
+// Loads a checkpoint, or a partitioned one's parts, into the model (and the
+// optimizer state the CheckpointState holds). Every
 // header field, offset and size is checked against the file and the model's
 // layout before any data is used; a checksum mismatch is kDataLoss and any
 // other problem kInvalidArgument, both naming the file.

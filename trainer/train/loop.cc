@@ -45,19 +45,29 @@ absl::StatusOr<TrainData> load_train_data(const Config& config) {
 }
 
 // The next step's request: its learning rate (a skipped fp16 step does not
-// advance the schedule, as in DeepSpeed) and its micro-batches.
+// advance the schedule, as in DeepSpeed) and this rank's micro-batches. The
+// sampler draws every rank's micro-batches of the global batch in the same
+// order on every rank; rank r keeps micro-batches r, N + r, 2N + r, ...
 actors::StepRequest next_request(const Config& config, const TrainState& state,
-                                 WindowSampler& sampler) {
+                                 WindowSampler& sampler, int rank) {
   const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
   const size_t window = static_cast<size_t>(B) * config.model.window();
+  const int N = config.world_size;
   actors::StepRequest request;
   request.index = state.step;
   request.lr = learning_rate(config.scheduler, config.optimizer, state.step - state.skipped_steps);
   const size_t total = window * static_cast<size_t>(config.gradient_accumulation_steps);
   request.inputs.resize(total);
   request.targets.resize(total);
-  for (size_t at = 0; at < total; at += window) {
-    sampler.next_batch(B, request.inputs.data() + at, request.targets.data() + at);
+  std::vector<int32_t> other_inputs(N > 1 ? window : 0), other_targets(N > 1 ? window : 0);
+  size_t at = 0;
+  for (int64_t m = 0; m < config.gradient_accumulation_steps * N; ++m) {
+    if (m % N == rank) {
+      sampler.next_batch(B, request.inputs.data() + at, request.targets.data() + at);
+      at += window;
+    } else {
+      sampler.next_batch(B, other_inputs.data(), other_targets.data());
+    }
   }
   return request;
 }
@@ -87,12 +97,23 @@ absl::Status prepare_output(const Config& config, Progress& progress) {
   return progress.open_monitors();
 }
 
+// An interrupt stops every rank after the same step: the ranks agree on it.
+absl::StatusOr<bool> interrupted_anywhere(Session& session) {
+  const double mine = g_interrupted.load() ? 1.0 : 0.0;
+  absl::StatusOr<std::vector<double>> all = session.runtime->gather_values({mine});
+  if (!all.ok()) return all.status();
+  for (double v : *all) {
+    if (v != 0) return true;
+  }
+  return false;
+}
+
 // Steps until train.steps or an interrupt; returns whether interrupted.
 absl::StatusOr<bool> run_steps(const Config& config, Session& session, const TrainData& data,
                                WindowSampler& sampler, Progress& progress, Saver& saver,
                                TrainState& state) {
   while (state.step < config.train.steps) {
-    actors::StepRequest request = next_request(config, state, sampler);
+    actors::StepRequest request = next_request(config, state, sampler, session.runtime->rank());
     const double lr = request.lr;
     absl::StatusOr<actors::StepOutcome> outcome = session.runtime->step(std::move(request));
     if (!outcome.ok()) return outcome.status();
@@ -107,9 +128,10 @@ absl::StatusOr<bool> run_steps(const Config& config, Session& session, const Tra
       if (!eval.ok()) return eval.status();
       if (absl::Status s = progress.eval(state, *eval); !s.ok()) return s;
     }
-    const bool interrupted = g_interrupted.load();
-    if (absl::Status s = saver.after_step(state, last, interrupted); !s.ok()) return s;
-    if (interrupted) return true;
+    absl::StatusOr<bool> interrupted = interrupted_anywhere(session);
+    if (!interrupted.ok()) return interrupted.status();
+    if (absl::Status s = saver.after_step(state, last, *interrupted); !s.ok()) return s;
+    if (*interrupted) return true;
   }
   return false;
 }
@@ -141,7 +163,8 @@ absl::Status train_loop(const Config& config, const RunOptions& options) {
   progress.start(*state);
   // Saves of offloaded state run beside the next steps (it ends before the session).
   Saver saver(config, session->runtime->layouts(), *session->runtime, options.env.save_pace_ms,
-              progress.log());
+              progress.log(),
+              SaveRanks{options.env.comm, session->runtime->owners(), session->model->layouts()});
   absl::StatusOr<bool> interrupted =
       run_steps(config, *session, *data, sampler, progress, saver, *state);
   if (!interrupted.ok()) return interrupted.status();

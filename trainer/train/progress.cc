@@ -62,14 +62,28 @@ void Progress::opening(size_t tokens, int64_t windows) const {
         plan.slots, util::format_bytes(plan.slot_bytes), util::format_bytes(plan.host_bytes),
         util::format_bytes(plan.nvme_bytes));
   }
+  if (rt.ranks() > 1) {
+    size_t owned = 0, trained = 0;
+    for (int owner : rt.owners()) {
+      trained += owner >= 0 ? 1 : 0;
+      owned += owner == 0 ? 1 : 0;
+    }
+    log() << absl::StrFormat(
+        "ranks %d, zero stage %d: each rank holds %s of the %d trained chunks' optimizer state "
+        "(rank 0: %d)\n",
+        rt.ranks(), config_.zero.stage, config_.zero.stage >= 1 ? "its own share" : "all",
+        trained, config_.zero.stage >= 1 ? owned : trained);
+  }
   log() << absl::StrFormat(
-      "data %s: %d tokens, %d windows | batch %d = %d x %d accumulation | weights: %s\n",
+      "data %s: %d tokens, %d windows | batch %d = %d x %d accumulation%s | weights: %s\n",
       config_.data.path, tokens, windows, config_.train_batch_size,
       config_.train_micro_batch_size_per_gpu, config_.gradient_accumulation_steps,
+      config_.world_size > 1 ? absl::StrFormat(" x %d ranks", config_.world_size) : "",
       session_.weights_source);
 }
 
 absl::Status Progress::open_monitors() {
+  if (!primary_output()) return absl::OkStatus();  // rank 0 writes the monitors
   absl::StatusOr<std::vector<std::unique_ptr<Monitor>>> monitors = make_monitors(config_);
   if (!monitors.ok()) return monitors.status();
   monitors_ = *std::move(monitors);

@@ -1,12 +1,18 @@
 #include "trainer/train/save.h"
 
 #include <ostream>
+#include <utility>
 
 namespace dsinf::trainer {
 
 Saver::Saver(const Config& config, const std::vector<memory::ChunkLayout>& layouts,
-             CheckpointState& chunks, int pace_ms, std::ostream& log)
-    : config_(config), layouts_(layouts), chunks_(chunks), pace_ms_(pace_ms), log_(log) {}
+             CheckpointState& chunks, int pace_ms, std::ostream& log, SaveRanks ranks)
+    : config_(config),
+      layouts_(layouts),
+      chunks_(chunks),
+      pace_ms_(pace_ms),
+      log_(log),
+      ranks_(std::move(ranks)) {}
 
 absl::Status Saver::finish() {
   if (!background_.busy()) return absl::OkStatus();
@@ -30,7 +36,10 @@ absl::Status Saver::after_step(const TrainState& state, bool last, bool interrup
     return absl::OkStatus();
   }
   absl::StatusOr<std::string> saved =
-      save_checkpoint(config_.train.output_dir, config_.model, layouts_, chunks_, state);
+      ranks_.comm != nullptr && ranks_.comm->size() > 1
+          ? save_partitioned(config_.train.output_dir, config_.model, ranks_.model_layouts,
+                             ranks_.owners, *ranks_.comm, chunks_, state)
+          : save_checkpoint(config_.train.output_dir, config_.model, layouts_, chunks_, state);
   if (!saved.ok()) return saved.status();
   log_ << "saved checkpoint " << *saved << "\n";
   return absl::OkStatus();

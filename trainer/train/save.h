@@ -15,11 +15,18 @@
 
 namespace dsinf::trainer {
 
+// Several ranks: who they are and what each owns (save_partitioned).
+struct SaveRanks {
+  kernels::comm::Communicator* comm = nullptr;  // null: one rank
+  std::vector<int> owners;
+  std::vector<memory::ChunkLayout> model_layouts;
+};
+
 class Saver {
  public:
   // `pace_ms`: a test hook slowing background saves down (RunEnvironment).
   Saver(const Config& config, const std::vector<memory::ChunkLayout>& layouts,
-        CheckpointState& chunks, int pace_ms, std::ostream& log);
+        CheckpointState& chunks, int pace_ms, std::ostream& log, SaveRanks ranks = {});
   // After step `state.step`: saves when it is due; a background save that has
   // ended is reported.
   absl::Status after_step(const TrainState& state, bool last, bool interrupted);
@@ -32,6 +39,7 @@ class Saver {
   CheckpointState& chunks_;
   int pace_ms_;
   std::ostream& log_;
+  SaveRanks ranks_;
   BackgroundSave background_;
 };
 

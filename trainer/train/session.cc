@@ -142,8 +142,24 @@ absl::Status load_inference_weights(const Config& config, Session& session) {
   return load_session_checkpoint(config, session, **latest).status();
 }
 
-std::ostream& human(bool json) { return json ? std::cerr : std::cout; }
+namespace {
+bool g_primary = true;
+std::ostream& null_stream() {
+  static std::ostream sink(nullptr);  // no buffer: every write is dropped
+  return sink;
+}
+}  // namespace
 
-void emit_json(const nlohmann::json& object) { std::cout << object.dump() << std::endl; }
+void set_primary_output(bool primary) { g_primary = primary; }
+bool primary_output() { return g_primary; }
+
+std::ostream& human(bool json) {
+  if (!g_primary) return null_stream();
+  return json ? std::cerr : std::cout;
+}
+
+void emit_json(const nlohmann::json& object) {
+  if (g_primary) std::cout << object.dump() << std::endl;
+}
 
 }  // namespace dsinf::trainer

@@ -46,7 +46,10 @@ absl::StatusOr<struct TrainState> load_session_checkpoint(const Config& config, 
 // model.init_from, else the seeded initialisation.
 absl::Status load_inference_weights(const Config& config, Session& session);
 
-// Human lines go to stdout, or to stderr when stdout carries JSON.
+// Human lines go to stdout, or to stderr when stdout carries JSON. Among
+// several ranks only rank 0 prints them (set_primary_output(false) elsewhere).
+void set_primary_output(bool primary);
+bool primary_output();
 std::ostream& human(bool json);
 void emit_json(const nlohmann::json& object);
 

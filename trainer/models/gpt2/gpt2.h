@@ -58,6 +58,8 @@ class Gpt2Model final : public Model {
   std::string describe() const override;
   std::string shape_text() const override;
   std::vector<memory::ChunkLayout> layouts() const override { return layouts_; }
+  // The embedding is the logits' weight too (tied): two visits.
+  int grad_visits(size_t c) const override { return c == 0 ? 2 : 1; }
   size_t num_parameters() const override;
   int seq_len() const override { return config_.window(); }
   int vocab_size() const override { return config_.vocab_size; }

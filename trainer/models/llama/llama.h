@@ -91,6 +91,8 @@ class LlamaModel final : public Model {
   std::string describe() const override;
   std::string shape_text() const override;
   std::vector<memory::ChunkLayout> layouts() const override { return layouts_; }
+  // A tied embedding is the logits' weight too: two visits.
+  int grad_visits(size_t c) const override;
   size_t num_parameters() const override;
   int seq_len() const override { return config_.window(); }
   int vocab_size() const override { return config_.vocab_size; }

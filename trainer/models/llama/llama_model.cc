@@ -150,6 +150,10 @@ double LlamaModel::flops_per_token() const {
   return 4.0 * frozen + 6.0 * trained + attention;
 }
 
+int LlamaModel::grad_visits(size_t c) const {
+  return c == 0 && config_.tie_word_embeddings ? 2 : 1;
+}
+
 size_t LlamaModel::activation_bytes(int max_batch) const {
   return LlamaProgram::activation_bytes_needed(config_, max_batch);
 }

@@ -1,0 +1,26 @@
+// ZeRO's partition of a model over data-parallel ranks: each rank owns a
+// contiguous range of the trainable chunks, balanced by bytes. At stage 1 and
+// above a rank keeps the optimizer state (master weights, m, v) and the
+// gradient accumulator of the chunks it owns only; the other trainable chunks
+// it holds as it holds a frozen chunk -- working parameters, no state -- and
+// it receives their new weights from their owner after each update. At
+// stage 0 every rank keeps everything and the owner only leads the
+// reduction. One implementation, used by the runtime, the plan and checkpoints.
+#pragma once
+
+#include <vector>
+
+#include "memory/chunk_layout.h"
+
+namespace dsinf::actors {
+
+// The owner of each chunk among `world` ranks (-1 for a frozen chunk). The
+// same on every rank: a function of the layouts and the world size alone.
+std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, int world);
+
+// The layouts as rank `rank` holds them: at stage >= 1 with several ranks, a
+// trainable chunk another rank owns is held frozen.
+std::vector<memory::ChunkLayout> rank_layouts(std::vector<memory::ChunkLayout> layouts, int rank,
+                                              int world, int stage);
+
+}  // namespace dsinf::actors

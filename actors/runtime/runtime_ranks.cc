@@ -1,0 +1,214 @@
+// The runtime among several data-parallel ranks (ZeRO, partition.h). Every
+// rank runs the same layer program over its slice of the step's
+// micro-batches, so every rank hands the same chunks' gradient visits over in
+// the same order; all communication runs on the model's thread in that order.
+//
+// Exactness: one rank adds the visits of micro-batch 0, then 1, ... into each
+// accumulator. With N ranks rank r computes micro-batches r, N + r, 2N + r...
+// (the loop slices them so), and the chunk's owner adds, for each of its
+// micro-batch rounds, rank 0's visits, then rank 1's...: the same additions
+// in the same order. A chunk visited several times a micro-batch (a tied
+// embedding) is reduced at its last visit, each rank's visits together.
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "actors/runtime/partition.h"
+#include "actors/runtime/runtime.h"
+#include "actors/runtime/tier_copy.h"
+#include "kernels/cpu/adam.h"
+#include "memory/util/check.h"
+
+namespace dsinf::actors {
+
+using kernels::Stream;
+namespace comm = kernels::comm;
+
+absl::Status Runtime::start_ranks(const ModelDef& model,
+                                  const std::vector<memory::ChunkLayout>& all) {
+  model_trainable_.resize(all.size());
+  for (size_t c = 0; c < all.size(); ++c) model_trainable_[c] = all[c].trainable();
+  owners_ = chunk_owners(all, ranks());
+  if (ranks() == 1 || !spec_.training) return absl::OkStatus();
+  visits_expected_.assign(all.size(), 1);
+  visits_seen_.assign(all.size(), 0);
+  size_t largest = 0, held = 0;
+  int most_visits = 1;
+  for (size_t c = 0; c < all.size(); ++c) {
+    largest = std::max(largest, all[c].bytes());
+    visits_expected_[c] = model.grad_visits(c);
+    DSINF_CHECK(visits_expected_[c] >= 1);
+    if (visits_expected_[c] > 1 && all[c].trainable()) {
+      held = std::max(held, all[c].bytes());
+      most_visits = std::max(most_visits, visits_expected_[c]);
+    }
+  }
+  for (memory::AlignedBuffer* buffer : {&rank_send_, &rank_recv_}) {
+    absl::StatusOr<memory::AlignedBuffer> b = memory::AlignedBuffer::allocate(largest);
+    if (!b.ok()) return b.status();
+    *buffer = *std::move(b);
+  }
+  for (int j = 0; j + 1 < most_visits; ++j) {
+    absl::StatusOr<memory::AlignedBuffer> b = memory::AlignedBuffer::allocate(held);
+    if (!b.ok()) return b.status();
+    held_visits_.push_back(*std::move(b));
+  }
+  if (!backend_->device_memory_is_host() && store_->grads().tier == Tier::kDevice) {
+    absl::StatusOr<void*> area = backend_->allocate(largest);
+    if (!area.ok()) return area.status();
+    rank_device_ = *area;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<double>> Runtime::gather_values(const std::vector<double>& mine) {
+  std::vector<double> all(mine.size() * static_cast<size_t>(ranks()));
+  if (ranks() == 1) return mine;
+  if (absl::Status s = comm::wait(
+          spec_.comm->all_gather_bytes(mine.data(), mine.size() * sizeof(double), all.data()));
+      !s.ok()) {
+    return s;
+  }
+  return all;
+}
+
+absl::StatusOr<std::vector<double>> Runtime::owners_values(std::vector<double> mine) {
+  if (ranks() == 1) return mine;
+  absl::StatusOr<std::vector<double>> all = gather_values(mine);
+  if (!all.ok()) return all.status();
+  const size_t n = mine.size();
+  for (size_t c = 0; c < n; ++c) {
+    mine[c] = owners_[c] < 0 ? 0.0 : (*all)[static_cast<size_t>(owners_[c]) * n + c];
+  }
+  return mine;
+}
+
+void Runtime::end_micro_batch() {
+  if (ranks() == 1 || visits_seen_.empty()) return;
+  for (size_t c = 0; c < visits_seen_.size(); ++c) {
+    DSINF_CHECK_MSG(!model_trainable_[c] || visits_seen_[c] == visits_expected_[c],
+                    "a chunk's gradient visits differ from the model's grad_visits()");
+    visits_seen_[c] = 0;
+  }
+}
+
+absl::Status Runtime::reduce_visit(size_t c, const void* visit) {
+  const size_t bytes = store_->numel(c) * kernels::dtype_bytes(store_->working_dtype());
+  // This rank's visit in host memory.
+  const std::byte* mine = static_cast<const std::byte*>(visit);
+  if (backend_->device_memory_is_host()) {
+    if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+  } else {
+    backend_->stream_wait(Stream::kDownload, backend_->record(Stream::kCompute));
+    if (absl::Status s = backend_->copy_to_host(rank_send_.data(), visit, bytes, Stream::kDownload);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+    mine = rank_send_.data();
+  }
+  const int j = visits_seen_[c]++;
+  const int visits = visits_expected_[c];
+  DSINF_CHECK_MSG(j < visits, "a chunk's gradient visits exceed the model's grad_visits()");
+  if (j + 1 < visits) {  // an earlier visit of this micro-batch: kept until the last
+    std::memcpy(held_visits_[j].data(), mine, bytes);
+    return absl::OkStatus();
+  }
+  auto visit_of = [&](int k) { return k + 1 < visits ? held_visits_[k].data() : mine; };
+  const int root = owners_[c];
+  if (rank() != root) {
+    for (int k = 0; k < visits; ++k) {
+      if (absl::Status s = comm::wait(spec_.comm->send(visit_of(k), bytes, root)); !s.ok()) {
+        return s;
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (absl::Status s = start_accumulator(c); !s.ok()) return s;
+  for (int r = 0; r < ranks(); ++r) {
+    for (int k = 0; k < visits; ++k) {
+      const std::byte* part = visit_of(k);
+      if (r != rank()) {
+        if (absl::Status s = comm::wait(spec_.comm->receive(rank_recv_.data(), bytes, r));
+            !s.ok()) {
+          return s;
+        }
+        part = rank_recv_.data();
+      }
+      if (absl::Status s = add_part(c, part); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A visit in host memory (the working dtype) into chunk c's accumulator.
+absl::Status Runtime::add_part(size_t c, const std::byte* part) {
+  ClassHome& grads = store_->grads();
+  if (grads.tier == Tier::kHost) {
+    kernels::cpu::accumulate(reinterpret_cast<float*>(grads.host[c]), part,
+                             store_->working_dtype(), store_->numel(c));
+    return absl::OkStatus();
+  }
+  if (backend_->device_memory_is_host()) {
+    if (absl::Status s = add_visit(c, part); !s.ok()) return s;
+    return backend_->synchronize(Stream::kCompute);
+  }
+  const size_t bytes = store_->numel(c) * kernels::dtype_bytes(store_->working_dtype());
+  if (absl::Status s = backend_->copy_to_device(rank_device_, part, bytes, Stream::kCompute);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = add_visit(c, rank_device_); !s.ok()) return s;
+  // The staging is received into again next.
+  return backend_->synchronize(Stream::kCompute);
+}
+
+absl::Status Runtime::broadcast_home(ClassHome& home, size_t c, int root) {
+  const size_t bytes = store_->bytes(c);
+  std::byte* staging = rank_recv_.data();
+  if (rank() == root) {
+    absl::StatusOr<float*> p = host_view(*backend_, home, c, bytes, staging);
+    if (!p.ok()) return p.status();
+    return comm::wait(spec_.comm->broadcast(*p, bytes, root));
+  }
+  if (absl::Status s = comm::wait(spec_.comm->broadcast(staging, bytes, root)); !s.ok()) return s;
+  return copy_into_home(*backend_, home, c, bytes, reinterpret_cast<const float*>(staging));
+}
+
+absl::Status Runtime::share_grads() {
+  if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+  for (size_t c = 0; c < store_->chunks(); ++c) {
+    if (!model_trainable_[c]) continue;
+    if (absl::Status s = broadcast_home(store_->grads(), c, owners_[c]); !s.ok()) return s;
+    grads_fresh_[c] = false;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::share_params() {
+  if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;
+  std::byte* staging = rank_recv_.data();
+  for (size_t c = 0; c < store_->chunks(); ++c) {
+    if (!model_trainable_[c]) continue;
+    const int root = owners_[c];
+    // The owner's new fp32 weights; every other rank rounds them to its
+    // working copy as the owner did.
+    if (rank() == root) {
+      if (absl::Status s = read_home(kParamClass, c, staging); !s.ok()) return s;
+    }
+    if (absl::Status s = comm::wait(spec_.comm->broadcast(staging, store_->bytes(c), root));
+        !s.ok()) {
+      return s;
+    }
+    if (rank() == root) continue;
+    // Held frozen here: its working copy (and host cache) is all there is.
+    // The update left it stale in the streamer, which loads it again once
+    // told it is current; every other chunk's cache stays valid.
+    if (absl::Status s = write_working(c, reinterpret_cast<const float*>(staging)); !s.ok()) {
+      return s;
+    }
+    if (streamer_) streamer_->updated(c, store_->cache(c) != nullptr);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dsinf::actors
