@@ -122,6 +122,13 @@ class Runtime final : public ChunkSource, public CheckpointState {
   void end_snapshot() override;
 
   // ---- figures ----
+  // The bytes of each tensor class this rank keeps, wherever they live.
+  struct StateBytes {
+    size_t params = 0, grads = 0, optimizer = 0;  // optimizer: master weights (unless they
+                                                  // are the working copy), m and v
+    size_t largest_chunk = 0;                     // fp32 bytes of the largest chunk
+  };
+  StateBytes state_bytes() const;
   double snapshot_wait_s() const { return gates_->snapshot_wait_s(); }
   size_t host_peak_bytes() const;
   size_t host_in_use_bytes() const;

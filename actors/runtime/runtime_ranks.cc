@@ -211,4 +211,16 @@ absl::Status Runtime::share_params() {
   return absl::OkStatus();
 }
 
+Runtime::StateBytes Runtime::state_bytes() const {
+  StateBytes out;
+  for (size_t c = 0; c < store_->chunks(); ++c) {
+    out.params += store_->working_bytes(c);
+    out.largest_chunk = std::max(out.largest_chunk, store_->bytes(c));
+    if (!store_->trainable(c) || !spec_.training) continue;
+    out.grads += store_->bytes(c);
+    out.optimizer += (store_->master_is_params() ? 2 : 3) * store_->bytes(c);
+  }
+  return out;
+}
+
 }  // namespace dsinf::actors

@@ -230,11 +230,43 @@ json Progress::streaming(double elapsed) const {
           {"messaging_share", elapsed > 0 ? messaging_s / elapsed : 0.0}};
 }
 
+// Every rank's state bytes and peaks (a collective: every rank calls it).
+absl::StatusOr<json> Progress::per_rank() const {
+  actors::Runtime& rt = *session_.runtime;
+  const actors::Runtime::StateBytes b = rt.state_bytes();
+  const json peaks = peak_bytes();
+  const std::vector<double> mine = {
+      static_cast<double>(b.params), static_cast<double>(b.grads),
+      static_cast<double>(b.optimizer), static_cast<double>(b.largest_chunk),
+      peaks["device"].get<double>(), peaks["host"].get<double>(), peaks["nvme"].get<double>()};
+  absl::StatusOr<std::vector<double>> all = rt.gather_values(mine);
+  if (!all.ok()) return all.status();
+  json ranks = json::array();
+  for (int r = 0; r < rt.ranks(); ++r) {
+    const double* v = all->data() + static_cast<size_t>(r) * mine.size();
+    auto bytes = [&](int i) { return static_cast<uint64_t>(v[i]); };
+    ranks.push_back({{"rank", r},
+                     {"param_bytes", bytes(0)},
+                     {"grad_bytes", bytes(1)},
+                     {"optimizer_bytes", bytes(2)},
+                     {"largest_chunk_bytes", bytes(3)},
+                     {"peak_bytes", {{"device", bytes(4)}, {"host", bytes(5)}, {"nvme", bytes(6)}}}});
+    if (rt.ranks() == 1) continue;
+    log() << absl::StrFormat(
+        "rank %d: parameters %s, gradients %s, optimizer state %s | peak device %s, host %s\n", r,
+        util::format_bytes(bytes(0)), util::format_bytes(bytes(1)), util::format_bytes(bytes(2)),
+        util::format_bytes(bytes(4)), util::format_bytes(bytes(5)));
+  }
+  return ranks;
+}
+
 absl::Status Progress::finish(const TrainState& state, bool interrupted) {
   absl::Status status;
   for (auto& monitor : monitors_) status.Update(monitor->flush());
   if (!status.ok()) return status;
   actors::Runtime& rt = *session_.runtime;
+  absl::StatusOr<json> ranks = per_rank();
+  if (!ranks.ok()) return ranks.status();
   const double elapsed = seconds_since(run_start_);
   const int64_t steps_run = state.step - first_step_;
   log() << absl::StrFormat("%s at step %d: loss %.4f, %d steps in %s, peak device %s\n",
@@ -261,7 +293,8 @@ absl::Status Progress::finish(const TrainState& state, bool interrupted) {
                 {{"read_bytes", swap.bytes_read - swap_at_start_.bytes_read},
                  {"written_bytes", swap.bytes_written - swap_at_start_.bytes_written}}},
                // Background saves: how long the optimizer waited for one to read a chunk.
-               {"checkpoint_wait_s", rt.snapshot_wait_s()}});
+               {"checkpoint_wait_s", rt.snapshot_wait_s()},
+               {"ranks", *ranks}});
   }
   return absl::OkStatus();
 }

@@ -41,6 +41,7 @@ class Progress {
  private:
   void print_step(const TrainState& state, const actors::StepOutcome& outcome, double lr);
   nlohmann::json peak_bytes() const;
+  absl::StatusOr<nlohmann::json> per_rank() const;
   nlohmann::json streaming(double elapsed) const;
 
   using Clock = std::chrono::steady_clock;

@@ -1,0 +1,230 @@
+// ZeRO across ranks through the CLI (`dsinf launch`, i.e. mpirun): at every
+// stage, with and without host/NVMe offload, 2 and 3 ranks train exactly as
+// one process with the same global batch (losses, norms, exported weights);
+// each rank keeps its share of the gradients and optimizer state; a
+// partitioned checkpoint resumes at another world size; a failing rank stops
+// the job with its message; a batch that does not divide is exit 2.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "tests/cli/train_util.h"
+#include "tests/test_util.h"
+
+namespace dsinf::testing {
+namespace {
+
+using json = nlohmann::json;
+
+bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
+
+#define REQUIRE_MPI()                                                       \
+  do {                                                                      \
+    if (!have_mpirun()) GTEST_SKIP() << "mpirun (openmpi-bin) not installed"; \
+  } while (0)
+
+// Global micro-batches a step: 6, so 1, 2 and 3 ranks split it evenly.
+constexpr int kMicroBatches = 6;
+
+json offload_of(const std::string& device, const std::string& nvme) {
+  return offload(device, nvme);
+}
+
+// The base config at `stage` with the optimizer (and, at stage 3, the
+// parameters) on `offload` ("none", "cpu" or "nvme"), for `ranks` ranks.
+json zero_config(json c, int stage, const std::string& offload, const std::string& nvme,
+                 int ranks) {
+  c["gradient_accumulation_steps"] = kMicroBatches / ranks;
+  c["zero_optimization"] = {{"stage", stage}};
+  if (offload != "none") c["zero_optimization"]["offload_optimizer"] = offload_of(offload, nvme);
+  if (offload != "none" && stage == 3) {
+    c["zero_optimization"]["offload_param"] = offload_of(offload, nvme);
+  }
+  c["train"]["save_interval"] = 2;
+  return c;
+}
+
+// `dsinf train` (one rank) or `dsinf launch -n N` with `config`.
+CommandResult train(const TempDir& dir, const std::string& name, const json& config, int ranks) {
+  const std::string path = dir / (name + ".json");
+  write_text(path, config.dump(2));
+  const std::string command = ranks == 1 ? "train " + path + " --json"
+                                         : "launch -n " + std::to_string(ranks) + " " + path +
+                                               " --json";
+  return run_dsinf(command, dir.path());
+}
+
+// Every step's loss and gradient norm, as printed (the exact doubles).
+std::vector<std::pair<double, double>> steps_of(const CommandResult& r) {
+  std::vector<std::pair<double, double>> steps;
+  for (const json& line : json_lines(r.out)) {
+    if (line.value("event", "") == "step") {
+      steps.emplace_back(line["loss"].get<double>(), line["grad_norm"].get<double>());
+    }
+  }
+  return steps;
+}
+
+// The model exported (by one process) from the run's newest checkpoint.
+std::string exported(const TempDir& dir, const std::string& name) {
+  const std::string out = dir / (name + "-export");
+  const CommandResult r = run_dsinf("export " + (dir / (name + ".json")) + " --out " + out,
+                                    dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return read_text(out + "/model.safetensors");
+}
+
+// Trains `config` at 1 and at `ranks` ranks and requires the same steps and weights.
+void expect_same_as_one_rank(const TempDir& dir, const std::string& tag, const json& one,
+                             const json& many, int ranks) {
+  const CommandResult a = train(dir, tag + "-1", one, 1);
+  const CommandResult b = train(dir, tag + "-n", many, ranks);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const auto sa = steps_of(a), sb = steps_of(b);
+  ASSERT_EQ(sa.size(), 4u);
+  EXPECT_EQ(sa, sb) << tag;
+  EXPECT_TRUE(exported(dir, tag + "-1") == exported(dir, tag + "-n")) << tag;
+}
+
+TEST(RanksCli, GptAtEveryStageMatchesOneRank) {
+  REQUIRE_MPI();
+  TempDir dir;
+  struct Case {
+    int stage;
+    const char* offload;
+    int ranks;
+  };
+  for (const Case& k : {Case{0, "none", 2}, Case{1, "none", 3}, Case{2, "cpu", 2},
+                        Case{2, "cpu", 3}, Case{3, "nvme", 2}, Case{3, "nvme", 3}}) {
+    const std::string tag = "s" + std::to_string(k.stage) + k.offload + std::to_string(k.ranks);
+    const std::string nvme = dir / (tag + "-swap");
+    std::filesystem::create_directories(nvme);
+    const json one = zero_config(base_config(dir, dir / (tag + "-1"), 4), k.stage, k.offload,
+                                 nvme, 1);
+    const json many = zero_config(base_config(dir, dir / (tag + "-n"), 4), k.stage, k.offload,
+                                  nvme, k.ranks);
+    expect_same_as_one_rank(dir, tag, one, many, k.ranks);
+  }
+}
+
+// A tied embedding (two gradient visits a micro-batch) in bf16, and an untied head.
+TEST(RanksCli, LlamaMatchesOneRank) {
+  REQUIRE_MPI();
+  TempDir dir;
+  const std::string nvme = dir / "swap";
+  std::filesystem::create_directories(nvme);
+  json tied = llama_config(dir, "", 4);
+  tied["model"]["tie_word_embeddings"] = true;
+  tied["bf16"] = {{"enabled", true}};
+  auto with_out = [&](json c, const std::string& out) {
+    c["train"]["output_dir"] = dir / out;
+    return c;
+  };
+  expect_same_as_one_rank(dir, "tied", with_out(zero_config(tied, 3, "nvme", nvme, 1), "tied-1"),
+                          with_out(zero_config(tied, 3, "nvme", nvme, 2), "tied-n"), 2);
+  const json untied = llama_config(dir, "", 4);
+  expect_same_as_one_rank(dir, "untied", with_out(zero_config(untied, 2, "none", nvme, 1), "u-1"),
+                          with_out(zero_config(untied, 2, "none", nvme, 3), "u-n"), 3);
+}
+
+// Stage 2, 3 ranks: the gradients and optimizer state are split, each rank
+// within one chunk of an even share; parameters are whole on every rank.
+TEST(RanksCli, EachRankKeepsItsShareOfTheState) {
+  REQUIRE_MPI();
+  TempDir dir;
+  const CommandResult one =
+      train(dir, "one", zero_config(base_config(dir, dir / "one", 2), 2, "cpu", "", 1), 1);
+  const CommandResult many =
+      train(dir, "many", zero_config(base_config(dir, dir / "many", 2), 2, "cpu", "", 3), 3);
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(many.exit_code, 0) << many.err;
+  const json whole = summary(one)["ranks"][0];
+  const json ranks = summary(many)["ranks"];
+  ASSERT_EQ(ranks.size(), 3u);
+  uint64_t grads = 0, optimizer = 0;
+  for (const json& r : ranks) {
+    const uint64_t chunk = r["largest_chunk_bytes"].get<uint64_t>();
+    EXPECT_LE(r["grad_bytes"].get<uint64_t>(), whole["grad_bytes"].get<uint64_t>() / 3 + chunk);
+    EXPECT_LE(r["optimizer_bytes"].get<uint64_t>(),
+              whole["optimizer_bytes"].get<uint64_t>() / 3 + 3 * chunk);
+    EXPECT_EQ(r["param_bytes"], whole["param_bytes"]);
+    EXPECT_GT(r["grad_bytes"].get<uint64_t>(), 0u);
+    grads += r["grad_bytes"].get<uint64_t>();
+    optimizer += r["optimizer_bytes"].get<uint64_t>();
+  }
+  EXPECT_EQ(grads, whole["grad_bytes"].get<uint64_t>());
+  EXPECT_EQ(optimizer, whole["optimizer_bytes"].get<uint64_t>());
+}
+
+// Saved by 2 ranks, resumed by 3 and by 1: the uninterrupted run's steps and weights.
+TEST(RanksCli, APartitionedCheckpointResumesAtAnotherWorldSize) {
+  REQUIRE_MPI();
+  TempDir dir;
+  const std::string nvme = dir / "swap";
+  std::filesystem::create_directories(nvme);
+  const CommandResult whole =
+      train(dir, "whole", zero_config(base_config(dir, dir / "whole", 4), 3, "nvme", nvme, 1), 1);
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  const std::string whole_model = exported(dir, "whole");
+  for (int resume_ranks : {3, 1}) {
+    const std::string out = dir / ("r" + std::to_string(resume_ranks));
+    const CommandResult first =
+        train(dir, "part", zero_config(base_config(dir, out, 2), 3, "nvme", nvme, 2), 2);
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_TRUE(std::filesystem::exists(out + "/ckpt-00000002.part1-of-2"));
+    EXPECT_EQ(json::parse(read_text(out + "/ckpt-00000002.dsinf"))["world_size"], 2);
+    const std::string name = "resumed" + std::to_string(resume_ranks);
+    const CommandResult second = train(
+        dir, name, zero_config(base_config(dir, out, 4), 3, "nvme", nvme, resume_ranks),
+        resume_ranks);
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    auto steps = steps_of(first);
+    for (const auto& s : steps_of(second)) steps.push_back(s);
+    EXPECT_EQ(steps, steps_of(whole)) << "resumed at " << resume_ranks;
+    EXPECT_TRUE(exported(dir, name) == whole_model) << "resumed at " << resume_ranks;
+  }
+}
+
+// Rank 1's NVMe fails: the job ends with exit 2 and rank 1's message.
+TEST(RanksCli, AFailingRankStopsTheJobWithItsMessage) {
+  REQUIRE_MPI();
+  TempDir dir;
+  const std::string nvme = dir / "swap";
+  std::filesystem::create_directories(nvme);
+  const std::string path = dir / "fault.json";
+  write_text(path,
+             zero_config(base_config(dir, dir / "fault", 4), 3, "nvme", nvme, 2).dump(2));
+  const std::string bin = dsinf_binary();
+  const CommandResult r = run_command(
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe "
+      "--allow-run-as-root -n 1 " + bin + " train " + path + " : -n 1 env "
+      "DSINF_NVME_FAULT=eio@write:5 " + bin + " train " + path,
+      dir.path());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("rank 1 of 2: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
+}
+
+TEST(RanksCli, TheBatchMustDivideAcrossRanks) {
+  REQUIRE_MPI();
+  TempDir dir;
+  json c = base_config(dir, dir / "out", 2);
+  c.erase("gradient_accumulation_steps");
+  c["train_batch_size"] = 6;
+  const CommandResult r = train(dir, "bad", c, 4);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("train_batch_size: 6 is not divisible by train_micro_batch_size_per_gpu 2 "
+                       "* world size 4"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+  const CommandResult usage = run_dsinf("launch " + (dir / "bad.json"), dir.path());
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_NE(usage.err.find("launch needs -n N"), std::string::npos) << usage.err;
+}
+
+}  // namespace
+}  // namespace dsinf::testing
