@@ -44,12 +44,17 @@ class ChunkLayout {
   // parameters are streamed, so that one shared slot always suffices.
   bool own_slot() const { return own_slot_; }
   void set_own_slot(bool own) { own_slot_ = own; }
+  // A chunk another data-parallel rank holds (ZeRO stage 3): no home here;
+  // its parameters come from their owner each time they are used.
+  bool remote() const { return remote_; }
+  void set_remote(bool remote) { remote_ = remote; }
 
  private:
   size_t elem_bytes_;
   size_t numel_padded_ = 0;
   bool trainable_ = true;
   bool own_slot_ = false;
+  bool remote_ = false;
   std::vector<TensorSlot> tensors_;
 };
 

@@ -167,7 +167,7 @@ absl::StatusOr<ClassHome> ChunkStore::make_home(Tier tier, nvme::SwapStore* swap
   home.swap = swap;
   home.first_id = first_id;
   for (size_t c = 0; c < layouts_.size(); ++c) {
-    const bool present = all_chunks || layouts_[c].trainable();
+    const bool present = (all_chunks && !layouts_[c].remote()) || layouts_[c].trainable();
     if (tier == Tier::kDevice) {
       float* block = nullptr;
       if (present) {

@@ -24,11 +24,13 @@ std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, i
 }
 
 std::vector<memory::ChunkLayout> rank_layouts(std::vector<memory::ChunkLayout> layouts, int rank,
-                                              int world, int stage) {
+                                              int world, int stage, bool partition_params) {
   if (world <= 1 || stage < 1) return layouts;
   const std::vector<int> owners = chunk_owners(layouts, world);
   for (size_t c = 0; c < layouts.size(); ++c) {
-    if (owners[c] >= 0 && owners[c] != rank) layouts[c].set_trainable(false);
+    if (owners[c] < 0 || owners[c] == rank) continue;
+    layouts[c].set_trainable(false);
+    layouts[c].set_remote(partition_params && stage == 3);
   }
   return layouts;
 }

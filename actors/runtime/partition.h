@@ -4,6 +4,8 @@
 // gradient accumulator of the chunks it owns only; the other trainable chunks
 // it holds as it holds a frozen chunk -- working parameters, no state -- and
 // it receives their new weights from their owner after each update. At
+// stage 3 (parameters on the device) it holds no copy at all: the owner sends
+// a chunk's parameters each time the model uses it. At
 // stage 0 every rank keeps everything and the owner only leads the
 // reduction. One implementation, used by the runtime, the plan and checkpoints.
 #pragma once
@@ -19,8 +21,9 @@ namespace dsinf::actors {
 std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, int world);
 
 // The layouts as rank `rank` holds them: at stage >= 1 with several ranks, a
-// trainable chunk another rank owns is held frozen.
+// trainable chunk another rank owns is held frozen; with `partition_params`
+// (stage 3) it is not held at all (remote).
 std::vector<memory::ChunkLayout> rank_layouts(std::vector<memory::ChunkLayout> layouts, int rank,
-                                              int world, int stage);
+                                              int world, int stage, bool partition_params);
 
 }  // namespace dsinf::actors

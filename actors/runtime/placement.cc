@@ -24,7 +24,7 @@ ChunkBytes chunk_bytes(const Placement& p, const std::vector<memory::ChunkLayout
     b.all += layout.bytes();
     if (layout.trainable()) b.trainable += layout.bytes();
     b.largest = std::max(b.largest, layout.bytes());
-    b.param_home += p.param_home_bytes(layout);
+    if (!layout.remote()) b.param_home += p.param_home_bytes(layout);
     b.working_largest = std::max(b.working_largest, p.working_bytes(layout));
   }
   return b;

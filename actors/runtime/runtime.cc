@@ -37,7 +37,9 @@ absl::Status Runtime::start(const ModelDef& model) {
     for (memory::ChunkLayout& layout : all) layout.set_trainable(false);
   }
   // With several ranks at stage >= 1, the chunks other ranks own are held frozen.
-  std::vector<memory::ChunkLayout> layouts = rank_layouts(all, rank(), ranks(), spec_.zero_stage);
+  // At stage 3 with the parameters on the device, those chunks are not held at all.
+  std::vector<memory::ChunkLayout> layouts =
+      rank_layouts(all, rank(), ranks(), spec_.zero_stage, partitions_params());
   const int micro_batch = spec_.step.micro_batch;
   absl::StatusOr<MemoryPlan> plan =
       plan_memory(spec_.placement, spec_.budgets, layouts, model.activation_bytes(micro_batch));
@@ -132,6 +134,7 @@ Runtime::~Runtime() {
   stop(swap_);
   store_.reset();
   if (rank_device_ != nullptr) backend_->release(rank_device_);
+  for (RemoteSlot& slot : remote_slots_) backend_->release(slot.data);
   model_.reset();
   backend_.reset();
 }
@@ -287,8 +290,9 @@ absl::Status Runtime::update(double lr, float grad_scale) {
   if (streamer_) streamer_->invalidate();
   const int64_t step = gates_->issue_step();
   command(step_atom::value, UpdateScalars{lr, step, grad_scale});
-  // Several ranks: each updated what it owns, and the new weights go round.
-  if (ranks() > 1 && spec_.zero_stage >= 1) return share_params();
+  // Several ranks: each updated what it owns, and the new weights go round
+  // (at stage 3 they go to the other ranks each time the model uses them).
+  if (ranks() > 1 && spec_.zero_stage >= 1 && !partitions_params()) return share_params();
   // On the device Adam queues on the compute stream the next forward uses:
   // the update completes before the step returns.
   if (spec_.placement.optimizer == Tier::kDevice) return gates_->wait_idle();
@@ -304,11 +308,13 @@ absl::Status Runtime::skip_update() {
 
 absl::StatusOr<const float*> Runtime::acquire_params(size_t c) {
   if (absl::Status s = gates_->wait_updated(c); !s.ok()) return s;
+  if (partitioned(c)) return gather_params(c);
   if (!streamer_) return store_->params().device[c];
   return streamer_->acquire(c);
 }
 
 absl::Status Runtime::release_params(size_t c) {
+  if (partitioned(c)) return release_remote(c);
   if (streamer_) streamer_->release(c);
   return absl::OkStatus();
 }
@@ -382,6 +388,7 @@ absl::Status Runtime::add_visit(size_t c, const void* add) {
 }
 
 absl::Status Runtime::write_params(size_t c, const float* host) {
+  if (store_->layouts()[c].remote()) return absl::OkStatus();  // its owner keeps it
   // Staged copy: an NVMe home needs an aligned, page-padded source (the
   // parameter staging holds the working dtype: fp32 only without bf16/fp16).
   std::byte* staged = store_->reduced() ? nullptr : store_->param_staging();
@@ -399,6 +406,7 @@ absl::Status Runtime::write_params(size_t c, const float* host) {
 }
 
 absl::Status Runtime::read_chunk(size_t c, bool gradients, float* host) {
+  DSINF_CHECK_MSG(!store_->layouts()[c].remote(), "a read of a chunk another rank holds");
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;
   if (gradients && !store_->trainable(c)) {
     std::memset(host, 0, store_->numel(c) * sizeof(float));
@@ -427,6 +435,7 @@ absl::Status Runtime::read_class(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status Runtime::read_home(int cls, size_t c, std::byte* host) {
+  DSINF_CHECK_MSG(!store_->layouts()[c].remote(), "a read of a chunk another rank holds");
   const ClassHome& home = home_of(cls, c);
   if (&home == &store_->params() && !store_->master_is_params()) {
     return read_working(c, reinterpret_cast<float*>(host));
@@ -444,6 +453,7 @@ absl::Status Runtime::read_home(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status Runtime::write_class(int cls, size_t c, const std::byte* host) {
+  if (store_->layouts()[c].remote()) return absl::OkStatus();  // its owner keeps it
   // Nothing read ahead may race the rewrite.
   if (optimizer_) command(cancel_atom::value);
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;

@@ -167,6 +167,16 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // new weights to every rank.
   absl::Status share_grads();
   absl::Status share_params();
+  // Stage 3 with the parameters on the device: each rank holds the chunks it
+  // owns only, and a chunk's parameters go from its owner to every rank each
+  // time the model acquires it (into one of the remote slots).
+  bool partitions_params() const {
+    return ranks() > 1 && spec_.zero_stage == 3 && spec_.placement.params == Tier::kDevice &&
+           spec_.training;
+  }
+  bool partitioned(size_t c) const { return partitions_params() && owners_[c] >= 0; }
+  absl::StatusOr<const float*> gather_params(size_t c);
+  absl::Status release_remote(size_t c);
   // Chunk c of an fp32 home from rank `root` to every rank.
   absl::Status broadcast_home(ClassHome& home, size_t c, int root);
   // The per-chunk squared sums, each from its owner.
@@ -203,6 +213,11 @@ class Runtime final : public ChunkSource, public CheckpointState {
   std::vector<memory::AlignedBuffer> held_visits_;
   memory::AlignedBuffer rank_send_, rank_recv_;
   void* rank_device_ = nullptr;  // a device area for a received part (GPU accumulators)
+  struct RemoteSlot {
+    float* data = nullptr;  // device, the largest chunk
+    long chunk = -1;        // the chunk it holds while acquired
+  };
+  std::vector<RemoteSlot> remote_slots_;
 };
 
 }  // namespace dsinf::actors

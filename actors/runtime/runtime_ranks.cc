@@ -23,6 +23,8 @@ namespace dsinf::actors {
 using kernels::Stream;
 namespace comm = kernels::comm;
 
+constexpr size_t kRemoteSlots = 3;
+
 absl::Status Runtime::start_ranks(const ModelDef& model,
                                   const std::vector<memory::ChunkLayout>& all) {
   model_trainable_.resize(all.size());
@@ -57,7 +59,77 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
     if (!area.ok()) return area.status();
     rank_device_ = *area;
   }
+  if (partitions_params()) {
+    // The model holds at most this many chunks at once (a layer, the
+    // embedding beside the head, and one more).
+    remote_slots_.resize(kRemoteSlots);
+    for (RemoteSlot& slot : remote_slots_) {
+      absl::StatusOr<void*> area = backend_->allocate(largest);
+      if (!area.ok()) {
+        return absl::Status(area.status().code(),
+                            absl::StrCat(spec_.source, ": ", kRemoteSlots,
+                                         " device buffers for chunks other ranks hold (ZeRO "
+                                         "stage 3): ", area.status().message()));
+      }
+      slot.data = static_cast<float*>(*area);
+    }
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<const float*> Runtime::gather_params(size_t c) {
+  const int root = owners_[c];
+  const size_t bytes = store_->bytes(c);
+  if (rank() == root) {
+    const float* mine = store_->params().device[c];
+    const std::byte* host = reinterpret_cast<const std::byte*>(mine);
+    if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+    if (!backend_->device_memory_is_host()) {
+      if (absl::Status s = backend_->copy_to_host(rank_send_.data(), mine, bytes, Stream::kDownload);
+          !s.ok()) {
+        return s;
+      }
+      if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+      host = rank_send_.data();
+    }
+    if (absl::Status s = comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, root));
+        !s.ok()) {
+      return s;
+    }
+    return mine;
+  }
+  RemoteSlot* slot = nullptr;
+  for (RemoteSlot& s : remote_slots_) {
+    if (s.chunk < 0) {
+      slot = &s;
+      break;
+    }
+  }
+  DSINF_CHECK_MSG(slot != nullptr, "the model holds more chunks of other ranks than kRemoteSlots");
+  std::byte* into = backend_->device_memory_is_host() ? reinterpret_cast<std::byte*>(slot->data)
+                                                      : rank_recv_.data();
+  if (absl::Status s = comm::wait(spec_.comm->broadcast(into, bytes, root)); !s.ok()) return s;
+  if (!backend_->device_memory_is_host()) {
+    if (absl::Status s = backend_->copy_to_device(slot->data, into, bytes, Stream::kCompute);
+        !s.ok()) {
+      return s;
+    }
+    // The staging is received into again next.
+    if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+  }
+  slot->chunk = static_cast<long>(c);
+  return slot->data;
+}
+
+absl::Status Runtime::release_remote(size_t c) {
+  for (RemoteSlot& slot : remote_slots_) {
+    if (slot.chunk == static_cast<long>(c)) {
+      // The compute that read it is done before the slot is received into again.
+      slot.chunk = -1;
+      return backend_->synchronize(Stream::kCompute);
+    }
+  }
+  return absl::OkStatus();  // the owner's own chunk
 }
 
 absl::StatusOr<std::vector<double>> Runtime::gather_values(const std::vector<double>& mine) {
@@ -214,7 +286,7 @@ absl::Status Runtime::share_params() {
 Runtime::StateBytes Runtime::state_bytes() const {
   StateBytes out;
   for (size_t c = 0; c < store_->chunks(); ++c) {
-    out.params += store_->working_bytes(c);
+    if (!store_->layouts()[c].remote()) out.params += store_->working_bytes(c);
     out.largest_chunk = std::max(out.largest_chunk, store_->bytes(c));
     if (!store_->trainable(c) || !spec_.training) continue;
     out.grads += store_->bytes(c);

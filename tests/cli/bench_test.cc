@@ -282,13 +282,13 @@ TEST(BenchComm, OneProcessAndTwoMpiRanks) {
   const std::vector<json> lines = json_lines(two.out);
   ASSERT_EQ(lines.size(), 1u) << two.out;  // rank 0 alone reports
   expect_comm_report(lines.back(), 2);
-  // Training is one process for now: under the launcher it is refused, not run twice.
-  const CommandResult train = run_command(
+  // eval is one process: under the launcher it is refused, not run twice.
+  const CommandResult eval = run_command(
       "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 "
-      "--oversubscribe --allow-run-as-root " + dsinf_binary() + " train no-such.json",
+      "--oversubscribe --allow-run-as-root " + dsinf_binary() + " eval no-such.json",
       dir.path());
-  EXPECT_NE(train.exit_code, 0);
-  EXPECT_NE(train.err.find("runs as one process for now"), std::string::npos) << train.err;
+  EXPECT_NE(eval.exit_code, 0);
+  EXPECT_NE(eval.err.find("eval runs as one process"), std::string::npos) << eval.err;
 }
 
 TEST(BenchComm, BadArgumentsExitTwo) {

@@ -216,11 +216,6 @@ void read_zero(ObjectReader& top, int world_size, ZeroConfig* z) {
                 "reduce_scatter", "allgather_partitions", "round_robin_gradients",
                 "stage3_gather_16bit_weights_on_model_save"});
   r.read_int_as("stage", 0, 3, &z->stage);
-  if (world_size > 1 && z->stage == 3) {
-    r.warn("stage", "stage 3 across ranks is not built yet: each rank keeps every parameter "
-                    "(its home per offload_param), and partitions gradients and optimizer "
-                    "state as at stage 2");
-  }
 
   ObjectReader param = r.object("offload_param");
   param.allow_only(
@@ -230,6 +225,12 @@ void read_zero(ObjectReader& top, int world_size, ZeroConfig* z) {
   param.read_int("buffer_count", 1, kNoMax, &op.buffer_count);
   param.read_int("buffer_size", 1, kNoMax, &op.buffer_size);
   param.read_int("max_in_cpu", 0, kNoMax, &op.max_in_cpu);
+  if (world_size > 1 && z->stage == 3 && op.device != OffloadDevice::kNone) {
+    param.warn("device", "parameters offloaded at stage 3 are not partitioned across ranks yet: "
+                         "each rank keeps every parameter at this home, and partitions "
+                         "gradients and optimizer state as at stage 2 (without offload_param "
+                         "each rank holds its own chunks only)");
+  }
 
   ObjectReader optimizer = r.object("offload_optimizer");
   optimizer.allow_only({"device", "nvme_path", "pin_memory", "buffer_count", "fast_init", "ratio"});
