@@ -159,6 +159,18 @@ TEST(RanksCli, EachRankKeepsItsShareOfTheState) {
   }
   // Every byte is somewhere, once.
   for (const auto& [key, sum] : sums) EXPECT_EQ(sum, whole[key].get<uint64_t>()) << key;
+  // `plan --world-size 3` predicts each rank's classes and device bytes.
+  const CommandResult plan =
+      run_dsinf("plan " + (dir / "many.json") + " --world-size 3 --json", dir.path());
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  const json planned = json_lines(plan.out).back()["ranks"];
+  ASSERT_EQ(planned.size(), 3u);
+  for (size_t r = 0; r < 3; ++r) {
+    for (const char* key : {"param_bytes", "grad_bytes", "optimizer_bytes"}) {
+      EXPECT_EQ(planned[r][key], ranks[r][key]) << key << " of rank " << r;
+    }
+    EXPECT_EQ(planned[r]["device_bytes"], ranks[r]["peak_bytes"]["device"]) << "rank " << r;
+  }
 }
 
 // Saved by 2 ranks, resumed by 3 and by 1: the uninterrupted run's steps and weights.

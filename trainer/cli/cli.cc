@@ -50,9 +50,11 @@ commands:
                                          index, the tokenizer files of model.init_from's
                                          directory; DIR must be new or empty. GPT-2 also
                                          exports to one FILE ending in .safetensors
-  plan   CONFIG [--tiers FILE] [--json]  where each tensor class lives, bytes per tier,
+  plan   CONFIG [--tiers FILE] [--world-size N] [--json]
+                                         where each tensor class lives, bytes per tier,
                                          and a predicted step time; --tiers takes a
-                                         `dsinf bench tiers --out FILE` result
+                                         `dsinf bench tiers --out FILE` result;
+                                         --world-size N adds what each of N ranks holds
   bench nvme --path DIR [--json]         O_DIRECT read/write GB/s of a disk; sweeps the
                                          aio settings and prints the best aio block
   tokenize --tokenizer DIR|FILE --in PATH... --out SHARD [--append-eos] [--json]
@@ -187,7 +189,16 @@ int bench_step_main(const std::vector<std::string>& args, const RunEnvironment& 
   if (!steps.ok()) return usage_error("bench step: " + std::string(steps.status().message()));
   options.steps = static_cast<int>(*steps);
   if (parsed->positional().empty()) return usage_error("bench step needs a CONFIG file");
-  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world_of(env));
+  int world = world_of(env);
+  if (std::optional<std::string> w = parsed->text("--world-size")) {
+    char* end = nullptr;
+    const long n = std::strtol(w->c_str(), &end, 10);
+    if (end == w->c_str() || *end != '\0' || n < 1 || n > 4096) {
+      return usage_error("plan: --world-size must be a number of ranks from 1 to 4096");
+    }
+    world = static_cast<int>(n);
+  }
+  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world);
   if (!loaded.ok()) return failed(loaded.status());
   const Config& config = loaded->config;
   absl::StatusOr<actors::RuntimeSpec> spec = runtime_spec(config, env, /*training=*/true);
@@ -245,7 +256,7 @@ int config_command_main(const std::string& command, const std::vector<std::strin
     spec.valued.insert({"--out", "--dtype", "--max-shard-bytes"});
     spec.flags.insert({"--adapter", "--merged"});
   }
-  if (command == "plan") spec.valued.insert("--tiers");
+  if (command == "plan") spec.valued.insert({"--tiers", "--world-size"});
   absl::StatusOr<Args> parsed = Args::parse(args, spec);
   if (!parsed.ok()) return usage_error(command + ": " + std::string(parsed.status().message()));
   if (parsed->flag("--help")) {
@@ -256,7 +267,16 @@ int config_command_main(const std::string& command, const std::vector<std::strin
   if (command == "export" && !parsed->has("--out")) return usage_error("export needs --out DIR");
   absl::StatusOr<ExportOptions> export_options = parse_export_options(*parsed);
   if (!export_options.ok()) return usage_error(std::string(export_options.status().message()));
-  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world_of(env));
+  int world = world_of(env);
+  if (std::optional<std::string> w = parsed->text("--world-size")) {
+    char* end = nullptr;
+    const long n = std::strtol(w->c_str(), &end, 10);
+    if (end == w->c_str() || *end != '\0' || n < 1 || n > 4096) {
+      return usage_error("plan: --world-size must be a number of ranks from 1 to 4096");
+    }
+    world = static_cast<int>(n);
+  }
+  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world);
   if (!loaded.ok()) return failed(loaded.status(), who);
   RunOptions options{parsed->flag("--json"), env};
   absl::Status status;

@@ -1,4 +1,5 @@
 #include "trainer/plan/plan_report.h"
+#include "trainer/plan/plan_ranks.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -172,6 +173,7 @@ struct PlanFacts {
   std::vector<PathSwap> swaps;
   std::vector<std::string> warnings;
   double nvme_read_bytes = 0, nvme_write_bytes = 0;  // a step's
+  ojson ranks;  // with several ranks (config.world_size): what each holds
 };
 
 struct ClassRow {
@@ -605,6 +607,18 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   print_classes(f, out);
   print_device(f, out);
   print_host_and_swap(f, out);
+  if (config.world_size > 1 && f.budget_status.ok()) {
+    const actors::MemoryBudgets budgets{config.memory.device_budget_bytes,
+                                        config.memory.host_budget_bytes};
+    absl::StatusOr<ojson> ranks =
+        plan_ranks(f.p, budgets, f.layouts, f.activations, config.world_size,
+                   static_cast<int>(config.zero.stage), out);
+    if (!ranks.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config.source_path, ": ", ranks.status().message()));
+    }
+    f.ranks = *std::move(ranks);
+  }
   if (!f.budget_status.ok()) {
     out << "warning: the budget is too small; `dsinf train` refuses this config (message below)\n";
     out.flush();
@@ -617,7 +631,11 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   const StepInputs in = step_inputs(f, *bw);
   const StepPrediction pred = predict_step(in);
   print_prediction(f, *bw, in, pred, out);
-  if (options.json) std::cout << plan_json(f, *bw, in, pred).dump() << std::endl;
+  if (options.json) {
+    ojson j = plan_json(f, *bw, in, pred);
+    if (!f.ranks.is_null()) j["ranks"] = f.ranks;
+    std::cout << j.dump() << std::endl;
+  }
   return absl::OkStatus();
 }
 
