@@ -223,6 +223,32 @@ TEST(RanksCli, AFailingRankStopsTheJobWithItsMessage) {
   EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
 }
 
+// Rank 1 cannot write its part of step 4's checkpoint: the job stops, the
+// manifest of step 2 stays the newest, and the run resumes from it (at
+// another world size) to the uninterrupted run's weights.
+TEST(RanksCli, ASaveOneRankCannotFinishLeavesThePreviousCheckpoint) {
+  REQUIRE_MPI();
+  TempDir dir;
+  const CommandResult whole =
+      train(dir, "whole", zero_config(base_config(dir, dir / "whole", 4), 2, "cpu", "", 1), 1);
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  const std::string out = dir / "out";
+  // A directory where rank 1's part must go: its rename fails.
+  std::filesystem::create_directories(out + "/ckpt-00000004.part1-of-2");
+  const json config = zero_config(base_config(dir, out, 4), 2, "cpu", "", 2);
+  const CommandResult failed = train(dir, "two", config, 2);
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_NE(failed.err.find("rank 1 of 2: "), std::string::npos) << failed.err;
+  EXPECT_EQ(read_text(out + "/latest"), "ckpt-00000002.dsinf\n");
+  EXPECT_FALSE(std::filesystem::exists(out + "/ckpt-00000004.dsinf"));
+  std::filesystem::remove(out + "/ckpt-00000004.part1-of-2");
+  const CommandResult resumed =
+      train(dir, "three", zero_config(base_config(dir, out, 4), 2, "cpu", "", 3), 3);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(steps_of(resumed).size(), 2u);
+  EXPECT_TRUE(exported(dir, "three") == exported(dir, "whole"));
+}
+
 TEST(RanksCli, TheBatchMustDivideAcrossRanks) {
   REQUIRE_MPI();
   TempDir dir;

@@ -327,7 +327,9 @@ int launch_main(const std::vector<std::string>& args, const char* self) {
     return usage_error("launch needs -n N, the number of ranks (1 to 4096)");
   }
   if (parsed->positional().empty()) return usage_error("launch needs a CONFIG file");
-  std::vector<std::string> command = {"mpirun", "-n", std::to_string(ranks)};
+  // Open MPI 4.1's aggregated help messages garble an abort's report.
+  std::vector<std::string> command = {"mpirun", "-n", std::to_string(ranks), "--mca",
+                                      "orte_base_help_aggregate", "0"};
   if (parsed->has("--hostfile")) {
     command.insert(command.end(), {"--hostfile", *parsed->text("--hostfile")});
   } else if (parsed->has("--host")) {
