@@ -179,6 +179,22 @@ std::optional<Json> parse_json_strict(const std::string& text, Diagnostics* diag
     diag->fail(absl::StrCat("malformed JSON at line ", line, ", column ", column, ": ",
                             parse_error_reason(e.what())));
     return std::nullopt;
+  } catch (const Json::exception& e) {
+    // A number beyond a double ("number overflow parsing '1e400'"): located
+    // by its text, which the message quotes.
+    const std::string what = e.what();
+    const size_t open = what.find('\''), close = what.rfind('\'');
+    const std::string token =
+        open != std::string::npos && close > open ? what.substr(open + 1, close - open - 1) : "";
+    const size_t at = token.empty() ? std::string::npos : text.find(token);
+    if (at == std::string::npos) {
+      diag->fail(absl::StrCat("malformed JSON: ", parse_error_reason(what)));
+    } else {
+      const auto [line, column] = line_and_column(text, at);
+      diag->fail(absl::StrCat("number out of range at line ", line, ", column ", column, ": ",
+                              token, " does not fit a double"));
+    }
+    return std::nullopt;
   }
   if (finder.duplicate()) {
     diag->fail(absl::StrCat("duplicate key '", *finder.duplicate(), "'"));

@@ -438,6 +438,9 @@ const ErrorCase kErrorCases[] = {
     {"UnexpectedEnd", "{\n  \"model\": {", kInvalid, "malformed JSON at line 2, column 13: ", true},
     {"Comment", "{\n  // no comments in JSON\n}", kInvalid, "malformed JSON at line 2, column 3",
      true},
+    // A number beyond a double once aborted the process (an uncaught exception).
+    {"NumberOutOfRange", "{\n  \"gradient_clipping\": 1e400\n}", kInvalid,
+     "number out of range at line 2, column 24: 1e400 does not fit a double", true},
     {"DuplicateKey", R"({"model": {"n_layer": 1, "n_layer": 2}})", kInvalid,
      "duplicate key 'model.n_layer'", true},
     {"TopLevelArray", "[1, 2]", kInvalid, "expected a JSON object at the top level, got [1,2]",
