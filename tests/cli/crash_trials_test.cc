@@ -1,0 +1,31 @@
+// The short crash trials of CI: scripts/crash-trials.sh with 3 trials per
+// placement (in memory, ZeRO-3 on NVMe, LoRA over an NVMe base, 2 MPI ranks
+// when mpirun is installed): every trial killed with SIGKILL at random
+// moments and restarted ends with the uninterrupted run's final checkpoint,
+// byte for byte, and leaves no swap directory behind.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/test_util.h"
+
+namespace dsinf::testing {
+namespace {
+
+TEST(CrashTrials, KilledRunsEndWithTheUninterruptedCheckpoint) {
+  TempDir dir;
+  std::string placements = "memory nvme lora";
+  if (std::system("command -v mpirun >/dev/null 2>&1") == 0) placements += " ranks";
+  const CommandResult r = run_command(
+      "DSINF_BIN=" + dsinf_binary() + " CRASH_SEED=11 bash " + std::string(DSINF_SOURCE_DIR) +
+          "/scripts/crash-trials.sh 3 " + placements,
+      dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* placement : {"memory", "nvme", "lora"}) {
+    EXPECT_NE(r.out.find(std::string(placement) + ": 3 trials"), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(r.out.find("FAILED"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace dsinf::testing
