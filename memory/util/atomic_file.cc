@@ -33,7 +33,13 @@ absl::StatusOr<AtomicFileWriter> AtomicFileWriter::open(const std::string& path)
   const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
   const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   const std::string tmp = absl::StrCat(dir, ".", name, ".tmp.", ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A leftover of a process with this pid goes; then the temporary is new,
+  // never a link someone left at its name, and its mode is the user's umask's.
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) {
+    return errno_status(errno, absl::StrCat(path, ": cannot replace ", tmp));
+  }
+  const int fd =
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (fd < 0) return errno_status(errno, absl::StrCat(path, ": cannot create ", tmp));
   return AtomicFileWriter(path, tmp, fd);
 }
