@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -86,6 +87,23 @@ json model_shape(const ModelConfig& c) {
 namespace {
 
 // save_checkpoint's body; with `snapshot`, reads the snapshot begun before.
+// A full disk is said before the save starts, with the shortfall: the
+// checkpoint's sections, its first page and room for its header.
+absl::Status check_free_space(const std::string& output_dir,
+                              const std::vector<memory::ChunkLayout>& layouts) {
+  uint64_t needed = memory::kChunkAlignment + (1u << 20);
+  for (const memory::ChunkLayout& layout : layouts) {
+    needed += static_cast<uint64_t>(classes_of(layout)) * layout.bytes();
+  }
+  struct statvfs fs_stat {};
+  if (::statvfs(output_dir.c_str(), &fs_stat) != 0) return absl::OkStatus();  // the write will say
+  const uint64_t free_bytes = static_cast<uint64_t>(fs_stat.f_bavail) * fs_stat.f_frsize;
+  if (free_bytes >= needed) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "%s: a checkpoint needs %d bytes, and the file system has %d free (%d short)", output_dir,
+      needed, free_bytes, needed - free_bytes));
+}
+
 // Points "<output_dir>/latest" at `name`, atomically.
 absl::Status point_latest(const std::string& output_dir, const std::string& name) {
   absl::StatusOr<util::AtomicFileWriter> latest =
@@ -110,6 +128,7 @@ absl::StatusOr<std::string> write_checkpoint(const std::string& output_dir,
                                : part_name(state.step, partition.at("rank").get<int>(),
                                            partition.at("world_size").get<int>());
   const std::string path = (fs::path(output_dir) / name).string();
+  if (absl::Status s = check_free_space(output_dir, layouts); !s.ok()) return s;
   absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
   std::string head(kMagic, 8);
