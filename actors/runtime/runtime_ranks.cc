@@ -258,6 +258,11 @@ absl::Status Runtime::share_grads() {
 
 absl::Status Runtime::share_params() {
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;
+  // The optimizer told the streamer every chunk was current, and a chunk
+  // with a slot of its own may already be loading the old weights of a chunk
+  // another rank owns: everything goes back to its home first (the caches
+  // are made valid again below).
+  if (streamer_) streamer_->invalidate(/*mark_stale=*/false);
   std::byte* staging = rank_recv_.data();
   for (size_t c = 0; c < store_->chunks(); ++c) {
     if (!model_trainable_[c]) continue;
@@ -278,7 +283,11 @@ absl::Status Runtime::share_params() {
     if (absl::Status s = write_working(c, reinterpret_cast<const float*>(staging)); !s.ok()) {
       return s;
     }
-    if (streamer_) streamer_->updated(c, store_->cache(c) != nullptr);
+  }
+  // Only now, every home current: each chunk loads (a slot of its own: at
+  // once) from its home or its current host cache.
+  for (size_t c = 0; streamer_ && c < store_->chunks(); ++c) {
+    streamer_->updated(c, store_->cache_current(c));
   }
   return absl::OkStatus();
 }

@@ -74,7 +74,9 @@ std::string exported(const TempDir& dir, const std::string& name) {
   const CommandResult r = run_dsinf("export " + (dir / (name + ".json")) + " --out " + out,
                                     dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  return read_text(out + "/model.safetensors");
+  const std::string model = read_text(out + "/model.safetensors");
+  EXPECT_FALSE(model.empty()) << out;
+  return model;
 }
 
 // Trains `config` at 1 and at `ranks` ranks and requires the same steps and weights.
@@ -112,7 +114,8 @@ TEST(RanksCli, GptAtEveryStageMatchesOneRank) {
   }
 }
 
-// A tied embedding (two gradient visits a micro-batch) in bf16, and an untied head.
+// A tied embedding (two gradient visits a micro-batch) in bf16, an untied
+// head, and LoRA adapters over a frozen base.
 TEST(RanksCli, LlamaMatchesOneRank) {
   REQUIRE_MPI();
   TempDir dir;
@@ -130,6 +133,13 @@ TEST(RanksCli, LlamaMatchesOneRank) {
   const json untied = llama_config(dir, "", 4);
   expect_same_as_one_rank(dir, "untied", with_out(zero_config(untied, 2, "none", nvme, 1), "u-1"),
                           with_out(zero_config(untied, 2, "none", nvme, 3), "u-n"), 3);
+  // LoRA: the adapters (each with a device slot of its own) are partitioned,
+  // the frozen base streams from NVMe on every rank.
+  json lora = llama_config(dir, "", 4);
+  lora["lora"] = {{"r", 4}, {"lora_alpha", 8}, {"lora_dropout", 0.1},
+                  {"target_modules", "all-linear"}};
+  expect_same_as_one_rank(dir, "lora", with_out(zero_config(lora, 3, "nvme", nvme, 1), "l-1"),
+                          with_out(zero_config(lora, 3, "nvme", nvme, 3), "l-n"), 3);
 }
 
 // Stage 3, 3 ranks: the parameters, gradients and optimizer state are split,
