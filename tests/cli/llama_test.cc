@@ -68,9 +68,11 @@ TEST(LlamaCli, EveryPlacementTrainsBitIdenticalToTheInMemoryRun) {
   TempDir dir;
   fs::create_directories(dir / "swap");
   std::map<std::string, std::string> by_precision;  // llama's in-memory checkpoints
-  for (const auto& [family, precision] :
+  for (const auto& [family_name, precision_name] :
        std::vector<std::pair<std::string, std::string>>{
            {"llama", "fp32"}, {"qwen3", "fp32"}, {"llama", "bf16"}, {"qwen3", "fp16"}}) {
+    // Copies: a lambda may not capture a structured binding (C++20 as clang 14 has it).
+    const std::string family = family_name, precision = precision_name;
     const std::string tag = family + "_" + precision;
     SCOPED_TRACE(tag);
     auto config_for = [&](const std::string& name) {

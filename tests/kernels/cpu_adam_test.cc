@@ -420,6 +420,9 @@ std::vector<float> interesting_floats() {
 }
 
 TEST(CpuAdamConversions, ScalarDefinitionsMatchIndependentReferences) {
+#if !defined(__FLT16_MAX__)
+  GTEST_SKIP() << "this compiler has no _Float16 (the independent fp16 reference)";
+#else
   for (float f : interesting_floats()) {
     ASSERT_EQ(float_to_bf16(f), reference_bf16(f)) << std::hexfloat << f;
     const _Float16 h = static_cast<_Float16>(f);  // the compiler's IEEE nearest-even conversion
@@ -437,6 +440,7 @@ TEST(CpuAdamConversions, ScalarDefinitionsMatchIndependentReferences) {
   }
   EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::nanf("")))));
   EXPECT_TRUE(std::isnan(f16_to_float(float_to_f16(std::nanf("")))));
+#endif
 }
 
 TEST(CpuAdamConversions, EveryPathConvertsLikeTheScalarDefinitions) {

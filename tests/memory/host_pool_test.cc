@@ -257,6 +257,10 @@ bool drop_ipc_lock_capability() {
   bool mlock_must_fail = setrlimit(RLIMIT_MEMLOCK, &limit) == 0 && drop_ipc_lock_capability();
 #if defined(__SANITIZE_ADDRESS__)
   mlock_must_fail = false;  // ASan replaces mlock with a no-op that succeeds
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)  // clang's spelling
+  mlock_must_fail = false;
+#endif
 #endif
   absl::StatusOr<std::unique_ptr<HostPool>> pool =
       HostPool::create("host", 64 * kPage, /*pin=*/true);
