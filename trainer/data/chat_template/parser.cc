@@ -653,6 +653,12 @@ class Parser {
     if (keys.size() == 1) {
       key = std::move(keys[0]);
     } else {
+      // Python's multi-dimensional slicing (s[a:b, c]); no list or string has it.
+      for (const ExprPtr& k : keys) {
+        if (k->kind == ExprKind::kSlice && k->operands[0] == nullptr) {
+          fail_at(line, "a slice inside a tuple subscript ('[a:b, c]') is not supported");
+        }
+      }
       key = node(ExprKind::kTuple, line);
       key->operands = std::move(keys);
       key = done(std::move(key));

@@ -74,6 +74,11 @@ TEST(ChatTemplateErrors, SyntaxErrorsNameTheirLine) {
   expect_error(parse_status("{% set true = 1 %}"), kInvalid, kAt + "1: cannot assign to true");
   expect_error(parse_status("{{ x is string is string }}"), kInvalid,
                kAt + "1: tests cannot be chained with 'is'");
+  // Found by the fuzzer: the slice's target was left null inside the tuple (a crash).
+  expect_error(parse_status("{%for m in s[:,1]%}{%endfor%}"), kInvalid,
+               kAt + "1: a slice inside a tuple subscript ('[a:b, c]') is not supported");
+  expect_error(parse_status("{{ s[1, 2:] }}"), kInvalid,
+               kAt + "1: a slice inside a tuple subscript ('[a:b, c]') is not supported");
 }
 
 TEST(ChatTemplateErrors, RaiseExceptionGivesItsMessage) {
