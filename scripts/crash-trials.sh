@@ -81,7 +81,17 @@ for placement in "${placements[@]}"; do
       done
       if kill -0 "$pid" 2>/dev/null; then
         kill -9 -- "-$pid" 2>/dev/null || true
+        # mpirun's ranks run in process groups of their own: killed by their config.
+        pkill -9 -f -- "train $out.json" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+        # Gone before the next start, which may then clean up after them
+        # (a rank the dying launcher was still forking shows up late).
+        quiet=0
+        for _ in $(seq 1 300); do
+          if pkill -9 -f -- "train $out.json" 2>/dev/null; then quiet=0; else quiet=$((quiet + 1)); fi
+          [ "$quiet" -ge 20 ] && break
+          sleep 0.01
+        done
         kills=$((kills + 1))
         continue
       fi
@@ -96,7 +106,7 @@ for placement in "${placements[@]}"; do
     done
     [ "$(final_files "$out")" = "$(final_files "$work/$placement-ref")" ] || bad=1
     if find "$swap" -name 'dsinf-swap-*' | grep -q .; then
-      echo "$placement trial $trial: a swap directory was left behind"; bad=1
+      echo "$placement trial $trial: a swap directory was left behind: $(find "$swap" -name "dsinf-swap-*" | head -3)"; bad=1
     fi
     [ "$bad" = 1 ] && break
     rm -rf "$out" "$swap"
