@@ -189,15 +189,7 @@ int bench_step_main(const std::vector<std::string>& args, const RunEnvironment& 
   if (!steps.ok()) return usage_error("bench step: " + std::string(steps.status().message()));
   options.steps = static_cast<int>(*steps);
   if (parsed->positional().empty()) return usage_error("bench step needs a CONFIG file");
-  int world = world_of(env);
-  if (std::optional<std::string> w = parsed->text("--world-size")) {
-    char* end = nullptr;
-    const long n = std::strtol(w->c_str(), &end, 10);
-    if (end == w->c_str() || *end != '\0' || n < 1 || n > 4096) {
-      return usage_error("plan: --world-size must be a number of ranks from 1 to 4096");
-    }
-    world = static_cast<int>(n);
-  }
+  const int world = world_of(env);
   absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world);
   if (!loaded.ok()) return failed(loaded.status());
   const Config& config = loaded->config;
@@ -267,16 +259,13 @@ int config_command_main(const std::string& command, const std::vector<std::strin
   if (command == "export" && !parsed->has("--out")) return usage_error("export needs --out DIR");
   absl::StatusOr<ExportOptions> export_options = parse_export_options(*parsed);
   if (!export_options.ok()) return usage_error(std::string(export_options.status().message()));
-  int world = world_of(env);
-  if (std::optional<std::string> w = parsed->text("--world-size")) {
-    char* end = nullptr;
-    const long n = std::strtol(w->c_str(), &end, 10);
-    if (end == w->c_str() || *end != '\0' || n < 1 || n > 4096) {
-      return usage_error("plan: --world-size must be a number of ranks from 1 to 4096");
-    }
-    world = static_cast<int>(n);
+  // plan --world-size; otherwise the launcher's world size.
+  absl::StatusOr<int64_t> world = parsed->integer("--world-size", world_of(env), 1, 4096);
+  if (!world.ok()) {
+    return usage_error("plan: --world-size must be a number of ranks from 1 to 4096");
   }
-  absl::StatusOr<LoadedConfig> loaded = read_config(parsed->positional().front(), world);
+  absl::StatusOr<LoadedConfig> loaded =
+      read_config(parsed->positional().front(), static_cast<int>(*world));
   if (!loaded.ok()) return failed(loaded.status(), who);
   RunOptions options{parsed->flag("--json"), env};
   absl::Status status;
@@ -320,15 +309,13 @@ int launch_main(const std::vector<std::string>& args, const char* self) {
     std::cout << kUsage;
     return kExitOk;
   }
-  const std::optional<std::string> n = parsed->text("-n");
-  char* end = nullptr;
-  const long ranks = n ? std::strtol(n->c_str(), &end, 10) : 0;
-  if (!n || end == n->c_str() || *end != '\0' || ranks < 1 || ranks > 4096) {
+  absl::StatusOr<int64_t> ranks = parsed->integer("-n", 0, 1, 4096);
+  if (!parsed->has("-n") || !ranks.ok()) {
     return usage_error("launch needs -n N, the number of ranks (1 to 4096)");
   }
   if (parsed->positional().empty()) return usage_error("launch needs a CONFIG file");
   // Open MPI 4.1's aggregated help messages garble an abort's report.
-  std::vector<std::string> command = {"mpirun", "-n", std::to_string(ranks), "--mca",
+  std::vector<std::string> command = {"mpirun", "-n", std::to_string(*ranks), "--mca",
                                       "orte_base_help_aggregate", "0"};
   if (parsed->has("--hostfile")) {
     command.insert(command.end(), {"--hostfile", *parsed->text("--hostfile")});
