@@ -10,11 +10,17 @@
 // reduction. One implementation, used by the runtime, the plan and checkpoints.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "memory/chunk_layout.h"
 
 namespace dsinf::actors {
+
+// Stage 3 with the parameters partitioned: the device buffers a rank receives
+// other ranks' chunks into (the model holds at most this many at once: a
+// layer, the embedding beside the head, and one more).
+inline constexpr size_t kRemoteSlots = 3;
 
 // The owner of each chunk among `world` ranks (-1 for a frozen chunk). The
 // same on every rank: a function of the layouts and the world size alone.

@@ -23,7 +23,6 @@ namespace dsinf::actors {
 using kernels::Stream;
 namespace comm = kernels::comm;
 
-constexpr size_t kRemoteSlots = 3;
 
 absl::Status Runtime::start_ranks(const ModelDef& model,
                                   const std::vector<memory::ChunkLayout>& all) {
@@ -60,8 +59,6 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
     rank_device_ = *area;
   }
   if (partitions_params()) {
-    // The model holds at most this many chunks at once (a layer, the
-    // embedding beside the head, and one more).
     remote_slots_.resize(kRemoteSlots);
     for (RemoteSlot& slot : remote_slots_) {
       absl::StatusOr<void*> area = backend_->allocate(largest);
@@ -133,8 +130,8 @@ absl::Status Runtime::release_remote(size_t c) {
 }
 
 absl::StatusOr<std::vector<double>> Runtime::gather_values(const std::vector<double>& mine) {
-  std::vector<double> all(mine.size() * static_cast<size_t>(ranks()));
   if (ranks() == 1) return mine;
+  std::vector<double> all(mine.size() * static_cast<size_t>(ranks()));
   if (absl::Status s = comm::wait(
           spec_.comm->all_gather_bytes(mine.data(), mine.size() * sizeof(double), all.data()));
       !s.ok()) {

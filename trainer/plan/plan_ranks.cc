@@ -14,9 +14,6 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-// Must match the runtime's kRemoteSlots (runtime_ranks.cc).
-constexpr size_t kRemoteBuffers = 3;
-
 struct RankBytes {
   long first = -1, last = -1;  // the chunks the rank owns
   size_t params = 0, grads = 0, optimizer = 0;
@@ -61,7 +58,7 @@ absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
       return absl::InvalidArgumentError(absl::StrCat("rank ", r, ": ", plan.status().message()));
     }
     const RankBytes b = class_bytes(placement, layouts, mine, r, owners);
-    const size_t device = plan->device_bytes + (partition_params ? kRemoteBuffers * largest : 0);
+    const size_t device = plan->device_bytes + (partition_params ? actors::kRemoteSlots * largest : 0);
     out << absl::StrFormat(
         "  rank %d: chunks %s | parameters %s, gradients %s, optimizer %s | device %s, host %s, "
         "nvme %s\n",
