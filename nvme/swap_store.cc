@@ -18,7 +18,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -35,6 +34,7 @@
 #include "absl/strings/str_format.h"
 #include "memory/util/check.h"
 #include "memory/util/crc32c.h"
+#include "memory/util/process.h"
 
 namespace dsinf::nvme {
 namespace {
@@ -102,7 +102,7 @@ void remove_stale_directories(const std::string& path) {
     const std::string name = entry->d_name;
     const pid_t pid = swap_dir_pid(name);
     if (pid == 0 || pid == ::getpid()) continue;
-    if (::kill(pid, 0) == -1 && errno == ESRCH) stale.push_back(path + "/" + name);
+    if (!util::process_alive(pid)) stale.push_back(path + "/" + name);
   }
   ::closedir(dir);
   for (const std::string& d : stale) {

@@ -8,6 +8,7 @@
 # crashed, hung or ran out of memory; the inputs are under
 # build-fuzz/fuzz-artifacts/<target>/ -- copy each into
 # tests/fuzz/regressions/<target>/ once fixed, so the replay test keeps it.
+# FUZZ_SEED fixes libFuzzer's seed (CI uses 1), so a run repeats its inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
@@ -31,7 +32,9 @@ for t in "${targets[@]}"; do
   cp -n tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
   log="build-fuzz/fuzz-$t.log"
   set +e
-  build-fuzz/tests/fuzz/"${t}_fuzz" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 \
+  seed=()
+  if [ -n "${FUZZ_SEED:-}" ]; then seed=(-seed="$FUZZ_SEED"); fi
+  build-fuzz/tests/fuzz/"${t}_fuzz" "$corpus" "${seed[@]}" -max_total_time="$seconds" -rss_limit_mb=2048 \
     -timeout=10 -max_len=65536 -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1
   set -e
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)

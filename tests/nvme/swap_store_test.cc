@@ -402,10 +402,18 @@ TEST_F(SwapStoreTest, StaleDirectoryOfDeadProcessIsRemoved) {
   if (child == 0) std::_Exit(0);
   ASSERT_GT(child, 0);
   ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // `child` is now a pid of no process
+  // A killed process whose parent is gone stays a zombie where pid 1 never
+  // reaps (containers): its directory is stale too.
+  const pid_t zombie = ::fork();
+  if (zombie == 0) std::_Exit(0);
+  ASSERT_GT(zombie, 0);
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, zombie, &info, WEXITED | WNOWAIT), 0);
   const std::string stale = absl::StrCat(a_.path(), "/dsinf-swap-", child, "-0");
+  const std::string stale_zombie = absl::StrCat(a_.path(), "/dsinf-swap-", zombie, "-1");
   const std::string live = absl::StrCat(a_.path(), "/dsinf-swap-", ::getppid(), "-3");
   const std::string other = a_.path() + "/dsinf-swap-keep";
-  for (const std::string& d : {stale, live, other}) {
+  for (const std::string& d : {stale, stale_zombie, live, other}) {
     ASSERT_TRUE(fs::create_directory(d));
     std::ofstream(d + "/swap.bin") << "old";
   }
@@ -413,6 +421,8 @@ TEST_F(SwapStoreTest, StaleDirectoryOfDeadProcessIsRemoved) {
   auto store = SwapStore::create(engine.get(), options({4096}, 1));
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_FALSE(fs::exists(stale));
+  EXPECT_FALSE(fs::exists(stale_zombie));
+  ASSERT_EQ(::waitpid(zombie, nullptr, 0), zombie);
   EXPECT_TRUE(fs::exists(live + "/swap.bin"));
   EXPECT_TRUE(fs::exists(other + "/swap.bin"));
 }

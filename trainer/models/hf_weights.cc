@@ -30,6 +30,35 @@ bool plain_file_name(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
+// Where a weight file of `dir` may resolve to: `dir` itself, or the cache
+// repository folder when `dir` is a Hugging Face cache snapshot
+// (<repo>/snapshots/<revision>, whose files link to <repo>/blobs/<hash>).
+fs::path allowed_root(const fs::path& canonical_dir) {
+  const fs::path parent = canonical_dir.parent_path();
+  if (parent.filename() == "snapshots") return parent.parent_path();
+  return canonical_dir;
+}
+
+// A weight file that is a symbolic link is followed only to a file inside
+// allowed_root(dir): a link cannot make dsinf read outside the model.
+absl::Status check_contained(const std::string& where, const fs::path& dir, const fs::path& file) {
+  std::error_code ec;
+  if (!fs::is_symlink(fs::symlink_status(file, ec))) return absl::OkStatus();
+  const fs::path target = fs::canonical(file, ec);
+  if (ec) {
+    return invalid(where, absl::StrCat(file.string(), " is a symbolic link that cannot be resolved: ",
+                                       ec.message()));
+  }
+  const fs::path root = allowed_root(fs::canonical(dir, ec));
+  if (ec) return invalid(dir.string(), absl::StrCat("cannot be resolved: ", ec.message()));
+  const auto [r, t] = std::mismatch(root.begin(), root.end(), target.begin(), target.end());
+  if (r != root.end() || t == target.end()) {
+    return invalid(where, absl::StrCat(file.string(), " is a symbolic link to ", target.string(),
+                                       ", outside ", root.string()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<nlohmann::json> read_index(const std::string& path) {
   std::error_code ec;
   const uintmax_t bytes = fs::file_size(path, ec);
@@ -92,10 +121,12 @@ absl::StatusOr<std::unique_ptr<HfWeights>> HfWeights::open(const std::string& di
   const fs::path index = fs::path(dir) / kIndexName;
   const fs::path single = fs::path(dir) / kSingleName;
   if (fs::exists(index, ec)) {
+    if (absl::Status s = check_contained(dir, dir, index); !s.ok()) return s;
     if (absl::Status s = w->open_index(index.string()); !s.ok()) return s;
     return w;
   }
   if (!fs::exists(single, ec)) return no_weights(dir);
+  if (absl::Status s = check_contained(dir, dir, single); !s.ok()) return s;
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::open(single.string());
   if (!file.ok()) return file.status();
   w->files_.push_back(*std::move(file));
@@ -116,6 +147,7 @@ absl::Status HfWeights::open_index(const std::string& index_path) {
         return invalid(index_path, absl::StrCat("lists shard '", file, "' (for tensor '", tensor,
                                                 "'), which is missing from ", dir_));
       }
+      if (absl::Status s = check_contained(index_path, dir_, path); !s.ok()) return s;
       absl::StatusOr<SafetensorsFile> shard = SafetensorsFile::open(path.string());
       if (!shard.ok()) return shard.status();
       file_of_name[file] = files_.size();

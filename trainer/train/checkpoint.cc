@@ -1,7 +1,6 @@
 #include "trainer/train/checkpoint.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -24,6 +23,7 @@
 #include "memory/util/atomic_file.h"
 #include "memory/util/check.h"
 #include "memory/util/crc32c.h"
+#include "memory/util/process.h"
 #include "nlohmann/json.hpp"
 #include "trainer/config/model_reader.h"
 
@@ -569,6 +569,11 @@ absl::StatusOr<TrainState> load_partitioned(const std::string& path,
   std::vector<bool> seen(3 * layouts.size(), false);
   std::vector<OpenFile> parts(names->size());
   for (size_t r = 0; r < parts.size(); ++r) {
+    std::error_code ec;
+    if (fs::is_symlink(fs::symlink_status((*names)[r], ec))) {
+      return not_valid((*names)[r], "is a symbolic link; the parts of a checkpoint are files "
+                                    "its ranks wrote");
+    }
     if (absl::Status s = open_checkpoint_file((*names)[r], model_config, layouts, seen, parts[r]);
         !s.ok()) {
       return s;
@@ -666,7 +671,7 @@ std::vector<std::string> remove_stale_temporaries(const std::string& output_dir)
     auto [ptr, err] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
     if (err != std::errc() || ptr != pid_text.data() + pid_text.size() || pid <= 0) continue;
     // Alive (or not ours to signal): leave it. Gone: its save can never finish.
-    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (pid == ::getpid() || util::process_alive(pid)) continue;
     if (fs::remove(entry.path(), ec)) removed.push_back(name);
   }
   return removed;

@@ -330,6 +330,52 @@ TEST(HfWeights, DirectoriesWithoutSafetensorsSayWhatWasLookedFor) {
   EXPECT_TRUE(contains(file, "is not a directory")) << file;
 }
 
+// Symbolic links are followed inside the directory, and inside a Hugging
+// Face cache repository (snapshots/<rev>/x -> ../../blobs/<hash>), never out.
+TEST(HfWeights, SymbolicLinksOutsideTheModelAreRefused) {
+  TempDir root;
+  const std::vector<float> x = values(4, 3);
+  fs::create_directories(root / "elsewhere");
+  ASSERT_TRUE(write_safetensors(root / "elsewhere/w.safetensors", {{"a", {4}, x.data()}}, {}).ok());
+
+  fs::create_directories(root / "model");
+  fs::create_symlink(root / "elsewhere/w.safetensors", root / "model/model.safetensors");
+  absl::Status single = HfWeights::open(root / "model").status();
+  EXPECT_EQ(single.code(), absl::StatusCode::kInvalidArgument) << single;
+  EXPECT_TRUE(contains(single, "is a symbolic link to " + (root / "elsewhere/w.safetensors")))
+      << single;
+  EXPECT_TRUE(contains(single, "outside " + (root / "model"))) << single;
+
+  fs::create_directories(root / "sharded");
+  fs::create_symlink("../elsewhere/w.safetensors", root / "sharded/s1.safetensors");
+  testing::write_text(root / "sharded/model.safetensors.index.json",
+                      R"({"weight_map": {"a": "s1.safetensors"}})");
+  absl::Status shard = HfWeights::open(root / "sharded").status();
+  EXPECT_EQ(shard.code(), absl::StatusCode::kInvalidArgument) << shard;
+  EXPECT_TRUE(contains(shard, root / "sharded/model.safetensors.index.json")) << shard;
+  EXPECT_TRUE(contains(shard, "outside")) << shard;
+
+  fs::create_symlink("nowhere.safetensors", root / "sharded/dangling.safetensors");
+  testing::write_text(root / "sharded/model.safetensors.index.json",
+                      R"({"weight_map": {"a": "dangling.safetensors"}})");
+  EXPECT_EQ(HfWeights::open(root / "sharded").status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // The cache's layout loads; a link inside a plain directory does too.
+  const std::string repo = root / "models--org--name";
+  fs::create_directories(repo + "/blobs");
+  fs::create_directories(repo + "/snapshots/0123abc");
+  ASSERT_TRUE(write_safetensors(repo + "/blobs/9f8e7d", {{"a", {4}, x.data()}}, {}).ok());
+  fs::create_symlink("../../blobs/9f8e7d", repo + "/snapshots/0123abc/model.safetensors");
+  auto cached = HfWeights::open(repo + "/snapshots/0123abc");
+  ASSERT_TRUE(cached.ok()) << cached.status();
+  EXPECT_EQ(*(*cached)->read_f32("a", {4}), x);
+  fs::rename(root / "elsewhere/w.safetensors", root / "model/real.safetensors");
+  fs::remove(root / "model/model.safetensors");
+  fs::create_symlink("real.safetensors", root / "model/model.safetensors");
+  EXPECT_TRUE(HfWeights::open(root / "model").ok());
+}
+
 TEST(HfWeights, OpenWeightsTakesADirectoryOrOneFile) {
   TempDir dir;
   const std::vector<float> x = values(6, 5);
