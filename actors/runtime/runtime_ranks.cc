@@ -23,7 +23,6 @@ namespace dsinf::actors {
 using kernels::Stream;
 namespace comm = kernels::comm;
 
-
 absl::Status Runtime::start_ranks(const ModelDef& model,
                                   const std::vector<memory::ChunkLayout>& all) {
   model_trainable_.resize(all.size());

@@ -90,8 +90,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator() {
   if (!launched_by_mpi()) {
     // A torchrun-style launch (several processes told their rank only by
     // RANK / WORLD_SIZE) would otherwise train N unconnected copies.
-    const char* world = std::getenv("WORLD_SIZE");
-    if (world != nullptr && std::strcmp(world, "1") != 0 && std::strcmp(world, "") != 0) {
+    if (const int world = launcher_world_size(); world > 1) {
       return absl::InvalidArgumentError(absl::StrCat(
           "WORLD_SIZE=", world, " (a torchrun-style launch): dsinf's ranks start under MPI "
           "('dsinf launch -n N CONFIG' or 'mpirun -n N dsinf train CONFIG'); the NCCL "

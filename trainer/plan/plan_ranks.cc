@@ -58,7 +58,8 @@ absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
       return absl::InvalidArgumentError(absl::StrCat("rank ", r, ": ", plan.status().message()));
     }
     const RankBytes b = class_bytes(placement, layouts, mine, r, owners);
-    const size_t device = plan->device_bytes + (partition_params ? actors::kRemoteSlots * largest : 0);
+    const size_t device =
+        plan->device_bytes + (partition_params ? actors::kRemoteSlots * largest : 0);
     out << absl::StrFormat(
         "  rank %d: chunks %s | parameters %s, gradients %s, optimizer %s | device %s, host %s, "
         "nvme %s\n",
