@@ -9,6 +9,10 @@
 # fail (a torn or half-written file loaded would), and no swap directory of
 # a killed run may be left once the next start has run. Seeded
 # (CRASH_SEED, default 1): a failure reproduces. DSINF_BIN picks the binary.
+# A trial kills at most CRASH_MAX_KILLS (default 8) times, then lets the start
+# run to its end, so a restart slower than the measured run cannot kill
+# forever; a start still running after CRASH_HANG_S seconds (default 120, or
+# 20 times the uninterrupted run if longer) is reported as hung and fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials="${1:-5}"
@@ -55,31 +59,54 @@ start() {
   pid=$!
 }
 
+# finish_or_fail WHAT: waits for the started run up to the hang limit; a run
+# still going then is killed and reported; returns the run's exit status.
+finish_or_fail() {
+  local limit=$(( $(date +%s) + hang_s ))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$limit" ]; then
+      kill -9 -- "-$pid" 2>/dev/null || true
+      pkill -9 -f -- "train $2" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      echo "$1: still running after ${hang_s} s, killed as hung"; tail -5 "$work/log"
+      return 124
+    fi
+    sleep 0.05
+  done
+  wait "$pid"
+}
+
 # The files of the final checkpoint (the manifest and its parts, or one file).
 final_files() { ls "$1" | grep -E '^ckpt-00000012' | sort; }
 
+max_kills="${CRASH_MAX_KILLS:-8}"
 failed=0
 for placement in "${placements[@]}"; do
   mkdir -p "$work/$placement-swap"
   config "$placement" "$work/$placement-ref" "$work/$placement-swap" > "$work/$placement-ref.json"
   t0=$(date +%s%N)
+  hang_s="${CRASH_HANG_S:-120}"
   start "$placement" "$work/$placement-ref.json"
-  wait "$pid" || { echo "$placement: the uninterrupted run failed"; tail -5 "$work/log"; exit 1; }
+  finish_or_fail "$placement: the uninterrupted run" "$work/$placement-ref.json" ||
+    { echo "$placement: the uninterrupted run failed"; tail -5 "$work/log"; exit 1; }
   run_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  [ $(( run_ms * 20 / 1000 )) -le "$hang_s" ] || hang_s=$(( run_ms * 20 / 1000 ))
   [ -n "$(final_files "$work/$placement-ref")" ] || { echo "$placement: no final checkpoint"; exit 1; }
   kills=0 bad=0
   for trial in $(seq 1 "$trials"); do
     out="$work/$placement-$trial" swap="$work/$placement-swap-$trial"
     mkdir -p "$swap"
     config "$placement" "$out" "$swap" > "$out.json"
+    trial_kills=0
     while :; do
       start "$placement" "$out.json"
       delay_ms=$(( RANDOM % (run_ms + 1) ))
       deadline=$(( $(date +%s%N) / 1000000 + delay_ms ))
-      while kill -0 "$pid" 2>/dev/null && [ $(( $(date +%s%N) / 1000000 )) -lt $deadline ]; do
+      while [ "$trial_kills" -lt "$max_kills" ] && kill -0 "$pid" 2>/dev/null &&
+            [ $(( $(date +%s%N) / 1000000 )) -lt $deadline ]; do
         sleep 0.01
       done
-      if kill -0 "$pid" 2>/dev/null; then
+      if [ "$trial_kills" -lt "$max_kills" ] && kill -0 "$pid" 2>/dev/null; then
         kill -9 -- "-$pid" 2>/dev/null || true
         # mpirun's ranks run in process groups of their own: killed by their config.
         pkill -9 -f -- "train $out.json" 2>/dev/null || true
@@ -92,10 +119,10 @@ for placement in "${placements[@]}"; do
           [ "$quiet" -ge 20 ] && break
           sleep 0.01
         done
-        kills=$((kills + 1))
+        kills=$((kills + 1)) trial_kills=$((trial_kills + 1))
         continue
       fi
-      if wait "$pid"; then break; fi
+      if finish_or_fail "$placement trial $trial" "$out.json"; then break; fi
       echo "$placement trial $trial: a start failed after a kill:"; tail -5 "$work/log"; bad=1; break
     done
     [ "$bad" = 1 ] && break
