@@ -255,10 +255,11 @@ bool drop_ipc_lock_capability() {
   getrlimit(RLIMIT_MEMLOCK, &limit);
   limit.rlim_cur = 0;
   bool mlock_must_fail = setrlimit(RLIMIT_MEMLOCK, &limit) == 0 && drop_ipc_lock_capability();
-#if defined(__SANITIZE_ADDRESS__)
-  mlock_must_fail = false;  // ASan replaces mlock with a no-op that succeeds
+  // The sanitizers' runtimes (ASan, TSan) replace mlock with a no-op that succeeds.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  mlock_must_fail = false;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)  // clang's spelling
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)  // clang's spelling
   mlock_must_fail = false;
 #endif
 #endif
