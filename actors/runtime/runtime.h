@@ -111,10 +111,10 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // With the optimizer state off the device, checkpoints are written in the
   // background: the snapshot's reader waits for the optimizer run of its step
   // to end, and the runs of later steps update chunk c only once it is read.
-  // (Not with several ranks: a save ends with a collective, which must run
-  // on the thread every other collective of the rank runs on.)
+  // With several ranks each writes its part so; the collective that commits
+  // the parts runs on the model's thread (trainer/train/save.h).
   bool saves_in_background() const override {
-    return spec_.training && spec_.placement.optimizer != Tier::kDevice && ranks() == 1;
+    return spec_.training && spec_.placement.optimizer != Tier::kDevice;
   }
   void begin_snapshot() override { gates_->begin_snapshot(); }
   absl::Status read_snapshot(int cls, size_t c, std::byte* host) override;

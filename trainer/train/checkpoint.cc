@@ -207,6 +207,21 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir,
                           chunks.optimizer_steps(), /*snapshot=*/false);
 }
 
+namespace {
+
+// The layouts of rank `rank`'s part: the chunks it does not own hold nothing.
+std::vector<memory::ChunkLayout> part_layouts(std::vector<memory::ChunkLayout> layouts,
+                                              const std::vector<int>& owners, int rank) {
+  for (size_t c = 0; c < layouts.size(); ++c) {
+    if (owners[c] != rank) layouts[c].set_trainable(false);
+  }
+  return layouts;
+}
+
+json part_header(int rank, int world) { return json{{"rank", rank}, {"world_size", world}}; }
+
+}  // namespace
+
 struct BackgroundSave::Worker {
   absl::StatusOr<std::string> result;
   std::atomic<bool> ended{false};
@@ -219,18 +234,20 @@ bool BackgroundSave::ended() const { return worker_ != nullptr && worker_->ended
 
 void BackgroundSave::start(const std::string& output_dir, const ModelConfig& model,
                            const std::vector<memory::ChunkLayout>& layouts, CheckpointState& chunks,
-                           const TrainState& state, int pace_ms) {
+                           const TrainState& state, int pace_ms, const PartOf* part) {
   DSINF_CHECK_MSG(worker_ == nullptr, "a background save is still in progress");
   chunks.begin_snapshot();
   // Training goes on: everything of the snapshot's step is taken now.
   const int64_t optimizer_steps = chunks.optimizer_steps();
+  const std::vector<memory::ChunkLayout> written =
+      part != nullptr ? part_layouts(layouts, part->owners, part->rank) : layouts;
+  const json header = part != nullptr ? part_header(part->rank, part->world) : json();
   worker_ = std::make_unique<Worker>();
   Worker* worker = worker_.get();
-  worker->thread =
-      std::thread([worker, output_dir, model, layouts, &chunks, state, optimizer_steps, pace_ms] {
-        worker->result =
-            write_checkpoint(output_dir, model, layouts, chunks, state, optimizer_steps,
-                             /*snapshot=*/true, pace_ms);
+  worker->thread = std::thread(
+      [worker, output_dir, model, written, &chunks, state, optimizer_steps, pace_ms, header] {
+        worker->result = write_checkpoint(output_dir, model, written, chunks, state,
+                                          optimizer_steps, /*snapshot=*/true, pace_ms, header);
         chunks.end_snapshot();
         worker->ended.store(true);
       });
@@ -615,20 +632,24 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
   return one.header.state;
 }
 
+
 absl::StatusOr<std::string> save_partitioned(const std::string& output_dir,
                                              const ModelConfig& model,
                                              const std::vector<memory::ChunkLayout>& layouts,
                                              const std::vector<int>& owners,
                                              kernels::comm::Communicator& comm,
                                              CheckpointState& chunks, const TrainState& state) {
+  const absl::StatusOr<std::string> part =
+      write_checkpoint(output_dir, model, part_layouts(layouts, owners, comm.rank()), chunks, state,
+                       chunks.optimizer_steps(), /*snapshot=*/false, 0,
+                       part_header(comm.rank(), comm.size()));
+  return commit_partitioned(output_dir, state.step, part, comm);
+}
+
+absl::StatusOr<std::string> commit_partitioned(const std::string& output_dir, int64_t step,
+                                               const absl::StatusOr<std::string>& part,
+                                               kernels::comm::Communicator& comm) {
   const int rank = comm.rank(), world = comm.size();
-  std::vector<memory::ChunkLayout> mine = layouts;
-  for (size_t c = 0; c < mine.size(); ++c) {
-    if (owners[c] != rank) mine[c].set_trainable(false);
-  }
-  absl::StatusOr<std::string> part =
-      write_checkpoint(output_dir, model, mine, chunks, state, chunks.optimizer_steps(),
-                       /*snapshot=*/false, 0, json{{"rank", rank}, {"world_size", world}});
   // The manifest only once every rank's part is durable.
   const int32_t ok = part.ok() ? 1 : 0;
   std::vector<int32_t> oks(static_cast<size_t>(world));
@@ -639,17 +660,17 @@ absl::StatusOr<std::string> save_partitioned(const std::string& output_dir,
   if (!part.ok()) return part.status();
   for (int r = 0; r < world; ++r) {
     if (oks[r] == 0) {
-      return absl::UnavailableError(absl::StrCat(
-          "rank ", r, " could not write its part of checkpoint ", checkpoint_name(state.step)));
+      return absl::UnavailableError(
+          absl::StrCat("rank ", r, " could not write its part of checkpoint ", checkpoint_name(step)));
     }
   }
-  const std::string name = checkpoint_name(state.step);
+  const std::string name = checkpoint_name(step);
   const std::string path = (fs::path(output_dir) / name).string();
   if (rank != 0) return path;
   json parts = json::array();
-  for (int r = 0; r < world; ++r) parts.push_back(part_name(state.step, r, world));
+  for (int r = 0; r < world; ++r) parts.push_back(part_name(step, r, world));
   const json manifest = {{"format", kManifestFormat}, {"version", kFormatVersion},
-                         {"step", state.step},        {"world_size", world},
+                         {"step", step},              {"world_size", world},
                          {"parts", parts}};
   absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();

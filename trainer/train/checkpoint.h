@@ -58,16 +58,31 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, const
 // manifest "ckpt-<step>.dsinf", JSON naming the parts, and points "latest" at
 // it. A rank killed mid-save leaves the previous checkpoint the newest. Every
 // rank calls it, on the thread its other collectives run on. load_checkpoint
-// reads a manifest's parts at any world size.
+// reads a manifest's parts at any world size. save_partitioned is
+// write_part and then commit_partitioned; a background save (BackgroundSave
+// with a PartOf) writes the part beside training and commits later.
+struct PartOf {
+  std::vector<int> owners;  // each chunk's owning rank (-1: none)
+  int rank = 0;
+  int world = 1;
+};
 absl::StatusOr<std::string> save_partitioned(const std::string& output_dir,
                                              const ModelConfig& model,
                                              const std::vector<memory::ChunkLayout>& layouts,
                                              const std::vector<int>& owners,
                                              kernels::comm::Communicator& comm,
                                              CheckpointState& chunks, const TrainState& state);
+// After every rank's write of its part of step `step` (`part`: this rank's
+// outcome): a collective of the outcomes; rank 0 then writes the manifest.
+// The manifest's path, or the first failing rank's error on every rank.
+absl::StatusOr<std::string> commit_partitioned(const std::string& output_dir, int64_t step,
+                                               const absl::StatusOr<std::string>& part,
+                                               kernels::comm::Communicator& comm);
 
 // A save_checkpoint on a thread of its own, over a snapshot of `chunks`
 // (which must saves_in_background()); the TrainState is copied at start().
+// With `part` (several ranks) it writes this rank's part only; the caller
+// commits it (commit_partitioned) once every rank's has ended.
 class BackgroundSave {
  public:
   BackgroundSave();
@@ -81,7 +96,7 @@ class BackgroundSave {
   // next steps' updates meet the snapshot.
   void start(const std::string& output_dir, const ModelConfig& model,
              const std::vector<memory::ChunkLayout>& layouts, CheckpointState& chunks,
-             const TrainState& state, int pace_ms = 0);
+             const TrainState& state, int pace_ms = 0, const PartOf* part = nullptr);
   bool busy() const { return worker_ != nullptr; }
   // The save in progress has ended (finish() will not wait).
   bool ended() const;

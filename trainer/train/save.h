@@ -3,6 +3,12 @@
 // runs in the background beside the next steps (a snapshot the optimizer
 // respects chunk by chunk); the last one, and every save of a run whose state
 // stays on the device, is written at once. One save at a time.
+//
+// Several ranks: each writes its part in the background, and the manifest is
+// committed (a collective) after the first step at which every rank's part
+// has ended. The ranks agree on that step by a collective each step while a
+// save is in flight; they started it at the same step, so they run it at the
+// same steps.
 #pragma once
 
 #include <iosfwd>
@@ -34,6 +40,10 @@ class Saver {
   absl::Status finish();
 
  private:
+  bool several_ranks() const { return ranks_.comm != nullptr && ranks_.comm->size() > 1; }
+  // Whether the save in flight has ended (on every rank).
+  absl::StatusOr<bool> background_ended();
+
   const Config& config_;
   const std::vector<memory::ChunkLayout>& layouts_;
   CheckpointState& chunks_;
@@ -41,6 +51,7 @@ class Saver {
   std::ostream& log_;
   SaveRanks ranks_;
   BackgroundSave background_;
+  int64_t background_step_ = 0;  // the step of the save in flight
 };
 
 }  // namespace dsinf::trainer
