@@ -285,22 +285,18 @@ TEST(RanksCli, BackgroundSavesOfEachRankHoldTheirStep) {
   for (const auto& [stage, offload] : {std::pair<int, std::string>{2, "cpu"}, {3, "nvme"}}) {
     const std::string tag = "s" + std::to_string(stage) + offload;
     SCOPED_TRACE(tag);
-    const CommandResult ref = train(
-        dir, tag + "-ref", zero_config(base_config(dir, dir / (tag + "-ref"), 2), stage, offload,
-                                       nvme, 2),
-        2);
+    const CommandResult ref =
+        train(dir, tag + "-ref",
+              zero_config(base_config(dir, dir / (tag + "-ref"), 2), stage, offload, nvme, 2), 2);
     ASSERT_EQ(ref.exit_code, 0) << ref.err;
     const std::string path = dir / (tag + ".json");
-    write_text(path,
-               zero_config(base_config(dir, dir / tag, 6), stage, offload, nvme, 2).dump(2));
+    write_text(path, zero_config(base_config(dir, dir / tag, 6), stage, offload, nvme, 2).dump(2));
     const CommandResult r = run_command(
-        "DSINF_SAVE_PACE_MS=40 " + dsinf_binary() + " launch -n 2 " + path + " --json",
-        dir.path());
+        "DSINF_SAVE_PACE_MS=40 " + dsinf_binary() + " launch -n 2 " + path + " --json", dir.path());
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    for (const std::string file : {"ckpt-00000002.dsinf", "ckpt-00000002.part0-of-2",
-                                   "ckpt-00000002.part1-of-2"}) {
-      EXPECT_TRUE(read_text(dir / (tag + "/" + file)) ==
-                  read_text(dir / (tag + "-ref/" + file)))
+    for (const std::string file :
+         {"ckpt-00000002.dsinf", "ckpt-00000002.part0-of-2", "ckpt-00000002.part1-of-2"}) {
+      EXPECT_TRUE(read_text(dir / (tag + "/" + file)) == read_text(dir / (tag + "-ref/" + file)))
           << file << " of the background save differs from step 2's";
     }
     EXPECT_EQ(read_text(dir / (tag + "/latest")), "ckpt-00000006.dsinf\n");

@@ -632,17 +632,15 @@ absl::StatusOr<TrainState> load_checkpoint(const std::string& path, const ModelC
   return one.header.state;
 }
 
-
 absl::StatusOr<std::string> save_partitioned(const std::string& output_dir,
                                              const ModelConfig& model,
                                              const std::vector<memory::ChunkLayout>& layouts,
                                              const std::vector<int>& owners,
                                              kernels::comm::Communicator& comm,
                                              CheckpointState& chunks, const TrainState& state) {
-  const absl::StatusOr<std::string> part =
-      write_checkpoint(output_dir, model, part_layouts(layouts, owners, comm.rank()), chunks, state,
-                       chunks.optimizer_steps(), /*snapshot=*/false, 0,
-                       part_header(comm.rank(), comm.size()));
+  const absl::StatusOr<std::string> part = write_checkpoint(
+      output_dir, model, part_layouts(layouts, owners, comm.rank()), chunks, state,
+      chunks.optimizer_steps(), /*snapshot=*/false, 0, part_header(comm.rank(), comm.size()));
   return commit_partitioned(output_dir, state.step, part, comm);
 }
 
@@ -660,8 +658,8 @@ absl::StatusOr<std::string> commit_partitioned(const std::string& output_dir, in
   if (!part.ok()) return part.status();
   for (int r = 0; r < world; ++r) {
     if (oks[r] == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("rank ", r, " could not write its part of checkpoint ", checkpoint_name(step)));
+      return absl::UnavailableError(absl::StrCat(
+          "rank ", r, " could not write its part of checkpoint ", checkpoint_name(step)));
     }
   }
   const std::string name = checkpoint_name(step);
@@ -669,8 +667,10 @@ absl::StatusOr<std::string> commit_partitioned(const std::string& output_dir, in
   if (rank != 0) return path;
   json parts = json::array();
   for (int r = 0; r < world; ++r) parts.push_back(part_name(step, r, world));
-  const json manifest = {{"format", kManifestFormat}, {"version", kFormatVersion},
-                         {"step", step},              {"world_size", world},
+  const json manifest = {{"format", kManifestFormat},
+                         {"version", kFormatVersion},
+                         {"step", step},
+                         {"world_size", world},
                          {"parts", parts}};
   absl::StatusOr<util::AtomicFileWriter> writer = util::AtomicFileWriter::open(path);
   if (!writer.ok()) return writer.status();
