@@ -58,9 +58,10 @@ absl::StatusOr<std::string> save_checkpoint(const std::string& output_dir, const
 // manifest "ckpt-<step>.dsinf", JSON naming the parts, and points "latest" at
 // it. A rank killed mid-save leaves the previous checkpoint the newest. Every
 // rank calls it, on the thread its other collectives run on. load_checkpoint
-// reads a manifest's parts at any world size. save_partitioned is
-// write_part and then commit_partitioned; a background save (BackgroundSave
-// with a PartOf) writes the part beside training and commits later.
+// reads a manifest's parts at any world size. save_partitioned writes this
+// rank's part and then calls commit_partitioned; a background save
+// (BackgroundSave with a PartOf) writes the part beside training, and the
+// caller commits it later.
 struct PartOf {
   std::vector<int> owners;  // each chunk's owning rank (-1: none)
   int rank = 0;
