@@ -81,8 +81,7 @@ absl::Status ChunkStore::reserve_host_pool(const MemoryPlan& plan, uint64_t budg
 absl::Status ChunkStore::reserve_staging(const MemoryPlan& plan) {
   const size_t largest = largest_bytes();
   const size_t working = largest_working_bytes();
-  if (placement_.params == Tier::kNvme ||
-      (placement_.stages_device_params() && any_trainable_)) {
+  if (placement_.params == Tier::kNvme || (placement_.stages_device_params() && any_trainable_)) {
     absl::StatusOr<std::byte*> p = host_block(working);
     if (!p.ok()) return p.status();
     param_staging_ = *p;
@@ -124,32 +123,39 @@ absl::Status ChunkStore::open_swap(const RuntimeSpec& spec) {
   if (!engine.ok()) return engine.status();
   engine_ = *std::move(engine);
   if (spec.nvme_faults) engine_ = nvme::make_fault_engine(std::move(engine_), *spec.nvme_faults);
-  // Optimizer state is fp32; working parameters are in the working dtype.
-  std::vector<size_t> fp32_bytes, param_bytes;
+  // Optimizer state is fp32, for the chunks this rank trains; working
+  // parameters are in the working dtype, for the chunks it holds. The others
+  // take no room (a page each).
+  std::vector<size_t> state_bytes, param_bytes, fp32_params;
   for (size_t c = 0; c < layouts_.size(); ++c) {
-    fp32_bytes.push_back(bytes(c));
-    param_bytes.push_back(working_bytes(c));
+    const bool held = !layouts_[c].remote();
+    state_bytes.push_back(layouts_[c].trainable() ? bytes(c) : 0);
+    param_bytes.push_back(held ? working_bytes(c) : 0);
+    fp32_params.push_back(held ? bytes(c) : 0);  // the master weights as parameters
   }
-  auto open = [&](const std::vector<std::string>& paths, size_t copies, const char* key)
-      -> absl::StatusOr<std::unique_ptr<nvme::SwapStore>> {
-    const std::vector<size_t>& chunk_bytes = copies == 1 ? param_bytes : fp32_bytes;
+  auto open = [&](const std::vector<std::string>& paths,
+                  std::vector<const std::vector<size_t>*> classes,
+                  const char* key) -> absl::StatusOr<std::unique_ptr<nvme::SwapStore>> {
     nvme::SwapStoreOptions options;
     options.paths = paths;
-    for (size_t k = 0; k < copies; ++k) {
-      options.chunk_bytes.insert(options.chunk_bytes.end(), chunk_bytes.begin(), chunk_bytes.end());
+    for (const std::vector<size_t>* chunk_bytes : classes) {
+      options.chunk_bytes.insert(options.chunk_bytes.end(), chunk_bytes->begin(),
+                                 chunk_bytes->end());
     }
     options.config_key = key;
     return nvme::SwapStore::create(engine_.get(), options);
   };
   if (params_on_nvme && !master_shared_) {
     absl::StatusOr<std::unique_ptr<nvme::SwapStore>> swap =
-        open(placement_.param_paths, 1, "zero_optimization.offload_param.nvme_path");
+        open(placement_.param_paths, {&param_bytes}, "zero_optimization.offload_param.nvme_path");
     if (!swap.ok()) return swap.status();
     param_swap_ = *std::move(swap);
   }
   if (optimizer_on_nvme) {
     absl::StatusOr<std::unique_ptr<nvme::SwapStore>> swap =
-        open(placement_.optimizer_paths, 3, "zero_optimization.offload_optimizer.nvme_path");
+        open(placement_.optimizer_paths,
+             {&state_bytes, &state_bytes, master_shared_ ? &fp32_params : &state_bytes},
+             "zero_optimization.offload_optimizer.nvme_path");
     if (!swap.ok()) return swap.status();
     optimizer_swap_ = *std::move(swap);
   }
@@ -222,7 +228,7 @@ absl::Status ChunkStore::reserve_homes() {
 }
 
 // Streamed parameters: the shared device slots (each with its NVMe read
-// buffer), the host cache of the first plan.cached_chunks NVMe chunks, and a
+// buffer), the host cache of the first plan.cached_chunks NVMe chunks held, and a
 // slot of its own for each persistent chunk (with its read buffer).
 absl::Status ChunkStore::reserve_slots(const MemoryPlan& plan) {
   cache_.assign(layouts_.size(), nullptr);
@@ -249,10 +255,12 @@ absl::Status ChunkStore::reserve_slots(const MemoryPlan& plan) {
     }
     slot_staging_.push_back(staging);
   }
-  for (size_t c = 0; params_on_nvme && c < plan.cached_chunks; ++c) {
+  for (size_t c = 0, cached = 0; params_on_nvme && cached < plan.cached_chunks; ++c) {
+    if (layouts_[c].remote()) continue;
     absl::StatusOr<std::byte*> block = host_block(working_bytes(c));
     if (!block.ok()) return block.status();
     cache_[c] = *block;
+    ++cached;
   }
   for (size_t c = 0; c < layouts_.size(); ++c) {
     if (c >= plan.persistent.size() || !plan.persistent[c]) continue;

@@ -23,6 +23,19 @@ std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, i
   return owners;
 }
 
+RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool streamed) {
+  RemoteSlots slots;
+  bool own_slot = false;
+  for (const memory::ChunkLayout& l : layouts) {
+    if (!l.remote()) continue;
+    slots.bytes = std::max(slots.bytes, l.bytes());
+    own_slot |= l.own_slot();
+  }
+  if (slots.bytes == 0) return slots;
+  slots.count = streamed ? (own_slot ? 2 : 1) : kRemoteSlots;
+  return slots;
+}
+
 std::vector<memory::ChunkLayout> rank_layouts(std::vector<memory::ChunkLayout> layouts, int rank,
                                               int world, int stage, bool partition_params) {
   if (world <= 1 || stage < 1) return layouts;

@@ -4,8 +4,8 @@
 // gradient accumulator of the chunks it owns only; the other trainable chunks
 // it holds as it holds a frozen chunk -- working parameters, no state -- and
 // it receives their new weights from their owner after each update. At
-// stage 3 (parameters on the device) it holds no copy at all: the owner sends
-// a chunk's parameters each time the model uses it. At
+// stage 3 it holds no copy at all (on the device, host or NVMe): the owner
+// sends a chunk's parameters each time the model uses it. At
 // stage 0 every rank keeps everything and the owner only leads the
 // reduction. One implementation, used by the runtime, the plan and checkpoints.
 #pragma once
@@ -17,10 +17,22 @@
 
 namespace dsinf::actors {
 
-// Stage 3 with the parameters partitioned: the device buffers a rank receives
-// other ranks' chunks into (the model holds at most this many at once: a
-// layer, the embedding beside the head, and one more).
+// Stage 3: the device buffers a rank receives other ranks' chunks into, each
+// the size of the largest of them. With the parameters on the device the
+// model may hold this many at once (a layer, the embedding beside the head,
+// and one more).
 inline constexpr size_t kRemoteSlots = 3;
+
+struct RemoteSlots {
+  size_t count = 0;  // 0: the rank holds every chunk
+  size_t bytes = 0;  // each
+};
+
+// The remote slots of a rank holding `layouts`. With `streamed` parameters the
+// model holds one chunk without a slot of its own at a time (the streamer
+// trains with one shared slot), beside chunks with one (LoRA's adapters): one
+// slot, and a second when a chunk with a slot of its own is another rank's.
+RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool streamed);
 
 // The owner of each chunk among `world` ranks (-1 for a frozen chunk). The
 // same on every rank: a function of the layouts and the world size alone.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "actors/runtime/partition.h"
 #include "memory/util/format.h"
 
 namespace dsinf::actors {
@@ -71,6 +72,7 @@ size_t sort_streamed_chunks(const Placement& p, const std::vector<memory::ChunkL
   };
   size_t fp32_part = 0;
   for (size_t c = 0; c < layouts.size(); ++c) {
+    if (layouts[c].remote()) continue;  // another rank's: it comes into a remote slot
     if (layouts[c].numel_padded() < threshold || layouts[c].own_slot()) {
       plan.persistent[c] = true;
       ++plan.persistent_chunks;
@@ -93,6 +95,10 @@ absl::Status device_budget_error(uint64_t budget, size_t shared_chunks, const Me
       " of activations, ", format_bytes_exact(plan.resident_bytes), " of chunks kept on the device",
       plan.convert_bytes > 0
           ? absl::StrCat(", ", format_bytes_exact(plan.convert_bytes), " of conversion areas")
+          : "",
+      plan.remote_bytes > 0
+          ? absl::StrCat(", ", format_bytes_exact(plan.remote_bytes),
+                         " of slots for the chunks other ranks hold (ZeRO stage 3)")
           : "",
       plan.persistent_chunks > 0 ? absl::StrCat(", ", format_bytes_exact(plan.persistent_bytes),
                                                 " of ", plan.persistent_chunks,
@@ -122,7 +128,10 @@ absl::Status plan_device(const Placement& p, uint64_t budget,
         "this config is ",
         plan.slot_elements));
   }
-  const size_t kept = plan.resident_bytes + plan.persistent_bytes + plan.convert_bytes;
+  const RemoteSlots remote = remote_slots(layouts, p.params != Tier::kDevice);
+  plan.remote_bytes = remote.count * remote.bytes;
+  const size_t kept =
+      plan.resident_bytes + plan.persistent_bytes + plan.convert_bytes + plan.remote_bytes;
   plan.device_min_bytes = plan.activation_bytes + kept + plan.slot_bytes;
   if (budget > 0 && plan.device_min_bytes > budget) {
     return device_budget_error(budget, shared_chunks, plan);
@@ -143,7 +152,7 @@ absl::Status plan_device(const Placement& p, uint64_t budget,
 // DeepSpeed's max_in_cpu: up to that many parameter elements on NVMe also stay
 // on the host (whole chunks, in the model's order, within the host budget), so
 // repeated visits in a step, and the step after the optimizer refreshed them,
-// read no NVMe.
+// read no NVMe. Only the chunks this rank holds count (ZeRO stage 3).
 void plan_param_cache(const Placement& p, uint64_t host_budget,
                       const std::vector<memory::ChunkLayout>& layouts, MemoryPlan& plan) {
   plan.host_cache_bytes = 0;
@@ -153,6 +162,7 @@ void plan_param_cache(const Placement& p, uint64_t host_budget,
   const uint64_t max_in_cpu = static_cast<uint64_t>(std::max<int64_t>(p.param_max_in_cpu, 0));
   uint64_t elements = 0;
   for (const memory::ChunkLayout& layout : layouts) {
+    if (layout.remote()) continue;
     elements += layout.numel_padded();
     const size_t bytes = p.working_bytes(layout);
     if (elements > max_in_cpu || plan.host_cache_bytes + bytes > room) break;
@@ -237,7 +247,9 @@ absl::StatusOr<MemoryPlan> plan_memory(const Placement& p, const MemoryBudgets& 
       !s.ok()) {
     return s;
   }
-  if (master_in_cache_possible && plan.cached_chunks < layouts.size()) {
+  const size_t held = static_cast<size_t>(std::count_if(
+      layouts.begin(), layouts.end(), [](const memory::ChunkLayout& l) { return !l.remote(); }));
+  if (master_in_cache_possible && plan.cached_chunks < held) {
     if (absl::Status s = plan_host(p, budgets.host_bytes, fixed_staging, 3, layouts, b, plan);
         !s.ok()) {
       return s;

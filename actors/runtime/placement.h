@@ -87,11 +87,14 @@ struct MemoryPlan {
   // device, with bf16/fp16 working weights: two areas of the largest chunk in
   // that type, one rounding gradient visits, one the working copy of new weights.
   size_t convert_bytes = 0;
-  size_t resident_bytes = 0;    // device: chunk classes whose home is the device
-  size_t slot_bytes = 0;        // device: one shared slot for a streamed parameter chunk
-  size_t slot_area_bytes = 0;   // ... of which its upload area at the end (16-bit working weights)
-  size_t slot_elements = 0;     // ... the elements of the largest chunk it holds
-  size_t slots = 0;             // shared device slots for streamed parameters (0: none)
+  size_t resident_bytes = 0;  // device: chunk classes whose home is the device
+  // device, ZeRO stage 3: the slots chunks other ranks hold come into at use
+  // (remote_slots, partition.h; 0 when this rank holds every chunk).
+  size_t remote_bytes = 0;
+  size_t slot_bytes = 0;       // device: one shared slot for a streamed parameter chunk
+  size_t slot_area_bytes = 0;  // ... of which its upload area at the end (16-bit working weights)
+  size_t slot_elements = 0;    // ... the elements of the largest chunk it holds
+  size_t slots = 0;            // shared device slots for streamed parameters (0: none)
   // Streamed chunks with fewer elements than stage3_param_persistence_threshold:
   // each has a device slot of its own (its bytes) and stays there once loaded.
   std::vector<bool> persistent;  // per chunk (empty when nothing is streamed)
@@ -102,7 +105,7 @@ struct MemoryPlan {
   size_t host_class_bytes = 0;    // host: chunk classes whose home is the host
   size_t host_staging_bytes = 0;  // host: staging buffers for NVMe and gradients
   size_t host_cache_bytes = 0;    // host: parameter chunks on NVMe also kept on the host
-  size_t cached_chunks = 0;       // ... the first this many chunks (offload_param.max_in_cpu)
+  size_t cached_chunks = 0;       // ... the first this many chunks it holds (max_in_cpu)
   size_t host_bytes = 0;          // the host pool: classes + staging + cache
   // Optimizer state on NVMe: chunks staged at once (read ahead, computing,
   // writing back) and buffers per chunk (m and v, and the master weights

@@ -37,7 +37,7 @@ absl::Status Runtime::start(const ModelDef& model) {
     for (memory::ChunkLayout& layout : all) layout.set_trainable(false);
   }
   // With several ranks at stage >= 1, the chunks other ranks own are held frozen.
-  // At stage 3 with the parameters on the device, those chunks are not held at all.
+  // At stage 3 those chunks are not held at all.
   std::vector<memory::ChunkLayout> layouts =
       rank_layouts(all, rank(), ranks(), spec_.zero_stage, partitions_params());
   const int micro_batch = spec_.step.micro_batch;

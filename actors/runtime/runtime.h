@@ -167,13 +167,11 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // new weights to every rank.
   absl::Status share_grads();
   absl::Status share_params();
-  // Stage 3 with the parameters on the device: each rank holds the chunks it
-  // owns only, and a chunk's parameters go from its owner to every rank each
-  // time the model acquires it (into one of the remote slots).
-  bool partitions_params() const {
-    return ranks() > 1 && spec_.zero_stage == 3 && spec_.placement.params == Tier::kDevice &&
-           spec_.training;
-  }
+  // Stage 3: each rank holds the chunks it owns only (at their home: the
+  // device, or offloaded to its host or NVMe), and a chunk's parameters go
+  // from its owner (its home or, offloaded, its streamer slot) to every rank
+  // each time the model acquires it (into one of the remote slots).
+  bool partitions_params() const { return ranks() > 1 && spec_.zero_stage == 3 && spec_.training; }
   bool partitioned(size_t c) const { return partitions_params() && owners_[c] >= 0; }
   absl::StatusOr<const float*> gather_params(size_t c);
   absl::Status release_remote(size_t c);

@@ -57,18 +57,20 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
     if (!area.ok()) return area.status();
     rank_device_ = *area;
   }
-  if (partitions_params()) {
-    remote_slots_.resize(kRemoteSlots);
-    for (RemoteSlot& slot : remote_slots_) {
-      absl::StatusOr<void*> area = backend_->allocate(largest);
-      if (!area.ok()) {
-        return absl::Status(area.status().code(),
-                            absl::StrCat(spec_.source, ": ", kRemoteSlots,
-                                         " device buffers for chunks other ranks hold (ZeRO "
-                                         "stage 3): ", area.status().message()));
-      }
-      slot.data = static_cast<float*>(*area);
+  // The same slots the memory plan counted (within the device budget).
+  const RemoteSlots remote =
+      remote_slots(store_->layouts(), spec_.placement.params != Tier::kDevice);
+  remote_slots_.resize(remote.count);
+  for (RemoteSlot& slot : remote_slots_) {
+    absl::StatusOr<void*> area = backend_->allocate(remote.bytes);
+    if (!area.ok()) {
+      return absl::Status(area.status().code(),
+                          absl::StrCat(spec_.source, ": ", remote.count,
+                                       " device buffers for chunks other ranks hold (ZeRO "
+                                       "stage 3): ",
+                                       area.status().message()));
     }
+    slot.data = static_cast<float*>(*area);
   }
   return absl::OkStatus();
 }
@@ -77,18 +79,27 @@ absl::StatusOr<const float*> Runtime::gather_params(size_t c) {
   const int root = owners_[c];
   const size_t bytes = store_->bytes(c);
   if (rank() == root) {
-    const float* mine = store_->params().device[c];
+    // Its home on the device, or its slot once the streamer has loaded it
+    // (released after use like every streamed chunk, release_remote).
+    const float* mine = store_->params().device.empty() ? nullptr : store_->params().device[c];
+    if (streamer_) {
+      absl::StatusOr<const float*> slot = streamer_->acquire(c);
+      if (!slot.ok()) return slot.status();
+      mine = *slot;
+    }
     const std::byte* host = reinterpret_cast<const std::byte*>(mine);
     if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
     if (!backend_->device_memory_is_host()) {
-      if (absl::Status s = backend_->copy_to_host(rank_send_.data(), mine, bytes, Stream::kDownload);
+      if (absl::Status s =
+              backend_->copy_to_host(rank_send_.data(), mine, bytes, Stream::kDownload);
           !s.ok()) {
         return s;
       }
       if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
       host = rank_send_.data();
     }
-    if (absl::Status s = comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, root));
+    if (absl::Status s =
+            comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, root));
         !s.ok()) {
       return s;
     }
@@ -101,7 +112,8 @@ absl::StatusOr<const float*> Runtime::gather_params(size_t c) {
       break;
     }
   }
-  DSINF_CHECK_MSG(slot != nullptr, "the model holds more chunks of other ranks than kRemoteSlots");
+  DSINF_CHECK_MSG(slot != nullptr,
+                  "the model holds more chunks of other ranks than remote_slots()");
   std::byte* into = backend_->device_memory_is_host() ? reinterpret_cast<std::byte*>(slot->data)
                                                       : rank_recv_.data();
   if (absl::Status s = comm::wait(spec_.comm->broadcast(into, bytes, root)); !s.ok()) return s;
@@ -125,7 +137,9 @@ absl::Status Runtime::release_remote(size_t c) {
       return backend_->synchronize(Stream::kCompute);
     }
   }
-  return absl::OkStatus();  // the owner's own chunk
+  // The owner's own chunk: at its home, or in a streamer slot.
+  if (streamer_) streamer_->release(c);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<double>> Runtime::gather_values(const std::vector<double>& mine) {
@@ -212,8 +226,8 @@ absl::Status Runtime::reduce_visit(size_t c, const void* visit) {
 absl::Status Runtime::add_part(size_t c, const std::byte* part) {
   ClassHome& grads = store_->grads();
   if (grads.tier == Tier::kHost) {
-    kernels::cpu::accumulate(reinterpret_cast<float*>(grads.host[c]), part,
-                             store_->working_dtype(), store_->numel(c));
+    kernels::cpu::accumulate(reinterpret_cast<float*>(grads.host[c]), part, store_->working_dtype(),
+                             store_->numel(c));
     return absl::OkStatus();
   }
   if (backend_->device_memory_is_host()) {

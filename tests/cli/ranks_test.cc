@@ -21,8 +21,8 @@ using json = nlohmann::json;
 
 bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
 
-#define REQUIRE_MPI()                                                       \
-  do {                                                                      \
+#define REQUIRE_MPI()                                                         \
+  do {                                                                        \
     if (!have_mpirun()) GTEST_SKIP() << "mpirun (openmpi-bin) not installed"; \
   } while (0)
 
@@ -51,9 +51,9 @@ json zero_config(json c, int stage, const std::string& offload, const std::strin
 CommandResult train(const TempDir& dir, const std::string& name, const json& config, int ranks) {
   const std::string path = dir / (name + ".json");
   write_text(path, config.dump(2));
-  const std::string command = ranks == 1 ? "train " + path + " --json"
-                                         : "launch -n " + std::to_string(ranks) + " " + path +
-                                               " --json";
+  const std::string command = ranks == 1
+                                  ? "train " + path + " --json"
+                                  : "launch -n " + std::to_string(ranks) + " " + path + " --json";
   return run_dsinf(command, dir.path());
 }
 
@@ -71,8 +71,8 @@ std::vector<std::pair<double, double>> steps_of(const CommandResult& r) {
 // The model exported (by one process) from the run's newest checkpoint.
 std::string exported(const TempDir& dir, const std::string& name) {
   const std::string out = dir / (name + "-export");
-  const CommandResult r = run_dsinf("export " + (dir / (name + ".json")) + " --out " + out,
-                                    dir.path());
+  const CommandResult r =
+      run_dsinf("export " + (dir / (name + ".json")) + " --out " + out, dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const std::string model = read_text(out + "/model.safetensors");
   EXPECT_FALSE(model.empty()) << out;
@@ -102,14 +102,14 @@ TEST(RanksCli, GptAtEveryStageMatchesOneRank) {
   };
   for (const Case& k : {Case{0, "none", 2}, Case{1, "none", 3}, Case{2, "cpu", 2},
                         Case{2, "cpu", 3}, Case{3, "none", 2}, Case{3, "none", 3},
-                        Case{3, "nvme", 2}, Case{3, "nvme", 3}}) {
+                        Case{3, "cpu", 3}, Case{3, "nvme", 2}, Case{3, "nvme", 3}}) {
     const std::string tag = "s" + std::to_string(k.stage) + k.offload + std::to_string(k.ranks);
     const std::string nvme = dir / (tag + "-swap");
     std::filesystem::create_directories(nvme);
-    const json one = zero_config(base_config(dir, dir / (tag + "-1"), 4), k.stage, k.offload,
-                                 nvme, 1);
-    const json many = zero_config(base_config(dir, dir / (tag + "-n"), 4), k.stage, k.offload,
-                                  nvme, k.ranks);
+    const json one =
+        zero_config(base_config(dir, dir / (tag + "-1"), 4), k.stage, k.offload, nvme, 1);
+    const json many =
+        zero_config(base_config(dir, dir / (tag + "-n"), 4), k.stage, k.offload, nvme, k.ranks);
     expect_same_as_one_rank(dir, tag, one, many, k.ranks);
   }
 }
@@ -136,50 +136,66 @@ TEST(RanksCli, LlamaMatchesOneRank) {
   // LoRA: the adapters (each with a device slot of its own) are partitioned,
   // the frozen base streams from NVMe on every rank.
   json lora = llama_config(dir, "", 4);
-  lora["lora"] = {{"r", 4}, {"lora_alpha", 8}, {"lora_dropout", 0.1},
-                  {"target_modules", "all-linear"}};
+  lora["lora"] = {
+      {"r", 4}, {"lora_alpha", 8}, {"lora_dropout", 0.1}, {"target_modules", "all-linear"}};
   expect_same_as_one_rank(dir, "lora", with_out(zero_config(lora, 3, "nvme", nvme, 1), "l-1"),
                           with_out(zero_config(lora, 3, "nvme", nvme, 3), "l-n"), 3);
 }
 
 // Stage 3, 3 ranks: the parameters, gradients and optimizer state are split,
-// each rank within one chunk of an even share.
+// each rank within one chunk of an even share, on the device and offloaded to
+// NVMe (where each rank's swap files hold its share too).
 TEST(RanksCli, EachRankKeepsItsShareOfTheState) {
   REQUIRE_MPI();
   TempDir dir;
-  const CommandResult one =
-      train(dir, "one", zero_config(base_config(dir, dir / "one", 2), 3, "none", "", 1), 1);
-  const CommandResult many =
-      train(dir, "many", zero_config(base_config(dir, dir / "many", 2), 3, "none", "", 3), 3);
-  ASSERT_EQ(one.exit_code, 0) << one.err;
-  ASSERT_EQ(many.exit_code, 0) << many.err;
-  const json whole = summary(one)["ranks"][0];
-  const json ranks = summary(many)["ranks"];
-  ASSERT_EQ(ranks.size(), 3u);
-  std::map<std::string, uint64_t> sums;
-  for (const json& r : ranks) {
-    const uint64_t chunk = r["largest_chunk_bytes"].get<uint64_t>();
-    for (auto [key, chunks] : {std::pair{"param_bytes", 1}, std::pair{"grad_bytes", 1},
-                               std::pair{"optimizer_bytes", 2}}) {
-      const uint64_t mine = r[key].get<uint64_t>(), all = whole[key].get<uint64_t>();
-      EXPECT_GT(mine, 0u) << key;
-      EXPECT_LE(mine, all / 3 + chunks * chunk) << key << " of rank " << r["rank"];
-      sums[key] += mine;
+  for (const std::string offload : {"none", "nvme"}) {
+    const std::string nvme = dir / (offload + "-swap");
+    std::filesystem::create_directories(nvme);
+    const std::string one_name = offload + "-one", many_name = offload + "-many";
+    const CommandResult one = train(
+        dir, one_name, zero_config(base_config(dir, dir / one_name, 2), 3, offload, nvme, 1), 1);
+    const CommandResult many = train(
+        dir, many_name, zero_config(base_config(dir, dir / many_name, 2), 3, offload, nvme, 3), 3);
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    ASSERT_EQ(many.exit_code, 0) << many.err;
+    const json whole = summary(one)["ranks"][0];
+    const json ranks = summary(many)["ranks"];
+    ASSERT_EQ(ranks.size(), 3u);
+    std::map<std::string, uint64_t> sums;
+    for (const json& r : ranks) {
+      const uint64_t chunk = r["largest_chunk_bytes"].get<uint64_t>();
+      for (auto [key, chunks] : {std::pair{"param_bytes", 1}, std::pair{"grad_bytes", 1},
+                                 std::pair{"optimizer_bytes", 2}}) {
+        const uint64_t mine = r[key].get<uint64_t>(), all = whole[key].get<uint64_t>();
+        EXPECT_GT(mine, 0u) << key;
+        EXPECT_LE(mine, all / 3 + chunks * chunk)
+            << offload << " " << key << " of rank " << r["rank"];
+        sums[key] += mine;
+      }
+      if (offload == "nvme") {
+        // Parameters, m, v (the master weights are the parameters): one chunk
+        // each over an even share, and a page for each chunk held elsewhere.
+        const uint64_t mine = r["peak_bytes"]["nvme"].get<uint64_t>();
+        const uint64_t all = whole["peak_bytes"]["nvme"].get<uint64_t>();
+        EXPECT_GT(mine, 0u);
+        EXPECT_LE(mine, all / 3 + 3 * chunk + 3 * 64 * 4096) << "nvme of rank " << r["rank"];
+      }
     }
-  }
-  // Every byte is somewhere, once.
-  for (const auto& [key, sum] : sums) EXPECT_EQ(sum, whole[key].get<uint64_t>()) << key;
-  // `plan --world-size 3` predicts each rank's classes and device bytes.
-  const CommandResult plan =
-      run_dsinf("plan " + (dir / "many.json") + " --world-size 3 --json", dir.path());
-  ASSERT_EQ(plan.exit_code, 0) << plan.err;
-  const json planned = json_lines(plan.out).back()["ranks"];
-  ASSERT_EQ(planned.size(), 3u);
-  for (size_t r = 0; r < 3; ++r) {
-    for (const char* key : {"param_bytes", "grad_bytes", "optimizer_bytes"}) {
-      EXPECT_EQ(planned[r][key], ranks[r][key]) << key << " of rank " << r;
+    // Every byte is somewhere, once.
+    for (const auto& [key, sum] : sums) EXPECT_EQ(sum, whole[key].get<uint64_t>()) << key;
+    // `plan --world-size 3` predicts each rank's classes and device bytes.
+    const CommandResult plan =
+        run_dsinf("plan " + (dir / (many_name + ".json")) + " --world-size 3 --json", dir.path());
+    ASSERT_EQ(plan.exit_code, 0) << plan.err;
+    const json planned = json_lines(plan.out).back()["ranks"];
+    ASSERT_EQ(planned.size(), 3u);
+    for (size_t r = 0; r < 3; ++r) {
+      for (const char* key : {"param_bytes", "grad_bytes", "optimizer_bytes"}) {
+        EXPECT_EQ(planned[r][key], ranks[r][key]) << offload << " " << key << " of rank " << r;
+      }
+      EXPECT_EQ(planned[r]["device_bytes"], ranks[r]["peak_bytes"]["device"])
+          << offload << " rank " << r;
     }
-    EXPECT_EQ(planned[r]["device_bytes"], ranks[r]["peak_bytes"]["device"]) << "rank " << r;
   }
 }
 
@@ -202,9 +218,9 @@ TEST(RanksCli, APartitionedCheckpointResumesAtAnotherWorldSize) {
     EXPECT_TRUE(std::filesystem::exists(out + "/ckpt-00000002.part1-of-2"));
     EXPECT_EQ(json::parse(read_text(out + "/ckpt-00000002.dsinf"))["world_size"], 2);
     const std::string name = "resumed" + std::to_string(resume_ranks);
-    const CommandResult second = train(
-        dir, name, zero_config(base_config(dir, out, 4), 3, "nvme", nvme, resume_ranks),
-        resume_ranks);
+    const CommandResult second =
+        train(dir, name, zero_config(base_config(dir, out, 4), 3, "nvme", nvme, resume_ranks),
+              resume_ranks);
     ASSERT_EQ(second.exit_code, 0) << second.err;
     auto steps = steps_of(first);
     for (const auto& s : steps_of(second)) steps.push_back(s);
@@ -220,13 +236,15 @@ TEST(RanksCli, AFailingRankStopsTheJobWithItsMessage) {
   const std::string nvme = dir / "swap";
   std::filesystem::create_directories(nvme);
   const std::string path = dir / "fault.json";
-  write_text(path,
-             zero_config(base_config(dir, dir / "fault", 4), 3, "nvme", nvme, 2).dump(2));
+  write_text(path, zero_config(base_config(dir, dir / "fault", 4), 3, "nvme", nvme, 2).dump(2));
   const std::string bin = dsinf_binary();
   const CommandResult r = run_command(
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe "
-      "--allow-run-as-root -n 1 " + bin + " train " + path + " : -n 1 env "
-      "DSINF_NVME_FAULT=eio@write:5 " + bin + " train " + path,
+      "--allow-run-as-root -n 1 " +
+          bin + " train " + path +
+          " : -n 1 env "
+          "DSINF_NVME_FAULT=eio@write:5 " +
+          bin + " train " + path,
       dir.path());
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("rank 1 of 2: "), std::string::npos) << r.err;
@@ -329,9 +347,11 @@ TEST(RanksCli, ATorchrunStyleLaunchIsRefusedSayingHowToLaunch) {
   TempDir dir;
   const std::string path = dir / "c.json";
   write_text(path, base_config(dir, dir / "out", 2).dump(2));
-  const CommandResult r = run_command("env WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 "
-                                      "MASTER_PORT=29500 " + dsinf_binary() + " train " + path,
-                                      dir.path());
+  const CommandResult r = run_command(
+      "env WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 "
+      "MASTER_PORT=29500 " +
+          dsinf_binary() + " train " + path,
+      dir.path());
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("WORLD_SIZE=2 (a torchrun-style launch)"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("dsinf launch -n N CONFIG"), std::string::npos) << r.err;

@@ -207,7 +207,7 @@ void read_offload_device(ObjectReader& r, OffloadDevice* device, std::vector<std
   r.read_bool("pin_memory", pin_memory);
 }
 
-void read_zero(ObjectReader& top, int world_size, ZeroConfig* z) {
+void read_zero(ObjectReader& top, ZeroConfig* z) {
   ObjectReader r = top.object("zero_optimization");
   r.allow_only({"stage", "offload_param", "offload_optimizer", "stage3_prefetch_bucket_size",
                 "stage3_param_persistence_threshold", "stage3_max_live_parameters",
@@ -225,12 +225,6 @@ void read_zero(ObjectReader& top, int world_size, ZeroConfig* z) {
   param.read_int("buffer_count", 1, kNoMax, &op.buffer_count);
   param.read_int("buffer_size", 1, kNoMax, &op.buffer_size);
   param.read_int("max_in_cpu", 0, kNoMax, &op.max_in_cpu);
-  if (world_size > 1 && z->stage == 3 && op.device != OffloadDevice::kNone) {
-    param.warn("device", "parameters offloaded at stage 3 are not partitioned across ranks yet: "
-                         "each rank keeps every parameter at this home, and partitions "
-                         "gradients and optimizer state as at stage 2 (without offload_param "
-                         "each rank holds its own chunks only)");
-  }
 
   ObjectReader optimizer = r.object("offload_optimizer");
   optimizer.allow_only({"device", "nvme_path", "pin_memory", "buffer_count", "fast_init", "ratio"});
@@ -348,7 +342,7 @@ void read_data(ObjectReader& top, DataConfig* d) {
   ObjectReader r = top.object("data");
   if (!r.present()) top.fail("data", "required section is missing");
   r.allow_only({"path", "eval_path", "seq_len", "format", "tokenizer", "append_eos", "truncation",
-                 "packing"});
+                "packing"});
   r.read_int("seq_len", 1, kMaxSeqLen, &d->seq_len);
   if (r.present() && !r.has("path")) r.fail("path", "required key is missing");
   r.read_string("path", /*non_empty=*/true, &d->path);
@@ -426,7 +420,8 @@ void resolve_batch(ObjectReader& top, Config* c) {
   int64_t product = 0;
   if (!has_tbs) {
     if (!has_gas) gas = 1;
-    if (__builtin_mul_overflow(mbs, gas, &product) || __builtin_mul_overflow(product, world, &tbs)) {
+    if (__builtin_mul_overflow(mbs, gas, &product) ||
+        __builtin_mul_overflow(product, world, &tbs)) {
       top.fail("train_micro_batch_size_per_gpu",
                absl::StrCat("train_micro_batch_size_per_gpu * gradient_accumulation_steps",
                             times_world, " overflows int64"));
@@ -435,8 +430,8 @@ void resolve_batch(ObjectReader& top, Config* c) {
   }
   auto divide = [&](const char* name, int64_t by, int64_t* out) {
     if (tbs % (by * world) != 0) {
-      top.fail("train_batch_size", absl::StrCat(tbs, " is not divisible by ", name, " ", by,
-                                                times_world));
+      top.fail("train_batch_size",
+               absl::StrCat(tbs, " is not divisible by ", name, " ", by, times_world));
     }
     *out = tbs / (by * world);
   };
@@ -454,7 +449,8 @@ void resolve_batch(ObjectReader& top, Config* c) {
   } else {
     gas = 1;
     if (tbs % world != 0) {
-      top.fail("train_batch_size", absl::StrCat(tbs, " is not divisible by the world size ", world));
+      top.fail("train_batch_size",
+               absl::StrCat(tbs, " is not divisible by the world size ", world));
     }
     mbs = tbs / world;
   }
@@ -591,7 +587,7 @@ absl::StatusOr<LoadedConfig> parse_config(const std::string& text, const std::st
   top.read_bool("wall_clock_breakdown", &c.wall_clock_breakdown);
   read_fp16(top, &c.fp16);
   const std::string bf16_name = read_bf16(top, &c.bf16_enabled);
-  read_zero(top, c.world_size, &c.zero);
+  read_zero(top, &c.zero);
   read_aio(top, &c.aio);
   read_monitor(top, "tensorboard", &c.tensorboard);
   read_monitor(top, "csv_monitor", &c.csv_monitor);

@@ -9,7 +9,6 @@
 
 namespace dsinf::trainer {
 
-using actors::Tier;
 using ojson = nlohmann::ordered_json;
 
 namespace {
@@ -41,12 +40,9 @@ RankBytes class_bytes(const actors::Placement& p, const std::vector<memory::Chun
 absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
                                  const actors::MemoryBudgets& budgets,
                                  const std::vector<memory::ChunkLayout>& layouts,
-                                 size_t activation_bytes, int world, int stage,
-                                 std::ostream& out) {
+                                 size_t activation_bytes, int world, int stage, std::ostream& out) {
   const std::vector<int> owners = actors::chunk_owners(layouts, world);
-  const bool partition_params = stage == 3 && placement.params == Tier::kDevice;
-  size_t largest = 0;
-  for (const memory::ChunkLayout& l : layouts) largest = std::max(largest, l.bytes());
+  const bool partition_params = stage == 3;
   out << absl::StrFormat("%d ranks, zero stage %d: what each rank holds\n", world, stage);
   ojson ranks = ojson::array();
   for (int r = 0; r < world; ++r) {
@@ -58,8 +54,7 @@ absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
       return absl::InvalidArgumentError(absl::StrCat("rank ", r, ": ", plan.status().message()));
     }
     const RankBytes b = class_bytes(placement, layouts, mine, r, owners);
-    const size_t device =
-        plan->device_bytes + (partition_params ? actors::kRemoteSlots * largest : 0);
+    const size_t device = plan->device_bytes;
     out << absl::StrFormat(
         "  rank %d: chunks %s | parameters %s, gradients %s, optimizer %s | device %s, host %s, "
         "nvme %s\n",

@@ -1,0 +1,93 @@
+// ZeRO's partition of the chunks over ranks (partition.h) and what it does to
+// a rank's memory plan: owners are contiguous and balanced, a rank holds the
+// chunks it owns, and at stage 3 the chunks of other ranks take no home on
+// any tier, only the device slots they arrive in.
+#include "actors/runtime/partition.h"
+
+#include <gtest/gtest.h>
+
+#include "actors/runtime/placement.h"
+
+namespace dsinf::actors {
+namespace {
+
+// `n` chunks of `elems` fp32 elements each (one tensor).
+std::vector<memory::ChunkLayout> chunks(size_t n, int64_t elems) {
+  std::vector<memory::ChunkLayout> out;
+  for (size_t c = 0; c < n; ++c) {
+    memory::ChunkLayout l(sizeof(float));
+    l.add("w" + std::to_string(c), {elems});
+    out.push_back(l);
+  }
+  return out;
+}
+
+TEST(Partition, OwnersAreContiguousAndBalanced) {
+  const std::vector<memory::ChunkLayout> all = chunks(7, 4096);
+  // Chunk c goes to the rank whose even share holds its midpoint, (c + 0.5) / 7.
+  EXPECT_EQ(chunk_owners(all, 2), (std::vector<int>{0, 0, 0, 1, 1, 1, 1}));
+  EXPECT_EQ(chunk_owners(all, 3), (std::vector<int>{0, 0, 1, 1, 1, 2, 2}));
+  std::vector<memory::ChunkLayout> frozen = all;
+  frozen[0].set_trainable(false);
+  EXPECT_EQ(chunk_owners(frozen, 2)[0], -1);
+}
+
+TEST(Partition, StageThreeHoldsOnlyOwnChunks) {
+  const std::vector<memory::ChunkLayout> all = chunks(4, 4096);
+  const auto mine = rank_layouts(all, 1, 2, 3, /*partition_params=*/true);
+  EXPECT_TRUE(mine[0].remote() && mine[1].remote());
+  EXPECT_FALSE(mine[2].remote() || mine[3].remote());
+  EXPECT_TRUE(mine[2].trainable() && mine[3].trainable());
+  const auto stage2 = rank_layouts(all, 1, 2, 2, /*partition_params=*/false);
+  EXPECT_FALSE(stage2[0].remote());
+  EXPECT_FALSE(stage2[0].trainable());
+}
+
+TEST(Partition, RemoteSlotsFollowTheLargestRemoteChunk) {
+  std::vector<memory::ChunkLayout> all = chunks(4, 4096);
+  all[3] = chunks(1, 3 * 4096)[0];               // the largest, owned by rank 1 of 2
+  EXPECT_EQ(remote_slots(all, true).count, 0u);  // nothing remote
+  const auto rank0 = rank_layouts(all, 0, 2, 3, true);
+  const auto rank1 = rank_layouts(all, 1, 2, 3, true);
+  EXPECT_EQ(remote_slots(rank0, false).count, kRemoteSlots);
+  EXPECT_EQ(remote_slots(rank0, true).count, 1u);
+  EXPECT_EQ(remote_slots(rank0, true).bytes, all[3].bytes());
+  EXPECT_EQ(remote_slots(rank1, true).bytes, all[0].bytes());
+  // A remote chunk with a slot of its own (an adapter) is held beside another.
+  std::vector<memory::ChunkLayout> adapters = rank0;
+  adapters[3].set_own_slot(true);
+  EXPECT_EQ(remote_slots(adapters, true).count, 2u);
+}
+
+// Streamed from NVMe at stage 3: the remote chunks cost no NVMe, host cache
+// or slot of their own, and their device slot is inside the plan (budget).
+TEST(Partition, AStageThreeRankPlansItsShareAndTheRemoteSlot) {
+  const std::vector<memory::ChunkLayout> all = chunks(6, 64 * 1024);
+  Placement p;
+  p.params = p.optimizer = Tier::kNvme;
+  p.grads = Tier::kHost;
+  p.param_buffer_count = 1;
+  MemoryBudgets budgets;
+  const absl::StatusOr<MemoryPlan> whole = plan_memory(p, budgets, all, 4096);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const auto mine = rank_layouts(all, 0, 3, 3, true);
+  const absl::StatusOr<MemoryPlan> part = plan_memory(p, budgets, mine, 4096);
+  ASSERT_TRUE(part.ok()) << part.status();
+  const size_t chunk = all[0].bytes();
+  EXPECT_EQ(whole->nvme_bytes, 6 * 3 * chunk);  // parameters (= master), m, v
+  EXPECT_EQ(part->nvme_bytes, 2 * 3 * chunk);
+  EXPECT_EQ(part->cached_chunks, 2u);  // the two it holds, not the first two
+  EXPECT_EQ(whole->remote_bytes, 0u);
+  EXPECT_EQ(part->remote_bytes, chunk);
+  EXPECT_EQ(part->device_bytes, whole->device_bytes + chunk);
+  // A budget without room for the remote slot is refused by name.
+  budgets.device_bytes = whole->device_min_bytes;
+  const absl::StatusOr<MemoryPlan> tight = plan_memory(p, budgets, mine, 4096);
+  ASSERT_FALSE(tight.ok());
+  EXPECT_NE(tight.status().message().find("slots for the chunks other ranks hold"),
+            std::string::npos)
+      << tight.status();
+}
+
+}  // namespace
+}  // namespace dsinf::actors
