@@ -237,6 +237,9 @@ while read -r t; do
 done < <(find "$root/tests" -name CMakeLists.txt -exec cat {} + | tr '\n' ' ' |
   grep -oE 'dsinf_(cli_)?test\([^)]*\)' | grep -E 'LABELS[^)]*[[:space:]]gpu([[:space:])]|$)' |
   sed -E 's/^dsinf_(cli_)?test\(([A-Za-z0-9_]+).*/\2/')
+# The NCCL communicator's test (add_test under mpiexec, not dsinf_test).
+grep -qs NcclCommunicator "$build/tests/kernels/CTestTestfile.cmake" &&
+  targets+=(kernels_nccl_comm_test)
 ((${#targets[@]} > 1)) || targets=(all)
 # The build may take what the steps after it can spare: without it they have nothing to run.
 step build $((deadline - SECONDS - 150)) cmake --build "$build" -j"$jobs" --target "${targets[@]}"
@@ -254,6 +257,8 @@ fi
 nvme_dir=/var/tmp/dsinf-gpu-check
 mkdir -p "$nvme_dir"
 step bench-tiers 90 "$bin" bench tiers --path "$nvme_dir" --json --out "$out/bench-tiers.json"
+# NCCL over device buffers, one rank (the bus bandwidth needs several GPUs).
+step bench-comm-nccl 60 "$bin" bench comm --device cuda --max-bytes 256M --json
 device=${DSINF_GPU_CHECK_DEVICE:-cuda}
 for config in ${DSINF_GPU_CHECK_CONFIGS:-gpt2-124m llama-tiny zero3-nvme llama-tiny-nvme llama-lora-nvme}; do
   step "bench-step-$config" 90 env DSINF_DEVICE="$device" "$bin" bench step \

@@ -82,6 +82,13 @@ int launcher_world_size() {
   return 1;
 }
 
+int launcher_local_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "LOCAL_RANK"}) {
+    if (const char* value = std::getenv(name)) return std::max(0, std::atoi(value));
+  }
+  return 0;
+}
+
 std::unique_ptr<Communicator> make_single_communicator() {
   return std::make_unique<SingleCommunicator>();
 }
@@ -91,10 +98,11 @@ absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator() {
     // A torchrun-style launch (several processes told their rank only by
     // RANK / WORLD_SIZE) would otherwise train N unconnected copies.
     if (const int world = launcher_world_size(); world > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "WORLD_SIZE=", world, " (a torchrun-style launch): dsinf's ranks start under MPI "
-          "('dsinf launch -n N CONFIG' or 'mpirun -n N dsinf train CONFIG'); the NCCL "
-          "bootstrap from RANK and MASTER_ADDR/MASTER_PORT is not built yet"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("WORLD_SIZE=", world,
+                       " (a torchrun-style launch): dsinf's ranks start under MPI "
+                       "('dsinf launch -n N CONFIG' or 'mpirun -n N dsinf train CONFIG'); the NCCL "
+                       "bootstrap from RANK and MASTER_ADDR/MASTER_PORT is not built yet"));
     }
     return make_single_communicator();
   }

@@ -59,10 +59,8 @@ class Communicator {
   virtual absl::StatusOr<std::unique_ptr<Request>> all_gather_bytes(const void* in, size_t bytes,
                                                                     void* out) = 0;
   // Point to point, matched in the order sent between each pair of ranks.
-  virtual absl::StatusOr<std::unique_ptr<Request>> send(const void* data, size_t bytes,
-                                                        int to) = 0;
-  virtual absl::StatusOr<std::unique_ptr<Request>> receive(void* data, size_t bytes,
-                                                           int from) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Request>> send(const void* data, size_t bytes, int to) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Request>> receive(void* data, size_t bytes, int from) = 0;
   // Ends every rank of the job with exit status `code` (the launcher reports
   // it); with one rank it returns and the caller exits.
   virtual void abort(int code) = 0;
@@ -74,6 +72,10 @@ absl::Status wait(absl::StatusOr<std::unique_ptr<Request>> request);
 // The ranks a launcher started this process among (its environment says:
 // OMPI_COMM_WORLD_SIZE, PMI_SIZE; torchrun's WORLD_SIZE), 1 without a launcher.
 int launcher_world_size();
+// This process's rank among those the launcher started on its node
+// (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, torchrun's LOCAL_RANK), 0
+// without a launcher or when it does not say.
+int launcher_local_rank();
 
 // The communicator of this process: MPI's world when the process runs under
 // an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE / PMI_SIZE), else one rank

@@ -82,7 +82,8 @@ absl::Status alloc_status(cudaError_t err, absl::string_view what) {
 }
 
 // The device current on this thread, as last set here; -1: not yet. Only this
-// file calls cudaSetDevice, so the cache stays true.
+// file calls cudaSetDevice (the NCCL communicator sets its device for a call
+// and restores the previous one), so the cache stays true.
 thread_local int t_current_device = -1;
 
 absl::Status use_device(int index) {

@@ -253,14 +253,14 @@ TEST(BenchAdam, ScalarPathRunsAndIsNamed) {
 void expect_comm_report(const json& report, int ranks) {
   EXPECT_EQ(report["ranks"], ranks);
   EXPECT_EQ(report["verified"], true);
+  EXPECT_EQ(report["device"], "cpu");
+  EXPECT_EQ(report["check"], "bit for bit");
   ASSERT_EQ(report["results"].size(), 3u * 5u);  // 4 KiB .. 64 KiB, doubling
   for (const json& r : report["results"]) {
     const std::string op = r["op"];
-    const double factor =
-        ranks == 1 ? 0.0 : (op == "all_reduce" ? 2.0 : 1.0) * (ranks - 1) / ranks;
+    const double factor = ranks == 1 ? 0.0 : (op == "all_reduce" ? 2.0 : 1.0) * (ranks - 1) / ranks;
     EXPECT_GT(r["algbw_gbps"].get<double>(), 0.0) << op;
-    EXPECT_DOUBLE_EQ(r["busbw_gbps"].get<double>(), r["algbw_gbps"].get<double>() * factor)
-        << op;
+    EXPECT_DOUBLE_EQ(r["busbw_gbps"].get<double>(), r["algbw_gbps"].get<double>() * factor) << op;
   }
 }
 
@@ -276,7 +276,8 @@ TEST(BenchComm, OneProcessAndTwoMpiRanks) {
   // Open MPI refuses root without both the flag and the two variables.
   const CommandResult two = run_command(
       "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 "
-      "--oversubscribe --allow-run-as-root " + dsinf_binary() + args,
+      "--oversubscribe --allow-run-as-root " +
+          dsinf_binary() + args,
       dir.path());
   ASSERT_EQ(two.exit_code, 0) << two.err;
   const std::vector<json> lines = json_lines(two.out);
@@ -285,7 +286,8 @@ TEST(BenchComm, OneProcessAndTwoMpiRanks) {
   // eval is one process: under the launcher it is refused, not run twice.
   const CommandResult eval = run_command(
       "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 "
-      "--oversubscribe --allow-run-as-root " + dsinf_binary() + " eval no-such.json",
+      "--oversubscribe --allow-run-as-root " +
+          dsinf_binary() + " eval no-such.json",
       dir.path());
   EXPECT_NE(eval.exit_code, 0);
   EXPECT_NE(eval.err.find("eval runs as one process"), std::string::npos) << eval.err;
@@ -294,7 +296,7 @@ TEST(BenchComm, OneProcessAndTwoMpiRanks) {
 TEST(BenchComm, BadArgumentsExitTwo) {
   TempDir dir;
   for (const char* bad : {"--max-bytes 2", "--min-bytes 1M --max-bytes 4K", "--iters 0",
-                          "--max-bytes lots", "--frobnicate"}) {
+                          "--max-bytes lots", "--frobnicate", "--device tpu"}) {
     const CommandResult r = run_dsinf(std::string(" bench comm ") + bad, dir.path());
     EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
     EXPECT_NE(r.err.find("bench comm"), std::string::npos) << r.err;

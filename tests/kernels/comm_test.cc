@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/comm/communicator.h"
+#include "tests/kernels/comm_reference.h"
 
 namespace dsinf::kernels::comm {
 namespace {
@@ -21,28 +22,6 @@ namespace {
 Communicator* world = nullptr;  // set by main()
 
 const size_t kSizes[] = {0, 1, 2, 3, 7, 1000, 1001, 65537};
-
-// Rank r's element i: magnitudes spread over decades so that the order of
-// the additions changes the bits.
-float value(int rank, size_t i) {
-  const double x = std::sin(0.37 * static_cast<double>(i) + 1.3 * rank);
-  return static_cast<float>(x * std::pow(10.0, static_cast<double>((i + rank) % 7) - 3.0));
-}
-
-std::vector<float> data_of(int rank, size_t n) {
-  std::vector<float> d(n);
-  for (size_t i = 0; i < n; ++i) d[i] = value(rank, i);
-  return d;
-}
-
-// The sum over ranks in rank order, in fp32.
-std::vector<float> rank_order_sum(size_t n, int size) {
-  std::vector<float> sum = data_of(0, n);
-  for (int r = 1; r < size; ++r) {
-    for (size_t i = 0; i < n; ++i) sum[i] += value(r, i);
-  }
-  return sum;
-}
 
 bool same_bits(const float* a, const float* b, size_t n) {
   return n == 0 || std::memcmp(a, b, n * sizeof(float)) == 0;

@@ -121,6 +121,7 @@ absl::StatusOr<RunEnvironment> read_environment() {
     env.save_pace_ms = std::atoi(pace->c_str());
   }
   env.defer_copies = get("DSINF_CPU_DEFER_COPIES") == "1";
+  env.local_rank = kernels::comm::launcher_local_rank();
   return env;
 }
 

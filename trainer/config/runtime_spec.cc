@@ -50,6 +50,16 @@ actors::DeviceRequest request_of(const DeviceConfig& device, std::string origin)
   return r;
 }
 
+// Several ranks on a node: "cuda" or "auto" without an index means the GPU of
+// the rank's place on its node (as torchrun's LOCAL_RANK does); "cuda:N" is
+// taken as written.
+actors::DeviceRequest with_local_rank(actors::DeviceRequest r, const RunEnvironment& env) {
+  if (r.kind != actors::DeviceRequest::Kind::kCpu && r.name.find(':') == std::string::npos) {
+    r.index = env.local_rank;
+  }
+  return r;
+}
+
 actors::StepSpec step_spec(const Config& config) {
   actors::StepSpec step;
   step.micro_batch = static_cast<int>(config.train_micro_batch_size_per_gpu);
@@ -92,9 +102,9 @@ absl::StatusOr<actors::DeviceRequest> device_request(const Config& config,
     if (!parsed.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("DSINF_DEVICE: ", parsed.status().message()));
     }
-    return request_of(*parsed, "DSINF_DEVICE");
+    return with_local_rank(request_of(*parsed, "DSINF_DEVICE"), env);
   }
-  return request_of(config.device, config.source_path + ": device");
+  return with_local_rank(request_of(config.device, config.source_path + ": device"), env);
 }
 
 int rank_of(const RunEnvironment& env) { return env.comm ? env.comm->rank() : 0; }
@@ -109,9 +119,8 @@ absl::Status rank_paths(const Config& config, int rank, std::vector<std::string>
   for (std::string& path : paths) {
     path = (std::filesystem::path(path) / absl::StrCat("rank", rank)).string();
     if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-      return absl::InvalidArgumentError(absl::StrCat(config.source_path, ": ", key,
-                                                     ": cannot create ", path, ": ",
-                                                     std::strerror(errno)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          config.source_path, ": ", key, ": cannot create ", path, ": ", std::strerror(errno)));
     }
   }
   return absl::OkStatus();

@@ -29,6 +29,9 @@ struct RunEnvironment {
   bool defer_copies = false;
   // The data-parallel ranks this process is one of (null: alone; not owned).
   kernels::comm::Communicator* comm = nullptr;
+  // Its rank among the ranks on its node: the CUDA device of a "cuda" or
+  // "auto" device without an index (each rank of a node its own GPU).
+  int local_rank = 0;
 };
 
 // This process's rank and the world size (0 and 1 alone).
@@ -41,7 +44,8 @@ int world_of(const RunEnvironment& env);
 actors::Placement place(const Config& config);
 
 // The device a run asks for: config.device, unless the environment overrides
-// it; kInvalidArgument for a bad override.
+// it, with "cuda" / "auto" on the GPU of env.local_rank; kInvalidArgument for
+// a bad override.
 absl::StatusOr<actors::DeviceRequest> device_request(const Config& config,
                                                      const RunEnvironment& env);
 
