@@ -5,15 +5,19 @@
 
 namespace dsinf::actors {
 
-// Chunk c goes to the rank whose share of the trainable bytes holds c's
-// midpoint: contiguous ranges, each within one chunk of total / world.
-std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, int world) {
+namespace {
+
+// Chunk c (of those with trainable() == `trainable`) goes to the rank whose
+// share of their bytes holds c's midpoint: contiguous ranges, each within one
+// chunk of total / world; -1 for the others.
+std::vector<int> balanced(const std::vector<memory::ChunkLayout>& layouts, int world,
+                          bool trainable) {
   std::vector<int> owners(layouts.size(), -1);
   long double total = 0;
-  for (const memory::ChunkLayout& l : layouts) total += l.trainable() ? l.bytes() : 0;
+  for (const memory::ChunkLayout& l : layouts) total += l.trainable() == trainable ? l.bytes() : 0;
   long double before = 0;
   for (size_t c = 0; c < layouts.size(); ++c) {
-    if (!layouts[c].trainable()) continue;
+    if (layouts[c].trainable() != trainable) continue;
     const long double bytes = layouts[c].bytes();
     const long double mid = before + bytes / 2;
     const int owner = static_cast<int>(mid * world / total);
@@ -21,6 +25,21 @@ std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, i
     before += bytes;
   }
   return owners;
+}
+
+}  // namespace
+
+std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, int world) {
+  return balanced(layouts, world, /*trainable=*/true);
+}
+
+std::vector<int> param_holders(const std::vector<memory::ChunkLayout>& layouts, int world) {
+  std::vector<int> holders = chunk_owners(layouts, world);
+  const std::vector<int> frozen = balanced(layouts, world, /*trainable=*/false);
+  for (size_t c = 0; c < holders.size(); ++c) {
+    if (holders[c] < 0) holders[c] = frozen[c];
+  }
+  return holders;
 }
 
 RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool streamed) {
@@ -40,10 +59,11 @@ std::vector<memory::ChunkLayout> rank_layouts(std::vector<memory::ChunkLayout> l
                                               int world, int stage, bool partition_params) {
   if (world <= 1 || stage < 1) return layouts;
   const std::vector<int> owners = chunk_owners(layouts, world);
+  const bool remote = partition_params && stage == 3;
+  const std::vector<int> holders = remote ? param_holders(layouts, world) : owners;
   for (size_t c = 0; c < layouts.size(); ++c) {
-    if (owners[c] < 0 || owners[c] == rank) continue;
-    layouts[c].set_trainable(false);
-    layouts[c].set_remote(partition_params && stage == 3);
+    if (owners[c] >= 0 && owners[c] != rank) layouts[c].set_trainable(false);
+    if (remote && holders[c] != rank) layouts[c].set_remote(true);
   }
   return layouts;
 }

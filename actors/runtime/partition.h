@@ -4,8 +4,9 @@
 // gradient accumulator of the chunks it owns only; the other trainable chunks
 // it holds as it holds a frozen chunk -- working parameters, no state -- and
 // it receives their new weights from their owner after each update. At
-// stage 3 it holds no copy at all (on the device, host or NVMe): the owner
-// sends a chunk's parameters each time the model uses it. At
+// stage 3 it holds no copy at all (on the device, host or NVMe), nor of the
+// frozen chunks (LoRA's base) other ranks hold: the holder sends a chunk's
+// parameters each time the model uses it. At
 // stage 0 every rank keeps everything and the owner only leads the
 // reduction. One implementation, used by the runtime, the plan and checkpoints.
 #pragma once
@@ -37,10 +38,15 @@ RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool s
 // The owner of each chunk among `world` ranks (-1 for a frozen chunk). The
 // same on every rank: a function of the layouts and the world size alone.
 std::vector<int> chunk_owners(const std::vector<memory::ChunkLayout>& layouts, int world);
+// Stage 3: the rank that holds each chunk's parameters -- its owner, and for a
+// frozen chunk (LoRA's base) a rank chosen the same way among the frozen
+// chunks alone, so each rank holds 1/N of the base too.
+std::vector<int> param_holders(const std::vector<memory::ChunkLayout>& layouts, int world);
 
 // The layouts as rank `rank` holds them: at stage >= 1 with several ranks, a
 // trainable chunk another rank owns is held frozen; with `partition_params`
-// (stage 3) it is not held at all (remote).
+// (stage 3) a chunk another rank holds (param_holders) is not held at all
+// (remote), frozen chunks included.
 std::vector<memory::ChunkLayout> rank_layouts(std::vector<memory::ChunkLayout> layouts, int rank,
                                               int world, int stage, bool partition_params);
 

@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "actors/nvme_swap.h"
 #include "actors/optimizer.h"
-#include "actors/runtime/partition.h"
 #include "actors/runtime/backend_choice.h"
+#include "actors/runtime/partition.h"
 #include "actors/runtime/tier_copy.h"
 #include "actors/trainer.h"
 #include "kernels/cpu/adam.h"
@@ -37,7 +37,8 @@ absl::Status Runtime::start(const ModelDef& model) {
     for (memory::ChunkLayout& layout : all) layout.set_trainable(false);
   }
   // With several ranks at stage >= 1, the chunks other ranks own are held frozen.
-  // At stage 3 those chunks are not held at all.
+  // At stage 3 those chunks, and the frozen chunks other ranks hold, are not
+  // held at all.
   std::vector<memory::ChunkLayout> layouts =
       rank_layouts(all, rank(), ranks(), spec_.zero_stage, partitions_params());
   const int micro_batch = spec_.step.micro_batch;
@@ -165,8 +166,8 @@ absl::Status Runtime::read_working(size_t c, float* dst) {
   const size_t n = store_->numel(c);
   std::memset(dst, 0, store_->bytes(c));
   if (params.tier == Tier::kDevice) {
-    absl::StatusOr<float*> p = host_view(*backend_, params, c, store_->bytes(c),
-                                         reinterpret_cast<std::byte*>(dst));
+    absl::StatusOr<float*> p =
+        host_view(*backend_, params, c, store_->bytes(c), reinterpret_cast<std::byte*>(dst));
     if (!p.ok()) return p.status();
     if (*p != dst) std::memcpy(dst, *p, store_->bytes(c));
     return absl::OkStatus();
@@ -325,9 +326,9 @@ absl::Status Runtime::accumulate_grads(size_t c, const float* visit) {
   // accumulator lives, so every placement adds the same values.
   const void* add = visit;
   if (store_->reduced()) {
-    if (absl::Status s = backend_->convert(visit, kernels::DType::kF32, store_->visit_area(),
-                                           store_->working_dtype(), store_->numel(c),
-                                           Stream::kCompute);
+    if (absl::Status s =
+            backend_->convert(visit, kernels::DType::kF32, store_->visit_area(),
+                              store_->working_dtype(), store_->numel(c), Stream::kCompute);
         !s.ok()) {
       return s;
     }
@@ -374,8 +375,8 @@ absl::Status Runtime::add_visit(size_t c, const void* add) {
     // The download waits for the compute stream's work on the visit.
     backend_->stream_wait(Stream::kDownload, backend_->record(Stream::kCompute));
     std::byte* staged = store_->visit_staging();
-    if (absl::Status s = backend_->copy_to_host(staged, add, n * kernels::dtype_bytes(type),
-                                                Stream::kDownload);
+    if (absl::Status s =
+            backend_->copy_to_host(staged, add, n * kernels::dtype_bytes(type), Stream::kDownload);
         !s.ok()) {
       return s;
     }

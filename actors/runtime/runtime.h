@@ -167,12 +167,13 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // new weights to every rank.
   absl::Status share_grads();
   absl::Status share_params();
-  // Stage 3: each rank holds the chunks it owns only (at their home: the
-  // device, or offloaded to its host or NVMe), and a chunk's parameters go
-  // from its owner (its home or, offloaded, its streamer slot) to every rank
-  // each time the model acquires it (into one of the remote slots).
+  // Stage 3: each rank holds the chunks it owns, and its share of the frozen
+  // ones, only (param_holders; at their home: the device, or offloaded to its
+  // host or NVMe), and a chunk's parameters go from its holder (its home or,
+  // offloaded, its streamer slot) to every rank each time the model acquires
+  // it (into one of the remote slots).
   bool partitions_params() const { return ranks() > 1 && spec_.zero_stage == 3 && spec_.training; }
-  bool partitioned(size_t c) const { return partitions_params() && owners_[c] >= 0; }
+  bool partitioned(size_t c) const { return !holders_.empty() && holders_[c] >= 0; }
   absl::StatusOr<const float*> gather_params(size_t c);
   absl::Status release_remote(size_t c);
   // Chunk c of an fp32 home from rank `root` to every rank.
@@ -206,6 +207,7 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // each gets a micro-batch (and has had in this one), this rank's earlier
   // visits of a multi-visit chunk, and host staging for the exchanges.
   std::vector<int> owners_;
+  std::vector<int> holders_;  // stage 3: each chunk's param_holders() (else empty)
   std::vector<bool> model_trainable_;
   std::vector<int> visits_expected_, visits_seen_;
   std::vector<memory::AlignedBuffer> held_visits_;

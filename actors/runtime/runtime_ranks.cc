@@ -58,6 +58,7 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
     rank_device_ = *area;
   }
   // The same slots the memory plan counted (within the device budget).
+  if (partitions_params()) holders_ = param_holders(all, ranks());
   const RemoteSlots remote =
       remote_slots(store_->layouts(), spec_.placement.params != Tier::kDevice);
   remote_slots_.resize(remote.count);
@@ -76,7 +77,7 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
 }
 
 absl::StatusOr<const float*> Runtime::gather_params(size_t c) {
-  const int root = owners_[c];
+  const int root = holders_[c];
   const size_t bytes = store_->bytes(c);
   if (rank() == root) {
     // Its home on the device, or its slot once the streamer has loaded it

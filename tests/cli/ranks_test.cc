@@ -199,6 +199,43 @@ TEST(RanksCli, EachRankKeepsItsShareOfTheState) {
   }
 }
 
+// LoRA at stage 3 with the base on NVMe: each rank holds and swaps its
+// share of the frozen base too (the holder broadcasts a base chunk when it is
+// used), and trains exactly as one process.
+TEST(RanksCli, EachRankHoldsItsShareOfALoraBase) {
+  REQUIRE_MPI();
+  TempDir dir;
+  const std::string nvme = dir / "swap";
+  std::filesystem::create_directories(nvme);
+  json lora = llama_config(dir, "", 2);
+  lora["lora"] = {{"r", 4}, {"lora_alpha", 8}, {"target_modules", "all-linear"}};
+  auto at = [&](int ranks, const std::string& out) {
+    json c = zero_config(lora, 3, "nvme", nvme, ranks);
+    c["train"]["output_dir"] = dir / out;
+    return c;
+  };
+  const CommandResult one = train(dir, "one", at(1, "one"), 1);
+  const CommandResult two = train(dir, "two", at(2, "two"), 2);
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  ASSERT_FALSE(steps_of(one).empty());
+  EXPECT_EQ(steps_of(one), steps_of(two));
+  const json whole = summary(one)["ranks"][0];
+  const json ranks = summary(two)["ranks"];
+  ASSERT_EQ(ranks.size(), 2u);
+  uint64_t params = 0;
+  for (const json& r : ranks) {
+    const uint64_t chunk = r["largest_chunk_bytes"].get<uint64_t>();
+    const uint64_t mine = r["param_bytes"].get<uint64_t>();
+    EXPECT_LE(mine, whole["param_bytes"].get<uint64_t>() / 2 + chunk) << "rank " << r["rank"];
+    EXPECT_LE(r["peak_bytes"]["nvme"].get<uint64_t>(),
+              whole["peak_bytes"]["nvme"].get<uint64_t>() / 2 + 2 * chunk + 64 * 4096)
+        << "rank " << r["rank"];
+    params += mine;
+  }
+  EXPECT_EQ(params, whole["param_bytes"].get<uint64_t>());
+}
+
 // Saved by 2 ranks, resumed by 3 and by 1: the uninterrupted run's steps and weights.
 TEST(RanksCli, APartitionedCheckpointResumesAtAnotherWorldSize) {
   REQUIRE_MPI();

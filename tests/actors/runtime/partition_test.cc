@@ -43,6 +43,20 @@ TEST(Partition, StageThreeHoldsOnlyOwnChunks) {
   EXPECT_FALSE(stage2[0].trainable());
 }
 
+// LoRA's base: the frozen chunks are spread over the ranks by their own
+// bytes, the adapters by theirs; only stage 3 leaves them remote.
+TEST(Partition, FrozenChunksAreHeldByOneRankEachAtStageThree) {
+  std::vector<memory::ChunkLayout> all = chunks(6, 4096);
+  for (size_t c : {0, 1, 2, 3}) all[c].set_trainable(false);
+  EXPECT_EQ(param_holders(all, 2), (std::vector<int>{0, 0, 1, 1, 0, 1}));
+  EXPECT_EQ(chunk_owners(all, 2), (std::vector<int>{-1, -1, -1, -1, 0, 1}));
+  const auto rank1 = rank_layouts(all, 1, 2, 3, true);
+  for (size_t c = 0; c < 6; ++c) EXPECT_EQ(rank1[c].remote(), c == 0 || c == 1 || c == 4) << c;
+  EXPECT_FALSE(rank1[4].trainable());
+  EXPECT_TRUE(rank1[5].trainable());
+  for (const auto& l : rank_layouts(all, 1, 2, 2, false)) EXPECT_FALSE(l.remote());
+}
+
 TEST(Partition, RemoteSlotsFollowTheLargestRemoteChunk) {
   std::vector<memory::ChunkLayout> all = chunks(4, 4096);
   all[3] = chunks(1, 3 * 4096)[0];               // the largest, owned by rank 1 of 2
