@@ -307,15 +307,20 @@ absl::Status Runtime::skip_update() {
 
 // ---- ChunkSource: forward and backward ----
 
+// Stage 3 with several ranks: another rank's chunk comes from its holder into
+// a remote slot; a chunk this rank holds goes to the others once it is here.
 absl::StatusOr<const float*> Runtime::acquire_params(size_t c) {
   if (absl::Status s = gates_->wait_updated(c); !s.ok()) return s;
-  if (partitioned(c)) return gather_params(c);
-  if (!streamer_) return store_->params().device[c];
-  return streamer_->acquire(c);
+  if (remote(c)) return receive_params(c);
+  absl::StatusOr<const float*> mine =
+      streamer_ ? streamer_->acquire(c) : absl::StatusOr<const float*>(store_->params().device[c]);
+  if (!mine.ok() || !partitions_params()) return mine;
+  if (absl::Status s = send_params(c, *mine); !s.ok()) return s;
+  return mine;
 }
 
 absl::Status Runtime::release_params(size_t c) {
-  if (partitioned(c)) return release_remote(c);
+  if (remote(c)) return release_remote(c);
   if (streamer_) streamer_->release(c);
   return absl::OkStatus();
 }
@@ -389,7 +394,7 @@ absl::Status Runtime::add_visit(size_t c, const void* add) {
 }
 
 absl::Status Runtime::write_params(size_t c, const float* host) {
-  if (store_->layouts()[c].remote()) return absl::OkStatus();  // its owner keeps it
+  if (remote(c)) return absl::OkStatus();  // its holder keeps it
   // Staged copy: an NVMe home needs an aligned, page-padded source (the
   // parameter staging holds the working dtype: fp32 only without bf16/fp16).
   std::byte* staged = store_->reduced() ? nullptr : store_->param_staging();
@@ -407,7 +412,7 @@ absl::Status Runtime::write_params(size_t c, const float* host) {
 }
 
 absl::Status Runtime::read_chunk(size_t c, bool gradients, float* host) {
-  DSINF_CHECK_MSG(!store_->layouts()[c].remote(), "a read of a chunk another rank holds");
+  DSINF_CHECK_MSG(!remote(c), "a read of a chunk another rank holds");
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;
   if (gradients && !store_->trainable(c)) {
     std::memset(host, 0, store_->numel(c) * sizeof(float));
@@ -436,7 +441,7 @@ absl::Status Runtime::read_class(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status Runtime::read_home(int cls, size_t c, std::byte* host) {
-  DSINF_CHECK_MSG(!store_->layouts()[c].remote(), "a read of a chunk another rank holds");
+  DSINF_CHECK_MSG(!remote(c), "a read of a chunk another rank holds");
   const ClassHome& home = home_of(cls, c);
   if (&home == &store_->params() && !store_->master_is_params()) {
     return read_working(c, reinterpret_cast<float*>(host));
@@ -454,7 +459,7 @@ absl::Status Runtime::read_home(int cls, size_t c, std::byte* host) {
 }
 
 absl::Status Runtime::write_class(int cls, size_t c, const std::byte* host) {
-  if (store_->layouts()[c].remote()) return absl::OkStatus();  // its owner keeps it
+  if (remote(c)) return absl::OkStatus();  // its holder keeps it
   // Nothing read ahead may race the rewrite.
   if (optimizer_) command(cancel_atom::value);
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;

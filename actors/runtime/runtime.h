@@ -173,8 +173,12 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // offloaded, its streamer slot) to every rank each time the model acquires
   // it (into one of the remote slots).
   bool partitions_params() const { return ranks() > 1 && spec_.zero_stage == 3 && spec_.training; }
-  bool partitioned(size_t c) const { return !holders_.empty() && holders_[c] >= 0; }
-  absl::StatusOr<const float*> gather_params(size_t c);
+  // Chunk c is another rank's (stage 3: its layout says so).
+  bool remote(size_t c) const { return store_->layouts()[c].remote(); }
+  // The holder's chunk c (device memory, `mine`) to every rank; another
+  // rank's into a remote slot, given back by release_remote.
+  absl::Status send_params(size_t c, const float* mine);
+  absl::StatusOr<const float*> receive_params(size_t c);
   absl::Status release_remote(size_t c);
   // Chunk c of an fp32 home from rank `root` to every rank.
   absl::Status broadcast_home(ClassHome& home, size_t c, int root);

@@ -57,8 +57,8 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
     if (!area.ok()) return area.status();
     rank_device_ = *area;
   }
-  // The same slots the memory plan counted (within the device budget).
   if (partitions_params()) holders_ = param_holders(all, ranks());
+  // The same slots the memory plan counted (within the device budget).
   const RemoteSlots remote =
       remote_slots(store_->layouts(), spec_.placement.params != Tier::kDevice);
   remote_slots_.resize(remote.count);
@@ -76,36 +76,24 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
   return absl::OkStatus();
 }
 
-absl::StatusOr<const float*> Runtime::gather_params(size_t c) {
-  const int root = holders_[c];
+absl::Status Runtime::send_params(size_t c, const float* mine) {
   const size_t bytes = store_->bytes(c);
-  if (rank() == root) {
-    // Its home on the device, or its slot once the streamer has loaded it
-    // (released after use like every streamed chunk, release_remote).
-    const float* mine = store_->params().device.empty() ? nullptr : store_->params().device[c];
-    if (streamer_) {
-      absl::StatusOr<const float*> slot = streamer_->acquire(c);
-      if (!slot.ok()) return slot.status();
-      mine = *slot;
-    }
-    const std::byte* host = reinterpret_cast<const std::byte*>(mine);
-    if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
-    if (!backend_->device_memory_is_host()) {
-      if (absl::Status s =
-              backend_->copy_to_host(rank_send_.data(), mine, bytes, Stream::kDownload);
-          !s.ok()) {
-        return s;
-      }
-      if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
-      host = rank_send_.data();
-    }
-    if (absl::Status s =
-            comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, root));
+  const std::byte* host = reinterpret_cast<const std::byte*>(mine);
+  if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+  if (!backend_->device_memory_is_host()) {
+    if (absl::Status s = backend_->copy_to_host(rank_send_.data(), mine, bytes, Stream::kDownload);
         !s.ok()) {
       return s;
     }
-    return mine;
+    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+    host = rank_send_.data();
   }
+  return comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, rank()));
+}
+
+absl::StatusOr<const float*> Runtime::receive_params(size_t c) {
+  const int root = holders_[c];
+  const size_t bytes = store_->bytes(c);
   RemoteSlot* slot = nullptr;
   for (RemoteSlot& s : remote_slots_) {
     if (s.chunk < 0) {
@@ -138,8 +126,6 @@ absl::Status Runtime::release_remote(size_t c) {
       return backend_->synchronize(Stream::kCompute);
     }
   }
-  // The owner's own chunk: at its home, or in a streamer slot.
-  if (streamer_) streamer_->release(c);
   return absl::OkStatus();
 }
 
@@ -306,7 +292,7 @@ absl::Status Runtime::share_params() {
 Runtime::StateBytes Runtime::state_bytes() const {
   StateBytes out;
   for (size_t c = 0; c < store_->chunks(); ++c) {
-    if (!store_->layouts()[c].remote()) out.params += store_->working_bytes(c);
+    if (!remote(c)) out.params += store_->working_bytes(c);
     out.largest_chunk = std::max(out.largest_chunk, store_->bytes(c));
     if (!store_->trainable(c) || !spec_.training) continue;
     out.grads += store_->bytes(c);
