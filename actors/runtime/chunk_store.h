@@ -98,6 +98,8 @@ class ChunkStore {
   ShardSetup shard_setup() const;
 
   memory::HostPool* pool() const { return pool_.get(); }
+  // A block of the host pool, for staging the plan counted (the ranks' exchanges).
+  absl::StatusOr<std::byte*> host_block(size_t bytes);
   nvme::IoEngine* engine() const { return engine_.get(); }
   // Bytes held in the swap stores.
   size_t nvme_bytes() const;
@@ -116,7 +118,6 @@ class ChunkStore {
   absl::StatusOr<ClassHome> make_home(Tier tier, nvme::SwapStore* swap, uint32_t first_id,
                                       bool all_chunks);
   absl::Status reserve_slots(const MemoryPlan& plan);
-  absl::StatusOr<std::byte*> host_block(size_t bytes);
   size_t largest_bytes() const;
   size_t largest_working_bytes() const;
   absl::StatusOr<void*> device_block(size_t bytes);

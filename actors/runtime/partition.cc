@@ -55,6 +55,28 @@ RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool s
   return slots;
 }
 
+ExchangeStaging exchange_staging(const std::vector<memory::ChunkLayout>& all,
+                                 const std::vector<int>& visits, int world, bool training,
+                                 const ExchangeSpec& spec) {
+  ExchangeStaging s;
+  if (world <= 1 || !training) return s;
+  int most_visits = 1;
+  size_t trainable = 0;
+  for (size_t c = 0; c < all.size(); ++c) {
+    s.buffer_bytes = std::max(s.buffer_bytes, all[c].bytes());
+    if (!all[c].trainable()) continue;
+    ++trainable;
+    most_visits = std::max(most_visits, visits[c]);
+  }
+  s.fixed = 2 + static_cast<size_t>(most_visits - 1);
+  if (!spec.overlap || trainable == 0) return s;
+  const size_t ranks = static_cast<size_t>(world);
+  const size_t buffer_elements = s.buffer_bytes / sizeof(float);
+  const size_t bucket = static_cast<size_t>(std::max<int64_t>(spec.bucket_elements, 0));
+  s.in_flight = std::clamp(bucket / buffer_elements, ranks, ranks * trainable);
+  return s;
+}
+
 std::vector<memory::ChunkLayout> rank_layouts(std::vector<memory::ChunkLayout> layouts, int rank,
                                               int world, int stage, bool partition_params) {
   if (world <= 1 || stage < 1) return layouts;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "memory/chunk_layout.h"
@@ -34,6 +35,34 @@ struct RemoteSlots {
 // trains with one shared slot), beside chunks with one (LoRA's adapters): one
 // slot, and a second when a chunk with a slot of its own is another rank's.
 RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool streamed);
+
+// How a rank's gradient visits reach their owners (zero_optimization's
+// overlap_comm and reduce_bucket_size): without overlap the model thread sends
+// each visit, or receives and adds the others', before it goes on; with it
+// the visits go while the backward computes the next layers, up to the
+// bucket's elements in flight, and the owner adds them in rank order as they
+// complete (runtime_ranks.cc).
+struct ExchangeSpec {
+  bool overlap = false;
+  int64_t bucket_elements = 500000000;
+};
+
+// The host staging of a rank's exchanges, from the host pool: buffers of the
+// largest chunk (fp32), for what it sends and receives, the earlier visits of
+// a chunk visited several times a micro-batch (a tied embedding), and with
+// overlap_comm the visits in flight -- as many as the bucket holds, at least
+// one owner's (a buffer per rank), at most every chunk's.
+struct ExchangeStaging {
+  size_t buffer_bytes = 0;
+  size_t fixed = 0;      // send, receive and held visits
+  size_t in_flight = 0;  // overlap_comm
+  size_t bytes() const { return buffer_bytes * (fixed + in_flight); }
+};
+// `all`: the model's layouts; `visits`: each chunk's gradient visits a
+// micro-batch (ModelDef::grad_visits). Nothing with one rank or no training.
+ExchangeStaging exchange_staging(const std::vector<memory::ChunkLayout>& all,
+                                 const std::vector<int>& visits, int world, bool training,
+                                 const ExchangeSpec& spec);
 
 // The owner of each chunk among `world` ranks (-1 for a frozen chunk). The
 // same on every rank: a function of the layouts and the world size alone.

@@ -221,11 +221,14 @@ const char* Placement::pin_memory_key() const {
 
 absl::StatusOr<MemoryPlan> plan_memory(const Placement& p, const MemoryBudgets& budgets,
                                        const std::vector<memory::ChunkLayout>& layouts,
-                                       size_t activation_bytes) {
+                                       size_t activation_bytes, size_t exchange_bytes) {
   const ChunkBytes b = chunk_bytes(p, layouts);
   MemoryPlan plan;
   plan.activation_bytes = activation_bytes;
   place_classes(p, b, plan);
+  plan.exchange_bytes = exchange_bytes;
+  plan.host_staging_bytes += exchange_bytes;
+  plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
   if (absl::Status s = plan_device(p, budgets.device_bytes, layouts, plan); !s.ok()) return s;
   // Parameter chunks read from NVMe: one staging buffer per shared device slot
   // (reads in flight ahead of the model), one per chunk with a slot of its own,

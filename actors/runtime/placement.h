@@ -81,7 +81,8 @@ struct MemoryBudgets {
 };
 
 // Bytes per tier for a model of `layouts` trained in micro-batches whose
-// activations take `activation_bytes` on the device.
+// activations take `activation_bytes` on the device, by a rank whose
+// exchanges with the others stage `exchange_bytes` on the host.
 struct MemoryPlan {
   size_t activation_bytes = 0;  // device: activations and the gradient visit buffer
   // device, with bf16/fp16 working weights: two areas of the largest chunk in
@@ -105,6 +106,9 @@ struct MemoryPlan {
   size_t host_class_bytes = 0;    // host: chunk classes whose home is the host
   size_t host_staging_bytes = 0;  // host: staging buffers for NVMe and gradients
   size_t host_cache_bytes = 0;    // host: parameter chunks on NVMe also kept on the host
+  // host, several ranks: the exchanges' staging (exchange_staging, partition.h),
+  // part of host_staging_bytes.
+  size_t exchange_bytes = 0;
   size_t cached_chunks = 0;       // ... the first this many chunks it holds (max_in_cpu)
   size_t host_bytes = 0;          // the host pool: classes + staging + cache
   // Optimizer state on NVMe: chunks staged at once (read ahead, computing,
@@ -121,6 +125,6 @@ struct MemoryPlan {
 // when it cannot hold one shared slot.
 absl::StatusOr<MemoryPlan> plan_memory(const Placement& placement, const MemoryBudgets& budgets,
                                        const std::vector<memory::ChunkLayout>& layouts,
-                                       size_t activation_bytes);
+                                       size_t activation_bytes, size_t exchange_bytes = 0);
 
 }  // namespace dsinf::actors

@@ -42,8 +42,12 @@ absl::Status Runtime::start(const ModelDef& model) {
   std::vector<memory::ChunkLayout> layouts =
       rank_layouts(all, rank(), ranks(), spec_.zero_stage, partitions_params());
   const int micro_batch = spec_.step.micro_batch;
+  std::vector<int> visits(all.size());
+  for (size_t c = 0; c < all.size(); ++c) visits[c] = model.grad_visits(c);
+  exchange_ = exchange_staging(all, visits, ranks(), spec_.training, spec_.exchange);
   absl::StatusOr<MemoryPlan> plan =
-      plan_memory(spec_.placement, spec_.budgets, layouts, model.activation_bytes(micro_batch));
+      plan_memory(spec_.placement, spec_.budgets, layouts, model.activation_bytes(micro_batch),
+                  exchange_.bytes());
   if (!plan.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(spec_.source, ": ", plan.status().message()));
   }
@@ -133,6 +137,7 @@ Runtime::~Runtime() {
   stop(optimizer_);
   streamer_.reset();  // no read in flight into the slots or staging after this
   stop(swap_);
+  overlapped_.reset();  // its buffers are the host pool's
   store_.reset();
   if (rank_device_ != nullptr) backend_->release(rank_device_);
   for (RemoteSlot& slot : remote_slots_) backend_->release(slot.data);
@@ -259,6 +264,12 @@ void Runtime::last_micro_batch() {
 }
 
 absl::StatusOr<double> Runtime::grad_norm() {
+  // overlap_comm: the last visits' reductions complete (their owners add them).
+  if (overlapped_) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (absl::Status s = overlapped_->drain(); !s.ok()) return s;
+    exchange_ns_ += (std::chrono::steady_clock::now() - t0).count();
+  }
   if (absl::Status s = gates_->wait_idle(); !s.ok()) return s;
   if (ranks() > 1 && spec_.zero_stage == 0) {
     if (absl::Status s = share_grads(); !s.ok()) return s;
@@ -339,7 +350,12 @@ absl::Status Runtime::accumulate_grads(size_t c, const float* visit) {
     }
     add = store_->visit_area();
   }
-  if (ranks() > 1) return reduce_visit(c, add);
+  if (ranks() > 1) {
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::Status s = reduce_visit(c, add);
+    exchange_ns_ += (std::chrono::steady_clock::now() - t0).count();
+    return s;
+  }
   if (absl::Status s = start_accumulator(c); !s.ok()) return s;
   return add_visit(c, add);
 }

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -35,6 +36,8 @@
 #include "actors/runtime/chunk_store.h"
 #include "actors/runtime/loss_scaler.h"
 #include "actors/runtime/model.h"
+#include "actors/runtime/overlapped_reduce.h"
+#include "actors/runtime/partition.h"
 #include "actors/runtime/placement.h"
 #include "actors/runtime/spec.h"
 #include "actors/system.h"
@@ -130,6 +133,9 @@ class Runtime final : public ChunkSource, public CheckpointState {
   };
   StateBytes state_bytes() const;
   double snapshot_wait_s() const { return gates_->snapshot_wait_s(); }
+  // Several ranks: seconds the model thread spent on the gradient exchange
+  // (copying visits out, sending, waiting for and adding the other ranks').
+  double exchange_s() const { return static_cast<double>(exchange_ns_) * 1e-9; }
   size_t host_peak_bytes() const;
   size_t host_in_use_bytes() const;
   size_t nvme_bytes() const { return store_->nvme_bytes(); }
@@ -161,7 +167,14 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // Several ranks: the ranks' visits of chunk c, reduced at its owner in the
   // order one rank adds them (runtime_ranks.cc).
   absl::Status start_ranks(const ModelDef& model, const std::vector<memory::ChunkLayout>& all);
+  absl::Status reserve_exchange();
   absl::Status reduce_visit(size_t c, const void* visit);
+  // This rank's visit (device memory) in host memory: itself on the CPU
+  // backend, else downloaded into `staging`.
+  absl::StatusOr<const std::byte*> host_visit(const void* visit, size_t bytes,
+                                              std::byte* staging);
+  // The owner's parts of chunk c, one per rank in rank order, into its accumulator.
+  absl::Status add_parts(size_t c, const std::vector<const std::byte*>& parts);
   absl::Status add_part(size_t c, const std::byte* part);
   // Stage 0: the owners' accumulators to every rank. Stage >= 1: the owners'
   // new weights to every rank.
@@ -214,8 +227,13 @@ class Runtime final : public ChunkSource, public CheckpointState {
   std::vector<int> holders_;  // stage 3: each chunk's param_holders() (else empty)
   std::vector<bool> model_trainable_;
   std::vector<int> visits_expected_, visits_seen_;
-  std::vector<memory::AlignedBuffer> held_visits_;
-  memory::AlignedBuffer rank_send_, rank_recv_;
+  std::vector<std::byte*> held_visits_;
+  // The exchange's host staging (exchange_staging, from the host pool).
+  ExchangeStaging exchange_;
+  std::byte* rank_send_ = nullptr;
+  std::byte* rank_recv_ = nullptr;
+  std::unique_ptr<OverlappedReduce> overlapped_;  // overlap_comm
+  int64_t exchange_ns_ = 0;
   void* rank_device_ = nullptr;  // a device area for a received part (GPU accumulators)
   struct RemoteSlot {
     float* data = nullptr;  // device, the largest chunk

@@ -8,7 +8,8 @@
 // (the loop slices them so), and the chunk's owner adds, for each of its
 // micro-batch rounds, rank 0's visits, then rank 1's...: the same additions
 // in the same order. A chunk visited several times a micro-batch (a tied
-// embedding) is reduced at its last visit, each rank's visits together.
+// embedding) is reduced at its last visit, each rank's visits together. With
+// overlap_comm the same additions happen later (overlapped_reduce.h).
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -31,27 +32,13 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
   if (ranks() == 1 || !spec_.training) return absl::OkStatus();
   visits_expected_.assign(all.size(), 1);
   visits_seen_.assign(all.size(), 0);
-  size_t largest = 0, held = 0;
-  int most_visits = 1;
+  size_t largest = 0;
   for (size_t c = 0; c < all.size(); ++c) {
     largest = std::max(largest, all[c].bytes());
     visits_expected_[c] = model.grad_visits(c);
     DSINF_CHECK(visits_expected_[c] >= 1);
-    if (visits_expected_[c] > 1 && all[c].trainable()) {
-      held = std::max(held, all[c].bytes());
-      most_visits = std::max(most_visits, visits_expected_[c]);
-    }
   }
-  for (memory::AlignedBuffer* buffer : {&rank_send_, &rank_recv_}) {
-    absl::StatusOr<memory::AlignedBuffer> b = memory::AlignedBuffer::allocate(largest);
-    if (!b.ok()) return b.status();
-    *buffer = *std::move(b);
-  }
-  for (int j = 0; j + 1 < most_visits; ++j) {
-    absl::StatusOr<memory::AlignedBuffer> b = memory::AlignedBuffer::allocate(held);
-    if (!b.ok()) return b.status();
-    held_visits_.push_back(*std::move(b));
-  }
+  if (absl::Status s = reserve_exchange(); !s.ok()) return s;
   if (!backend_->device_memory_is_host() && store_->grads().tier == Tier::kDevice) {
     absl::StatusOr<void*> area = backend_->allocate(largest);
     if (!area.ok()) return area.status();
@@ -76,17 +63,35 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
   return absl::OkStatus();
 }
 
+// The buffers exchange_staging() counted in the plan, from the host pool.
+absl::Status Runtime::reserve_exchange() {
+  std::vector<std::byte*> buffers;
+  for (size_t i = 0; i < exchange_.fixed + exchange_.in_flight; ++i) {
+    absl::StatusOr<std::byte*> b = store_->host_block(exchange_.buffer_bytes);
+    if (!b.ok()) return b.status();
+    buffers.push_back(*b);
+  }
+  rank_send_ = buffers[0];
+  rank_recv_ = buffers[1];
+  held_visits_.assign(buffers.begin() + 2, buffers.begin() + exchange_.fixed);
+  if (exchange_.in_flight == 0) return absl::OkStatus();
+  overlapped_ = std::make_unique<OverlappedReduce>(
+      spec_.comm, std::vector<std::byte*>(buffers.begin() + exchange_.fixed, buffers.end()),
+      [this](size_t c, const std::vector<const std::byte*>& parts) { return add_parts(c, parts); });
+  return absl::OkStatus();
+}
+
 absl::Status Runtime::send_params(size_t c, const float* mine) {
   const size_t bytes = store_->bytes(c);
   const std::byte* host = reinterpret_cast<const std::byte*>(mine);
   if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
   if (!backend_->device_memory_is_host()) {
-    if (absl::Status s = backend_->copy_to_host(rank_send_.data(), mine, bytes, Stream::kDownload);
+    if (absl::Status s = backend_->copy_to_host(rank_send_, mine, bytes, Stream::kDownload);
         !s.ok()) {
       return s;
     }
     if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
-    host = rank_send_.data();
+    host = rank_send_;
   }
   return comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, rank()));
 }
@@ -104,7 +109,7 @@ absl::StatusOr<const float*> Runtime::receive_params(size_t c) {
   DSINF_CHECK_MSG(slot != nullptr,
                   "the model holds more chunks of other ranks than remote_slots()");
   std::byte* into = backend_->device_memory_is_host() ? reinterpret_cast<std::byte*>(slot->data)
-                                                      : rank_recv_.data();
+                                                      : rank_recv_;
   if (absl::Status s = comm::wait(spec_.comm->broadcast(into, bytes, root)); !s.ok()) return s;
   if (!backend_->device_memory_is_host()) {
     if (absl::Status s = backend_->copy_to_device(slot->data, into, bytes, Stream::kCompute);
@@ -160,29 +165,46 @@ void Runtime::end_micro_batch() {
   }
 }
 
-absl::Status Runtime::reduce_visit(size_t c, const void* visit) {
-  const size_t bytes = store_->numel(c) * kernels::dtype_bytes(store_->working_dtype());
-  // This rank's visit in host memory.
-  const std::byte* mine = static_cast<const std::byte*>(visit);
+absl::StatusOr<const std::byte*> Runtime::host_visit(const void* visit, size_t bytes,
+                                                     std::byte* staging) {
   if (backend_->device_memory_is_host()) {
     if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
-  } else {
-    backend_->stream_wait(Stream::kDownload, backend_->record(Stream::kCompute));
-    if (absl::Status s = backend_->copy_to_host(rank_send_.data(), visit, bytes, Stream::kDownload);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
-    mine = rank_send_.data();
+    return static_cast<const std::byte*>(visit);
   }
-  const int j = visits_seen_[c]++;
+  backend_->stream_wait(Stream::kDownload, backend_->record(Stream::kCompute));
+  if (absl::Status s = backend_->copy_to_host(staging, visit, bytes, Stream::kDownload); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+  return staging;
+}
+
+absl::Status Runtime::reduce_visit(size_t c, const void* visit) {
+  const size_t bytes = store_->numel(c) * kernels::dtype_bytes(store_->working_dtype());
   const int visits = visits_expected_[c];
+  if (overlapped_ && visits == 1) {
+    ++visits_seen_[c];
+    return overlapped_->start(c, owners_[c], bytes, [&](std::byte* into) -> absl::Status {
+      absl::StatusOr<const std::byte*> mine = host_visit(visit, bytes, into);
+      if (!mine.ok()) return mine.status();
+      if (*mine != into) std::memcpy(into, *mine, bytes);
+      return absl::OkStatus();
+    });
+  }
+  // A chunk visited several times a micro-batch goes the blocking way, after
+  // every reduction in flight (the messages between two ranks keep their order).
+  if (overlapped_) {
+    if (absl::Status s = overlapped_->drain(); !s.ok()) return s;
+  }
+  absl::StatusOr<const std::byte*> mine = host_visit(visit, bytes, rank_send_);
+  if (!mine.ok()) return mine.status();
+  const int j = visits_seen_[c]++;
   DSINF_CHECK_MSG(j < visits, "a chunk's gradient visits exceed the model's grad_visits()");
   if (j + 1 < visits) {  // an earlier visit of this micro-batch: kept until the last
-    std::memcpy(held_visits_[j].data(), mine, bytes);
+    std::memcpy(held_visits_[j], *mine, bytes);
     return absl::OkStatus();
   }
-  auto visit_of = [&](int k) { return k + 1 < visits ? held_visits_[k].data() : mine; };
+  auto visit_of = [&](int k) { return k + 1 < visits ? held_visits_[k] : *mine; };
   const int root = owners_[c];
   if (rank() != root) {
     for (int k = 0; k < visits; ++k) {
@@ -197,14 +219,21 @@ absl::Status Runtime::reduce_visit(size_t c, const void* visit) {
     for (int k = 0; k < visits; ++k) {
       const std::byte* part = visit_of(k);
       if (r != rank()) {
-        if (absl::Status s = comm::wait(spec_.comm->receive(rank_recv_.data(), bytes, r));
-            !s.ok()) {
+        if (absl::Status s = comm::wait(spec_.comm->receive(rank_recv_, bytes, r)); !s.ok()) {
           return s;
         }
-        part = rank_recv_.data();
+        part = rank_recv_;
       }
       if (absl::Status s = add_part(c, part); !s.ok()) return s;
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::add_parts(size_t c, const std::vector<const std::byte*>& parts) {
+  if (absl::Status s = start_accumulator(c); !s.ok()) return s;
+  for (const std::byte* part : parts) {
+    if (absl::Status s = add_part(c, part); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -233,7 +262,7 @@ absl::Status Runtime::add_part(size_t c, const std::byte* part) {
 
 absl::Status Runtime::broadcast_home(ClassHome& home, size_t c, int root) {
   const size_t bytes = store_->bytes(c);
-  std::byte* staging = rank_recv_.data();
+  std::byte* staging = rank_recv_;
   if (rank() == root) {
     absl::StatusOr<float*> p = host_view(*backend_, home, c, bytes, staging);
     if (!p.ok()) return p.status();
@@ -260,7 +289,7 @@ absl::Status Runtime::share_params() {
   // another rank owns: everything goes back to its home first (the caches
   // are made valid again below).
   if (streamer_) streamer_->invalidate(/*mark_stale=*/false);
-  std::byte* staging = rank_recv_.data();
+  std::byte* staging = rank_recv_;
   for (size_t c = 0; c < store_->chunks(); ++c) {
     if (!model_trainable_[c]) continue;
     const int root = owners_[c];

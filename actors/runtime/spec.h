@@ -9,6 +9,7 @@
 #include <string>
 
 #include "actors/runtime/loss_scaler.h"
+#include "actors/runtime/partition.h"
 #include "actors/runtime/placement.h"
 #include "kernels/backend.h"
 #include "kernels/comm/communicator.h"
@@ -63,6 +64,7 @@ struct RuntimeSpec {
   // stage, which says what each rank keeps (partition.h).
   kernels::comm::Communicator* comm = nullptr;
   int zero_stage = 0;
+  ExchangeSpec exchange;  // overlap_comm, reduce_bucket_size
 };
 
 // The kernels' hyperparameters for optimizer step `step` (1-based) with

@@ -47,6 +47,12 @@ json zero_config(json c, int stage, const std::string& offload, const std::strin
   return c;
 }
 
+// overlap_comm, with `bucket` elements of visits in flight.
+void overlapped(json& c, int64_t bucket) {
+  c["zero_optimization"]["overlap_comm"] = true;
+  c["zero_optimization"]["reduce_bucket_size"] = bucket;
+}
+
 // `dsinf train` (one rank) or `dsinf launch -n N` with `config`.
 CommandResult train(const TempDir& dir, const std::string& name, const json& config, int ranks) {
   const std::string path = dir / (name + ".json");
@@ -99,17 +105,20 @@ TEST(RanksCli, GptAtEveryStageMatchesOneRank) {
     int stage;
     const char* offload;
     int ranks;
+    bool overlap = false;  // overlap_comm with the least bucket: the pool is always short
   };
   for (const Case& k : {Case{0, "none", 2}, Case{1, "none", 3}, Case{2, "cpu", 2},
-                        Case{2, "cpu", 3}, Case{3, "none", 2}, Case{3, "none", 3},
-                        Case{3, "cpu", 3}, Case{3, "nvme", 2}, Case{3, "nvme", 3}}) {
-    const std::string tag = "s" + std::to_string(k.stage) + k.offload + std::to_string(k.ranks);
+                        Case{2, "cpu", 3, true}, Case{3, "none", 2}, Case{3, "none", 3, true},
+                        Case{3, "cpu", 3}, Case{3, "nvme", 2, true}, Case{3, "nvme", 3}}) {
+    const std::string tag = "s" + std::to_string(k.stage) + k.offload + std::to_string(k.ranks) +
+                            (k.overlap ? "o" : "");
     const std::string nvme = dir / (tag + "-swap");
     std::filesystem::create_directories(nvme);
     const json one =
         zero_config(base_config(dir, dir / (tag + "-1"), 4), k.stage, k.offload, nvme, 1);
-    const json many =
+    json many =
         zero_config(base_config(dir, dir / (tag + "-n"), 4), k.stage, k.offload, nvme, k.ranks);
+    if (k.overlap) overlapped(many, 1);
     expect_same_as_one_rank(dir, tag, one, many, k.ranks);
   }
 }
@@ -138,8 +147,10 @@ TEST(RanksCli, LlamaMatchesOneRank) {
   json lora = llama_config(dir, "", 4);
   lora["lora"] = {
       {"r", 4}, {"lora_alpha", 8}, {"lora_dropout", 0.1}, {"target_modules", "all-linear"}};
+  json lora_n = with_out(zero_config(lora, 3, "nvme", nvme, 3), "l-n");
+  overlapped(lora_n, 500000000);  // every adapter's visits in flight
   expect_same_as_one_rank(dir, "lora", with_out(zero_config(lora, 3, "nvme", nvme, 1), "l-1"),
-                          with_out(zero_config(lora, 3, "nvme", nvme, 3), "l-n"), 3);
+                          lora_n, 3);
 }
 
 // Stage 3, 3 ranks: the parameters, gradients and optimizer state are split,
@@ -266,26 +277,32 @@ TEST(RanksCli, APartitionedCheckpointResumesAtAnotherWorldSize) {
   }
 }
 
-// Rank 1's NVMe fails: the job ends with exit 2 and rank 1's message.
+// Rank 1's NVMe fails: the job ends with exit 2 and rank 1's message. With
+// overlap_comm a read fails in the middle of a step, its visits in flight.
 TEST(RanksCli, AFailingRankStopsTheJobWithItsMessage) {
   REQUIRE_MPI();
   TempDir dir;
   const std::string nvme = dir / "swap";
   std::filesystem::create_directories(nvme);
-  const std::string path = dir / "fault.json";
-  write_text(path, zero_config(base_config(dir, dir / "fault", 4), 3, "nvme", nvme, 2).dump(2));
   const std::string bin = dsinf_binary();
-  const CommandResult r = run_command(
-      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe "
-      "--allow-run-as-root -n 1 " +
-          bin + " train " + path +
-          " : -n 1 env "
-          "DSINF_NVME_FAULT=eio@write:5 " +
-          bin + " train " + path,
-      dir.path());
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("rank 1 of 2: "), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
+  for (const char* fault : {"eio@write:5", "eio@read:30"}) {
+    for (bool overlap : {false, true}) {
+      const std::string name = std::string("fault-") + fault + (overlap ? "-o" : "");
+      json config = zero_config(base_config(dir, dir / name, 4), 3, "nvme", nvme, 2);
+      if (overlap) overlapped(config, 1);
+      const std::string path = dir / (name + ".json");
+      write_text(path, config.dump(2));
+      const CommandResult r = run_command(
+          "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe "
+          "--allow-run-as-root -n 1 " +
+              bin + " train " + path + " : -n 1 env DSINF_NVME_FAULT=" + fault + " " + bin +
+              " train " + path,
+          dir.path());
+      EXPECT_EQ(r.exit_code, 2) << name << r.err;
+      EXPECT_NE(r.err.find("rank 1 of 2: "), std::string::npos) << name << r.err;
+      EXPECT_NE(r.err.find("injected fault"), std::string::npos) << name << r.err;
+    }
+  }
 }
 
 // Rank 1 cannot write its part of step 4's checkpoint: the job stops, the

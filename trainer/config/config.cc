@@ -53,7 +53,8 @@ constexpr absl::string_view kReusePerChunk =
 constexpr absl::string_view kRankComm =
     "accepted but not acted on: dsinf reduces each chunk's gradient at its owner, chunk by "
     "chunk as the backward produces it (contiguous, in rank order, so results do not depend "
-    "on timing), and sends each updated chunk whole: there are no buckets to size";
+    "on timing), and sends each updated chunk whole: only overlap_comm and "
+    "reduce_bucket_size (the visits in flight) act on it";
 constexpr absl::string_view kIgnored = "accepted but ignored by dsinf";
 constexpr absl::string_view kDeviceValues = "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"";
 
@@ -267,8 +268,8 @@ void read_zero(ObjectReader& top, ZeroConfig* z) {
     r.warn("stage3_gather_16bit_weights_on_model_save", kOffloadNotBuilt);
   }
   for (absl::string_view key :
-       {"overlap_comm", "contiguous_gradients", "reduce_bucket_size", "allgather_bucket_size",
-        "reduce_scatter", "allgather_partitions", "round_robin_gradients"}) {
+       {"contiguous_gradients", "allgather_bucket_size", "reduce_scatter", "allgather_partitions",
+        "round_robin_gradients"}) {
     if (r.has(key)) r.warn(key, kRankComm);
   }
 }

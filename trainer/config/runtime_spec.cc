@@ -162,6 +162,7 @@ absl::StatusOr<actors::RuntimeSpec> runtime_spec(const Config& config, const Run
   spec.adam = {o.beta1, o.beta2, o.eps, o.weight_decay, o.adam_w_mode, o.bias_correction};
   spec.step = step_spec(config);
   spec.zero_stage = static_cast<int>(config.zero.stage);
+  spec.exchange = {config.zero.overlap_comm, config.zero.reduce_bucket_size};
   if (world_of(env) > 1) {
     spec.comm = env.comm;
     const int rank = rank_of(env);

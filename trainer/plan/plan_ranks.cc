@@ -40,16 +40,26 @@ RankBytes class_bytes(const actors::Placement& p, const std::vector<memory::Chun
 absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
                                  const actors::MemoryBudgets& budgets,
                                  const std::vector<memory::ChunkLayout>& layouts,
-                                 size_t activation_bytes, int world, int stage, std::ostream& out) {
+                                 size_t activation_bytes, const actors::ExchangeStaging& exchange,
+                                 int world, int stage, std::ostream& out) {
   const std::vector<int> owners = actors::chunk_owners(layouts, world);
   const bool partition_params = stage == 3;
   out << absl::StrFormat("%d ranks, zero stage %d: what each rank holds\n", world, stage);
+  out << absl::StrFormat(
+      "  host staging of each rank's exchanges: %d buffers of %s (send, receive%s%s) = %s\n",
+      exchange.fixed + exchange.in_flight, util::format_bytes(exchange.buffer_bytes),
+      exchange.fixed > 2 ? ", earlier visits of a chunk visited twice" : "",
+      exchange.in_flight > 0
+          ? absl::StrFormat(", %d visits in flight: overlap_comm, reduce_bucket_size",
+                            exchange.in_flight)
+          : std::string(),
+      util::format_bytes(exchange.bytes()));
   ojson ranks = ojson::array();
   for (int r = 0; r < world; ++r) {
     const std::vector<memory::ChunkLayout> mine =
         actors::rank_layouts(layouts, r, world, stage, partition_params);
     absl::StatusOr<actors::MemoryPlan> plan =
-        actors::plan_memory(placement, budgets, mine, activation_bytes);
+        actors::plan_memory(placement, budgets, mine, activation_bytes, exchange.bytes());
     if (!plan.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("rank ", r, ": ", plan.status().message()));
     }
@@ -69,6 +79,7 @@ absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
                      {"optimizer_bytes", b.optimizer},
                      {"device_bytes", device},
                      {"host_bytes", plan->host_bytes},
+                     {"exchange_bytes", plan->exchange_bytes},
                      {"nvme_bytes", plan->nvme_bytes}});
   }
   return ranks;

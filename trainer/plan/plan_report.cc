@@ -1,4 +1,5 @@
 #include "trainer/plan/plan_report.h"
+#include "actors/runtime/partition.h"
 #include "trainer/plan/plan_ranks.h"
 
 #include <sys/resource.h>
@@ -610,8 +611,13 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
   if (config.world_size > 1 && f.budget_status.ok()) {
     const actors::MemoryBudgets budgets{config.memory.device_budget_bytes,
                                         config.memory.host_budget_bytes};
+    std::vector<int> visits(f.layouts.size());
+    for (size_t c = 0; c < visits.size(); ++c) visits[c] = f.model->grad_visits(c);
+    const actors::ExchangeStaging exchange = actors::exchange_staging(
+        f.layouts, visits, config.world_size, /*training=*/true,
+        {config.zero.overlap_comm, config.zero.reduce_bucket_size});
     absl::StatusOr<ojson> ranks =
-        plan_ranks(f.p, budgets, f.layouts, f.activations, config.world_size,
+        plan_ranks(f.p, budgets, f.layouts, f.activations, exchange, config.world_size,
                    static_cast<int>(config.zero.stage), out);
     if (!ranks.ok()) {
       return absl::InvalidArgumentError(

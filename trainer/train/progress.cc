@@ -238,7 +238,8 @@ absl::StatusOr<json> Progress::per_rank() const {
   const std::vector<double> mine = {
       static_cast<double>(b.params), static_cast<double>(b.grads),
       static_cast<double>(b.optimizer), static_cast<double>(b.largest_chunk),
-      peaks["device"].get<double>(), peaks["host"].get<double>(), peaks["nvme"].get<double>()};
+      peaks["device"].get<double>(), peaks["host"].get<double>(), peaks["nvme"].get<double>(),
+      rt.exchange_s()};
   absl::StatusOr<std::vector<double>> all = rt.gather_values(mine);
   if (!all.ok()) return all.status();
   json ranks = json::array();
@@ -250,12 +251,15 @@ absl::StatusOr<json> Progress::per_rank() const {
                      {"grad_bytes", bytes(1)},
                      {"optimizer_bytes", bytes(2)},
                      {"largest_chunk_bytes", bytes(3)},
-                     {"peak_bytes", {{"device", bytes(4)}, {"host", bytes(5)}, {"nvme", bytes(6)}}}});
+                     {"peak_bytes", {{"device", bytes(4)}, {"host", bytes(5)}, {"nvme", bytes(6)}}},
+                     {"exchange_s", v[7]}});
     if (rt.ranks() == 1) continue;
     log() << absl::StrFormat(
-        "rank %d: parameters %s, gradients %s, optimizer state %s | peak device %s, host %s\n", r,
-        util::format_bytes(bytes(0)), util::format_bytes(bytes(1)), util::format_bytes(bytes(2)),
-        util::format_bytes(bytes(4)), util::format_bytes(bytes(5)));
+        "rank %d: parameters %s, gradients %s, optimizer state %s | peak device %s, host %s | "
+        "gradient exchange %.2fs\n",
+        r, util::format_bytes(bytes(0)), util::format_bytes(bytes(1)),
+        util::format_bytes(bytes(2)), util::format_bytes(bytes(4)), util::format_bytes(bytes(5)),
+        v[7]);
   }
   return ranks;
 }

@@ -1,7 +1,7 @@
 // ZeRO's partition of the chunks over ranks (partition.h) and what it does to
 // a rank's memory plan: owners are contiguous and balanced, a rank holds the
 // chunks it owns, and at stage 3 the chunks of other ranks take no home on
-// any tier, only the device slots they arrive in.
+// any tier, only the device slots they arrive in; the exchanges' host staging.
 #include "actors/runtime/partition.h"
 
 #include <gtest/gtest.h>
@@ -71,6 +71,47 @@ TEST(Partition, RemoteSlotsFollowTheLargestRemoteChunk) {
   std::vector<memory::ChunkLayout> adapters = rank0;
   adapters[3].set_own_slot(true);
   EXPECT_EQ(remote_slots(adapters, true).count, 2u);
+}
+
+// The exchanges' host staging: send and receive, the earlier visits of a
+// chunk visited twice, and with overlap_comm the bucket's visits in flight
+// (at least one owner's: a buffer per rank; at most every chunk's).
+TEST(Partition, ExchangeStagingFollowsTheBucket) {
+  std::vector<memory::ChunkLayout> all = chunks(4, 4096);
+  all[1] = chunks(1, 2 * 4096)[0];  // the largest
+  std::vector<int> visits = {2, 1, 1, 1};
+  const size_t buffer = all[1].bytes();
+  ExchangeStaging s = exchange_staging(all, visits, 1, true, {true, 1});
+  EXPECT_EQ(s.bytes(), 0u);  // one rank: nothing to exchange
+  s = exchange_staging(all, visits, 2, false, {true, 1});
+  EXPECT_EQ(s.bytes(), 0u);  // no training: no gradients
+  s = exchange_staging(all, visits, 3, true, {false, 1});
+  EXPECT_EQ(s.buffer_bytes, buffer);
+  EXPECT_EQ(s.fixed, 3u);  // send, receive, the tied chunk's first visit
+  EXPECT_EQ(s.in_flight, 0u);
+  s = exchange_staging(all, {1, 1, 1, 1}, 3, true, {true, 1});
+  EXPECT_EQ(s.fixed, 2u);
+  EXPECT_EQ(s.in_flight, 3u);  // the least: one owner's three parts
+  const int64_t per_buffer = static_cast<int64_t>(buffer / sizeof(float));
+  s = exchange_staging(all, visits, 3, true, {true, 5 * per_buffer + 1});
+  EXPECT_EQ(s.in_flight, 5u);
+  s = exchange_staging(all, visits, 3, true, {true, 1000 * per_buffer});
+  EXPECT_EQ(s.in_flight, 12u);  // every chunk's, at its owner
+  EXPECT_EQ(s.bytes(), 15 * buffer);
+  // Frozen chunks send no gradient.
+  for (memory::ChunkLayout& l : all) l.set_trainable(false);
+  s = exchange_staging(all, visits, 3, true, {true, 1000 * per_buffer});
+  EXPECT_EQ(s.in_flight, 0u);
+  // The plan counts it in the host pool.
+  all = chunks(4, 4096);
+  const absl::StatusOr<MemoryPlan> without = plan_memory({}, {}, all, 0);
+  const absl::StatusOr<MemoryPlan> with = plan_memory({}, {}, all, 0, 5 * buffer);
+  ASSERT_TRUE(without.ok() && with.ok());
+  EXPECT_EQ(with->exchange_bytes, 5 * buffer);
+  EXPECT_EQ(with->host_bytes, without->host_bytes + 5 * buffer);
+  const absl::StatusOr<MemoryPlan> tight =
+      plan_memory({}, {0, without->host_bytes + 4 * buffer}, all, 0, 5 * buffer);
+  EXPECT_EQ(tight.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // Streamed from NVMe at stage 3: the remote chunks cost no NVMe, host cache

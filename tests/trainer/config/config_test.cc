@@ -289,7 +289,8 @@ TEST(ConfigTest, WarningsOnlyForPresentKeysNotActedOn) {
     "fp16": {"enabled": true, "auto_cast": false},
     "zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "@TMP@/nvme"},
                           "offload_optimizer": {"device": "cpu"}, "stage3_max_live_parameters": 1e9,
-                          "sub_group_size": 1e8, "reduce_bucket_size": 5e8, "overlap_comm": true},
+                          "sub_group_size": 1e8, "reduce_bucket_size": 5e8, "overlap_comm": true,
+                          "allgather_bucket_size": 5e8},
     "aio": {"block_size": 1048576},
     "wandb": {"enabled": true, "project": "p"},
     "checkpoint": {"tag_validation": "warn"},
@@ -298,13 +299,13 @@ TEST(ConfigTest, WarningsOnlyForPresentKeysNotActedOn) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   for (const char* key :
        {"optimizer.params.torch_adam", "fp16.auto_cast", "zero_optimization.sub_group_size",
-        "zero_optimization.reduce_bucket_size", "zero_optimization.overlap_comm", "wandb.enabled",
-        "checkpoint"}) {
+        "zero_optimization.allgather_bucket_size", "wandb.enabled", "checkpoint"}) {
     EXPECT_TRUE(has_warning(*loaded, key)) << key;
   }
   for (const char* key :
        {"memory.device_budget_bytes", "zero_optimization.stage3_max_reuse_distance",
         "zero_optimization.stage3_max_live_parameters", "zero_optimization.contiguous_gradients",
+        "zero_optimization.overlap_comm", "zero_optimization.reduce_bucket_size",
         "fp16.enabled", "bf16.enabled", "zero_optimization.stage",
         "zero_optimization.offload_param", "zero_optimization.offload_optimizer", "aio",
         "memory.host_budget_bytes"}) {
