@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/comm/mpi_communicator.h"
+#include "kernels/comm/nccl_communicator.h"
+#include "kernels/comm/rendezvous.h"
 
 namespace dsinf::kernels::comm {
 
@@ -94,19 +96,13 @@ std::unique_ptr<Communicator> make_single_communicator() {
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator() {
-  if (!launched_by_mpi()) {
-    // A torchrun-style launch (several processes told their rank only by
-    // RANK / WORLD_SIZE) would otherwise train N unconnected copies.
-    if (const int world = launcher_world_size(); world > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("WORLD_SIZE=", world,
-                       " (a torchrun-style launch): dsinf's ranks start under MPI "
-                       "('dsinf launch -n N CONFIG' or 'mpirun -n N dsinf train CONFIG'); the NCCL "
-                       "bootstrap from RANK and MASTER_ADDR/MASTER_PORT is not built yet"));
-    }
-    return make_single_communicator();
-  }
-  return make_mpi_communicator();
+  if (launched_by_mpi()) return make_mpi_communicator();
+  // A torchrun-style launch: its ranks meet at MASTER_ADDR:MASTER_PORT and
+  // talk through NCCL.
+  absl::StatusOr<std::optional<TorchrunEnv>> env = torchrun_env();
+  if (!env.ok()) return env.status();
+  if (!env->has_value()) return make_single_communicator();
+  return make_torchrun_world(**env);
 }
 
 }  // namespace dsinf::kernels::comm

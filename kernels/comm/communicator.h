@@ -78,10 +78,12 @@ int launcher_world_size();
 int launcher_local_rank();
 
 // The communicator of this process: MPI's world when the process runs under
-// an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE / PMI_SIZE), else one rank
-// of its own. kUnavailable when launched by MPI but built without it;
-// kInvalidArgument for a torchrun-style launch (WORLD_SIZE > 1 without MPI),
-// whose NCCL bootstrap is not built.
+// an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE / PMI_SIZE); NCCL's among
+// the ranks of a torchrun-style launch (WORLD_SIZE > 1 without MPI: they meet
+// at MASTER_ADDR:MASTER_PORT, rendezvous.h; make_torchrun_world); else one
+// rank of its own. kUnavailable when launched by MPI but built without it;
+// kInvalidArgument for a torchrun-style launch with a variable missing, or
+// without NCCL or a GPU for the rank.
 absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator();
 // One rank, no other: every collective is complete at once.
 std::unique_ptr<Communicator> make_single_communicator();

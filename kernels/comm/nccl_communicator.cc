@@ -8,6 +8,7 @@
 #include <nccl.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -266,9 +267,167 @@ class NcclCommunicator final : public Communicator {
   std::string version_ = "?";
 };
 
+// A torchrun-style launch's world: the NCCL communicator over host buffers.
+// Each operation copies its input into device buffers of its own (on a copy
+// stream, waited for), runs NCCL and waits for it, and copies the output back:
+// complete when the call returns.
+class StagedWorld final : public Communicator {
+ public:
+  StagedWorld(std::unique_ptr<Communicator> rendezvous, int device)
+      : rendezvous_(std::move(rendezvous)), device_(device) {}
+  ~StagedWorld() override {
+    nccl_.reset();
+    DeviceScope scope(device_);
+    if (in_ != nullptr) (void)cudaFree(in_);
+    if (out_ != nullptr) (void)cudaFree(out_);
+    if (copies_ != nullptr) (void)cudaStreamDestroy(copies_);
+  }
+
+  absl::Status init() {
+    absl::StatusOr<std::unique_ptr<Communicator>> nccl =
+        make_nccl_communicator(*rendezvous_, device_);
+    if (!nccl.ok()) return nccl.status();
+    nccl_ = *std::move(nccl);
+    DeviceScope scope(device_);
+    if (!scope.status().ok()) return scope.status();
+    return cuda_status(cudaStreamCreateWithFlags(&copies_, cudaStreamNonBlocking),
+                       "cudaStreamCreateWithFlags");
+  }
+
+  int rank() const override { return nccl_->rank(); }
+  int size() const override { return nccl_->size(); }
+  std::string describe() const override {
+    return absl::StrCat(nccl_->describe(), " over host staging; met by ",
+                        rendezvous_->describe());
+  }
+
+  absl::StatusOr<std::unique_ptr<Request>> all_reduce(float* data, size_t n) override {
+    const size_t bytes = n * sizeof(float);
+    return staged(data, bytes, data, bytes, [&] {
+      return nccl_->all_reduce(static_cast<float*>(in_), n);
+    }, /*result_in_input=*/true);
+  }
+  absl::StatusOr<std::unique_ptr<Request>> reduce_scatter(const float* in, float* out,
+                                                          size_t n) override {
+    const size_t part = partition(n, size(), rank()).count * sizeof(float);
+    return staged(in, n * sizeof(float), out, part, [&] {
+      return nccl_->reduce_scatter(static_cast<const float*>(in_), static_cast<float*>(out_), n);
+    });
+  }
+  absl::StatusOr<std::unique_ptr<Request>> all_gather(float* data, size_t n) override {
+    const size_t bytes = n * sizeof(float);
+    return staged(data, bytes, data, bytes, [&] {
+      return nccl_->all_gather(static_cast<float*>(in_), n);
+    }, /*result_in_input=*/true);
+  }
+  absl::StatusOr<std::unique_ptr<Request>> broadcast(void* data, size_t bytes, int root) override {
+    return staged(data, bytes, data, bytes, [&] { return nccl_->broadcast(in_, bytes, root); },
+                  /*result_in_input=*/true);
+  }
+  absl::StatusOr<std::unique_ptr<Request>> barrier() override { return nccl_->barrier(); }
+  absl::StatusOr<std::unique_ptr<Request>> all_gather_bytes(const void* in, size_t bytes,
+                                                            void* out) override {
+    return staged(in, bytes, out, bytes * static_cast<size_t>(size()),
+                  [&] { return nccl_->all_gather_bytes(in_, bytes, out_); });
+  }
+  absl::StatusOr<std::unique_ptr<Request>> send(const void* data, size_t bytes, int to) override {
+    return staged(data, bytes, nullptr, 0, [&] { return nccl_->send(in_, bytes, to); });
+  }
+  absl::StatusOr<std::unique_ptr<Request>> receive(void* data, size_t bytes, int from) override {
+    return staged(nullptr, 0, data, bytes, [&] { return nccl_->receive(in_, bytes, from); },
+                  /*result_in_input=*/true);
+  }
+  void abort(int code) override {
+    if (nccl_) {
+      nccl_->abort(code);
+    } else {
+      rendezvous_->abort(code);
+    }
+  }
+
+ private:
+  class Done final : public Request {
+   public:
+    absl::Status wait() override { return absl::OkStatus(); }
+    absl::StatusOr<bool> test() override { return true; }
+  };
+
+  // Both device buffers hold at least `bytes`.
+  absl::Status reserve(size_t bytes) {
+    if (bytes <= capacity_) return absl::OkStatus();
+    for (void** buffer : {&in_, &out_}) {
+      if (*buffer != nullptr) (void)cudaFree(*buffer);
+      *buffer = nullptr;
+      if (absl::Status s = cuda_status(cudaMalloc(buffer, bytes), "cudaMalloc (NCCL staging)");
+          !s.ok()) {
+        capacity_ = 0;
+        return s;
+      }
+    }
+    capacity_ = bytes;
+    return absl::OkStatus();
+  }
+
+  absl::Status copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    if (bytes == 0) return absl::OkStatus();
+    if (absl::Status s = cuda_status(cudaMemcpyAsync(dst, src, bytes, kind, copies_),
+                                     "cudaMemcpyAsync (NCCL staging)");
+        !s.ok()) {
+      return s;
+    }
+    return cuda_status(cudaStreamSynchronize(copies_), "cudaStreamSynchronize (NCCL staging)");
+  }
+
+  // `in` (in_bytes) to in_, the operation, then out_bytes of in_ (or out_) to `out`.
+  template <typename Op>
+  absl::StatusOr<std::unique_ptr<Request>> staged(const void* in, size_t in_bytes, void* out,
+                                                  size_t out_bytes, Op&& op,
+                                                  bool result_in_input = false) {
+    if (!nccl_) return absl::FailedPreconditionError("the NCCL world was aborted");
+    DeviceScope scope(device_);
+    if (!scope.status().ok()) return scope.status();
+    if (absl::Status s = reserve(std::max<size_t>({in_bytes, out_bytes, sizeof(float)})); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = copy(in_, in, in_bytes, cudaMemcpyHostToDevice); !s.ok()) return s;
+    if (absl::Status s = wait(op()); !s.ok()) return s;
+    if (absl::Status s =
+            copy(out, result_in_input ? in_ : out_, out_bytes, cudaMemcpyDeviceToHost);
+        !s.ok()) {
+      return s;
+    }
+    return std::unique_ptr<Request>(std::make_unique<Done>());
+  }
+
+  std::unique_ptr<Communicator> rendezvous_;  // NCCL's bootstrap; outlives nccl_
+  std::unique_ptr<Communicator> nccl_;
+  const int device_;
+  cudaStream_t copies_ = nullptr;
+  void* in_ = nullptr;
+  void* out_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 }  // namespace
 
 bool nccl_built() { return true; }
+
+absl::StatusOr<std::unique_ptr<Communicator>> make_torchrun_world(const TorchrunEnv& env) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
+  if (env.local_rank >= devices) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "WORLD_SIZE=", env.world, " (a torchrun-style launch): such ranks communicate through "
+        "NCCL on a GPU each, and LOCAL_RANK=", env.local_rank, " has none (", devices,
+        " CUDA devices found); launch ranks under MPI instead: 'dsinf launch -n N CONFIG' or "
+        "'mpirun -n N dsinf train CONFIG'"));
+  }
+  absl::StatusOr<std::unique_ptr<Communicator>> rendezvous = make_rendezvous(env);
+  if (!rendezvous.ok()) return rendezvous.status();
+  auto world = std::make_unique<StagedWorld>(*std::move(rendezvous), env.local_rank);
+  if (absl::Status s = world->init(); !s.ok()) return s;
+  return std::unique_ptr<Communicator>(std::move(world));
+}
 
 absl::StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Communicator& bootstrap,
                                                                      int device) {

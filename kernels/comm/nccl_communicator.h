@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/comm/communicator.h"
+#include "kernels/comm/rendezvous.h"
 
 namespace dsinf::kernels::comm {
 
@@ -32,5 +33,14 @@ bool nccl_built();
 // and is used for the unique id and abort() only. A collective of its ranks.
 absl::StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Communicator& bootstrap,
                                                                      int device);
+
+// The world of a torchrun-style launch (rendezvous.h): NCCL among the ranks
+// met at MASTER_ADDR:MASTER_PORT, on the GPU of LOCAL_RANK, over host
+// buffers -- each operation stages its buffer through device memory of its
+// own (grown to the largest message, beside memory.device_budget_bytes) and
+// completes before it returns, so overlap_comm has nothing to overlap.
+// kInvalidArgument when this rank has no GPU, or without NCCL, each saying
+// how to launch ranks under MPI instead.
+absl::StatusOr<std::unique_ptr<Communicator>> make_torchrun_world(const TorchrunEnv& env);
 
 }  // namespace dsinf::kernels::comm

@@ -395,20 +395,29 @@ TEST(RanksCli, TheBatchMustDivideAcrossRanks) {
   EXPECT_NE(usage.err.find("launch needs -n N"), std::string::npos) << usage.err;
 }
 
-// Processes told their rank only by torchrun's variables would train
-// unconnected copies: exit 2, saying how to launch ranks, nothing written.
-TEST(RanksCli, ATorchrunStyleLaunchIsRefusedSayingHowToLaunch) {
+// A torchrun-style launch: its ranks meet at MASTER_ADDR:MASTER_PORT and talk
+// through NCCL on a GPU each. Without NCCL or a GPU (CI) it is exit 2 saying
+// how to launch under MPI, with a GPU the rendezvous waits for rank 0 and
+// names it; a missing variable is exit 2 naming it. Nothing is written.
+TEST(RanksCli, ATorchrunStyleLaunchNeedsNcclOrSaysHowToLaunch) {
   TempDir dir;
   const std::string path = dir / "c.json";
   write_text(path, base_config(dir, dir / "out", 2).dump(2));
-  const CommandResult r = run_command(
-      "env WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 "
-      "MASTER_PORT=29500 " +
-          dsinf_binary() + " train " + path,
-      dir.path());
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("WORLD_SIZE=2 (a torchrun-style launch)"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("dsinf launch -n N CONFIG"), std::string::npos) << r.err;
+  const std::string env =
+      "env DSINF_RENDEZVOUS_TIMEOUT=2 WORLD_SIZE=2 RANK=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 ";
+  const CommandResult r =
+      run_command(env + "MASTER_PORT=29511 " + dsinf_binary() + " train " + path, dir.path());
+  const bool refused = r.err.find("WORLD_SIZE=2 (a torchrun-style launch)") != std::string::npos;
+  if (refused) {
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("dsinf launch -n N CONFIG"), std::string::npos) << r.err;
+  } else {  // this dsinf has NCCL and a GPU: no rank 0 listens
+    EXPECT_NE(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("127.0.0.1:29511"), std::string::npos) << r.err;
+  }
+  const CommandResult missing = run_command(env + dsinf_binary() + " train " + path, dir.path());
+  EXPECT_EQ(missing.exit_code, 2) << missing.err;
+  EXPECT_NE(missing.err.find("MASTER_PORT is not set"), std::string::npos) << missing.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
 }
 
