@@ -57,7 +57,7 @@ RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool s
 
 ExchangeStaging exchange_staging(const std::vector<memory::ChunkLayout>& all,
                                  const std::vector<int>& visits, int world, bool training,
-                                 const ExchangeSpec& spec) {
+                                 bool grads_on_device, const ExchangeSpec& spec) {
   ExchangeStaging s;
   if (world <= 1 || !training) return s;
   int most_visits = 1;
@@ -69,6 +69,7 @@ ExchangeStaging exchange_staging(const std::vector<memory::ChunkLayout>& all,
     most_visits = std::max(most_visits, visits[c]);
   }
   s.fixed = 2 + static_cast<size_t>(most_visits - 1);
+  if (grads_on_device && trainable > 0) s.device_bytes = s.buffer_bytes;
   if (!spec.overlap || trainable == 0) return s;
   const size_t ranks = static_cast<size_t>(world);
   const size_t buffer_elements = s.buffer_bytes / sizeof(float);

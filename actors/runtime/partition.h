@@ -52,17 +52,20 @@ struct ExchangeSpec {
 // a chunk visited several times a micro-batch (a tied embedding), and with
 // overlap_comm the visits in flight -- as many as the bucket holds, at least
 // one owner's (a buffer per rank), at most every chunk's.
+// With the gradient accumulators on the device, one device area of the
+// largest chunk too, which a received part is uploaded into and added from.
 struct ExchangeStaging {
   size_t buffer_bytes = 0;
   size_t fixed = 0;      // send, receive and held visits
   size_t in_flight = 0;  // overlap_comm
+  size_t device_bytes = 0;
   size_t bytes() const { return buffer_bytes * (fixed + in_flight); }
 };
 // `all`: the model's layouts; `visits`: each chunk's gradient visits a
 // micro-batch (ModelDef::grad_visits). Nothing with one rank or no training.
 ExchangeStaging exchange_staging(const std::vector<memory::ChunkLayout>& all,
                                  const std::vector<int>& visits, int world, bool training,
-                                 const ExchangeSpec& spec);
+                                 bool grads_on_device, const ExchangeSpec& spec);
 
 // The owner of each chunk among `world` ranks (-1 for a frozen chunk). The
 // same on every rank: a function of the layouts and the world size alone.

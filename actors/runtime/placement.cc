@@ -100,6 +100,10 @@ absl::Status device_budget_error(uint64_t budget, size_t shared_chunks, const Me
           ? absl::StrCat(", ", format_bytes_exact(plan.remote_bytes),
                          " of slots for the chunks other ranks hold (ZeRO stage 3)")
           : "",
+      plan.exchange_device_bytes > 0
+          ? absl::StrCat(", ", format_bytes_exact(plan.exchange_device_bytes),
+                         " for gradient parts from other ranks")
+          : "",
       plan.persistent_chunks > 0 ? absl::StrCat(", ", format_bytes_exact(plan.persistent_bytes),
                                                 " of ", plan.persistent_chunks,
                                                 " parameter chunks kept on the device (below "
@@ -130,8 +134,8 @@ absl::Status plan_device(const Placement& p, uint64_t budget,
   }
   const RemoteSlots remote = remote_slots(layouts, p.params != Tier::kDevice);
   plan.remote_bytes = remote.count * remote.bytes;
-  const size_t kept =
-      plan.resident_bytes + plan.persistent_bytes + plan.convert_bytes + plan.remote_bytes;
+  const size_t kept = plan.resident_bytes + plan.persistent_bytes + plan.convert_bytes +
+                      plan.remote_bytes + plan.exchange_device_bytes;
   plan.device_min_bytes = plan.activation_bytes + kept + plan.slot_bytes;
   if (budget > 0 && plan.device_min_bytes > budget) {
     return device_budget_error(budget, shared_chunks, plan);
@@ -221,13 +225,14 @@ const char* Placement::pin_memory_key() const {
 
 absl::StatusOr<MemoryPlan> plan_memory(const Placement& p, const MemoryBudgets& budgets,
                                        const std::vector<memory::ChunkLayout>& layouts,
-                                       size_t activation_bytes, size_t exchange_bytes) {
+                                       size_t activation_bytes, const ExchangeStaging& exchange) {
   const ChunkBytes b = chunk_bytes(p, layouts);
   MemoryPlan plan;
   plan.activation_bytes = activation_bytes;
   place_classes(p, b, plan);
-  plan.exchange_bytes = exchange_bytes;
-  plan.host_staging_bytes += exchange_bytes;
+  plan.exchange_bytes = exchange.bytes();
+  plan.exchange_device_bytes = exchange.device_bytes;
+  plan.host_staging_bytes += plan.exchange_bytes;
   plan.host_bytes = plan.host_class_bytes + plan.host_staging_bytes;
   if (absl::Status s = plan_device(p, budgets.device_bytes, layouts, plan); !s.ok()) return s;
   // Parameter chunks read from NVMe: one staging buffer per shared device slot

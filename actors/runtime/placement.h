@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "actors/runtime/partition.h"
 #include "kernels/device.h"
 #include "memory/chunk_layout.h"
 
@@ -82,7 +83,7 @@ struct MemoryBudgets {
 
 // Bytes per tier for a model of `layouts` trained in micro-batches whose
 // activations take `activation_bytes` on the device, by a rank whose
-// exchanges with the others stage `exchange_bytes` on the host.
+// exchanges with the others take `exchange` (partition.h; none with one rank).
 struct MemoryPlan {
   size_t activation_bytes = 0;  // device: activations and the gradient visit buffer
   // device, with bf16/fp16 working weights: two areas of the largest chunk in
@@ -92,6 +93,9 @@ struct MemoryPlan {
   // device, ZeRO stage 3: the slots chunks other ranks hold come into at use
   // (remote_slots, partition.h; 0 when this rank holds every chunk).
   size_t remote_bytes = 0;
+  // device, several ranks with the gradient accumulators on the device: the
+  // area a part received from another rank is added from (exchange_staging).
+  size_t exchange_device_bytes = 0;
   size_t slot_bytes = 0;       // device: one shared slot for a streamed parameter chunk
   size_t slot_area_bytes = 0;  // ... of which its upload area at the end (16-bit working weights)
   size_t slot_elements = 0;    // ... the elements of the largest chunk it holds
@@ -101,7 +105,8 @@ struct MemoryPlan {
   std::vector<bool> persistent;  // per chunk (empty when nothing is streamed)
   size_t persistent_chunks = 0;
   size_t persistent_bytes = 0;    // device
-  size_t device_bytes = 0;        // activation + convert + resident + persistent + slots * slot
+  size_t device_bytes = 0;  // activation + convert + resident + persistent + remote + exchange
+                            // + slots * slot
   size_t device_min_bytes = 0;    // the least device budget that trains (one shared slot)
   size_t host_class_bytes = 0;    // host: chunk classes whose home is the host
   size_t host_staging_bytes = 0;  // host: staging buffers for NVMe and gradients
@@ -125,6 +130,7 @@ struct MemoryPlan {
 // when it cannot hold one shared slot.
 absl::StatusOr<MemoryPlan> plan_memory(const Placement& placement, const MemoryBudgets& budgets,
                                        const std::vector<memory::ChunkLayout>& layouts,
-                                       size_t activation_bytes, size_t exchange_bytes = 0);
+                                       size_t activation_bytes,
+                                       const ExchangeStaging& exchange = {});
 
 }  // namespace dsinf::actors

@@ -44,10 +44,10 @@ absl::Status Runtime::start(const ModelDef& model) {
   const int micro_batch = spec_.step.micro_batch;
   std::vector<int> visits(all.size());
   for (size_t c = 0; c < all.size(); ++c) visits[c] = model.grad_visits(c);
-  exchange_ = exchange_staging(all, visits, ranks(), spec_.training, spec_.exchange);
-  absl::StatusOr<MemoryPlan> plan =
-      plan_memory(spec_.placement, spec_.budgets, layouts, model.activation_bytes(micro_batch),
-                  exchange_.bytes());
+  exchange_ = exchange_staging(all, visits, ranks(), spec_.training,
+                               spec_.placement.grads == Tier::kDevice, spec_.exchange);
+  absl::StatusOr<MemoryPlan> plan = plan_memory(spec_.placement, spec_.budgets, layouts,
+                                                model.activation_bytes(micro_batch), exchange_);
   if (!plan.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(spec_.source, ": ", plan.status().message()));
   }

@@ -32,15 +32,13 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
   if (ranks() == 1 || !spec_.training) return absl::OkStatus();
   visits_expected_.assign(all.size(), 1);
   visits_seen_.assign(all.size(), 0);
-  size_t largest = 0;
   for (size_t c = 0; c < all.size(); ++c) {
-    largest = std::max(largest, all[c].bytes());
     visits_expected_[c] = model.grad_visits(c);
     DSINF_CHECK(visits_expected_[c] >= 1);
   }
   if (absl::Status s = reserve_exchange(); !s.ok()) return s;
-  if (!backend_->device_memory_is_host() && store_->grads().tier == Tier::kDevice) {
-    absl::StatusOr<void*> area = backend_->allocate(largest);
+  if (exchange_.device_bytes > 0) {  // what the plan counted (the CPU backend adds in place)
+    absl::StatusOr<void*> area = backend_->allocate(exchange_.device_bytes);
     if (!area.ok()) return area.status();
     rank_device_ = *area;
   }

@@ -54,12 +54,17 @@ absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
                             exchange.in_flight)
           : std::string(),
       util::format_bytes(exchange.bytes()));
+  if (exchange.device_bytes > 0) {
+    out << absl::StrFormat(
+        "  and on the device, an area of %s that gradient parts from other ranks are added from\n",
+        util::format_bytes(exchange.device_bytes));
+  }
   ojson ranks = ojson::array();
   for (int r = 0; r < world; ++r) {
     const std::vector<memory::ChunkLayout> mine =
         actors::rank_layouts(layouts, r, world, stage, partition_params);
     absl::StatusOr<actors::MemoryPlan> plan =
-        actors::plan_memory(placement, budgets, mine, activation_bytes, exchange.bytes());
+        actors::plan_memory(placement, budgets, mine, activation_bytes, exchange);
     if (!plan.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("rank ", r, ": ", plan.status().message()));
     }

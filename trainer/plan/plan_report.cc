@@ -615,6 +615,7 @@ absl::Status run_plan(const LoadedConfig& loaded, const PlanOptions& options) {
     for (size_t c = 0; c < visits.size(); ++c) visits[c] = f.model->grad_visits(c);
     const actors::ExchangeStaging exchange = actors::exchange_staging(
         f.layouts, visits, config.world_size, /*training=*/true,
+        f.p.grads == actors::Tier::kDevice,
         {config.zero.overlap_comm, config.zero.reduce_bucket_size});
     absl::StatusOr<ojson> ranks =
         plan_ranks(f.p, budgets, f.layouts, f.activations, exchange, config.world_size,

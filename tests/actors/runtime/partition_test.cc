@@ -81,36 +81,46 @@ TEST(Partition, ExchangeStagingFollowsTheBucket) {
   all[1] = chunks(1, 2 * 4096)[0];  // the largest
   std::vector<int> visits = {2, 1, 1, 1};
   const size_t buffer = all[1].bytes();
-  ExchangeStaging s = exchange_staging(all, visits, 1, true, {true, 1});
+  ExchangeStaging s = exchange_staging(all, visits, 1, true, false, {true, 1});
   EXPECT_EQ(s.bytes(), 0u);  // one rank: nothing to exchange
-  s = exchange_staging(all, visits, 2, false, {true, 1});
+  s = exchange_staging(all, visits, 2, false, false, {true, 1});
   EXPECT_EQ(s.bytes(), 0u);  // no training: no gradients
-  s = exchange_staging(all, visits, 3, true, {false, 1});
+  s = exchange_staging(all, visits, 3, true, false, {false, 1});
+  EXPECT_EQ(s.device_bytes, 0u);
   EXPECT_EQ(s.buffer_bytes, buffer);
   EXPECT_EQ(s.fixed, 3u);  // send, receive, the tied chunk's first visit
   EXPECT_EQ(s.in_flight, 0u);
-  s = exchange_staging(all, {1, 1, 1, 1}, 3, true, {true, 1});
+  s = exchange_staging(all, {1, 1, 1, 1}, 3, true, false, {true, 1});
   EXPECT_EQ(s.fixed, 2u);
   EXPECT_EQ(s.in_flight, 3u);  // the least: one owner's three parts
   const int64_t per_buffer = static_cast<int64_t>(buffer / sizeof(float));
-  s = exchange_staging(all, visits, 3, true, {true, 5 * per_buffer + 1});
+  s = exchange_staging(all, visits, 3, true, false, {true, 5 * per_buffer + 1});
   EXPECT_EQ(s.in_flight, 5u);
-  s = exchange_staging(all, visits, 3, true, {true, 1000 * per_buffer});
+  s = exchange_staging(all, visits, 3, true, false, {true, 1000 * per_buffer});
   EXPECT_EQ(s.in_flight, 12u);  // every chunk's, at its owner
   EXPECT_EQ(s.bytes(), 15 * buffer);
+  // Accumulators on the device: an area a received part is added from.
+  EXPECT_EQ(exchange_staging(all, visits, 3, true, true, {false, 1}).device_bytes, buffer);
   // Frozen chunks send no gradient.
   for (memory::ChunkLayout& l : all) l.set_trainable(false);
-  s = exchange_staging(all, visits, 3, true, {true, 1000 * per_buffer});
+  s = exchange_staging(all, visits, 3, true, false, {true, 1000 * per_buffer});
   EXPECT_EQ(s.in_flight, 0u);
   // The plan counts it in the host pool.
   all = chunks(4, 4096);
   const absl::StatusOr<MemoryPlan> without = plan_memory({}, {}, all, 0);
-  const absl::StatusOr<MemoryPlan> with = plan_memory({}, {}, all, 0, 5 * buffer);
+  ExchangeStaging five;
+  five.buffer_bytes = buffer;
+  five.fixed = 2;
+  five.in_flight = 3;
+  five.device_bytes = buffer;
+  const absl::StatusOr<MemoryPlan> with = plan_memory({}, {}, all, 0, five);
   ASSERT_TRUE(without.ok() && with.ok());
   EXPECT_EQ(with->exchange_bytes, 5 * buffer);
   EXPECT_EQ(with->host_bytes, without->host_bytes + 5 * buffer);
+  EXPECT_EQ(with->exchange_device_bytes, buffer);
+  EXPECT_EQ(with->device_bytes, without->device_bytes + buffer);
   const absl::StatusOr<MemoryPlan> tight =
-      plan_memory({}, {0, without->host_bytes + 4 * buffer}, all, 0, 5 * buffer);
+      plan_memory({}, {0, without->host_bytes + 4 * buffer}, all, 0, five);
   EXPECT_EQ(tight.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
