@@ -57,7 +57,9 @@ struct ShardState {
 // Where the chunk's bytes are when it is not on the device: its host home, a
 // valid host cache, or NVMe.
 Residency home_state(const ChunkHome& home, bool cache_valid) {
-  return home.host != nullptr || cache_valid ? Residency::kOnHost : Residency::kOnNvme;
+  // Another rank's chunk is counted as on the host: it arrives from its holder.
+  return home.host != nullptr || cache_valid || home.remote ? Residency::kOnHost
+                                                             : Residency::kOnNvme;
 }
 
 void move(ShardState& s, chunk_index c, Residency from, Residency to) {
@@ -210,11 +212,44 @@ void finish_load(ShardPointer self, chunk_index c, const absl::Status& status) {
   drain_blocked(self);
 }
 
+// Another rank's chunk: a shared slot now (or once one is released), for the
+// caller to fill; nothing is loaded.
+void serve_remote(ShardState& s, chunk_index c, Reply reply) {
+  ChunkSlot& cs = s.chunks[c];
+  DSINF_CHECK_MSG(cs.phase == Phase::kHome, "another rank's chunk fetched twice at once");
+  const std::optional<int> slot = take_slot(s, Evict::kAny);
+  if (!slot) {
+    s.blocked.emplace_back(c, std::move(reply));
+    return;
+  }
+  move(s, c, Residency::kOnHost, Residency::kUploading);
+  move(s, c, Residency::kUploading, Residency::kOnDevice);
+  cs.phase = Phase::kReady;
+  cs.slot = *slot;
+  cs.users = 1;
+  cs.used_since_load = true;
+  reply.deliver(Fetched{absl::OkStatus(), slot_of(s, cs.slot), false});
+}
+
+// Another rank's chunk, released: its slot is free again (the next fetch
+// fills it anew).
+void release_remote(ShardState& s, chunk_index c) {
+  ChunkSlot& cs = s.chunks[c];
+  move(s, c, Residency::kOnDevice, Residency::kAbsent);
+  move(s, c, Residency::kAbsent, Residency::kOnHost);
+  free_slot(s, c, cs.slot);
+  cs = ChunkSlot{};
+}
+
 // A fetch: now if the chunk is on the device, later if it is loading or must wait for a slot.
 void serve(ShardPointer self, chunk_index c, Reply reply) {
   ShardState& s = self->state;
   if (!s.failure.ok()) {
     reply.deliver(Fetched{s.failure, {}, false});
+    return;
+  }
+  if (s.setup.chunks[c].remote) {
+    serve_remote(s, c, std::move(reply));
     return;
   }
   if (s.stale[c]) {
@@ -285,6 +320,7 @@ void set_up(ShardState& s, ShardSetup setup) {
 
 void on_prefetch(ShardPointer self, chunk_index c) {
   ShardState& st = self->state;
+  if (st.setup.chunks[c].remote) return;  // nothing here to load
   if (st.stale[c]) {
     st.prefetch_wanted[c] = true;
     return;
@@ -358,8 +394,11 @@ param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSe
   self->state.uploader = std::move(uploader);
   return {[=](fetch_atom, chunk_index c) -> caf::result<Fetched> {
             ShardState& st = self->state;
-            ++st.fetches;
-            if (st.chunks[c].phase != Phase::kReady) ++st.waits;
+            // Another rank's chunk is no load: not counted.
+            if (!st.setup.chunks[c].remote) {
+              ++st.fetches;
+              if (st.chunks[c].phase != Phase::kReady) ++st.waits;
+            }
             auto reply = self->make_response_promise<Fetched>();
             serve(self, c, reply);
             return reply;
@@ -369,6 +408,7 @@ param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSe
             ShardState& st = self->state;
             DSINF_CHECK_MSG(st.chunks[c].users > 0, "release of a chunk not fetched");
             --st.chunks[c].users;
+            if (st.setup.chunks[c].remote) release_remote(st, c);
             drain_blocked(self);
           },
           [=](invalidate_atom, bool mark_stale) -> caf::result<absl::Status> {

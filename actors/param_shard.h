@@ -4,7 +4,8 @@
 // when the chunk is on the device, else once a load (an NVMe read through
 // nvme_swap, then an upload through the uploader) has brought it into a slot
 // -- and the prefetcher's requests ahead of the model. A chunk with a slot of
-// its own stays on the device once loaded. Event-based: it only routes
+// its own stays on the device once loaded. Another rank's chunk (stage 3)
+// borrows a shared slot from its fetch to its release. Event-based: it only routes
 // messages and starts I/O.
 #pragma once
 
@@ -40,6 +41,10 @@ struct ChunkHome {
   // With 16-bit working weights: the device area of its own slot the upload
   // lands in before it is widened into the slot.
   void* own_area = nullptr;
+  // Another rank holds it (ZeRO stage 3): no home here. A fetch gives it a
+  // shared slot at once, for the caller to fill (the holder's broadcast);
+  // its release frees the slot. Never prefetched, never stale.
+  bool remote = false;
 };
 
 struct ShardSetup {

@@ -24,6 +24,7 @@ struct ParamStreamer::Impl {
   param_shard_actor shard;
   prefetch_actor prefetch;
   std::shared_ptr<PrefetchProbe> probe = std::make_shared<PrefetchProbe>();
+  std::vector<bool> remote;  // per chunk: another rank's
   uint64_t acquire_ns = 0;  // the model's thread in acquire(), waiting included
   uint64_t hit_ns = 0;      // ... in acquires of chunks already on the device
   uint64_t hits = 0;
@@ -46,9 +47,11 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
     DSINF_CHECK(!widen || home.own_slot == nullptr || home.own_area != nullptr);
     elements.push_back(home.elements);
     own.push_back(home.own_slot != nullptr);
+    DSINF_CHECK(!home.remote || home.own_slot == nullptr);
   }
   const uint64_t bucket = setup.prefetch_bucket_elements;
   auto impl = std::make_unique<Impl>();
+  for (const ChunkHome& home : setup.chunks) impl->remote.push_back(home.remote);
   impl->system = setup.system;
   if (impl->system == nullptr) {
     impl->own_system = std::make_unique<ActorSystem>();
@@ -111,7 +114,9 @@ absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
   const uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
-  caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
+  if (!impl_->remote[c]) {
+    caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
+  }
   // A chunk already on the device: the whole round trip was messaging.
   if (fetched.was_ready) {
     impl_->hit_ns += ns;
@@ -120,6 +125,14 @@ absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
   impl_->acquire_ns += ns;
   if (!fetched.status.ok()) return fetched.status;
   return fetched.slot.data;
+}
+
+absl::StatusOr<float*> ParamStreamer::acquire_remote(size_t c) {
+  DSINF_CHECK_MSG(impl_->remote[c], "acquire_remote of a chunk this rank holds");
+  absl::StatusOr<const float*> slot = acquire(c);
+  if (!slot.ok()) return slot.status();
+  // The slot is the shard's device memory: the caller writes the chunk into it.
+  return const_cast<float*>(*slot);
 }
 
 void ParamStreamer::release(size_t c) {

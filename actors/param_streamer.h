@@ -65,6 +65,9 @@ class ParamStreamer {
 
   // The device address of chunk c's parameters, valid until release(c).
   absl::StatusOr<const float*> acquire(size_t c);
+  // Another rank's chunk c (ChunkHome::remote): a shared slot for the caller
+  // to fill, held until release(c). The prefetcher is not told of it.
+  absl::StatusOr<float*> acquire_remote(size_t c);
   void release(size_t c);
   // A training step begins (the prefetcher's order is per step).
   void begin_step();

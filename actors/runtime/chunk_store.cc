@@ -289,7 +289,14 @@ ShardSetup ChunkStore::shard_setup() const {
     home.own_slot = own_slots_[c];
     home.own_staging = own_staging_[c];
     home.own_area = own_areas_[c];
-    if (params_.tier == Tier::kHost) {
+    home.remote = layouts_[c].remote();
+    if (home.remote) {
+      // Another rank's: it borrows a shared slot, unless it has one of its own
+      // elsewhere (a remote slot of the runtime's; the streamer never sees it).
+      home.own_slot = nullptr;
+      home.own_staging = nullptr;
+      home.own_area = nullptr;
+    } else if (params_.tier == Tier::kHost) {
       home.host = params_.host[c];
     } else {
       home.swap = params_.swap_chunk(c);

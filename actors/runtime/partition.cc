@@ -44,14 +44,11 @@ std::vector<int> param_holders(const std::vector<memory::ChunkLayout>& layouts, 
 
 RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool streamed) {
   RemoteSlots slots;
-  bool own_slot = false;
   for (const memory::ChunkLayout& l : layouts) {
-    if (!l.remote()) continue;
+    if (!l.remote() || (streamed && !l.own_slot())) continue;
     slots.bytes = std::max(slots.bytes, l.bytes());
-    own_slot |= l.own_slot();
   }
-  if (slots.bytes == 0) return slots;
-  slots.count = streamed ? (own_slot ? 2 : 1) : kRemoteSlots;
+  if (slots.bytes > 0) slots.count = streamed ? 1 : kRemoteSlots;
   return slots;
 }
 

@@ -30,10 +30,11 @@ struct RemoteSlots {
   size_t bytes = 0;  // each
 };
 
-// The remote slots of a rank holding `layouts`. With `streamed` parameters the
-// model holds one chunk without a slot of its own at a time (the streamer
-// trains with one shared slot), beside chunks with one (LoRA's adapters): one
-// slot, and a second when a chunk with a slot of its own is another rank's.
+// The remote slots of a rank holding `layouts`. With `streamed` parameters
+// another rank's chunk borrows one of the streamer's shared slots while the
+// model uses it (the plan sizes them for it), except a chunk with a slot of
+// its own (LoRA's adapter, used beside its layer's chunk): one remote slot,
+// the size of the largest such chunk, when there is one.
 RemoteSlots remote_slots(const std::vector<memory::ChunkLayout>& layouts, bool streamed);
 
 // How a rank's gradient visits reach their owners (zero_optimization's

@@ -72,7 +72,16 @@ size_t sort_streamed_chunks(const Placement& p, const std::vector<memory::ChunkL
   };
   size_t fp32_part = 0;
   for (size_t c = 0; c < layouts.size(); ++c) {
-    if (layouts[c].remote()) continue;  // another rank's: it comes into a remote slot
+    if (layouts[c].remote()) {
+      // Another rank's chunk comes (fp32, from its holder) into a shared slot
+      // while the model uses it -- or, with a slot of its own (an adapter),
+      // into a remote slot (remote_slots).
+      if (layouts[c].own_slot()) continue;
+      ++shared_chunks;
+      fp32_part = std::max(fp32_part, layouts[c].bytes());
+      plan.slot_elements = std::max(plan.slot_elements, layouts[c].numel_padded());
+      continue;
+    }
     if (layouts[c].numel_padded() < threshold || layouts[c].own_slot()) {
       plan.persistent[c] = true;
       ++plan.persistent_chunks;

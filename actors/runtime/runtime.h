@@ -192,6 +192,8 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // rank's into a remote slot, given back by release_remote.
   absl::Status send_params(size_t c, const float* mine);
   absl::StatusOr<const float*> receive_params(size_t c);
+  bool borrows_streamer_slot(size_t c) const;
+  absl::StatusOr<float*> remote_slot_for(size_t c);
   absl::Status release_remote(size_t c);
   // Chunk c of an fp32 home from rank `root` to every rank.
   absl::Status broadcast_home(ClassHome& home, size_t c, int root);

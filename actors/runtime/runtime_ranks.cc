@@ -94,37 +94,51 @@ absl::Status Runtime::send_params(size_t c, const float* mine) {
   return comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, rank()));
 }
 
+// Another rank's chunk borrows a streamer slot when parameters are streamed,
+// else (or with a slot of its own: an adapter) one of the remote slots.
+bool Runtime::borrows_streamer_slot(size_t c) const {
+  return streamer_ != nullptr && !store_->layouts()[c].own_slot();
+}
+
+absl::StatusOr<float*> Runtime::remote_slot_for(size_t c) {
+  if (borrows_streamer_slot(c)) return streamer_->acquire_remote(c);
+  for (RemoteSlot& s : remote_slots_) {
+    if (s.chunk < 0) {
+      s.chunk = static_cast<long>(c);
+      return s.data;
+    }
+  }
+  DSINF_CHECK_MSG(false, "the model holds more chunks of other ranks than remote_slots()");
+  return nullptr;
+}
+
 absl::StatusOr<const float*> Runtime::receive_params(size_t c) {
   const int root = holders_[c];
   const size_t bytes = store_->bytes(c);
-  RemoteSlot* slot = nullptr;
-  for (RemoteSlot& s : remote_slots_) {
-    if (s.chunk < 0) {
-      slot = &s;
-      break;
-    }
-  }
-  DSINF_CHECK_MSG(slot != nullptr,
-                  "the model holds more chunks of other ranks than remote_slots()");
-  std::byte* into = backend_->device_memory_is_host() ? reinterpret_cast<std::byte*>(slot->data)
+  absl::StatusOr<float*> slot = remote_slot_for(c);
+  if (!slot.ok()) return slot.status();
+  std::byte* into = backend_->device_memory_is_host() ? reinterpret_cast<std::byte*>(*slot)
                                                       : rank_recv_;
   if (absl::Status s = comm::wait(spec_.comm->broadcast(into, bytes, root)); !s.ok()) return s;
   if (!backend_->device_memory_is_host()) {
-    if (absl::Status s = backend_->copy_to_device(slot->data, into, bytes, Stream::kCompute);
-        !s.ok()) {
+    if (absl::Status s = backend_->copy_to_device(*slot, into, bytes, Stream::kCompute); !s.ok()) {
       return s;
     }
     // The staging is received into again next.
     if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
   }
-  slot->chunk = static_cast<long>(c);
-  return slot->data;
+  return *slot;
 }
 
 absl::Status Runtime::release_remote(size_t c) {
+  // The compute that read it is done before the slot is filled again.
+  if (borrows_streamer_slot(c)) {
+    if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+    streamer_->release(c);
+    return absl::OkStatus();
+  }
   for (RemoteSlot& slot : remote_slots_) {
     if (slot.chunk == static_cast<long>(c)) {
-      // The compute that read it is done before the slot is received into again.
       slot.chunk = -1;
       return backend_->synchronize(Stream::kCompute);
     }

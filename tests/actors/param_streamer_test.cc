@@ -32,9 +32,10 @@ struct Fixture {
   std::vector<float*> own_slots;  // per chunk: its own slot, or null
   std::unique_ptr<ParamStreamer> streamer;
 
-  // `num_slots` shared slots; the chunks in `own` have slots of their own.
+  // `num_slots` shared slots; the chunks in `own` have slots of their own;
+  // those in `remote` are another rank's.
   explicit Fixture(size_t num_slots, uint64_t bucket = UINT64_MAX,
-                   const std::vector<size_t>& own = {}) {
+                   const std::vector<size_t>& own = {}, const std::vector<size_t>& remote = {}) {
     StreamerSetup setup;
     setup.backend = backend.get();
     setup.prefetch_bucket_elements = bucket;
@@ -49,6 +50,10 @@ struct Fixture {
       if (std::find(own.begin(), own.end(), c) != own.end()) {
         own_slots[c] = static_cast<float*>(*backend->allocate(kChunkBytes));
         home.own_slot = own_slots[c];
+      }
+      if (std::find(remote.begin(), remote.end(), c) != remote.end()) {
+        home = ChunkHome{};
+        home.remote = true;
       }
       setup.chunks.push_back(home);
     }
@@ -99,6 +104,35 @@ TEST(ParamStreamer, LearnsTheOrderThenPrefetchesAhead) {
   EXPECT_GT(after.prefetches, 0u);
   EXPECT_EQ(after.relearned, 0u);
   EXPECT_EQ(after.fetches, 4 * order.size());
+}
+
+// Another rank's chunk (stage 3) borrows a shared slot from its fetch to its
+// release, to be filled by the caller; the chunks this rank holds keep their
+// bytes and their prefetching around it, and nothing counts it as a load.
+TEST(ParamStreamer, AnotherRanksChunkBorrowsASharedSlot) {
+  for (size_t num_slots : {1, 2}) {
+    Fixture f(num_slots, UINT64_MAX, {}, {1, 4});
+    const std::vector<size_t> order = {0, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0};
+    for (int step = 0; step < 4; ++step) {
+      f.streamer->begin_step();
+      for (size_t c : order) {
+        if (c != 1 && c != 4) {
+          f.visit(c, static_cast<float>(c));
+          continue;
+        }
+        absl::StatusOr<float*> slot = f.streamer->acquire_remote(c);
+        ASSERT_TRUE(slot.ok()) << slot.status();
+        EXPECT_NE(std::find(f.slots.begin(), f.slots.end(), *slot), f.slots.end());
+        std::fill(*slot, *slot + kChunkElements, -1.0f);  // the holder's broadcast
+        f.streamer->release(c);
+      }
+    }
+    const StreamerStats s = f.streamer->stats();
+    EXPECT_EQ(s.fetches, 4 * (order.size() - 4)) << num_slots;
+    EXPECT_EQ(s.order_length, order.size() - 4) << num_slots;
+    EXPECT_EQ(s.relearned, 0u) << num_slots;
+    if (num_slots > 1) EXPECT_GT(s.prefetches, 0u);
+  }
 }
 
 TEST(ParamStreamer, RelearnsWhenTheOrderChanges) {

@@ -71,11 +71,13 @@ absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
     const RankBytes b = class_bytes(placement, layouts, mine, r, owners);
     const size_t device = plan->device_bytes;
     out << absl::StrFormat(
-        "  rank %d: chunks %s | parameters %s, gradients %s, optimizer %s | device %s, host %s, "
-        "nvme %s\n",
+        "  rank %d: chunks %s | parameters %s, gradients %s, optimizer %s | device %s%s, host "
+        "%s, nvme %s\n",
         r, b.first < 0 ? std::string("none") : absl::StrFormat("%d-%d", b.first, b.last),
         util::format_bytes(b.params), util::format_bytes(b.grads), util::format_bytes(b.optimizer),
-        util::format_bytes(device), util::format_bytes(plan->host_bytes),
+        util::format_bytes(device),
+        plan->slots > 0 ? absl::StrFormat(" (%d parameter slots)", plan->slots) : std::string(),
+        util::format_bytes(plan->host_bytes),
         util::format_bytes(plan->nvme_bytes));
     ranks.push_back({{"rank", r},
                      {"chunks", b.first < 0 ? ojson(nullptr) : ojson::array({b.first, b.last})},
@@ -83,6 +85,7 @@ absl::StatusOr<ojson> plan_ranks(const actors::Placement& placement,
                      {"grad_bytes", b.grads},
                      {"optimizer_bytes", b.optimizer},
                      {"device_bytes", device},
+                     {"parameter_slots", plan->slots},
                      {"host_bytes", plan->host_bytes},
                      {"exchange_bytes", plan->exchange_bytes},
                      {"nvme_bytes", plan->nvme_bytes}});

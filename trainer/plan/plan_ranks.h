@@ -17,7 +17,7 @@
 namespace dsinf::trainer {
 
 // One JSON object per rank ({"rank", "chunks": [first, last] or null,
-// "param_bytes", "grad_bytes", "optimizer_bytes", "device_bytes",
+// "param_bytes", "grad_bytes", "optimizer_bytes", "device_bytes", "parameter_slots",
 // "host_bytes", "exchange_bytes", "nvme_bytes"}), printed as lines on `out`. kInvalidArgument
 // when a rank's share does not fit the budgets.
 absl::StatusOr<nlohmann::ordered_json> plan_ranks(const actors::Placement& placement,

@@ -64,13 +64,16 @@ TEST(Partition, RemoteSlotsFollowTheLargestRemoteChunk) {
   const auto rank0 = rank_layouts(all, 0, 2, 3, true);
   const auto rank1 = rank_layouts(all, 1, 2, 3, true);
   EXPECT_EQ(remote_slots(rank0, false).count, kRemoteSlots);
-  EXPECT_EQ(remote_slots(rank0, true).count, 1u);
-  EXPECT_EQ(remote_slots(rank0, true).bytes, all[3].bytes());
-  EXPECT_EQ(remote_slots(rank1, true).bytes, all[0].bytes());
-  // A remote chunk with a slot of its own (an adapter) is held beside another.
+  EXPECT_EQ(remote_slots(rank0, false).bytes, all[3].bytes());
+  EXPECT_EQ(remote_slots(rank1, false).bytes, all[0].bytes());
+  // Streamed, they borrow the streamer's shared slots: no remote slot...
+  EXPECT_EQ(remote_slots(rank0, true).count, 0u);
+  // ... but a remote chunk with a slot of its own (an adapter, held beside
+  // its layer's chunk) has one, its size.
   std::vector<memory::ChunkLayout> adapters = rank0;
   adapters[3].set_own_slot(true);
-  EXPECT_EQ(remote_slots(adapters, true).count, 2u);
+  EXPECT_EQ(remote_slots(adapters, true).count, 1u);
+  EXPECT_EQ(remote_slots(adapters, true).bytes, all[3].bytes());
 }
 
 // The exchanges' host staging: send and receive, the earlier visits of a
@@ -124,10 +127,11 @@ TEST(Partition, ExchangeStagingFollowsTheBucket) {
   EXPECT_EQ(tight.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-// Streamed from NVMe at stage 3: the remote chunks cost no NVMe, host cache
-// or slot of their own, and their device slot is inside the plan (budget).
-TEST(Partition, AStageThreeRankPlansItsShareAndTheRemoteSlot) {
-  const std::vector<memory::ChunkLayout> all = chunks(6, 64 * 1024);
+// Streamed from NVMe at stage 3: the remote chunks cost no NVMe or host
+// cache, and borrow the streamer's shared slots, which the plan sizes for the
+// largest of them (inside the budget).
+TEST(Partition, AStageThreeRankPlansItsShareAndLendsItsSlots) {
+  std::vector<memory::ChunkLayout> all = chunks(6, 64 * 1024);
   Placement p;
   p.params = p.optimizer = Tier::kNvme;
   p.grads = Tier::kHost;
@@ -135,23 +139,29 @@ TEST(Partition, AStageThreeRankPlansItsShareAndTheRemoteSlot) {
   MemoryBudgets budgets;
   const absl::StatusOr<MemoryPlan> whole = plan_memory(p, budgets, all, 4096);
   ASSERT_TRUE(whole.ok()) << whole.status();
-  const auto mine = rank_layouts(all, 0, 3, 3, true);
-  const absl::StatusOr<MemoryPlan> part = plan_memory(p, budgets, mine, 4096);
+  auto mine = rank_layouts(all, 0, 3, 3, true);
+  absl::StatusOr<MemoryPlan> part = plan_memory(p, budgets, mine, 4096);
   ASSERT_TRUE(part.ok()) << part.status();
   const size_t chunk = all[0].bytes();
   EXPECT_EQ(whole->nvme_bytes, 6 * 3 * chunk);  // parameters (= master), m, v
   EXPECT_EQ(part->nvme_bytes, 2 * 3 * chunk);
   EXPECT_EQ(part->cached_chunks, 2u);  // the two it holds, not the first two
-  EXPECT_EQ(whole->remote_bytes, 0u);
-  EXPECT_EQ(part->remote_bytes, chunk);
-  EXPECT_EQ(part->device_bytes, whole->device_bytes + chunk);
-  // A budget without room for the remote slot is refused by name.
+  EXPECT_EQ(part->remote_bytes, 0u);
+  EXPECT_EQ(part->slot_bytes, chunk);
+  EXPECT_EQ(part->device_bytes, whole->device_bytes);
+  // Another rank's chunk larger than this rank's: the shared slot grows to it.
+  all[5] = chunks(1, 3 * 64 * 1024)[0];
+  mine = rank_layouts(all, 0, 3, 3, true);
+  ASSERT_TRUE(mine[5].remote());
+  part = plan_memory(p, budgets, mine, 4096);
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->slot_bytes, all[5].bytes());
+  EXPECT_EQ(part->remote_bytes, 0u);
+  // A budget without room for that slot is refused by name.
   budgets.device_bytes = whole->device_min_bytes;
   const absl::StatusOr<MemoryPlan> tight = plan_memory(p, budgets, mine, 4096);
   ASSERT_FALSE(tight.ok());
-  EXPECT_NE(tight.status().message().find("slots for the chunks other ranks hold"),
-            std::string::npos)
-      << tight.status();
+  EXPECT_NE(tight.status().message().find("parameter slot"), std::string::npos) << tight.status();
 }
 
 }  // namespace
