@@ -32,8 +32,10 @@ config() {
   model='"model": {"n_layer": 2, "n_head": 2, "n_embd": 64, "n_positions": 64, "vocab_size": 256}'
   zero='"zero_optimization": {"stage": 0}'
   case "$placement" in
-    nvme|ranks)
+    nvme)
       zero='"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "'"$swap"'"}, "offload_optimizer": {"device": "nvme", "nvme_path": "'"$swap"'"}}' ;;
+    ranks)  # with gradient visits in flight (overlap_comm, the least bucket)
+      zero='"zero_optimization": {"stage": 3, "overlap_comm": true, "reduce_bucket_size": 1, "offload_param": {"device": "nvme", "nvme_path": "'"$swap"'"}, "offload_optimizer": {"device": "nvme", "nvme_path": "'"$swap"'"}}' ;;
     lora)
       model='"model": {"type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 256, "max_position_embeddings": 64, "seed": 42}'
       zero='"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "'"$swap"'"}, "offload_optimizer": {"device": "cpu"}}'
