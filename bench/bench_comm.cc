@@ -289,7 +289,7 @@ absl::Status run(const CommPlan& plan) {
   Communicator& w = plan.cuda ? *device.nccl : **world;
   kernels::Backend* buffers_on = device.backend.get();
   // NCCL sums in its own order: the same bits as rank order for two terms.
-  const bool exact = !plan.cuda || w.size() <= 2;
+  const bool exact = w.sums_in_rank_order() || w.size() <= 2;
   const bool leader = w.rank() == 0;
   std::ostream& out = plan.json ? std::cerr : std::cout;
   if (leader) out << "bench comm: " << w.describe() << "\n";

@@ -43,6 +43,9 @@ class Communicator {
   virtual int size() const = 0;
   // "mpi (Open MPI 4.1.4), rank 0 of 2": for logs.
   virtual std::string describe() const = 0;
+  // Whether reductions add in rank order (the same bits whatever the timing
+  // and topology); NCCL's add in its own ring or tree order.
+  virtual bool sums_in_rank_order() const { return true; }
 
   // data (n) = the sum over ranks of their data, on every rank.
   virtual absl::StatusOr<std::unique_ptr<Request>> all_reduce(float* data, size_t n) = 0;

@@ -133,6 +133,7 @@ class NcclCommunicator final : public Communicator {
 
   int rank() const override { return bootstrap_.rank(); }
   int size() const override { return bootstrap_.size(); }
+  bool sums_in_rank_order() const override { return false; }
   std::string describe() const override {
     return absl::StrCat("nccl (NCCL ", version_, ", CUDA device ", device_, "), rank ", rank(),
                         " of ", size());
@@ -296,6 +297,7 @@ class StagedWorld final : public Communicator {
 
   int rank() const override { return nccl_->rank(); }
   int size() const override { return nccl_->size(); }
+  bool sums_in_rank_order() const override { return false; }
   std::string describe() const override {
     return absl::StrCat(nccl_->describe(), " over host staging; met by ",
                         rendezvous_->describe());
