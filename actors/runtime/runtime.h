@@ -168,6 +168,14 @@ class Runtime final : public ChunkSource, public CheckpointState {
   // order one rank adds them (runtime_ranks.cc).
   absl::Status start_ranks(const ModelDef& model, const std::vector<memory::ChunkLayout>& all);
   absl::Status reserve_exchange();
+  // With the CUDA backend, NCCL, and gradient accumulators on every rank's
+  // GPU: device_comm_ carries the blocking exchanges over device buffers.
+  absl::Status start_device_exchange();
+  // Visits and stage 3's parameters go between device buffers: always on the
+  // CPU backend (its device memory is host memory), with NCCL on GPUs.
+  bool exchanges_on_device() const;
+  kernels::comm::Communicator& device_exchange();
+  absl::Status reduce_on_device(size_t c, const void* visit, size_t bytes);
   absl::Status reduce_visit(size_t c, const void* visit);
   // This rank's visit (device memory) in host memory: itself on the CPU
   // backend, else downloaded into `staging`.
@@ -235,6 +243,7 @@ class Runtime final : public ChunkSource, public CheckpointState {
   std::byte* rank_send_ = nullptr;
   std::byte* rank_recv_ = nullptr;
   std::unique_ptr<OverlappedReduce> overlapped_;  // overlap_comm
+  std::unique_ptr<kernels::comm::Communicator> device_comm_;  // NCCL (start_device_exchange)
   int64_t exchange_ns_ = 0;
   void* rank_device_ = nullptr;  // a device area for a received part (GPU accumulators)
   struct RemoteSlot {

@@ -16,6 +16,7 @@
 #include "actors/runtime/partition.h"
 #include "actors/runtime/runtime.h"
 #include "actors/runtime/tier_copy.h"
+#include "kernels/comm/nccl_communicator.h"
 #include "kernels/cpu/adam.h"
 #include "memory/util/check.h"
 
@@ -42,6 +43,7 @@ absl::Status Runtime::start_ranks(const ModelDef& model,
     if (!area.ok()) return area.status();
     rank_device_ = *area;
   }
+  if (absl::Status s = start_device_exchange(); !s.ok()) return s;
   if (partitions_params()) holders_ = param_holders(all, ranks());
   // The same slots the memory plan counted (within the device budget).
   const RemoteSlots remote =
@@ -79,19 +81,47 @@ absl::Status Runtime::reserve_exchange() {
   return absl::OkStatus();
 }
 
+// NCCL when every rank can use it: a collective choice (the ranks must agree
+// on which communicator carries each exchange), then NCCL's own collective
+// set-up.
+absl::Status Runtime::start_device_exchange() {
+  const bool mine = !backend_->device_memory_is_host() && cuda_device_.has_value() &&
+                    kernels::comm::nccl_built() && store_->grads().tier == Tier::kDevice;
+  const char can = mine ? 1 : 0;
+  std::vector<char> all(static_cast<size_t>(ranks()));
+  if (absl::Status s = comm::wait(spec_.comm->all_gather_bytes(&can, 1, all.data())); !s.ok()) {
+    return s;
+  }
+  for (char c : all) {
+    if (c == 0) return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<comm::Communicator>> nccl =
+      comm::make_nccl_communicator(*spec_.comm, cuda_device_->index);
+  if (!nccl.ok()) return nccl.status();
+  device_comm_ = *std::move(nccl);
+  return absl::OkStatus();
+}
+
+bool Runtime::exchanges_on_device() const {
+  return backend_->device_memory_is_host() || device_comm_ != nullptr;
+}
+
+comm::Communicator& Runtime::device_exchange() {
+  return device_comm_ ? *device_comm_ : *spec_.comm;
+}
+
 absl::Status Runtime::send_params(size_t c, const float* mine) {
   const size_t bytes = store_->bytes(c);
-  const std::byte* host = reinterpret_cast<const std::byte*>(mine);
   if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
-  if (!backend_->device_memory_is_host()) {
-    if (absl::Status s = backend_->copy_to_host(rank_send_, mine, bytes, Stream::kDownload);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
-    host = rank_send_;
+  if (exchanges_on_device()) {
+    return comm::wait(device_exchange().broadcast(const_cast<float*>(mine), bytes, rank()));
   }
-  return comm::wait(spec_.comm->broadcast(const_cast<std::byte*>(host), bytes, rank()));
+  if (absl::Status s = backend_->copy_to_host(rank_send_, mine, bytes, Stream::kDownload);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
+  return comm::wait(spec_.comm->broadcast(rank_send_, bytes, rank()));
 }
 
 // Another rank's chunk borrows a streamer slot when parameters are streamed,
@@ -117,16 +147,21 @@ absl::StatusOr<const float*> Runtime::receive_params(size_t c) {
   const size_t bytes = store_->bytes(c);
   absl::StatusOr<float*> slot = remote_slot_for(c);
   if (!slot.ok()) return slot.status();
-  std::byte* into = backend_->device_memory_is_host() ? reinterpret_cast<std::byte*>(*slot)
-                                                      : rank_recv_;
-  if (absl::Status s = comm::wait(spec_.comm->broadcast(into, bytes, root)); !s.ok()) return s;
-  if (!backend_->device_memory_is_host()) {
-    if (absl::Status s = backend_->copy_to_device(*slot, into, bytes, Stream::kCompute); !s.ok()) {
+  if (exchanges_on_device()) {
+    if (absl::Status s = comm::wait(device_exchange().broadcast(*slot, bytes, root)); !s.ok()) {
       return s;
     }
-    // The staging is received into again next.
-    if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+    return *slot;
   }
+  if (absl::Status s = comm::wait(spec_.comm->broadcast(rank_recv_, bytes, root)); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = backend_->copy_to_device(*slot, rank_recv_, bytes, Stream::kCompute);
+      !s.ok()) {
+    return s;
+  }
+  // The staging is received into again next.
+  if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
   return *slot;
 }
 
@@ -207,6 +242,8 @@ absl::Status Runtime::reduce_visit(size_t c, const void* visit) {
   // every reduction in flight (the messages between two ranks keep their order).
   if (overlapped_) {
     if (absl::Status s = overlapped_->drain(); !s.ok()) return s;
+  } else if (visits == 1 && exchanges_on_device()) {
+    return reduce_on_device(c, visit, bytes);
   }
   absl::StatusOr<const std::byte*> mine = host_visit(visit, bytes, rank_send_);
   if (!mine.ok()) return mine.status();
@@ -238,6 +275,31 @@ absl::Status Runtime::reduce_visit(size_t c, const void* visit) {
       }
       if (absl::Status s = add_part(c, part); !s.ok()) return s;
     }
+  }
+  return absl::OkStatus();
+}
+
+// The visit stays in device memory: sent from where the backward left it,
+// received into the exchange's device area (host memory on the CPU backend),
+// and added in rank order as the host path adds.
+absl::Status Runtime::reduce_on_device(size_t c, const void* visit, size_t bytes) {
+  ++visits_seen_[c];
+  // The compute that wrote the visit (and read the area) is done.
+  if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
+  comm::Communicator& exchange = device_exchange();
+  const int root = owners_[c];
+  if (rank() != root) return comm::wait(exchange.send(visit, bytes, root));
+  if (absl::Status s = start_accumulator(c); !s.ok()) return s;
+  void* area = rank_device_ != nullptr ? rank_device_ : static_cast<void*>(rank_recv_);
+  for (int r = 0; r < ranks(); ++r) {
+    const void* part = visit;
+    if (r != rank()) {
+      if (absl::Status s = comm::wait(exchange.receive(area, bytes, r)); !s.ok()) return s;
+      part = area;
+    }
+    if (absl::Status s = add_visit(c, part); !s.ok()) return s;
+    // The area is received into again next.
+    if (absl::Status s = backend_->synchronize(Stream::kCompute); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
