@@ -138,6 +138,7 @@ Runtime::~Runtime() {
   streamer_.reset();  // no read in flight into the slots or staging after this
   stop(swap_);
   overlapped_.reset();  // its buffers are the host pool's
+  device_exchange_ = nullptr;
   device_comm_.reset();  // NCCL's, on the backend's device
   store_.reset();
   if (rank_device_ != nullptr) backend_->release(rank_device_);

@@ -169,7 +169,8 @@ class Runtime final : public ChunkSource, public CheckpointState {
   absl::Status start_ranks(const ModelDef& model, const std::vector<memory::ChunkLayout>& all);
   absl::Status reserve_exchange();
   // With the CUDA backend, NCCL, and gradient accumulators on every rank's
-  // GPU: device_comm_ carries the blocking exchanges over device buffers.
+  // GPU: device_exchange_ carries the blocking exchanges over device buffers
+  // (NCCL over the MPI world, or a torchrun-style world's own NCCL).
   absl::Status start_device_exchange();
   // Visits and stage 3's parameters go between device buffers: always on the
   // CPU backend (its device memory is host memory), with NCCL on GPUs.
@@ -244,6 +245,7 @@ class Runtime final : public ChunkSource, public CheckpointState {
   std::byte* rank_recv_ = nullptr;
   std::unique_ptr<OverlappedReduce> overlapped_;  // overlap_comm
   std::unique_ptr<kernels::comm::Communicator> device_comm_;  // NCCL (start_device_exchange)
+  kernels::comm::Communicator* device_exchange_ = nullptr;    // it, or the world's own
   int64_t exchange_ns_ = 0;
   void* rank_device_ = nullptr;  // a device area for a received part (GPU accumulators)
   struct RemoteSlot {

@@ -95,19 +95,23 @@ absl::Status Runtime::start_device_exchange() {
   for (char c : all) {
     if (c == 0) return absl::OkStatus();
   }
+  // A torchrun-style launch's world is NCCL already: its device side serves.
+  device_exchange_ = spec_.comm->device_communicator();
+  if (device_exchange_ != nullptr) return absl::OkStatus();
   absl::StatusOr<std::unique_ptr<comm::Communicator>> nccl =
       comm::make_nccl_communicator(*spec_.comm, cuda_device_->index);
   if (!nccl.ok()) return nccl.status();
   device_comm_ = *std::move(nccl);
+  device_exchange_ = device_comm_.get();
   return absl::OkStatus();
 }
 
 bool Runtime::exchanges_on_device() const {
-  return backend_->device_memory_is_host() || device_comm_ != nullptr;
+  return backend_->device_memory_is_host() || device_exchange_ != nullptr;
 }
 
 comm::Communicator& Runtime::device_exchange() {
-  return device_comm_ ? *device_comm_ : *spec_.comm;
+  return device_exchange_ != nullptr ? *device_exchange_ : *spec_.comm;
 }
 
 absl::Status Runtime::send_params(size_t c, const float* mine) {

@@ -46,6 +46,9 @@ class Communicator {
   // Whether reductions add in rank order (the same bits whatever the timing
   // and topology); NCCL's add in its own ring or tree order.
   virtual bool sums_in_rank_order() const { return true; }
+  // The same ranks over device buffers when this communicator stages host
+  // buffers through one (a torchrun-style launch's NCCL world); else null.
+  virtual Communicator* device_communicator() { return nullptr; }
 
   // data (n) = the sum over ranks of their data, on every rank.
   virtual absl::StatusOr<std::unique_ptr<Request>> all_reduce(float* data, size_t n) = 0;

@@ -298,6 +298,7 @@ class StagedWorld final : public Communicator {
   int rank() const override { return nccl_->rank(); }
   int size() const override { return nccl_->size(); }
   bool sums_in_rank_order() const override { return false; }
+  Communicator* device_communicator() override { return nccl_.get(); }
   std::string describe() const override {
     return absl::StrCat(nccl_->describe(), " over host staging; met by ",
                         rendezvous_->describe());
