@@ -289,13 +289,11 @@ ShardSetup ChunkStore::shard_setup() const {
     home.own_slot = own_slots_[c];
     home.own_staging = own_staging_[c];
     home.own_area = own_areas_[c];
+    // Another rank's chunk has no home here (nor a slot of its own: the plan
+    // gives none to a remote chunk); it borrows a shared slot.
     home.remote = layouts_[c].remote();
     if (home.remote) {
-      // Another rank's: it borrows a shared slot, unless it has one of its own
-      // elsewhere (a remote slot of the runtime's; the streamer never sees it).
-      home.own_slot = nullptr;
-      home.own_staging = nullptr;
-      home.own_area = nullptr;
+      DSINF_CHECK(home.own_slot == nullptr);
     } else if (params_.tier == Tier::kHost) {
       home.host = params_.host[c];
     } else {

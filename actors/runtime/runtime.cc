@@ -42,9 +42,12 @@ absl::Status Runtime::start(const ModelDef& model) {
   std::vector<memory::ChunkLayout> layouts =
       rank_layouts(all, rank(), ranks(), spec_.zero_stage, partitions_params());
   const int micro_batch = spec_.step.micro_batch;
-  std::vector<int> visits(all.size());
-  for (size_t c = 0; c < all.size(); ++c) visits[c] = model.grad_visits(c);
-  exchange_ = exchange_staging(all, visits, ranks(), spec_.training,
+  visits_expected_.resize(all.size());
+  for (size_t c = 0; c < all.size(); ++c) {
+    visits_expected_[c] = model.grad_visits(c);
+    DSINF_CHECK(visits_expected_[c] >= 1);
+  }
+  exchange_ = exchange_staging(all, visits_expected_, ranks(), spec_.training,
                                spec_.placement.grads == Tier::kDevice, spec_.exchange);
   absl::StatusOr<MemoryPlan> plan = plan_memory(spec_.placement, spec_.budgets, layouts,
                                                 model.activation_bytes(micro_batch), exchange_);
@@ -69,7 +72,7 @@ absl::Status Runtime::start(const ModelDef& model) {
   store_ = *std::move(store);
   gates_ = std::make_unique<ChunkGates>(layouts.size());
   grads_fresh_.assign(layouts.size(), false);
-  if (absl::Status s = start_ranks(model, all); !s.ok()) return s;
+  if (absl::Status s = start_ranks(all); !s.ok()) return s;
   if (absl::Status s = start_actors(); !s.ok()) return s;
   model_->set_chunk_source(this);
   return absl::OkStatus();
@@ -395,16 +398,10 @@ absl::Status Runtime::add_visit(size_t c, const void* add) {
   trace::Scope span(trace::Lane::kCopyOut, "gradient to host", static_cast<int64_t>(c));
   float* acc = reinterpret_cast<float*>(grads.host[c]);
   if (!backend_->device_memory_is_host()) {
-    // The download waits for the compute stream's work on the visit.
-    backend_->stream_wait(Stream::kDownload, backend_->record(Stream::kCompute));
-    std::byte* staged = store_->visit_staging();
-    if (absl::Status s =
-            backend_->copy_to_host(staged, add, n * kernels::dtype_bytes(type), Stream::kDownload);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = backend_->synchronize(Stream::kDownload); !s.ok()) return s;
-    add = staged;
+    absl::StatusOr<const std::byte*> staged =
+        host_visit(add, n * kernels::dtype_bytes(type), store_->visit_staging());
+    if (!staged.ok()) return staged.status();
+    add = *staged;
   }
   // The same float addition the device accumulator makes.
   kernels::cpu::accumulate(acc, add, type, n);

@@ -166,7 +166,7 @@ class Runtime final : public ChunkSource, public CheckpointState {
   absl::Status add_visit(size_t c, const void* add);
   // Several ranks: the ranks' visits of chunk c, reduced at its owner in the
   // order one rank adds them (runtime_ranks.cc).
-  absl::Status start_ranks(const ModelDef& model, const std::vector<memory::ChunkLayout>& all);
+  absl::Status start_ranks(const std::vector<memory::ChunkLayout>& all);
   absl::Status reserve_exchange();
   // With the CUDA backend, NCCL, and gradient accumulators on every rank's
   // GPU: device_exchange_ carries the blocking exchanges over device buffers
@@ -178,8 +178,9 @@ class Runtime final : public ChunkSource, public CheckpointState {
   kernels::comm::Communicator& device_exchange();
   absl::Status reduce_on_device(size_t c, const void* visit, size_t bytes);
   absl::Status reduce_visit(size_t c, const void* visit);
-  // This rank's visit (device memory) in host memory: itself on the CPU
-  // backend, else downloaded into `staging`.
+  // A visit (device memory) in host memory: itself on the CPU backend (once
+  // the compute is done), else downloaded into `staging` after the compute
+  // stream's work on it.
   absl::StatusOr<const std::byte*> host_visit(const void* visit, size_t bytes,
                                               std::byte* staging);
   // The owner's parts of chunk c, one per rank in rank order, into its accumulator.

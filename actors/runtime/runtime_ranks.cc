@@ -25,18 +25,12 @@ namespace dsinf::actors {
 using kernels::Stream;
 namespace comm = kernels::comm;
 
-absl::Status Runtime::start_ranks(const ModelDef& model,
-                                  const std::vector<memory::ChunkLayout>& all) {
+absl::Status Runtime::start_ranks(const std::vector<memory::ChunkLayout>& all) {
   model_trainable_.resize(all.size());
   for (size_t c = 0; c < all.size(); ++c) model_trainable_[c] = all[c].trainable();
   owners_ = chunk_owners(all, ranks());
   if (ranks() == 1 || !spec_.training) return absl::OkStatus();
-  visits_expected_.assign(all.size(), 1);
-  visits_seen_.assign(all.size(), 0);
-  for (size_t c = 0; c < all.size(); ++c) {
-    visits_expected_[c] = model.grad_visits(c);
-    DSINF_CHECK(visits_expected_[c] >= 1);
-  }
+  visits_seen_.assign(all.size(), 0);  // visits_expected_: start()
   if (absl::Status s = reserve_exchange(); !s.ok()) return s;
   if (exchange_.device_bytes > 0) {  // what the plan counted (the CPU backend adds in place)
     absl::StatusOr<void*> area = backend_->allocate(exchange_.device_bytes);
