@@ -83,6 +83,7 @@ struct StepOutcome {
 using fetch_atom = caf::atom_constant<caf::atom("fetch")>;        // a chunk, wanted now
 using prefetch_atom = caf::atom_constant<caf::atom("prefetch")>;  // a chunk, wanted soon
 using release_atom = caf::atom_constant<caf::atom("release")>;    // done with a chunk
+using taken_atom = caf::atom_constant<caf::atom("taken")>;  // a chunk taken from the ready board
 using access_atom = caf::atom_constant<caf::atom("access")>;      // the model touched a chunk
 using step_atom = caf::atom_constant<caf::atom("step")>;          // a training step (begins)
 using read_atom = caf::atom_constant<caf::atom("read")>;          // NVMe -> host
@@ -113,11 +114,13 @@ using uploader_actor =
     caf::typed_actor<caf::replies_to<upload_atom, chunk_index, UploadJob>::with<absl::Status>>;
 
 // param_shard: owns the device slots of streamed parameter chunks and their
-// residency. fetch replies once the chunk is in its slot.
+// residency. fetch replies once the chunk is in its slot; taken confirms a
+// take from its ReadyBoard (actors/ready_board.h), which counts as a fetch.
 using param_shard_actor =
     caf::typed_actor<caf::replies_to<fetch_atom, chunk_index>::with<Fetched>,
                      caf::reacts_to<prefetch_atom, chunk_index>,
                      caf::reacts_to<release_atom, chunk_index>,
+                     caf::reacts_to<taken_atom, chunk_index>,
                      caf::replies_to<invalidate_atom, bool>::with<absl::Status>,
                      caf::reacts_to<updated_atom, chunk_index, bool>, caf::reacts_to<step_atom>,
                      caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t>>;

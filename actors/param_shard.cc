@@ -69,6 +69,19 @@ void move(ShardState& s, chunk_index c, Residency from, Residency to) {
 
 using ShardPointer = param_shard_actor::stateful_pointer<ShardState>;
 
+// Chunk c is on the device: the model may take it from the board.
+void post(ShardState& s, chunk_index c) {
+  if (s.setup.board && !s.setup.chunks[c].remote && s.failure.ok()) {
+    s.setup.board->post(c, s.setup.slots[s.chunks[c].slot]);
+  }
+}
+
+// Whether chunk c's slot may be reused: false while a take of it awaits its
+// `taken` message (the model holds it already).
+bool withdraw(ShardState& s, chunk_index c) {
+  return !s.setup.board || s.setup.board->withdraw(c);
+}
+
 bool loads_in_flight(const ShardState& s) {
   for (const ChunkSlot& c : s.chunks) {
     if (c.phase == Phase::kLoading) return true;
@@ -92,7 +105,8 @@ std::optional<int> take_slot(ShardState& s, Evict evict) {
     for (chunk_index c = 0; c < s.chunks.size(); ++c) {
       ChunkSlot& cs = s.chunks[c];
       if (s.own_slot[c] >= 0) continue;  // a chunk with its own slot is never evicted
-      if (cs.phase == Phase::kReady && cs.users == 0 && (cs.used_since_load || !consumed_only)) {
+      if (cs.phase == Phase::kReady && cs.users == 0 && (cs.used_since_load || !consumed_only) &&
+          withdraw(s, c)) {
         const int slot = cs.slot;
         move(s, c, Residency::kOnDevice, Residency::kAbsent);
         move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c], s.cache_valid[c]));
@@ -115,7 +129,7 @@ void drop_all(ShardState& s) {
   for (chunk_index c = 0; c < s.chunks.size(); ++c) {
     ChunkSlot& cs = s.chunks[c];
     if (cs.phase != Phase::kReady) continue;
-    DSINF_CHECK_MSG(cs.users == 0, "homes changed while the model holds a chunk");
+    DSINF_CHECK_MSG(cs.users == 0 && withdraw(s, c), "homes changed while the model holds a chunk");
     move(s, c, Residency::kOnDevice, Residency::kAbsent);
     move(s, c, Residency::kAbsent, home_state(s.setup.chunks[c], s.cache_valid[c]));
     free_slot(s, c, cs.slot);
@@ -193,11 +207,16 @@ void finish_load(ShardPointer self, chunk_index c, const absl::Status& status) {
     }
     free_slot(s, c, cs.slot);
     cs = ChunkSlot{};
-    if (s.failure.ok()) s.failure = status;
+    if (s.failure.ok()) {
+      s.failure = status;
+      // Every later fetch fails with it, takes included.
+      for (chunk_index k = 0; k < s.chunks.size(); ++k) (void)withdraw(s, k);
+    }
     for (Reply& r : waiting) r.deliver(Fetched{status, {}, false});
   } else {
     move(s, c, Residency::kUploading, Residency::kOnDevice);
     cs.phase = Phase::kReady;
+    post(s, c);
     for (Reply& r : waiting) {
       ++cs.users;
       cs.used_since_load = true;
@@ -404,6 +423,16 @@ param_shard_actor::behavior_type param_shard_behavior(ShardPointer self, ShardSe
             return reply;
           },
           [=](prefetch_atom, chunk_index c) { on_prefetch(self, c); },
+          [=](taken_atom, chunk_index c) {
+            // A take from the board: a fetch of a chunk on the device.
+            ShardState& st = self->state;
+            DSINF_CHECK_MSG(st.chunks[c].phase == Phase::kReady, "a chunk taken off the device");
+            ++st.fetches;
+            ++st.chunks[c].users;
+            st.chunks[c].used_since_load = true;
+            // After a failed load every fetch fails: the chunk stays withdrawn.
+            st.setup.board->confirm(c, st.failure.ok());
+          },
           [=](release_atom, chunk_index c) {
             ShardState& st = self->state;
             DSINF_CHECK_MSG(st.chunks[c].users > 0, "release of a chunk not fetched");

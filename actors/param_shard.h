@@ -5,15 +5,18 @@
 // nvme_swap, then an upload through the uploader) has brought it into a slot
 // -- and the prefetcher's requests ahead of the model. A chunk with a slot of
 // its own stays on the device once loaded. Another rank's chunk (stage 3)
-// borrows a shared slot from its fetch to its release. Event-based: it only routes
-// messages and starts I/O.
+// borrows a shared slot from its fetch to its release. A chunk on the device
+// is also posted on the setup's ReadyBoard, and withdrawn before its slot is
+// reused or its home changes. Event-based: it only routes messages and starts I/O.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "actors/messages.h"
+#include "actors/ready_board.h"
 
 namespace dsinf::actors {
 
@@ -55,6 +58,9 @@ struct ShardSetup {
   // With 16-bit working weights: per slot, the device area uploads land in
   // before they are widened into the slot (empty with fp32).
   std::vector<void*> areas;
+  // Where chunks on the device are posted for takes without a round trip
+  // (null: every fetch is a message). Another rank's chunk is never posted.
+  std::shared_ptr<ReadyBoard> board;
 };
 
 param_shard_actor spawn_param_shard(ActorSystem& system, ShardSetup setup, nvme_swap_actor swap,

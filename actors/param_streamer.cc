@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "actors/nvme_swap.h"
 #include "actors/prefetch.h"
+#include "actors/ready_board.h"
 #include "actors/system.h"
 #include "actors/uploader.h"
 #include "memory/util/check.h"
@@ -24,10 +25,14 @@ struct ParamStreamer::Impl {
   param_shard_actor shard;
   prefetch_actor prefetch;
   std::shared_ptr<PrefetchProbe> probe = std::make_shared<PrefetchProbe>();
+  std::shared_ptr<ReadyBoard> board;  // chunks on the device, taken without a round trip
   std::vector<bool> remote;  // per chunk: another rank's
   uint64_t acquire_ns = 0;  // the model's thread in acquire(), waiting included
-  uint64_t hit_ns = 0;      // ... in acquires of chunks already on the device
-  uint64_t hits = 0;
+  uint64_t hits = 0;        // acquires of chunks already on the device
+  uint64_t taken = 0;       // ... of which taken from the board
+  uint64_t hit_ns = 0;      // ... in the others (round trips)
+
+  Fetched take_or_fetch(size_t c);
 };
 
 ParamStreamer::ParamStreamer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -52,6 +57,7 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
   const uint64_t bucket = setup.prefetch_bucket_elements;
   auto impl = std::make_unique<Impl>();
   for (const ChunkHome& home : setup.chunks) impl->remote.push_back(home.remote);
+  impl->board = std::make_shared<ReadyBoard>(setup.chunks.size());
   impl->system = setup.system;
   if (impl->system == nullptr) {
     impl->own_system = std::make_unique<ActorSystem>();
@@ -68,7 +74,7 @@ absl::StatusOr<std::unique_ptr<ParamStreamer>> ParamStreamer::create(StreamerSet
   }
   impl->uploader = spawn_uploader(system, setup.backend, setup.working_dtype);
   ShardSetup shard{std::move(setup.chunks), std::move(setup.slots), std::move(setup.staging),
-                   std::move(setup.areas)};
+                   std::move(setup.areas), impl->board};
   impl->shard = spawn_param_shard(system, std::move(shard), impl->swap, impl->uploader);
   impl->prefetch = spawn_prefetch(system, impl->shard, ahead, bucket, std::move(elements),
                                   std::move(own), impl->probe);
@@ -96,32 +102,44 @@ ParamStreamer::~ParamStreamer() {
   impl_->own_system.reset();
 }
 
+// Chunk c from the board when it is on the device (the shard counts the take
+// after the fact and keeps the slot until then; one sender keeps the take
+// before its release), else by a fetch round trip.
+Fetched ParamStreamer::Impl::take_or_fetch(size_t c) {
+  if (float* slot = board->take(c)) {
+    ++taken;
+    (*self)->send(shard, taken_atom::value, static_cast<chunk_index>(c));
+    return Fetched{absl::OkStatus(), DeviceBuffer{slot}, true};
+  }
+  Fetched fetched;
+  (*self)
+      ->request(shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c))
+      .receive([&](Fetched f) { fetched = std::move(f); },
+               [&](caf::error& e) {
+                 fetched.status =
+                     absl::InternalError(absl::StrCat("param_shard: ", caf::to_string(e)));
+               });
+  return fetched;
+}
+
 absl::StatusOr<const float*> ParamStreamer::acquire(size_t c) {
   trace::Scope span(trace::Lane::kWait, "fetch", static_cast<int64_t>(c));
   const auto start = std::chrono::steady_clock::now();
-  Fetched fetched;
-  // The access that triggers the next prefetch is sent once the reply is in:
-  // that chunk's upload then runs beside the model's compute, not beside this
-  // round trip (on two cores it would delay the reply by the whole copy).
-  auto reply =
-      (*impl_->self)
-          ->request(impl_->shard, caf::infinite, fetch_atom::value, static_cast<chunk_index>(c));
-  std::move(reply).receive(
-      [&](Fetched f) { fetched = std::move(f); },
-      [&](caf::error& e) {
-        fetched.status = absl::InternalError(absl::StrCat("param_shard: ", caf::to_string(e)));
-      });
+  const uint64_t taken_before = impl_->taken;
+  const Fetched fetched = impl_->take_or_fetch(c);
+  const bool from_board = impl_->taken != taken_before;
   const uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
+  // The access that triggers the next prefetch is sent once the chunk is in
+  // hand: that chunk's upload then runs beside the model's compute, not beside
+  // the round trip (on two cores it would delay the reply by the whole copy).
   if (!impl_->remote[c]) {
     caf::anon_send(impl_->prefetch, access_atom::value, static_cast<chunk_index>(c));
   }
   // A chunk already on the device: the whole round trip was messaging.
-  if (fetched.was_ready) {
-    impl_->hit_ns += ns;
-    ++impl_->hits;
-  }
+  if (fetched.was_ready) ++impl_->hits;
+  if (fetched.was_ready && !from_board) impl_->hit_ns += ns;
   impl_->acquire_ns += ns;
   if (!fetched.status.ok()) return fetched.status;
   return fetched.slot.data;
@@ -182,6 +200,7 @@ StreamerStats ParamStreamer::stats() {
   out.acquire_ns = impl_->acquire_ns;
   out.hit_ns = impl_->hit_ns;
   out.hits = impl_->hits;
+  out.taken = impl_->taken;
   return out;
 }
 

@@ -48,8 +48,10 @@ struct StreamerStats {
   uint64_t order_length = 0;  // accesses per step in the learned order
   uint64_t relearned = 0;     // times the order changed and was relearned
   uint64_t acquire_ns = 0;    // the model's thread inside acquire(), waiting for loads included
-  uint64_t hit_ns = 0;        // of that, in acquires of chunks already on the device: the
-  uint64_t hits = 0;          // round trip is pure messaging (the actors' cost per request)
+  uint64_t hits = 0;          // acquires of chunks already on the device
+  uint64_t taken = 0;         // of those, taken from the ready board: no round trip
+  uint64_t hit_ns = 0;        // in the other hits: each round trip is pure messaging (the
+                              // actors' cost per request)
   // The most chunks, and elements, the prefetcher had asked ahead of the model at
   // once (distinct chunks after the one in use; chunks with own slots not counted).
   uint64_t max_ahead_chunks = 0;

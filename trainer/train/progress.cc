@@ -208,21 +208,25 @@ void Progress::nothing_to_train(const TrainState& state) const {
 }
 
 // The actors' cost: a fetch of a chunk already on the device is one round
-// trip of messages and nothing else; every fetch pays about that much.
+// trip of messages and nothing else; every fetch not taken from the ready
+// board pays about that much.
 json Progress::streaming(double elapsed) const {
   if (session_.runtime->placement().params == actors::Tier::kDevice) return nullptr;
   const actors::StreamerStats st = session_.runtime->streamer_stats();
-  const double round_trip_s = st.hits > 0 ? st.hit_ns * 1e-9 / static_cast<double>(st.hits) : 0;
-  const double messaging_s = round_trip_s * static_cast<double>(st.fetches);
+  const uint64_t round_trips = st.hits - st.taken;
+  const double round_trip_s =
+      round_trips > 0 ? st.hit_ns * 1e-9 / static_cast<double>(round_trips) : 0;
+  const double messaging_s = round_trip_s * static_cast<double>(st.fetches - st.taken);
   log() << absl::StrFormat(
-      "parameter streaming: %d fetches, %d waited for a load, %d prefetched; messaging %.1f us "
-      "a round trip, %.3f%% of the run\n",
-      st.fetches, st.waits, st.prefetches, round_trip_s * 1e6,
+      "parameter streaming: %d fetches, %d waited for a load, %d prefetched, %d taken on the "
+      "device without a round trip; messaging %.1f us a round trip, %.3f%% of the run\n",
+      st.fetches, st.waits, st.prefetches, st.taken, round_trip_s * 1e6,
       elapsed > 0 ? 100 * messaging_s / elapsed : 0.0);
   return {{"fetches", st.fetches},
           {"waited", st.waits},
           {"loads", st.loads},
           {"prefetches", st.prefetches},
+          {"taken", st.taken},
           {"order_length", st.order_length},
           {"relearned", st.relearned},
           {"acquire_s", st.acquire_ns * 1e-9},
