@@ -18,7 +18,9 @@
 #include "kernels/cpu/adam.h"
 #include "memory/aligned_buffer.h"
 #include "memory/util/format.h"
+#include "memory/util/crc32c.h"
 #include "memory/util/trace.h"
+#include "nvme/swap_store.h"
 #include "nlohmann/json.hpp"
 
 namespace dsinf::bench {
@@ -69,10 +71,14 @@ absl::StatusOr<std::unique_ptr<Runtime>> compute_alone_runtime(const actors::Run
   return initialised(resident, model, seed);
 }
 
-// CPU Adam alone: the fused step over every parameter chunk's elements.
+// CPU Adam alone: the fused step over the elements of every chunk it updates
+// (a frozen chunk has no optimizer state).
 absl::StatusOr<double> adam_alone(const std::vector<memory::ChunkLayout>& layouts, int steps) {
   size_t n = 0;
-  for (const memory::ChunkLayout& l : layouts) n += l.numel_padded();
+  for (const memory::ChunkLayout& l : layouts) {
+    if (l.trainable()) n += l.numel_padded();
+  }
+  if (n == 0) return 0.0;
   std::vector<absl::StatusOr<memory::AlignedBuffer>> arrays;
   for (int i = 0; i < 4; ++i) arrays.push_back(memory::AlignedBuffer::allocate(n * sizeof(float)));
   for (const auto& a : arrays) {
@@ -92,17 +98,158 @@ absl::StatusOr<double> adam_alone(const std::vector<memory::ChunkLayout>& layout
   });
 }
 
-// A memcpy of each chunk the step moved, between two host buffers.
-absl::StatusOr<double> copies_alone(const std::vector<size_t>& chunk_bytes, int steps) {
-  if (chunk_bytes.empty()) return 0.0;
-  const size_t largest = *std::max_element(chunk_bytes.begin(), chunk_bytes.end());
-  absl::StatusOr<memory::AlignedBuffer> src = memory::AlignedBuffer::allocate(largest);
-  absl::StatusOr<memory::AlignedBuffer> dst = memory::AlignedBuffer::allocate(largest);
-  if (!src.ok()) return src.status();
-  if (!dst.ok()) return dst.status();
-  return median_seconds(steps, [&] {
-    for (size_t bytes : chunk_bytes) std::memcpy(dst->data(), src->data(), bytes);
+// One chunk a step moved between host and device: its bytes in the working
+// dtype and its elements.
+struct Move {
+  size_t bytes = 0, elements = 0;
+};
+
+// Host memory the moves alone read from or write to: a ring larger than the
+// caches (up to 256 MiB, or the step's bytes), so that no measurement runs
+// from a cache the step's own transfers never enjoy. Pinned where the
+// backend pins (a GPU's), plain memory where device memory is host memory.
+class HostRing {
+ public:
+  // For pieces of at most `largest` bytes, `total` bytes a pass.
+  static absl::StatusOr<HostRing> create(kernels::Backend& backend, size_t largest, size_t total) {
+    const size_t bytes = std::max(largest, std::min(total, size_t{256} << 20));
+    HostRing ring(bytes);
+    if (backend.device_memory_is_host()) {
+      absl::StatusOr<memory::AlignedBuffer> plain = memory::AlignedBuffer::allocate(bytes);
+      if (!plain.ok()) return plain.status();
+      ring.plain_ = std::move(*plain);
+      ring.base_ = ring.plain_.data();
+      return ring;
+    }
+    absl::StatusOr<void*> pinned = backend.allocate_pinned_host(bytes);
+    if (!pinned.ok()) return pinned.status();
+    ring.pinned_by_ = &backend;
+    ring.base_ = static_cast<std::byte*>(*pinned);
+    return ring;
+  }
+  HostRing(HostRing&& o) noexcept
+      : pinned_by_(o.pinned_by_), plain_(std::move(o.plain_)), base_(o.base_), bytes_(o.bytes_) {
+    o.pinned_by_ = nullptr;
+  }
+  HostRing(const HostRing&) = delete;
+  HostRing& operator=(const HostRing&) = delete;
+  HostRing& operator=(HostRing&&) = delete;
+  ~HostRing() {
+    if (pinned_by_ != nullptr) pinned_by_->release_pinned_host(base_);
+  }
+  // The next `bytes` of the ring (page-aligned; from the start when they would pass its end).
+  std::byte* next(size_t bytes) {
+    if (at_ + bytes > bytes_) at_ = 0;
+    std::byte* p = base_ + at_;
+    at_ = (at_ + bytes + 4095) / 4096 * 4096;
+    return p;
+  }
+
+ private:
+  explicit HostRing(size_t bytes) : bytes_(bytes) {}
+  kernels::Backend* pinned_by_ = nullptr;
+  memory::AlignedBuffer plain_;
+  std::byte* base_ = nullptr;
+  size_t bytes_;
+  size_t at_ = 0;
+};
+
+// A device buffer of the backend's for the moves alone (the compute-alone
+// runtime's backend, which has no budget).
+struct DeviceScratch {
+  kernels::Backend* backend;
+  void* data = nullptr;
+  ~DeviceScratch() {
+    if (data != nullptr) backend->release(data);
+  }
+};
+
+size_t largest_bytes(const std::vector<Move>& moves, size_t elem_bytes) {
+  size_t n = 0;
+  for (const Move& m : moves) n = std::max({n, m.bytes, m.elements * elem_bytes});
+  return n;
+}
+
+absl::StatusOr<HostRing> ring_for(kernels::Backend& backend, const std::vector<Move>& moves) {
+  size_t total = 0;
+  for (const Move& m : moves) total += m.bytes;
+  return HostRing::create(backend, largest_bytes(moves, 1), total);
+}
+
+// Copy in alone: each upload the step made, as the uploader makes it (the
+// working bytes from pinned host memory to the device, widened there when
+// 16-bit, then a wait), from a host ring beyond the caches.
+absl::StatusOr<double> uploads_alone(kernels::Backend& backend, kernels::DType working,
+                                     const std::vector<Move>& moves, int steps) {
+  if (moves.empty()) return 0.0;
+  absl::StatusOr<HostRing> ring = ring_for(backend, moves);
+  if (!ring.ok()) return ring.status();
+  const size_t largest = largest_bytes(moves, sizeof(float));
+  DeviceScratch slot{&backend}, area{&backend};
+  absl::StatusOr<void*> s = backend.allocate(largest), a = backend.allocate(largest);
+  if (!s.ok()) return s.status();
+  if (!a.ok()) return a.status();
+  slot.data = *s;
+  area.data = *a;
+  const bool widen = working != kernels::DType::kF32;
+  absl::Status failed;
+  absl::StatusOr<double> t = median_seconds(steps, [&] {
+    for (const Move& m : moves) {
+      void* target = widen ? area.data : slot.data;
+      failed.Update(backend.copy_to_device(target, ring->next(m.bytes), m.bytes,
+                                           kernels::Stream::kUpload));
+      if (widen) {
+        failed.Update(backend.convert(area.data, working, slot.data, kernels::DType::kF32,
+                                      m.elements, kernels::Stream::kUpload));
+      }
+      failed.Update(backend.synchronize(kernels::Stream::kUpload));
+    }
   });
+  if (!failed.ok()) return failed;
+  return t;
+}
+
+// Copy out alone: each download the step made (the working bytes, device to
+// pinned host memory), into a host ring beyond the caches.
+absl::StatusOr<double> downloads_alone(kernels::Backend& backend, const std::vector<Move>& moves,
+                                       int steps) {
+  if (moves.empty()) return 0.0;
+  absl::StatusOr<HostRing> ring = ring_for(backend, moves);
+  if (!ring.ok()) return ring.status();
+  DeviceScratch src{&backend};
+  absl::StatusOr<void*> s = backend.allocate(largest_bytes(moves, 1));
+  if (!s.ok()) return s.status();
+  src.data = *s;
+  absl::Status failed;
+  absl::StatusOr<double> t = median_seconds(steps, [&] {
+    for (const Move& m : moves) {
+      failed.Update(backend.copy_to_host(ring->next(m.bytes), src.data, m.bytes,
+                                         kernels::Stream::kDownload));
+    }
+    failed.Update(backend.synchronize(kernels::Stream::kDownload));
+  });
+  if (!failed.ok()) return failed;
+  return t;
+}
+
+// Checksums alone: a CRC32C of every block the step's NVMe traffic wrote or
+// read back (the swap store checks each block it reads), over host memory
+// beyond the caches.
+absl::StatusOr<double> checksums_alone(kernels::Backend& backend, uint64_t bytes,
+                                       size_t block_bytes, int steps) {
+  if (bytes == 0) return 0.0;
+  absl::StatusOr<HostRing> ring = HostRing::create(backend, block_bytes, bytes);
+  if (!ring.ok()) return ring.status();
+  uint32_t sink = 0;
+  absl::StatusOr<double> t = median_seconds(steps, [&] {
+    for (uint64_t done = 0; done < bytes; done += block_bytes) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(block_bytes, bytes - done));
+      sink ^= util::crc32c(ring->next(n), n);
+    }
+  });
+  volatile uint32_t keep = sink;  // the checksums are used
+  (void)keep;
+  return t;
 }
 
 // NVMe alone: the step's bytes at the GB/s the config's aio settings reach on
@@ -132,7 +279,7 @@ struct Measured {
   double step_s = 0, compute_s = 0;
   std::vector<trace::Span> spans;  // of the traced step
   uint64_t read_bytes = 0, write_bytes = 0;
-  std::vector<size_t> copied_in, copied_out;  // chunk bytes the traced step moved
+  std::vector<Move> copied_in, copied_out;  // the chunks the traced step moved
   std::map<int, double> busy;                 // per lane, in the traced step
 };
 
@@ -209,47 +356,69 @@ absl::Status traced_step(Runtimes& r, int& index, Measured& m, std::ostream& log
   for (const trace::Span& span : m.spans) {
     m.busy[static_cast<int>(span.lane)] += (span.end_ns - span.begin_ns) * 1e-9;
     if (span.chunk < 0 || static_cast<size_t>(span.chunk) >= layouts.size()) continue;
-    if (span.lane == trace::Lane::kCopyIn) m.copied_in.push_back(layouts[span.chunk].bytes());
-    if (span.lane == trace::Lane::kCopyOut) m.copied_out.push_back(layouts[span.chunk].bytes());
+    // Chunks cross between host and device in the working dtype.
+    const memory::ChunkLayout& l = layouts[span.chunk];
+    const Move move{r.rt.placement().working_bytes(l), l.numel_padded()};
+    if (span.lane == trace::Lane::kCopyIn) m.copied_in.push_back(move);
+    if (span.lane == trace::Lane::kCopyOut) m.copied_out.push_back(move);
   }
   return absl::OkStatus();
 }
 
-// Each resource alone, and the bound: the slowest independent one.
+// Each resource alone, and the bound: the slowest independent one. On the
+// CPU backend compute, copies, Adam and checksums share the cores; on a GPU
+// the device computes, the copies have a link each way, and the host's cores
+// run Adam and the checksums.
 struct Alone {
-  double adam = 0, copy_in = 0, copy_out = 0, nvme_read = 0, nvme_write = 0;
-  double cpu = 0;  // compute, copies and Adam share the CPU backend's cores
+  double adam = 0, copy_in = 0, copy_out = 0, checksums = 0, nvme_read = 0, nvme_write = 0;
   const char* bound_name = "";
   double bound_s = 0;
 };
 
-absl::StatusOr<Alone> measure_alone(const actors::RuntimeSpec& spec, Runtime& rt, const Measured& m,
-                                    int steps, std::ostream& log) {
+void choose_bound(const Measured& m, bool cpu_backend, Alone& a) {
+  std::vector<std::pair<const char*, double>> bounds = {{"nvme read", a.nvme_read},
+                                                        {"nvme write", a.nvme_write}};
+  if (cpu_backend) {
+    bounds.emplace_back("cpu (compute, copies, adam and checksums share the cores)",
+                        m.compute_s + a.copy_in + a.copy_out + a.adam + a.checksums);
+  } else {
+    bounds.emplace_back("compute", m.compute_s);
+    bounds.emplace_back("copy in", a.copy_in);
+    bounds.emplace_back("copy out", a.copy_out);
+    bounds.emplace_back("host cpu (adam and checksums)", a.adam + a.checksums);
+  }
+  const auto bound = std::max_element(bounds.begin(), bounds.end(), [](const auto& x, const auto& y) {
+    return x.second < y.second;
+  });
+  a.bound_name = bound->first;
+  a.bound_s = bound->second;
+}
+
+// `resident` is the compute-alone runtime: its backend has no budget, so the
+// copies alone have device memory of their own.
+absl::StatusOr<Alone> measure_alone(const actors::RuntimeSpec& spec, Runtime& rt,
+                                    Runtime& resident, const Measured& m, int steps,
+                                    std::ostream& log) {
   log << "measuring each resource alone\n";
   const int passes = std::max(2, steps);
-  Alone a;
+  kernels::Backend& backend = resident.backend();
   absl::StatusOr<double> adam = adam_alone(rt.layouts(), passes);
   if (!adam.ok()) return adam.status();
-  absl::StatusOr<double> copy_in = copies_alone(m.copied_in, passes);
+  absl::StatusOr<double> copy_in =
+      uploads_alone(backend, rt.placement().working_dtype, m.copied_in, passes);
   if (!copy_in.ok()) return copy_in.status();
-  absl::StatusOr<double> copy_out = copies_alone(m.copied_out, passes);
+  absl::StatusOr<double> copy_out = downloads_alone(backend, m.copied_out, passes);
   if (!copy_out.ok()) return copy_out.status();
+  absl::StatusOr<double> checksums = checksums_alone(
+      backend, m.read_bytes + m.write_bytes, nvme::SwapStoreOptions{}.checksum_block_bytes, passes);
+  if (!checksums.ok()) return checksums.status();
   std::string note;
   absl::StatusOr<std::pair<double, double>> nvme =
       nvme_alone(spec, m.read_bytes, m.write_bytes, &note);
   if (!nvme.ok()) return nvme.status();
   if (!note.empty()) log << "note: " << note << "\n";
-  a = {*adam, *copy_in, *copy_out, nvme->first, nvme->second};
-  a.cpu = m.compute_s + a.copy_in + a.copy_out + a.adam;
-  const std::pair<const char*, double> bounds[] = {
-      {"cpu (compute + copies + adam share the cores)", a.cpu},
-      {"nvme read", a.nvme_read},
-      {"nvme write", a.nvme_write}};
-  const auto* bound =
-      std::max_element(std::begin(bounds), std::end(bounds),
-                       [](const auto& x, const auto& y) { return x.second < y.second; });
-  a.bound_name = bound->first;
-  a.bound_s = bound->second;
+  Alone a{*adam, *copy_in, *copy_out, *checksums, nvme->first, nvme->second};
+  choose_bound(m, rt.backend().device_memory_is_host(), a);
   return a;
 }
 
@@ -267,9 +436,9 @@ absl::StatusOr<std::string> write_trace(const BenchStepRun& run, const BenchStep
   return path;
 }
 
-size_t sum(const std::vector<size_t>& v) {
+size_t sum(const std::vector<Move>& v) {
   size_t total = 0;
-  for (size_t b : v) total += b;
+  for (const Move& m : v) total += m.bytes;
   return total;
 }
 
@@ -285,6 +454,8 @@ void print_table(const Measured& m, const Alone& a, std::ostream& log) {
   table.add_row({"copy out", format_fixed(a.copy_out, 3), busy(trace::Lane::kCopyOut),
                  util::format_bytes(sum(m.copied_out))});
   table.add_row({"cpu adam", format_fixed(a.adam, 3), busy(trace::Lane::kAdam), ""});
+  table.add_row({"checksums", format_fixed(a.checksums, 3), "",
+                 util::format_bytes(m.read_bytes + m.write_bytes)});
   table.add_row({"nvme read", format_fixed(a.nvme_read, 3), busy(trace::Lane::kNvmeRead),
                  util::format_bytes(m.read_bytes)});
   table.add_row({"nvme write", format_fixed(a.nvme_write, 3), busy(trace::Lane::kNvmeWrite),
@@ -322,6 +493,7 @@ json result_json(const Measured& m, const Alone& a, const Throughput& t, Runtime
                  const std::string& trace_path) {
   json components = {{"compute_s", m.compute_s},   {"copy_in_s", a.copy_in},
                      {"copy_out_s", a.copy_out},   {"adam_s", a.adam},
+                     {"checksums_s", a.checksums},
                      {"nvme_read_s", a.nvme_read}, {"nvme_write_s", a.nvme_write}};
   json busy = json::object();
   for (int l = 0; l < trace::kNumLanes; ++l) {
@@ -388,7 +560,7 @@ absl::Status run_bench_step(const actors::RuntimeSpec& spec, const actors::Model
   int index = 0;
   if (absl::Status s = run_rounds(runtimes, options.steps, index, m, log); !s.ok()) return s;
   if (absl::Status s = traced_step(runtimes, index, m, log); !s.ok()) return s;
-  absl::StatusOr<Alone> alone = measure_alone(spec, **rt, m, options.steps, log);
+  absl::StatusOr<Alone> alone = measure_alone(spec, **rt, **resident, m, options.steps, log);
   if (!alone.ok()) return alone.status();
   absl::StatusOr<std::string> trace_path = write_trace(run, options, m.spans);
   if (!trace_path.ok()) return trace_path.status();

@@ -6,6 +6,7 @@
 // the least budget that works; a resumed NVMe run is bit-identical.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <regex>
 #include <set>
@@ -323,7 +324,8 @@ TEST(Offload, BenchStepReportsStepBoundComponentsAndTrace) {
     EXPECT_GT(result.value(key, 0.0), 0.0) << key << " in " << result.dump();
   }
   for (const char* key :
-       {"compute_s", "copy_in_s", "copy_out_s", "adam_s", "nvme_read_s", "nvme_write_s"}) {
+       {"compute_s", "copy_in_s", "copy_out_s", "adam_s", "checksums_s", "nvme_read_s",
+        "nvme_write_s"}) {
     EXPECT_GT(result["components"].value(key, 0.0), 0.0) << key;
   }
   EXPECT_GT(result["bytes_per_step"]["nvme_read"].get<uint64_t>(), 0u);
@@ -340,6 +342,15 @@ TEST(Offload, BenchStepReportsStepBoundComponentsAndTrace) {
                    result["flops_per_token"].get<double>() * tokens / step_s / 1e12);
   if (result["device"].get<std::string>().rfind("cpu", 0) == 0) {
     EXPECT_TRUE(result["mfu"].is_null());
+    // The CPU backend's cores run compute, copies, Adam and the checksums one
+    // after another; the disk reads and writes beside them.
+    const json& c = result["components"];
+    const double cores = c["compute_s"].get<double>() + c["copy_in_s"].get<double>() +
+                         c["copy_out_s"].get<double>() + c["adam_s"].get<double>() +
+                         c["checksums_s"].get<double>();
+    EXPECT_DOUBLE_EQ(result["bound_s"].get<double>(),
+                     std::max({cores, c["nvme_read_s"].get<double>(),
+                               c["nvme_write_s"].get<double>()}));
   }
   const json events = json::parse(read_text(trace))["traceEvents"];
   std::set<int> lanes;
