@@ -1,6 +1,7 @@
 #include "memory/util/crc32c.h"
 
 #include <array>
+#include <cstdint>
 #include <cstring>
 
 #if defined(__x86_64__)
@@ -37,18 +38,75 @@ inline uint32_t load_le32(const unsigned char* p) {
 }
 
 #if defined(__x86_64__)
+// The CRC register after `n` more zero bytes, as the instruction computes it.
+__attribute__((target("sse4.2"))) uint32_t zeros_sse42(uint32_t state, size_t n) {
+  uint64_t c = state;
+  for (size_t i = 0; i < n; i += 8) c = _mm_crc32_u64(c, 0);
+  return static_cast<uint32_t>(c);
+}
+
+// Three chains run over three adjacent lanes at once (one chain waits on
+// each instruction's latency; three keep the unit busy), then join: the CRC
+// register is linear, so the state after A then B is the state after A moved
+// past |B| zero bytes, xor the state after B from zero. Moving a state past
+// one or two lanes is a table lookup per state byte.
+constexpr size_t kLane = 4096;
+
+struct LaneShifts {
+  uint32_t one[4][256];  // by kLane bytes
+  uint32_t two[4][256];  // by 2 kLane bytes
+};
+
+const LaneShifts& lane_shifts() {
+  static const LaneShifts shifts = [] {
+    LaneShifts t{};
+    for (int k = 0; k < 4; ++k) {
+      for (uint32_t b = 0; b < 256; ++b) {
+        t.one[k][b] = zeros_sse42(b << (8 * k), kLane);
+        t.two[k][b] = zeros_sse42(t.one[k][b], kLane);
+      }
+    }
+    return t;
+  }();
+  return shifts;
+}
+
+inline uint32_t shift(const uint32_t (&table)[4][256], uint32_t state) {
+  return table[0][state & 0xFFu] ^ table[1][(state >> 8) & 0xFFu] ^
+         table[2][(state >> 16) & 0xFFu] ^ table[3][state >> 24];
+}
+
+inline uint64_t load64(const unsigned char* p) {
+  uint64_t word;
+  std::memcpy(&word, p, 8);
+  return word;
+}
+
 __attribute__((target("sse4.2"))) uint32_t extend_sse42(uint32_t crc, const unsigned char* p,
                                                         size_t n) {
   uint64_t c = ~crc;
-  // Align to 8 bytes so the 64-bit loop never splits a cache line.
+  // Align to 8 bytes so the 64-bit loads never split a cache line.
   while (n > 0 && (reinterpret_cast<uintptr_t>(p) & 7u) != 0) {
     c = _mm_crc32_u8(static_cast<uint32_t>(c), *p++);
     --n;
   }
+  if (n >= 3 * kLane) {
+    const LaneShifts& t = lane_shifts();
+    while (n >= 3 * kLane) {
+      uint64_t a = c, b = 0, d = 0;
+      for (size_t i = 0; i < kLane; i += 8) {
+        a = _mm_crc32_u64(a, load64(p + i));
+        b = _mm_crc32_u64(b, load64(p + kLane + i));
+        d = _mm_crc32_u64(d, load64(p + 2 * kLane + i));
+      }
+      c = shift(t.two, static_cast<uint32_t>(a)) ^ shift(t.one, static_cast<uint32_t>(b)) ^
+          static_cast<uint32_t>(d);
+      p += 3 * kLane;
+      n -= 3 * kLane;
+    }
+  }
   while (n >= 8) {
-    uint64_t word;
-    std::memcpy(&word, p, 8);
-    c = _mm_crc32_u64(c, word);
+    c = _mm_crc32_u64(c, load64(p));
     p += 8;
     n -= 8;
   }
