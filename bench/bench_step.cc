@@ -307,8 +307,8 @@ absl::Status timed_step(Runtime& rt, const actors::StepRequest& request, int ind
 // compute-alone passes: this VM's speed drifts over seconds, so each round
 // sets a step against compute measured beside it. A round's steps include
 // their last optimizer run to its end (its overlap with a next step is not
-// counted), so the step time errs high. step_s and compute_s are medians
-// over the rounds.
+// counted), so the step time errs high. step_s and compute_s are the round's
+// whose ratio of the two is the median.
 absl::Status run_rounds(Runtimes& r, int steps, int& index, Measured& m, std::ostream& log) {
   constexpr int kRounds = 3;
   for (; index < 2; ++index) {
@@ -331,8 +331,16 @@ absl::Status run_rounds(Runtimes& r, int steps, int& index, Measured& m, std::os
     log << absl::StrFormat("  round %d: %.3f s a step, compute alone %.3f s\n", round + 1,
                            round_step_s.back(), round_compute_s.back());
   }
-  m.step_s = median(round_step_s);
-  m.compute_s = median(round_compute_s);
+  // The round whose step stands at the median against its own compute: a
+  // round's two figures drift together, two rounds' figures need not.
+  std::vector<int> order(kRounds);
+  for (int i = 0; i < kRounds; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int x, int y) {
+    return round_step_s[x] / round_compute_s[x] < round_step_s[y] / round_compute_s[y];
+  });
+  const int middle = order[kRounds / 2];
+  m.step_s = round_step_s[middle];
+  m.compute_s = round_compute_s[middle];
   return absl::OkStatus();
 }
 
@@ -527,7 +535,7 @@ void report(const Measured& m, const Alone& a, const Throughput& t, const std::s
   print_table(m, a, log);
   auto wait = m.busy.find(static_cast<int>(trace::Lane::kWait));
   log << absl::StrFormat(
-      "step %.3f s (median of 3 rounds of %d) | bound %.3f s: %s | ratio %.2f | model waited "
+      "step %.3f s (the median round of 3 of %d) | bound %.3f s: %s | ratio %.2f | model waited "
       "%.3f s for chunks | trace %s\n",
       m.step_s, steps, a.bound_s, a.bound_name, m.step_s / a.bound_s,
       wait == m.busy.end() ? 0.0 : wait->second, trace_path);
