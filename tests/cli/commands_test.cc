@@ -66,8 +66,8 @@ TEST(Cli, TheSameBadInputExitsTheSameFromEveryCommand) {
       EXPECT_NE(r.err.find(config), std::string::npos) << command << config << "\n" << r.err;
     }
   }
-  for (const std::string& env : {"DSINF_DEVICE=tpu", "DSINF_NVME_FAULT=melt@3"}) {
-    for (const std::string& command : {"train ", "plan ", "bench step "}) {
+  for (const std::string env : {"DSINF_DEVICE=tpu", "DSINF_NVME_FAULT=melt@3"}) {
+    for (const std::string command : {"train ", "plan ", "bench step "}) {
       const CommandResult r = run_command(env + " " + dsinf_binary() + " " + command + good, dir.path());
       EXPECT_EQ(r.exit_code, 2) << env << " " << command << "\n" << r.err;
       EXPECT_NE(r.err.find(env.substr(0, env.find('='))), std::string::npos) << r.err;
