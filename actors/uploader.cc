@@ -4,13 +4,10 @@
 #include "memory/util/trace.h"
 
 namespace dsinf::actors {
-namespace {
 
 using kernels::Stream;
 
-// The copy, the widening of 16-bit working weights when they are stored so,
-// then a wait: the slot is complete when the reply goes.
-absl::Status upload(kernels::Backend* backend, kernels::DType working, const UploadJob& job) {
+absl::Status upload_chunk(kernels::Backend* backend, kernels::DType working, const UploadJob& job) {
   const bool widen = working != kernels::DType::kF32;
   void* target = widen ? job.area : static_cast<void*>(job.slot.data);
   absl::Status st = backend->copy_to_device(target, job.src.data, job.bytes, Stream::kUpload);
@@ -22,12 +19,14 @@ absl::Status upload(kernels::Backend* backend, kernels::DType working, const Upl
   return st;
 }
 
+namespace {
+
 uploader_actor::behavior_type uploader(uploader_actor::pointer self, kernels::Backend* backend,
                                        kernels::DType working) {
   (void)self;
   return {[=](upload_atom, chunk_index c, UploadJob job) -> caf::result<absl::Status> {
     trace::Scope span(trace::Lane::kCopyIn, "upload", static_cast<int64_t>(c));
-    return upload(backend, working, job);
+    return upload_chunk(backend, working, job);
   }};
 }
 

@@ -16,4 +16,9 @@ class ActorSystem;
 uploader_actor spawn_uploader(ActorSystem& system, kernels::Backend* backend,
                               kernels::DType working);
 
+// The actor's work on one job: the copy, the widening of 16-bit working
+// weights, then a wait (the slot is complete when it returns). `dsinf bench
+// step` times it alone.
+absl::Status upload_chunk(kernels::Backend* backend, kernels::DType working, const UploadJob& job);
+
 }  // namespace dsinf::actors

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "actors/runtime/runtime.h"
+#include "actors/uploader.h"
 #include "bench/nvme_io.h"
 #include "bench/report.h"
 #include "bench/timing.h"
@@ -176,9 +177,8 @@ absl::StatusOr<HostRing> ring_for(kernels::Backend& backend, const std::vector<M
   return HostRing::create(backend, largest_bytes(moves, 1), total);
 }
 
-// Copy in alone: each upload the step made, as the uploader makes it (the
-// working bytes from pinned host memory to the device, widened there when
-// 16-bit, then a wait), from a host ring beyond the caches.
+// Copy in alone: each upload the step made, by the uploader's own function,
+// from a host ring beyond the caches.
 absl::StatusOr<double> uploads_alone(kernels::Backend& backend, kernels::DType working,
                                      const std::vector<Move>& moves, int steps) {
   if (moves.empty()) return 0.0;
@@ -191,18 +191,16 @@ absl::StatusOr<double> uploads_alone(kernels::Backend& backend, kernels::DType w
   if (!a.ok()) return a.status();
   slot.data = *s;
   area.data = *a;
-  const bool widen = working != kernels::DType::kF32;
+  actors::UploadJob job;
+  job.slot = actors::DeviceBuffer{static_cast<float*>(slot.data)};
+  job.area = area.data;
   absl::Status failed;
   absl::StatusOr<double> t = median_seconds(steps, [&] {
     for (const Move& m : moves) {
-      void* target = widen ? area.data : slot.data;
-      failed.Update(backend.copy_to_device(target, ring->next(m.bytes), m.bytes,
-                                           kernels::Stream::kUpload));
-      if (widen) {
-        failed.Update(backend.convert(area.data, working, slot.data, kernels::DType::kF32,
-                                      m.elements, kernels::Stream::kUpload));
-      }
-      failed.Update(backend.synchronize(kernels::Stream::kUpload));
+      job.src = actors::HostBuffer{ring->next(m.bytes)};
+      job.bytes = m.bytes;
+      job.elements = m.elements;
+      failed.Update(actors::upload_chunk(&backend, working, job));
     }
   });
   if (!failed.ok()) return failed;
